@@ -1,0 +1,18 @@
+//! `ctigate-csta`: a sans-IO codec for CSTA Phase III links (ECMA-285 BER in X.880 ROSE
+//! after X.227 ACSE, over the 2-byte length framing PBXs use).
+//!
+//! Layers, bottom up: [`ber`] (TLV, limits), [`schema`] (the ECMA-285 type table generated
+//! from the ASN.1 modules), [`codec`] (schema-driven decode and canonical encode of a
+//! [`Value`]), [`rose`] and [`acse`] (APDUs), [`apdu`] (one enum for a link PDU),
+//! [`types`], [`ops`] and [`events`] (typed views), [`json`] (the `ctigate decode` form)
+//! and [`framing`] (tokio-util codecs).
+#![forbid(unsafe_code)]
+
+pub mod ber;
+pub mod codec;
+pub mod error;
+pub mod schema;
+pub mod value;
+
+pub use error::{DecodeError, DecodeErrorKind, EncodeError};
+pub use value::{Member, Value};

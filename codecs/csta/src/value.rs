@@ -1,0 +1,178 @@
+//! The decoded form of any ECMA-285 / ACSE value: a tree that names its components, keeps
+//! unknown elements and vendor data as raw octets, and re-encodes canonically.
+
+use bytes::Bytes;
+
+/// One component of a SEQUENCE or SET, in wire order. `name` is the ASN.1 component name,
+/// or [`UNKNOWN`] for an element the type does not define (an extension or vendor
+/// addition), whose whole TLV is kept in a [`Value::Raw`] and re-encoded unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub name: &'static str,
+    pub value: Value,
+}
+
+/// Name of members that the type does not define.
+pub const UNKNOWN: &str = "";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Boolean(bool),
+    /// INTEGER (named numbers are just values).
+    Integer(i64),
+    /// ENUMERATED: the number, known or not (open enumeration, house habit 5).
+    Enumerated(i64),
+    Null,
+    /// OCTET STRING.
+    Octets(Bytes),
+    /// BIT STRING: unused bits in the last octet, and the octets.
+    Bits {
+        unused: u8,
+        data: Bytes,
+    },
+    /// OBJECT IDENTIFIER content octets.
+    Oid(Bytes),
+    /// A character string's octets (validated for its string type on input).
+    Str(Bytes),
+    /// GeneralizedTime / UTCTime octets (ASCII).
+    Time(Bytes),
+    /// SEQUENCE or SET.
+    Seq(Vec<Member>),
+    /// SEQUENCE OF or SET OF.
+    List(Vec<Value>),
+    /// A CHOICE: the alternative's name and value.
+    Choice(&'static str, Box<Value>),
+    /// A whole TLV kept as it came: ANY, an unknown CHOICE alternative, an unknown element.
+    Raw(Bytes),
+    /// Content of a value whose type is not in the table (media attachment, physical
+    /// device, voice unit events); the tag comes from the enclosing type.
+    Opaque {
+        constructed: bool,
+        content: Bytes,
+    },
+}
+
+impl Value {
+    /// The component `name` of a SEQUENCE/SET value.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        match self {
+            Value::Seq(m) => m.iter().find(|m| m.name == name).map(|m| &m.value),
+            _ => None,
+        }
+    }
+    /// Follow a dotted path of component and alternative names (`callingDevice.deviceIdentifier`);
+    /// a CHOICE step matches its alternative's name, and `*` any alternative.
+    pub fn path(&self, path: &str) -> Option<&Value> {
+        let mut v = self;
+        for step in path.split('.') {
+            v = match v {
+                Value::Seq(_) => v.get(step)?,
+                Value::Choice(n, inner) if *n == step || step == "*" => inner,
+                _ => return None,
+            };
+        }
+        Some(v)
+    }
+    /// The alternative of a CHOICE value.
+    pub fn choice(&self) -> Option<(&'static str, &Value)> {
+        match self {
+            Value::Choice(n, v) => Some((n, v)),
+            _ => None,
+        }
+    }
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Integer(i) | Value::Enumerated(i) => Some(*i),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Boolean(b) => Some(*b),
+            _ => None,
+        }
+    }
+    /// Octets of an OCTET STRING, character string, time or raw value.
+    pub fn as_bytes(&self) -> Option<&Bytes> {
+        match self {
+            Value::Octets(b) | Value::Str(b) | Value::Time(b) | Value::Raw(b) | Value::Oid(b) => {
+                Some(b)
+            }
+            _ => None,
+        }
+    }
+    /// A character string as text (IA5 and the other 7-bit strings are ASCII by
+    /// validation; others are read as UTF-8, lossily).
+    pub fn as_str(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            Value::Str(b) | Value::Time(b) => Some(String::from_utf8_lossy(b)),
+            _ => None,
+        }
+    }
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+    /// Members of a SEQUENCE/SET value.
+    pub fn members(&self) -> &[Member] {
+        match self {
+            Value::Seq(m) => m,
+            _ => &[],
+        }
+    }
+
+    // -- builders --
+    pub fn str(s: &str) -> Value {
+        Value::Str(Bytes::copy_from_slice(s.as_bytes()))
+    }
+    pub fn octets(b: impl AsRef<[u8]>) -> Value {
+        Value::Octets(Bytes::copy_from_slice(b.as_ref()))
+    }
+    pub fn alt(name: &'static str, v: Value) -> Value {
+        Value::Choice(name, Box::new(v))
+    }
+    /// A SEQUENCE value from (name, value) pairs in schema order.
+    pub fn seq<I: IntoIterator<Item = (&'static str, Value)>>(members: I) -> Value {
+        Value::Seq(
+            members
+                .into_iter()
+                .map(|(name, value)| Member { name, value })
+                .collect(),
+        )
+    }
+    /// BIT STRING from the numbers of the bits that are set (named-bit list, minimal length).
+    pub fn bits_from(set: &[u32]) -> Value {
+        let nbits = set.iter().map(|b| b + 1).max().unwrap_or(0) as usize;
+        let mut data = vec![0u8; nbits.div_ceil(8)];
+        for b in set {
+            data[*b as usize / 8] |= 0x80 >> (b % 8);
+        }
+        let unused = ((8 - nbits % 8) % 8) as u8;
+        Value::Bits {
+            unused,
+            data: Bytes::from(data),
+        }
+    }
+    /// The numbers of the bits that are set in a BIT STRING value.
+    pub fn bits_set(&self) -> Vec<u32> {
+        match self {
+            Value::Bits { unused, data } => {
+                let total = (data.len() * 8).saturating_sub(*unused as usize);
+                (0..total as u32)
+                    .filter(|b| data[*b as usize / 8] & (0x80 >> (b % 8)) != 0)
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Builder helpers that keep call sites short: `seq![("a", v), ...]`.
+#[macro_export]
+macro_rules! seq {
+    ($(($name:expr, $v:expr)),* $(,)?) => {
+        $crate::value::Value::Seq(vec![$($crate::value::Member { name: $name, value: $v }),*])
+    };
+}

@@ -385,12 +385,10 @@ pub fn encode_into(ty: TypeId, v: &Value, out: &mut Vec<u8>) -> Result<(), Encod
 fn enc(ty: TypeId, v: &Value, out: &mut Vec<u8>, tag: Option<Tag>) -> Result<(), EncodeError> {
     let d = def(ty);
     let mismatch = || EncodeError::new(format!("value {} does not fit type {}", short(v), d.name));
-    // raw values carry their own tag and are copied as they came
-    if let Value::Raw(b) = v {
-        if tag.is_none() {
-            out.extend_from_slice(b);
-            return Ok(());
-        }
+    // raw values (ANY, unknown CHOICE alternatives) carry their own tag: copied as they came
+    if let (Value::Raw(b), Kind::Any | Kind::Choice(_), None) = (v, &d.kind, tag) {
+        out.extend_from_slice(b);
+        return Ok(());
     }
     match &d.kind {
         Kind::Tagged {

@@ -8,11 +8,20 @@
 //! and [`framing`] (tokio-util codecs).
 #![forbid(unsafe_code)]
 
+pub mod acse;
+pub mod apdu;
 pub mod ber;
 pub mod codec;
 pub mod error;
+pub mod framing;
+pub mod json;
+pub mod oid;
+pub mod rose;
 pub mod schema;
 pub mod value;
 
+pub use apdu::Apdu;
+pub use ber::Limits;
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
+pub use oid::Oid;
 pub use value::{Member, Value};

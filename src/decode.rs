@@ -1,0 +1,352 @@
+//! `ctigate decode`: turn CSTA PDUs into one JSON object per PDU (the contract outside
+//! checks rely on; see README "Decoding a capture").
+//!
+//! * hex mode: one unframed PDU per line in hex (blank lines and lines starting with `#`
+//!   ignored; white space, `:` and a trailing ` # comment` inside a line are allowed);
+//! * binary mode: a stream of framed PDUs (`u16`: 2-octet length; `xml8`: CSTA-XML header).
+//!
+//! Success: `{"apdu", "invoke_id", "operation", "family", "event", "value", "reencoded",
+//! "canonical"}`; failure: `{"error", "code", "path", "offset", …}` and the next PDU is
+//! read. Never a panic: every input error is a line.
+
+use bytes::{Bytes, BytesMut};
+use ctigate_csta::framing::{Frame, FramingError, U16Codec, Xml8Codec};
+use ctigate_csta::json::{apdu_json, hex};
+use ctigate_csta::{Apdu, Limits};
+use serde_json::{json, Map, Value as Json};
+use std::io::{BufRead, Write};
+use tokio_util::codec::Decoder;
+
+/// Binary stream framings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    U16,
+    Xml8,
+}
+
+/// What a run saw.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub decoded: usize,
+    pub failed: usize,
+}
+
+impl Summary {
+    /// Exit status: 0 when everything decoded, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(self.failed > 0)
+    }
+}
+
+/// The longest hex line accepted: a PDU of at most 65535 octets plus separators.
+const MAX_HEX_LINE: usize = 4 * 65_536;
+
+/// Decode one unframed PDU into its output object.
+pub fn decode_pdu(pdu: &[u8]) -> (Map<String, Json>, bool) {
+    let bytes = Bytes::copy_from_slice(pdu);
+    match Apdu::decode_with(&bytes, &Limits::DEFAULT) {
+        Ok(a) => {
+            let mut m = apdu_json(&a);
+            match a.encode() {
+                Ok(re) => {
+                    m.insert("canonical".into(), json!(re == pdu));
+                    m.insert("reencoded".into(), json!(hex(&re)));
+                }
+                Err(e) => {
+                    // cannot happen for decoded values; reported rather than hidden
+                    m.insert("reencoded".into(), Json::Null);
+                    m.insert("reencode_error".into(), json!(e.to_string()));
+                }
+            }
+            (m, true)
+        }
+        Err(e) => {
+            let mut m = Map::new();
+            m.insert("error".into(), json!(e.to_string()));
+            m.insert("code".into(), json!(e.code()));
+            m.insert("path".into(), json!(e.path()));
+            m.insert("offset".into(), json!(e.offset));
+            if let Some(id) = e.invoke_id {
+                m.insert("invoke_id".into(), json!(id));
+            }
+            m.insert("input".into(), json!(hex(&pdu[..pdu.len().min(256)])));
+            (m, false)
+        }
+    }
+}
+
+fn emit(
+    out: &mut dyn Write,
+    m: Map<String, Json>,
+    s: &mut Summary,
+    ok: bool,
+) -> std::io::Result<()> {
+    if ok {
+        s.decoded += 1;
+    } else {
+        s.failed += 1;
+    }
+    serde_json::to_writer(&mut *out, &Json::Object(m))?;
+    out.write_all(b"\n")
+}
+
+fn parse_hex_line(line: &str) -> Result<Vec<u8>, String> {
+    let body = match line.find('#') {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    let digits: Vec<u8> = body
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b':')
+        .collect();
+    if digits.len() % 2 != 0 {
+        return Err(format!("odd number of hex digits ({})", digits.len()));
+    }
+    let val = |c: u8| match c {
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        b'A'..=b'F' => Ok(c - b'A' + 10),
+        _ => Err(format!("not a hex digit: {:?}", c as char)),
+    };
+    digits
+        .chunks(2)
+        .map(|p| Ok(val(p[0])? << 4 | val(p[1])?))
+        .collect()
+}
+
+/// Hex mode over any reader.
+pub fn run_hex(input: &mut dyn BufRead, out: &mut dyn Write) -> std::io::Result<Summary> {
+    let mut s = Summary::default();
+    let mut lineno = 0usize;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = std::io::Read::take(&mut *input, MAX_HEX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        if buf.len() > MAX_HEX_LINE && !buf.ends_with(b"\n") {
+            // skip the rest of the over-long line
+            let mut sink = Vec::new();
+            loop {
+                sink.clear();
+                let k = std::io::Read::take(&mut *input, 1 << 16).read_until(b'\n', &mut sink)?;
+                if k == 0 || sink.ends_with(b"\n") {
+                    break;
+                }
+            }
+            let m = Map::from_iter([
+                (
+                    "error".to_string(),
+                    json!("line longer than a 65535-octet PDU in hex"),
+                ),
+                ("code".to_string(), json!("too_large")),
+                ("line".to_string(), json!(lineno)),
+            ]);
+            emit(out, m, &mut s, false)?;
+            continue;
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let t = text.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        match parse_hex_line(t) {
+            Ok(pdu) => {
+                let (mut m, ok) = decode_pdu(&pdu);
+                if !ok {
+                    m.insert("line".into(), json!(lineno));
+                }
+                emit(out, m, &mut s, ok)?;
+            }
+            Err(e) => {
+                let m = Map::from_iter([
+                    ("error".to_string(), json!(format!("line {lineno}: {e}"))),
+                    ("code".to_string(), json!("bad_hex")),
+                    ("line".to_string(), json!(lineno)),
+                ]);
+                emit(out, m, &mut s, false)?;
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Binary mode over a whole stream.
+pub fn run_binary(data: &[u8], framing: Framing, out: &mut dyn Write) -> std::io::Result<Summary> {
+    let mut s = Summary::default();
+    let mut buf = BytesMut::from(data);
+    let mut index = 0usize;
+    match framing {
+        Framing::U16 => {
+            // a capture of an OmniPCX Office link starts with the 'B' or 'P' byte
+            let mut codec = match buf.first() {
+                Some(&b) if b == b'B' || b == b'P' => U16Codec::new().expecting_handshake(b),
+                _ => U16Codec::new(),
+            };
+            loop {
+                let offset = data.len() - buf.len();
+                match codec.decode(&mut buf) {
+                    Ok(Some(Frame::Handshake(_))) => continue,
+                    Ok(Some(Frame::Pdu(p))) => {
+                        let (mut m, ok) = decode_pdu(&p);
+                        if !ok {
+                            m.insert("frame".into(), json!(index));
+                            m.insert("stream_offset".into(), json!(offset));
+                        }
+                        emit(out, m, &mut s, ok)?;
+                        index += 1;
+                    }
+                    Ok(None) => {
+                        if !buf.is_empty() {
+                            let m = Map::from_iter([
+                                (
+                                    "error".to_string(),
+                                    json!(format!(
+                                        "stream ends inside a frame: {} octet(s) left over",
+                                        buf.len()
+                                    )),
+                                ),
+                                ("code".to_string(), json!("truncated")),
+                                ("frame".to_string(), json!(index)),
+                                ("stream_offset".to_string(), json!(offset)),
+                            ]);
+                            emit(out, m, &mut s, false)?;
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        framing_error(out, &mut s, e, index, offset)?;
+                        break;
+                    }
+                }
+            }
+        }
+        Framing::Xml8 => {
+            let mut codec = Xml8Codec::new();
+            loop {
+                let offset = data.len() - buf.len();
+                match codec.decode(&mut buf) {
+                    Ok(Some(f)) => {
+                        let m = Map::from_iter([
+                            ("apdu".to_string(), json!("xml")),
+                            ("invoke_id".to_string(), json!(f.invoke_id)),
+                            ("value".to_string(), json!(String::from_utf8_lossy(&f.body))),
+                        ]);
+                        emit(out, m, &mut s, true)?;
+                        index += 1;
+                    }
+                    Ok(None) => {
+                        if !buf.is_empty() {
+                            let m = Map::from_iter([
+                                (
+                                    "error".to_string(),
+                                    json!(format!(
+                                        "stream ends inside a frame: {} octet(s) left over",
+                                        buf.len()
+                                    )),
+                                ),
+                                ("code".to_string(), json!("truncated")),
+                                ("frame".to_string(), json!(index)),
+                                ("stream_offset".to_string(), json!(offset)),
+                            ]);
+                            emit(out, m, &mut s, false)?;
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        framing_error(out, &mut s, e, index, offset)?;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(s)
+}
+
+fn framing_error(
+    out: &mut dyn Write,
+    s: &mut Summary,
+    e: FramingError,
+    index: usize,
+    offset: usize,
+) -> std::io::Result<()> {
+    let m = Map::from_iter([
+        (
+            "error".to_string(),
+            json!(format!("{e}; the rest of the stream cannot be framed")),
+        ),
+        ("code".to_string(), json!("framing")),
+        ("frame".to_string(), json!(index)),
+        ("stream_offset".to_string(), json!(offset)),
+    ]);
+    emit(out, m, s, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str) -> (Vec<Json>, Summary) {
+        let mut out = Vec::new();
+        let s = run_hex(&mut text.as_bytes(), &mut out).unwrap();
+        let lines = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines, s)
+    }
+
+    #[test]
+    fn hex_mode_one_line_per_pdu() {
+        let (l, s) =
+            run("# comment\n\na10f020102020147300730058003323031\nzz\na1\n6203800100  # rlrq\n");
+        assert_eq!(
+            s,
+            Summary {
+                decoded: 2,
+                failed: 2
+            }
+        );
+        assert_eq!(l[0]["apdu"], "invoke");
+        assert_eq!(l[0]["operation"], "monitorStart");
+        assert_eq!(l[0]["invoke_id"], 2);
+        assert_eq!(
+            l[0]["value"]["monitorObject"]["$value"]["deviceIdentifier"]["$value"],
+            "201"
+        );
+        assert_eq!(l[0]["reencoded"], "a10f020102020147300730058003323031");
+        assert_eq!(l[1]["code"], "bad_hex");
+        assert_eq!(l[2]["code"], "truncated");
+        assert_eq!(l[3]["apdu"], "rlrq");
+    }
+
+    #[test]
+    fn binary_mode_frames_and_leftovers() {
+        let mut data = vec![
+            0x00, 0x05, 0x62, 0x03, 0x80, 0x01, 0x00, 0x00, 0x03, 0xa1, 0x05, 0x02,
+        ];
+        data.extend([0x00, 0x09, 0x01]);
+        let mut out = Vec::new();
+        let s = run_binary(&data, Framing::U16, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let l: Vec<Json> = text
+            .lines()
+            .map(|x| serde_json::from_str(x).unwrap())
+            .collect();
+        assert_eq!(
+            s,
+            Summary {
+                decoded: 1,
+                failed: 2
+            }
+        );
+        assert_eq!(l[0]["apdu"], "rlrq");
+        assert_eq!(l[1]["frame"], 1);
+        assert_eq!(l[2]["code"], "truncated");
+    }
+}

@@ -1,0 +1,8 @@
+//! ctigate: a CTI gateway between a PBX's CSTA Phase III link and NDJSON adapters.
+//!
+//! This crate holds the command-line tools; the wire codec is the `ctigate-csta` crate
+//! in `codecs/csta`.
+
+pub mod decode;
+
+pub use ctigate_csta as csta;

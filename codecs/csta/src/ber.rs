@@ -115,12 +115,16 @@ pub fn read_tlv(
                 ));
             }
             if len > rest.len() {
-                return Err(DecodeError::new(
+                // past the enclosing value but within the PDU: the length lies; past the
+                // PDU: the input ends early
+                let kind = if content_start + len <= buf.len() {
+                    DecodeErrorKind::BadLength
+                } else {
                     DecodeErrorKind::Truncated {
                         needed: len - rest.len(),
-                    },
-                    pos,
-                ));
+                    }
+                };
+                return Err(DecodeError::new(kind, pos));
             }
             let end = content_start + len;
             Ok(Tlv {
@@ -335,6 +339,12 @@ mod tests {
 
     #[test]
     fn lying_lengths_and_depth() {
+        // an inner length running past its parent (but not past the PDU) lies
+        let buf = [0x30, 0x03, 0x04, 0x05, 0x01, 0x02, 0x03, 0x04];
+        assert_eq!(
+            read_tlv(&buf, 2, 5, 2, &Limits::DEFAULT).unwrap_err().kind,
+            DecodeErrorKind::BadLength
+        );
         assert_eq!(
             tlv(&[0x04, 0x05, 1]).unwrap_err().kind,
             DecodeErrorKind::Truncated { needed: 4 }

@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn lying_lengths_and_depth() {
         // an inner length running past its parent (but not past the PDU) lies
-        let buf = [0x30, 0x03, 0x04, 0x05, 0x01, 0x02, 0x03, 0x04];
+        let buf = [0x30, 0x03, 0x04, 0x02, 0x01, 0x02, 0x03, 0x04];
         assert_eq!(
             read_tlv(&buf, 2, 5, 2, &Limits::DEFAULT).unwrap_err().kind,
             DecodeErrorKind::BadLength

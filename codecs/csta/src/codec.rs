@@ -297,10 +297,35 @@ impl Decoder<'_> {
                 }
                 if !f.optional {
                     // a mandatory open CHOICE takes an unknown alternative here
-                    if is_open_choice(f.ty) {
+                    if is_open_choice(f.ty)
+                        && !fields.iter().any(|g| schema::accepts(g.ty, child.tag))
+                    {
                         found = Some(j);
                     }
                     break;
+                }
+            }
+            if found.is_none() {
+                // an element carrying the tag of one of this type's components, out of place
+                // or repeated, is not an extension: keeping it would change its meaning on
+                // re-encoding (it could land where an omitted DEFAULT component was)
+                if let Some(k) = fields.iter().position(|f| schema::accepts(f.ty, child.tag)) {
+                    if k >= next {
+                        // a later component arrived while a mandatory one is still missing
+                        let missing = fields[next..k]
+                            .iter()
+                            .find(|f| !f.optional)
+                            .map_or(fields[k].name, |f| f.name);
+                        return Err(DecodeError::new(K::MissingField(missing), child.start));
+                    }
+                    return Err(DecodeError::new(
+                        K::UnexpectedTag {
+                            found: child.tag,
+                            constructed: child.constructed,
+                        },
+                        child.start,
+                    )
+                    .within(fields[k].name));
                 }
             }
             match found {
@@ -344,6 +369,16 @@ impl Decoder<'_> {
                         name: f.name,
                         value: v,
                     });
+                }
+                None if fields.iter().any(|f| schema::accepts(f.ty, child.tag)) => {
+                    // a repeated component
+                    return Err(DecodeError::new(
+                        K::UnexpectedTag {
+                            found: child.tag,
+                            constructed: child.constructed,
+                        },
+                        child.start,
+                    ));
                 }
                 None => members.push(Member {
                     name: UNKNOWN,
@@ -642,5 +677,27 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind, K::TrailingData);
+    }
+}
+
+#[cfg(test)]
+mod misplaced_tests {
+    use super::*;
+    use crate::schema::ty;
+
+    #[test]
+    fn repeated_component_is_rejected_not_kept() {
+        // AARQ: protocol-version (DEFAULT, present) then a second [0]: keeping it as unknown
+        // would let it become protocol-version once the DEFAULT is omitted on output
+        let b = Bytes::from_static(&[
+            0x60, 0x0b, 0x80, 0x02, 0x07, 0x80, 0x80, 0x00, 0xa1, 0x03, 0x06, 0x01, 0x00,
+        ]);
+        let e = decode(ty::ACSE_apdu, &b).unwrap_err();
+        assert!(matches!(e.kind, K::UnexpectedTag { .. }), "{e}");
+        assert!(e.path().ends_with("protocol-version"), "{e}");
+        // a later component while a mandatory one is missing names the missing one
+        let b = Bytes::from_static(&[0x61, 0x08, 0xa1, 0x03, 0x06, 0x01, 0x00, 0xa3, 0x01, 0x00]);
+        let e = decode(ty::ACSE_apdu, &b).unwrap_err();
+        assert_eq!(e.kind, K::MissingField("result"), "{e}");
     }
 }

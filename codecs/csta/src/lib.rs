@@ -13,11 +13,14 @@ pub mod apdu;
 pub mod ber;
 pub mod codec;
 pub mod error;
+pub mod events;
 pub mod framing;
 pub mod json;
 pub mod oid;
+pub mod ops;
 pub mod rose;
 pub mod schema;
+pub mod types;
 pub mod value;
 
 pub use apdu::Apdu;

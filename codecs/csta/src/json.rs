@@ -223,7 +223,7 @@ pub fn apdu_json(a: &Apdu) -> Map<String, Json> {
                     }
                     if let Some((family, event)) = a.event_name() {
                         m.insert("family".into(), json!(family));
-                        m.insert("event".into(), json!(event));
+                        m.insert("event".into(), if event.is_empty() { Json::Null } else { json!(event) });
                     }
                     m.insert(
                         "value".into(),

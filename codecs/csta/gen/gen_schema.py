@@ -112,6 +112,7 @@ class Gen:
         self.nodes = []          # [(name, kind_rust)]
         self.named = {}          # (module, type) -> node id
         self.resolving = set()
+        self.meta = {}           # node id -> ('tag', class, number) | ('univ', n) | ('choice', [ids]) | ('any',) | ('none',)
 
     def new(self, name):
         self.nodes.append([name, None])
@@ -166,6 +167,7 @@ class Gen:
             nid = self.new(name)
             self.named[key] = nid
             self.nodes[nid][1] = 'Kind::Opaque'
+            self.meta[nid] = ('none',)
             return nid
         t = self.p[mod]['types'][name]
         if t.get('tag') is None and t['type'] not in UNIVERSAL and t['type'] not in (
@@ -203,8 +205,11 @@ class Gen:
                 explicit = True
             self.nodes[nid][1] = 'Kind::Tagged { tag: Tag::new(Class::%s, %d), explicit: %s, inner: %d }' % (
                 cls, tag['number'], 'true' if explicit else 'false', inner)
+            self.meta[nid] = ('tag', cls, tag['number'])
             return
         typ = t['type']
+        if typ in UNIVERSAL:
+            self.meta[nid] = ('univ', UNIVERSAL[typ])
         if typ in ('SEQUENCE', 'SET'):
             fields = []
             for m in t.get('members') or []:
@@ -229,8 +234,10 @@ class Gen:
                 aty = self.type_node(mod, m, '%s.%s' % (path, m['name']))
                 alts.append('Alt { name: %s, ty: %d }' % (rs(m['name']), aty))
             self.nodes[nid][1] = 'Kind::Choice(&[%s])' % ', '.join(alts)
+            self.meta[nid] = ('choice', [int(a.split('ty: ')[1].rstrip(' }')) for a in alts])
         elif typ in ('ANY', 'ANY DEFINED BY'):
             self.nodes[nid][1] = 'Kind::Any'
+            self.meta[nid] = ('any',)
         elif typ == 'INTEGER':
             nn = t.get('named-numbers') or {}
             self.nodes[nid][1] = 'Kind::Integer(&[%s])' % ', '.join(
@@ -265,6 +272,26 @@ class Gen:
         else:
             raise ValueError('%s: unsupported type %s' % (path, typ))
 
+    def first_tags(self, nid, seen=()):
+        """(sorted tag codes a value of this node can start with, open?)"""
+        m = self.meta[nid]
+        if m[0] == 'tag':
+            return [tag_code(m[1], m[2])], False
+        if m[0] == 'univ':
+            return [tag_code('Universal', m[1])], False
+        if m[0] == 'any':
+            return [], True
+        if m[0] == 'choice':
+            tags, open_ = set(), False
+            for a in m[1]:
+                if a in seen:
+                    continue
+                t, o = self.first_tags(a, seen + (nid,))
+                tags.update(t)
+                open_ = open_ or o
+            return sorted(tags), open_
+        return [], False
+
     def default(self, mod, m, d):
         _, spec = self.spec_of(mod, dict(m, tag=None) if False else {k: v for k, v in m.items() if k != 'tag'})
         typ = spec['type']
@@ -289,6 +316,14 @@ class Gen:
             bits = sorted(named[x] for x in d)
             return 'DefaultValue::Bits(&[%s])' % ', '.join(str(b) for b in bits)
         raise ValueError('unsupported DEFAULT of %s' % typ)
+
+
+CLASS_BITS = {'Universal': 0, 'Application': 1, 'Context': 2, 'Private': 3}
+
+
+def tag_code(cls, number):
+    """A tag as one integer: class in bits 32-33, number below (schema::Tag::code)."""
+    return (CLASS_BITS[cls] << 32) | number
 
 
 def rs(s):
@@ -353,7 +388,9 @@ def main():
            'pub static TYPES: [TypeDef; %d] = [' % len(g.nodes)]
     for i, (name, kind) in enumerate(g.nodes):
         assert kind is not None, name
-        out.append('    /* %d */ TypeDef { name: %s, kind: %s },' % (i, rs(name), kind))
+        tags, open_ = g.first_tags(i)
+        out.append('    /* %d */ TypeDef { name: %s, kind: %s, first: &[%s], open: %s },' % (
+            i, rs(name), kind, ', '.join('0x%x' % t for t in tags), 'true' if open_ else 'false'))
     out.append('];')
     out.append('')
     out.append('/// ECMA-285 operations: `CODE local` value, ASN.1 value name, argument and result types.')

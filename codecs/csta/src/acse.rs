@@ -147,15 +147,13 @@ fn member(name: &'static str, value: Value) -> Member {
 
 fn user_information(versions: &[u32]) -> Result<Value, EncodeError> {
     // CSTAVersion in whole octets, at least two (as switches send it: `03 03 00 08 00`)
-    let Value::Bits { data, .. } = Value::bits_from(versions) else {
-        unreachable!("bits_from gives Bits")
+    let data = match Value::bits_from(versions).bits_parts() {
+        Some((_, d)) => d.to_vec(),
+        None => Vec::new(),
     };
-    let mut octets = data.to_vec();
+    let mut octets = data;
     octets.resize(octets.len().max(2), 0);
-    let bits = Value::Bits {
-        unused: 0,
-        data: Bytes::from(octets),
-    };
+    let bits = Value::bits(0, &octets);
     let ui = Value::alt(
         "newDefinition",
         Value::Seq(vec![member("cSTAVersion", bits)]),

@@ -30,11 +30,10 @@ impl Default for Limits {
     }
 }
 
-/// One TLV located in a buffer: offsets are absolute in that buffer.
+/// One TLV located in a buffer: offsets are absolute in that buffer. Plain integers only
+/// (no enum or bool fields), so `Option<Result<Tlv, _>>` moves as whole words.
 #[derive(Debug, Clone, Copy)]
 pub struct Tlv {
-    pub tag: Tag,
-    pub constructed: bool,
     /// Offset of the identifier octet.
     pub start: usize,
     /// Content octets `content_start..content_end`.
@@ -42,7 +41,29 @@ pub struct Tlv {
     pub content_end: usize,
     /// Offset just past the TLV (past the end-of-contents octets when indefinite).
     pub end: usize,
-    pub indefinite: bool,
+    /// [`Tag::code`] of the tag.
+    tag_code: u64,
+    /// bit 0: constructed; bit 1: indefinite length.
+    flags: u64,
+}
+
+impl Tlv {
+    #[inline]
+    pub fn tag(&self) -> Tag {
+        Tag::from_code(self.tag_code)
+    }
+    #[inline]
+    pub fn tag_code(&self) -> u64 {
+        self.tag_code
+    }
+    #[inline]
+    pub fn constructed(&self) -> bool {
+        self.flags & 1 != 0
+    }
+    #[inline]
+    pub fn indefinite(&self) -> bool {
+        self.flags & 2 != 0
+    }
 }
 
 fn class_of(c: asn1_rs::Class) -> Class {
@@ -52,6 +73,70 @@ fn class_of(c: asn1_rs::Class) -> Class {
         asn1_rs::Class::ContextSpecific => Class::Context,
         asn1_rs::Class::Private => Class::Private,
     }
+}
+
+/// The common identifier/length forms, without a parser: a low tag number (< 31) and a
+/// definite length in at most 3 length octets. `(header length, tag, constructed, length)`.
+#[inline]
+fn fast_header(input: &[u8]) -> Option<(usize, Tag, bool, usize)> {
+    let b0 = *input.first()?;
+    if b0 & 0x1f == 0x1f {
+        return None;
+    }
+    let class = [
+        Class::Universal,
+        Class::Application,
+        Class::Context,
+        Class::Private,
+    ][(b0 >> 6) as usize];
+    let tag = Tag::new(class, u32::from(b0 & 0x1f));
+    let constructed = b0 & 0x20 != 0;
+    match *input.get(1)? {
+        l if l < 0x80 => Some((2, tag, constructed, l as usize)),
+        0x81 => Some((3, tag, constructed, *input.get(2)? as usize)),
+        0x82 => Some((
+            4,
+            tag,
+            constructed,
+            (*input.get(2)? as usize) << 8 | *input.get(3)? as usize,
+        )),
+        _ => None,
+    }
+}
+
+/// Every other form, through `asn1-rs` (high tag numbers, indefinite and long lengths,
+/// and the malformed cases with their precise errors).
+#[cold]
+fn slow_header(
+    input: &[u8],
+    pos: usize,
+    limit: usize,
+) -> Result<(usize, Tag, bool, Length), DecodeError> {
+    let (rest, hdr) = match Header::from_ber(input) {
+        Ok(x) => x,
+        Err(asn1_rs::nom::Err::Incomplete(n)) => {
+            let needed = match n {
+                asn1_rs::nom::Needed::Size(s) => s.get(),
+                asn1_rs::nom::Needed::Unknown => 1,
+            };
+            return Err(DecodeError::new(
+                DecodeErrorKind::Truncated { needed },
+                limit,
+            ));
+        }
+        Err(_) => {
+            // a primitive value with indefinite length, a 0xff length octet, a length over
+            // usize, a tag number over u32
+            let kind = if input.len() >= 2 && input[1] == 0x80 {
+                DecodeErrorKind::BadIndefinite
+            } else {
+                DecodeErrorKind::BadLength
+            };
+            return Err(DecodeError::new(kind, pos));
+        }
+    };
+    let tag = Tag::new(class_of(hdr.class()), hdr.tag().0);
+    Ok((limit - rest.len(), tag, hdr.is_constructed(), hdr.length()))
 }
 
 /// Read the TLV starting at `pos`; it must end at or before `limit`. `depth` is the
@@ -78,33 +163,14 @@ pub fn read_tlv(
         ));
     }
     let input = &buf[pos..limit];
-    let (rest, hdr) = match Header::from_ber(input) {
-        Ok(x) => x,
-        Err(asn1_rs::nom::Err::Incomplete(n)) => {
-            let needed = match n {
-                asn1_rs::nom::Needed::Size(s) => s.get(),
-                asn1_rs::nom::Needed::Unknown => 1,
-            };
-            return Err(DecodeError::new(
-                DecodeErrorKind::Truncated { needed },
-                limit,
-            ));
+    let (content_start, tag, constructed, length) = match fast_header(input) {
+        Some((hdr_len, tag, constructed, len)) => {
+            (pos + hdr_len, tag, constructed, Length::Definite(len))
         }
-        Err(_) => {
-            // a primitive value with indefinite length, a 0xff length octet, a length over
-            // usize, a tag number over u32
-            let kind = if input.len() >= 2 && input[1] == 0x80 {
-                DecodeErrorKind::BadIndefinite
-            } else {
-                DecodeErrorKind::BadLength
-            };
-            return Err(DecodeError::new(kind, pos));
-        }
+        None => slow_header(input, pos, limit)?,
     };
-    let content_start = limit - rest.len();
-    let tag = Tag::new(class_of(hdr.class()), hdr.tag().0);
-    let constructed = hdr.is_constructed();
-    match hdr.length() {
+    let rest = &buf[content_start..limit];
+    match length {
         Length::Definite(len) => {
             if len > limits.max_pdu {
                 return Err(DecodeError::new(
@@ -128,13 +194,12 @@ pub fn read_tlv(
             }
             let end = content_start + len;
             Ok(Tlv {
-                tag,
-                constructed,
+                tag_code: tag.code(),
+                flags: u64::from(constructed),
                 start: pos,
                 content_start,
                 content_end: end,
                 end,
-                indefinite: false,
             })
         }
         Length::Indefinite => {
@@ -151,13 +216,12 @@ pub fn read_tlv(
                 }
                 if buf[p] == 0 && buf[p + 1] == 0 {
                     return Ok(Tlv {
-                        tag,
-                        constructed,
+                        tag_code: tag.code(),
+                        flags: u64::from(constructed) | 2,
                         start: pos,
                         content_start,
                         content_end: p,
                         end: p + 2,
-                        indefinite: true,
                     });
                 }
                 let child = read_tlv(buf, p, limit, depth + 1, limits)?;
@@ -321,7 +385,7 @@ mod tests {
         let t = tlv(&long).unwrap();
         assert_eq!((t.content_start, t.end), (3, 0x83));
         let t = tlv(&[0x30, 0x80, 0x02, 0x01, 0x05, 0x00, 0x00]).unwrap();
-        assert!(t.indefinite);
+        assert!(t.indefinite());
         assert_eq!((t.content_start, t.content_end, t.end), (2, 5, 7));
     }
 
@@ -332,8 +396,8 @@ mod tests {
             write_tag(&mut out, Tag::new(Class::Context, n), true);
             out.push(0);
             let t = tlv(&out).unwrap();
-            assert_eq!(t.tag, Tag::new(Class::Context, n));
-            assert!(t.constructed);
+            assert_eq!(t.tag(), Tag::new(Class::Context, n));
+            assert!(t.constructed());
         }
     }
 

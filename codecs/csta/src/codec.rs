@@ -47,11 +47,11 @@ pub fn decode_tlv(
     limits: &Limits,
 ) -> Result<Value, DecodeError> {
     let d = Decoder { buf, limits };
-    if !schema::accepts(ty, tlv.tag) && !is_open_choice(ty) {
+    if !schema::accepts_code(ty, tlv.tag_code()) && !is_open_choice(ty) {
         return Err(DecodeError::new(
             K::UnexpectedTag {
-                found: tlv.tag,
-                constructed: tlv.constructed,
+                found: tlv.tag(),
+                constructed: tlv.constructed(),
             },
             tlv.start,
         )
@@ -85,7 +85,7 @@ impl Decoder<'_> {
         match &def(ty).kind {
             Kind::Choice(alts) => {
                 for a in alts.iter() {
-                    if schema::accepts(a.ty, tlv.tag) {
+                    if schema::accepts_code(a.ty, tlv.tag_code()) {
                         let v = self.value(a.ty, tlv, depth).map_err(|e| e.within(a.name))?;
                         return Ok(Value::Choice(a.name, Box::new(v)));
                     }
@@ -101,14 +101,14 @@ impl Decoder<'_> {
     /// The content of `tlv` read as type `ty`, whatever tag the TLV carried (implicit tagging).
     fn content_of(&self, ty: TypeId, tlv: &Tlv, depth: u32) -> Result<Value, DecodeError> {
         let primitive = |tlv: &Tlv| -> Result<(), DecodeError> {
-            if tlv.constructed {
+            if tlv.constructed() {
                 Err(DecodeError::new(K::BadForm, tlv.start))
             } else {
                 Ok(())
             }
         };
         let constructed = |tlv: &Tlv| -> Result<(), DecodeError> {
-            if tlv.constructed {
+            if tlv.constructed() {
                 Ok(())
             } else {
                 Err(DecodeError::new(K::BadForm, tlv.start))
@@ -132,11 +132,11 @@ impl Decoder<'_> {
                         ))
                     }
                 };
-                if !schema::accepts(*inner, child.tag) && !is_open_choice(*inner) {
+                if !schema::accepts(*inner, child.tag()) && !is_open_choice(*inner) {
                     return Err(DecodeError::new(
                         K::UnexpectedTag {
-                            found: child.tag,
-                            constructed: child.constructed,
+                            found: child.tag(),
+                            constructed: child.constructed(),
                         },
                         child.start,
                     ));
@@ -160,10 +160,7 @@ impl Decoder<'_> {
                 // cannot be implicitly tagged (X.680 31.2.7); the table never asks for it
                 Err(DecodeError::new(K::BadForm, tlv.start))
             }
-            Kind::Opaque => Ok(Value::Opaque {
-                constructed: tlv.constructed,
-                content: self.content(tlv),
-            }),
+            Kind::Opaque => Ok(Value::Opaque(self.raw(tlv))),
             Kind::Boolean => {
                 primitive(tlv)?;
                 if c.len() != 1 {
@@ -204,10 +201,7 @@ impl Decoder<'_> {
                         tlv.start,
                     ));
                 }
-                Ok(Value::Bits {
-                    unused: c[0],
-                    data: self.buf.slice(tlv.content_start + 1..tlv.content_end),
-                })
+                Ok(Value::Bits(self.content(tlv)))
             }
             Kind::ObjectIdentifier => {
                 primitive(tlv)?;
@@ -258,11 +252,11 @@ impl Decoder<'_> {
                 let mut out = Vec::new();
                 for (i, child) in self.children(tlv, depth).enumerate() {
                     let child = child?;
-                    if !schema::accepts(*el, child.tag) && !is_open_choice(*el) {
+                    if !schema::accepts(*el, child.tag()) && !is_open_choice(*el) {
                         return Err(DecodeError::new(
                             K::UnexpectedTag {
-                                found: child.tag,
-                                constructed: child.constructed,
+                                found: child.tag(),
+                                constructed: child.constructed(),
                             },
                             child.start,
                         )
@@ -291,14 +285,16 @@ impl Decoder<'_> {
             // the first field at or after `next` that takes this tag, passing only optional ones
             let mut found = None;
             for (j, f) in fields.iter().enumerate().skip(next) {
-                if schema::accepts(f.ty, child.tag) {
+                if schema::accepts_code(f.ty, child.tag_code()) {
                     found = Some(j);
                     break;
                 }
                 if !f.optional {
                     // a mandatory open CHOICE takes an unknown alternative here
                     if is_open_choice(f.ty)
-                        && !fields.iter().any(|g| schema::accepts(g.ty, child.tag))
+                        && !fields
+                            .iter()
+                            .any(|g| schema::accepts_code(g.ty, child.tag_code()))
                     {
                         found = Some(j);
                     }
@@ -309,7 +305,10 @@ impl Decoder<'_> {
                 // an element carrying the tag of one of this type's components, out of place
                 // or repeated, is not an extension: keeping it would change its meaning on
                 // re-encoding (it could land where an omitted DEFAULT component was)
-                if let Some(k) = fields.iter().position(|f| schema::accepts(f.ty, child.tag)) {
+                if let Some(k) = fields
+                    .iter()
+                    .position(|f| schema::accepts_code(f.ty, child.tag_code()))
+                {
                     if k >= next {
                         // a later component arrived while a mandatory one is still missing
                         let missing = fields[next..k]
@@ -320,8 +319,8 @@ impl Decoder<'_> {
                     }
                     return Err(DecodeError::new(
                         K::UnexpectedTag {
-                            found: child.tag,
-                            constructed: child.constructed,
+                            found: child.tag(),
+                            constructed: child.constructed(),
                         },
                         child.start,
                     )
@@ -357,7 +356,8 @@ impl Decoder<'_> {
         for child in self.children(tlv, depth) {
             let child = child?;
             let pos = fields.iter().position(|f| {
-                schema::accepts(f.ty, child.tag) && !members.iter().any(|m| m.name == f.name)
+                schema::accepts_code(f.ty, child.tag_code())
+                    && !members.iter().any(|m| m.name == f.name)
             });
             match pos {
                 Some(j) => {
@@ -370,12 +370,15 @@ impl Decoder<'_> {
                         value: v,
                     });
                 }
-                None if fields.iter().any(|f| schema::accepts(f.ty, child.tag)) => {
+                None if fields
+                    .iter()
+                    .any(|f| schema::accepts_code(f.ty, child.tag_code())) =>
+                {
                     // a repeated component
                     return Err(DecodeError::new(
                         K::UnexpectedTag {
-                            found: child.tag,
-                            constructed: child.constructed,
+                            found: child.tag(),
+                            constructed: child.constructed(),
                         },
                         child.start,
                     ));
@@ -449,17 +452,9 @@ fn enc(ty: TypeId, v: &Value, out: &mut Vec<u8>, tag: Option<Tag>) -> Result<(),
             _ => Err(mismatch()),
         },
         Kind::Any => Err(mismatch()),
-        Kind::Opaque => match (v, tag) {
-            (
-                Value::Opaque {
-                    constructed,
-                    content,
-                },
-                Some(t),
-            ) => {
-                let m = ber::begin(out, t, *constructed);
-                out.extend_from_slice(content);
-                ber::finish(out, m);
+        Kind::Opaque => match v {
+            Value::Opaque(tlv) => {
+                out.extend_from_slice(tlv);
                 Ok(())
             }
             _ => Err(mismatch()),
@@ -480,14 +475,11 @@ fn enc(ty: TypeId, v: &Value, out: &mut Vec<u8>, tag: Option<Tag>) -> Result<(),
                 (Kind::ObjectIdentifier, Value::Oid(b)) => ber::write_primitive(out, t, b),
                 (Kind::String(_), Value::Str(b)) => ber::write_primitive(out, t, b),
                 (Kind::Time(_), Value::Time(b)) => ber::write_primitive(out, t, b),
-                (Kind::BitString(_), Value::Bits { unused, data }) => {
-                    if *unused > 7 || (data.is_empty() && *unused != 0) {
+                (Kind::BitString(_), Value::Bits(c)) => {
+                    if c.is_empty() || c[0] > 7 || (c.len() == 1 && c[0] != 0) {
                         return Err(EncodeError::new("BIT STRING unused bits out of range"));
                     }
-                    let m = ber::begin(out, t, false);
-                    out.push(*unused);
-                    out.extend_from_slice(data);
-                    ber::finish(out, m);
+                    ber::write_primitive(out, t, c);
                 }
                 (Kind::Sequence(fields), Value::Seq(members))
                 | (Kind::Set(fields), Value::Seq(members)) => {
@@ -553,7 +545,7 @@ pub fn is_default(v: &Value, d: DefaultValue) -> bool {
         (Value::Boolean(a), DefaultValue::Boolean(b)) => *a == b,
         (Value::Integer(a), DefaultValue::Integer(b)) => *a == b,
         (Value::Enumerated(a), DefaultValue::Enumerated(b)) => *a == b,
-        (Value::Bits { .. }, DefaultValue::Bits(set)) => v.bits_set() == set,
+        (Value::Bits(_), DefaultValue::Bits(set)) => v.bits_set() == set,
         _ => false,
     }
 }
@@ -565,7 +557,7 @@ fn short(v: &Value) -> &'static str {
         Value::Enumerated(_) => "ENUMERATED",
         Value::Null => "NULL",
         Value::Octets(_) => "OCTET STRING",
-        Value::Bits { .. } => "BIT STRING",
+        Value::Bits(_) => "BIT STRING",
         Value::Oid(_) => "OBJECT IDENTIFIER",
         Value::Str(_) => "string",
         Value::Time(_) => "time",
@@ -573,7 +565,7 @@ fn short(v: &Value) -> &'static str {
         Value::List(_) => "SEQUENCE OF",
         Value::Choice(..) => "CHOICE",
         Value::Raw(_) => "raw TLV",
-        Value::Opaque { .. } => "opaque content",
+        Value::Opaque(_) => "opaque content",
     }
 }
 

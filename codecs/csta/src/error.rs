@@ -33,9 +33,14 @@ pub enum DecodeErrorKind {
 }
 
 /// A decode error: kind, octet offset in the PDU and the ASN.1 path to the failing value,
-/// e.g. `MakeCallArgument.callingDevice.deviceIdentifier`.
+/// e.g. `MakeCallArgument.callingDevice.deviceIdentifier`. Boxed, so that the decoder's
+/// `Result`s stay small on the success path; the fields read through `Deref`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError {
+pub struct DecodeError(Box<DecodeErrorInner>);
+
+/// The fields of a [`DecodeError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeErrorInner {
     pub kind: DecodeErrorKind,
     pub offset: usize,
     path: Vec<&'static str>,
@@ -43,14 +48,28 @@ pub struct DecodeError {
     pub invoke_id: Option<i64>,
 }
 
+impl std::ops::Deref for DecodeError {
+    type Target = DecodeErrorInner;
+    fn deref(&self) -> &DecodeErrorInner {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for DecodeError {
+    fn deref_mut(&mut self) -> &mut DecodeErrorInner {
+        &mut self.0
+    }
+}
+
 impl DecodeError {
+    #[cold]
     pub fn new(kind: DecodeErrorKind, offset: usize) -> Self {
-        DecodeError {
+        DecodeError(Box::new(DecodeErrorInner {
             kind,
             offset,
             path: Vec::new(),
             invoke_id: None,
-        }
+        }))
     }
     /// Record one more enclosing component while the error unwinds (innermost first).
     pub fn within(mut self, name: &'static str) -> Self {

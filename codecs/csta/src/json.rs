@@ -79,13 +79,14 @@ pub fn value_json(ty: TypeId, v: &Value) -> Json {
         (_, Value::Integer(i)) | (_, Value::Enumerated(i)) => json!(i),
         (_, Value::Null) => Json::Null,
         (_, Value::Octets(b)) => json!({"$hex": hex(b)}),
-        (_, Value::Bits { unused, data }) => {
-            json!({"$bits": hex(data), "$len": (data.len() * 8).saturating_sub(*unused as usize)})
+        (_, Value::Bits(_)) => {
+            let (unused, data) = v.bits_parts().unwrap_or((0, &[]));
+            json!({"$bits": hex(data), "$len": (data.len() * 8).saturating_sub(unused as usize)})
         }
         (_, Value::Oid(b)) => json!(Oid(b.clone()).to_string()),
         (_, Value::Str(b)) => json!(String::from_utf8_lossy(b)),
         (_, Value::Time(b)) => json!({"$time": iso_time(&String::from_utf8_lossy(b))}),
-        (_, Value::Opaque { content, .. }) => json!({"$raw": hex(content)}),
+        (_, Value::Opaque(tlv)) => json!({"$raw": hex(tlv)}),
         (_, Value::Choice(name, _)) => json!({"$choice": name, "$value": Json::Null}),
         (_, Value::Seq(_)) | (_, Value::List(_)) | (_, Value::Raw(_)) => Json::Null,
     }
@@ -223,7 +224,14 @@ pub fn apdu_json(a: &Apdu) -> Map<String, Json> {
                     }
                     if let Some((family, event)) = a.event_name() {
                         m.insert("family".into(), json!(family));
-                        m.insert("event".into(), if event.is_empty() { Json::Null } else { json!(event) });
+                        m.insert(
+                            "event".into(),
+                            if event.is_empty() {
+                                Json::Null
+                            } else {
+                                json!(event)
+                            },
+                        );
                     }
                     m.insert(
                         "value".into(),

@@ -253,20 +253,21 @@ impl Rose {
         if top.end != buf.len() {
             return Err(DecodeError::new(K::TrailingData, top.end));
         }
-        if top.tag.class != Class::Context || !(1..=4).contains(&top.tag.number) {
+        if top.tag().class != Class::Context || !(1..=4).contains(&top.tag().number) {
             return Err(DecodeError::new(
                 K::UnexpectedTag {
-                    found: top.tag,
-                    constructed: top.constructed,
+                    found: top.tag(),
+                    constructed: top.constructed(),
                 },
                 0,
             )
             .within("ROSE"));
         }
-        if !top.constructed {
+        if !top.constructed() {
             return Err(DecodeError::new(K::BadForm, 0).within("ROSE"));
         }
-        let name = ["", "invoke", "returnResult", "returnError", "reject"][top.tag.number as usize];
+        let name =
+            ["", "invoke", "returnResult", "returnError", "reject"][top.tag().number as usize];
         let mut r = RoseReader {
             buf,
             limits,
@@ -378,29 +379,29 @@ impl RoseReader<'_> {
             .ok_or_else(|| DecodeError::new(K::MissingField(field), self.top.content_end))
     }
     fn int(&self, t: &Tlv, field: &'static str) -> Result<i64, DecodeError> {
-        if t.constructed {
+        if t.constructed() {
             return Err(DecodeError::new(K::BadForm, t.start).within(field));
         }
         ber::parse_integer(&self.buf[t.content_start..t.content_end], t.start)
             .map_err(|e| e.within(field))
     }
     fn invoke_id(&mut self, t: &Tlv) -> Result<InvokeId, DecodeError> {
-        match (t.tag.class, t.tag.number) {
+        match (t.tag().class, t.tag().number) {
             (Class::Universal, 2) => {
                 let v = self.int(t, "invokeId")?;
                 self.invoke_id = Some(v);
                 Ok(InvokeId::Present(v))
             }
-            (Class::Universal, 5) if !t.constructed && t.content_start == t.content_end => {
+            (Class::Universal, 5) if !t.constructed() && t.content_start == t.content_end => {
                 Ok(InvokeId::Absent)
             }
             _ => Err(unexpected(t).within("invokeId")),
         }
     }
     fn code(&self, t: &Tlv, field: &'static str) -> Result<Code, DecodeError> {
-        match (t.tag.class, t.tag.number) {
+        match (t.tag().class, t.tag().number) {
             (Class::Universal, 2) => Ok(Code::Local(self.int(t, field)?)),
-            (Class::Universal, 6) if !t.constructed && t.content_end > t.content_start => {
+            (Class::Universal, 6) if !t.constructed() && t.content_end > t.content_start => {
                 Ok(Code::Global(self.buf.slice(t.content_start..t.content_end)))
             }
             _ => Err(unexpected(t).within(field)),
@@ -433,10 +434,12 @@ impl RoseReader<'_> {
             "invoke" => {
                 let mut t = self.need("opcode")?;
                 let mut linked_id = None;
-                if t.tag.class == Class::Context {
-                    linked_id = Some(match t.tag.number {
+                if t.tag().class == Class::Context {
+                    linked_id = Some(match t.tag().number {
                         0 => LinkedId::Present(self.int(&t, "linkedId")?),
-                        1 if !t.constructed && t.content_start == t.content_end => LinkedId::Absent,
+                        1 if !t.constructed() && t.content_start == t.content_end => {
+                            LinkedId::Absent
+                        }
                         _ => return Err(unexpected(&t).within("linkedId")),
                     });
                     t = self.need("opcode")?;
@@ -462,7 +465,7 @@ impl RoseReader<'_> {
                 let result = match self.next("result")? {
                     None => None,
                     Some(seq) => {
-                        if seq.tag != Tag::universal(16) || !seq.constructed {
+                        if seq.tag() != Tag::universal(16) || !seq.constructed() {
                             return Err(unexpected(&seq).within("result"));
                         }
                         let mut inner = Children::new(self.buf, &seq, 2, self.limits);
@@ -505,11 +508,11 @@ impl RoseReader<'_> {
             }
             _ => {
                 let t = self.need("problem")?;
-                if t.tag.class != Class::Context || t.tag.number > 3 {
+                if t.tag().class != Class::Context || t.tag().number > 3 {
                     return Err(unexpected(&t).within("problem"));
                 }
                 let v = self.int(&t, "problem")?;
-                let problem = match t.tag.number {
+                let problem = match t.tag().number {
                     0 => Problem::General(v),
                     1 => Problem::Invoke(v),
                     2 => Problem::ReturnResult(v),
@@ -525,8 +528,8 @@ impl RoseReader<'_> {
 fn unexpected(t: &Tlv) -> DecodeError {
     DecodeError::new(
         K::UnexpectedTag {
-            found: t.tag,
-            constructed: t.constructed,
+            found: t.tag(),
+            constructed: t.constructed(),
         },
         t.start,
     )

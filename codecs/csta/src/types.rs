@@ -78,7 +78,7 @@ fn kind_name(v: &Value) -> &'static str {
         Value::Enumerated(_) => "ENUMERATED",
         Value::Null => "NULL",
         Value::Octets(_) => "OCTET STRING",
-        Value::Bits { .. } => "BIT STRING",
+        Value::Bits(_) => "BIT STRING",
         Value::Oid(_) => "OBJECT IDENTIFIER",
         Value::Str(_) => "character string",
         Value::Time(_) => "time",
@@ -86,7 +86,7 @@ fn kind_name(v: &Value) -> &'static str {
         Value::List(_) => "SEQUENCE OF",
         Value::Choice(..) => "CHOICE alternative",
         Value::Raw(_) => "unknown element (raw TLV)",
-        Value::Opaque { .. } => "opaque content",
+        Value::Opaque(_) => "opaque content",
     }
 }
 

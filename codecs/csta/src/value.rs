@@ -25,11 +25,9 @@ pub enum Value {
     Null,
     /// OCTET STRING.
     Octets(Bytes),
-    /// BIT STRING: unused bits in the last octet, and the octets.
-    Bits {
-        unused: u8,
-        data: Bytes,
-    },
+    /// BIT STRING content octets: the unused-bits octet, then the bits (X.690 §8.6.2);
+    /// see [`Value::bits`] and [`Value::bits_parts`].
+    Bits(Bytes),
     /// OBJECT IDENTIFIER content octets.
     Oid(Bytes),
     /// A character string's octets (validated for its string type on input).
@@ -44,12 +42,10 @@ pub enum Value {
     Choice(&'static str, Box<Value>),
     /// A whole TLV kept as it came: ANY, an unknown CHOICE alternative, an unknown element.
     Raw(Bytes),
-    /// Content of a value whose type is not in the table (media attachment, physical
-    /// device, voice unit events); the tag comes from the enclosing type.
-    Opaque {
-        constructed: bool,
-        content: Bytes,
-    },
+    /// The whole TLV of a value whose type is not in the table (media attachment,
+    /// physical device, voice unit events), re-encoded as it came. (All variants hold
+    /// word-sized fields only, so values move as whole words.)
+    Opaque(Bytes),
 }
 
 impl Value {
@@ -150,16 +146,30 @@ impl Value {
             data[*b as usize / 8] |= 0x80 >> (b % 8);
         }
         let unused = ((8 - nbits % 8) % 8) as u8;
-        Value::Bits {
-            unused,
-            data: Bytes::from(data),
+        Value::bits(unused, &data)
+    }
+    /// BIT STRING from its unused-bit count and octets.
+    pub fn bits(unused: u8, data: &[u8]) -> Value {
+        let mut c = Vec::with_capacity(data.len() + 1);
+        c.push(unused);
+        c.extend_from_slice(data);
+        Value::Bits(Bytes::from(c))
+    }
+    /// A BIT STRING's unused-bit count and octets.
+    pub fn bits_parts(&self) -> Option<(u8, &[u8])> {
+        match self {
+            Value::Bits(c) if !c.is_empty() => Some((c[0], &c[1..])),
+            _ => None,
         }
     }
     /// The numbers of the bits that are set in a BIT STRING value.
     pub fn bits_set(&self) -> Vec<u32> {
         match self {
-            Value::Bits { unused, data } => {
-                let total = (data.len() * 8).saturating_sub(*unused as usize);
+            Value::Bits(_) => {
+                let Some((unused, data)) = self.bits_parts() else {
+                    return Vec::new();
+                };
+                let total = (data.len() * 8).saturating_sub(unused as usize);
                 (0..total as u32)
                     .filter(|b| data[*b as usize / 8] & (0x80 >> (b % 8)) != 0)
                     .collect()

@@ -16,6 +16,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1,
         },
+        first: &[0x100000005],
+        open: false,
     },
     /* 1 */
     TypeDef {
@@ -40,6 +42,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 2 */
     TypeDef {
@@ -49,6 +53,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 3,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 3 */
     TypeDef {
@@ -71,11 +77,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 10,
             },
         ]),
+        first: &[0x2, 0x4, 0x11, 0x13],
+        open: false,
     },
     /* 4 */
     TypeDef {
         name: "RelativeDistinguishedName",
         kind: Kind::SetOf(5),
+        first: &[0x11],
+        open: false,
     },
     /* 5 */
     TypeDef {
@@ -94,31 +104,43 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 6 */
     TypeDef {
         name: "RelativeDistinguishedName[].type",
         kind: Kind::ObjectIdentifier,
+        first: &[0x6],
+        open: false,
     },
     /* 7 */
     TypeDef {
         name: "RelativeDistinguishedName[].value",
         kind: Kind::Any,
+        first: &[],
+        open: true,
     },
     /* 8 */
     TypeDef {
         name: "ASO-qualifier-form2",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 9 */
     TypeDef {
         name: "ASO-qualifier-form3",
         kind: Kind::String(StringKind::PrintableString),
+        first: &[0x13],
+        open: false,
     },
     /* 10 */
     TypeDef {
         name: "ASO-qualifier-form-octets",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 11 */
     TypeDef {
@@ -128,10 +150,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 12,
         },
+        first: &[0x200000001],
+        open: false,
     },
-    /* 12 */ TypeDef {
+    /* 12 */
+    TypeDef {
         name: "ASOI-identifier",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 13 */
     TypeDef {
@@ -141,6 +168,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 14,
         },
+        first: &[0x20000001e],
+        open: false,
     },
     /* 14 */
     TypeDef {
@@ -159,11 +188,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 29,
             },
         ]),
+        first: &[0x4, 0x10, 0x200000000],
+        open: false,
     },
     /* 15 */
     TypeDef {
         name: "Association-data",
         kind: Kind::SequenceOf(16),
+        first: &[0x10],
+        open: false,
     },
     /* 16 */
     TypeDef {
@@ -173,6 +206,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 17,
         },
+        first: &[0x8],
+        open: false,
     },
     /* 17 */
     TypeDef {
@@ -203,21 +238,29 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 18 */
     TypeDef {
         name: "EXTERNALt.direct-reference",
         kind: Kind::ObjectIdentifier,
+        first: &[0x6],
+        open: false,
     },
     /* 19 */
     TypeDef {
         name: "EXTERNALt.indirect-reference",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 20 */
     TypeDef {
         name: "EXTERNALt.data-value-descriptor",
         kind: Kind::String(StringKind::ObjectDescriptor),
+        first: &[0x7],
+        open: false,
     },
     /* 21 */
     TypeDef {
@@ -236,6 +279,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 26,
             },
         ]),
+        first: &[0x200000000, 0x200000001, 0x200000002],
+        open: false,
     },
     /* 22 */
     TypeDef {
@@ -245,11 +290,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 23,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 23 */
     TypeDef {
         name: "EXTERNALt.encoding.single-ASN1-type",
         kind: Kind::Any,
+        first: &[],
+        open: true,
     },
     /* 24 */
     TypeDef {
@@ -259,11 +308,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 25,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 25 */
     TypeDef {
         name: "EXTERNALt.encoding.octet-aligned",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 26 */
     TypeDef {
@@ -273,16 +326,22 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 27,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 27 */
     TypeDef {
         name: "EXTERNALt.encoding.arbitrary",
         kind: Kind::BitString(&[]),
+        first: &[0x3],
+        open: false,
     },
     /* 28 */
     TypeDef {
         name: "Simply-encoded-data",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 29 */
     TypeDef {
@@ -292,6 +351,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 30,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 30 */
     TypeDef {
@@ -316,16 +377,22 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 31 */
     TypeDef {
         name: "TransferSyntaxName",
         kind: Kind::ObjectIdentifier,
+        first: &[0x6],
+        open: false,
     },
     /* 32 */
     TypeDef {
         name: "Presentation-context-identifier",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 33 */
     TypeDef {
@@ -344,6 +411,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 38,
             },
         ]),
+        first: &[0x200000000, 0x200000001, 0x200000002],
+        open: false,
     },
     /* 34 */
     TypeDef {
@@ -353,11 +422,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 35,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 35 */
     TypeDef {
         name: "PDV-list.presentation-data-values.simple-ASN1-type",
         kind: Kind::Any,
+        first: &[],
+        open: true,
     },
     /* 36 */
     TypeDef {
@@ -367,11 +440,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 37,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 37 */
     TypeDef {
         name: "PDV-list.presentation-data-values.octet-aligned",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 38 */
     TypeDef {
@@ -381,11 +458,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 39,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 39 */
     TypeDef {
         name: "PDV-list.presentation-data-values.arbitrary",
         kind: Kind::BitString(&[]),
+        first: &[0x3],
+        open: false,
     },
     /* 40 */
     TypeDef {
@@ -395,6 +476,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 41,
         },
+        first: &[0x100000001],
+        open: false,
     },
     /* 41 */
     TypeDef {
@@ -503,6 +586,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 42 */
     TypeDef {
@@ -512,11 +597,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 43,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 43 */
     TypeDef {
         name: "AARE-apdu.protocol-version",
         kind: Kind::BitString(&[("version1", 0)]),
+        first: &[0x3],
+        open: false,
     },
     /* 44 */
     TypeDef {
@@ -526,11 +615,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 45,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 45 */
     TypeDef {
         name: "ASO-context-name",
         kind: Kind::ObjectIdentifier,
+        first: &[0x6],
+        open: false,
     },
     /* 46 */
     TypeDef {
@@ -540,6 +633,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 47,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 47 */
     TypeDef {
@@ -549,6 +644,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("rejected-permanent", 1),
             ("rejected-transient", 2),
         ]),
+        first: &[0x2],
+        open: false,
     },
     /* 48 */
     TypeDef {
@@ -558,6 +655,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 49,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 49 */
     TypeDef {
@@ -572,6 +671,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 52,
             },
         ]),
+        first: &[0x200000001, 0x200000002],
+        open: false,
     },
     /* 50 */
     TypeDef {
@@ -581,6 +682,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 51,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 51 */
     TypeDef {
@@ -602,6 +705,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("authentication-failure", 13),
             ("authentication-required", 14),
         ]),
+        first: &[0x2],
+        open: false,
     },
     /* 52 */
     TypeDef {
@@ -611,6 +716,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 53,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 53 */
     TypeDef {
@@ -620,6 +727,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("no-reason-given", 1),
             ("no-common-acse-version", 2),
         ]),
+        first: &[0x2],
+        open: false,
     },
     /* 54 */
     TypeDef {
@@ -629,6 +738,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 55,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 55 */
     TypeDef {
@@ -647,20 +758,29 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 58,
             },
         ]),
+        first: &[0x6, 0x10, 0x13],
+        open: false,
     },
-    /* 56 */ TypeDef {
+    /* 56 */
+    TypeDef {
         name: "Name",
         kind: Kind::SequenceOf(4),
+        first: &[0x10],
+        open: false,
     },
     /* 57 */
     TypeDef {
         name: "AP-title-form2",
         kind: Kind::ObjectIdentifier,
+        first: &[0x6],
+        open: false,
     },
     /* 58 */
     TypeDef {
         name: "AP-title-form3",
         kind: Kind::String(StringKind::PrintableString),
+        first: &[0x13],
+        open: false,
     },
     /* 59 */
     TypeDef {
@@ -670,6 +790,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 3,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 60 */
     TypeDef {
@@ -679,11 +801,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 61,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 61 */
     TypeDef {
         name: "AP-invocation-identifier",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 62 */
     TypeDef {
@@ -693,11 +819,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 63,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 63 */
     TypeDef {
         name: "AE-invocation-identifier",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 64 */
     TypeDef {
@@ -707,6 +837,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 65,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 65 */
     TypeDef {
@@ -717,6 +849,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("higher-level-association", 2),
             ("nested-association", 3),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 66 */
     TypeDef {
@@ -726,11 +860,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 67,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 67 */
     TypeDef {
         name: "Mechanism-name",
         kind: Kind::ObjectIdentifier,
+        first: &[0x6],
+        open: false,
     },
     /* 68 */
     TypeDef {
@@ -740,6 +878,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 69,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 69 */
     TypeDef {
@@ -762,6 +902,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 75,
             },
         ]),
+        first: &[0x200000000, 0x200000001, 0x200000002, 0x200000003],
+        open: false,
     },
     /* 70 */
     TypeDef {
@@ -771,11 +913,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 71,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 71 */
     TypeDef {
         name: "Authentication-value.charstring",
         kind: Kind::String(StringKind::GraphicString),
+        first: &[0x19],
+        open: false,
     },
     /* 72 */
     TypeDef {
@@ -785,11 +931,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 73,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 73 */
     TypeDef {
         name: "Authentication-value.bitstring",
         kind: Kind::BitString(&[]),
+        first: &[0x3],
+        open: false,
     },
     /* 74 */
     TypeDef {
@@ -799,6 +949,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 16,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 75 */
     TypeDef {
@@ -808,6 +960,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 76,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 76 */
     TypeDef {
@@ -826,16 +980,22 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 77 */
     TypeDef {
         name: "Authentication-value-other.other-mechanism-name",
         kind: Kind::ObjectIdentifier,
+        first: &[0x6],
+        open: false,
     },
     /* 78 */
     TypeDef {
         name: "Authentication-value-other.other-mechanism-value",
         kind: Kind::Any,
+        first: &[],
+        open: true,
     },
     /* 79 */
     TypeDef {
@@ -845,11 +1005,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 80,
         },
+        first: &[0x20000000b],
+        open: false,
     },
     /* 80 */
     TypeDef {
         name: "ASO-context-name-list",
         kind: Kind::SequenceOf(45),
+        first: &[0x10],
+        open: false,
     },
     /* 81 */
     TypeDef {
@@ -859,11 +1023,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 82,
         },
+        first: &[0x20000001d],
+        open: false,
     },
     /* 82 */
     TypeDef {
         name: "Implementation-data",
         kind: Kind::String(StringKind::GraphicString),
+        first: &[0x19],
+        open: false,
     },
     /* 83 */
     TypeDef {
@@ -873,11 +1041,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 84,
         },
+        first: &[0x20000000c],
+        open: false,
     },
     /* 84 */
     TypeDef {
         name: "P-context-result-list",
         kind: Kind::SequenceOf(85),
+        first: &[0x10],
+        open: false,
     },
     /* 85 */
     TypeDef {
@@ -902,6 +1074,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 86 */
     TypeDef {
@@ -911,6 +1085,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 87,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 87 */
     TypeDef {
@@ -920,6 +1096,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("user-rejection", 1),
             ("provider-rejection", 2),
         ]),
+        first: &[0x2],
+        open: false,
     },
     /* 88 */
     TypeDef {
@@ -929,6 +1107,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 31,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 89 */
     TypeDef {
@@ -938,6 +1118,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 90,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 90 */
     TypeDef {
@@ -948,6 +1130,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("proposed-transfer-syntaxes-not-supported", 2),
             ("local-limit-on-DCS-exceeded", 3),
         ]),
+        first: &[0x2],
+        open: false,
     },
     /* 91 */
     TypeDef {
@@ -957,10 +1141,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 92,
         },
+        first: &[0x20000000d],
+        open: false,
     },
-    /* 92 */ TypeDef {
+    /* 92 */
+    TypeDef {
         name: "ASOI-tag",
         kind: Kind::SequenceOf(93),
+        first: &[0x10],
+        open: false,
     },
     /* 93 */
     TypeDef {
@@ -979,6 +1168,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 94 */
     TypeDef {
@@ -988,6 +1179,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 3,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 95 */
     TypeDef {
@@ -997,6 +1190,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 12,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 96 */
     TypeDef {
@@ -1006,6 +1201,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 92,
         },
+        first: &[0x20000000e],
+        open: false,
     },
     /* 97 */
     TypeDef {
@@ -1015,6 +1212,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 15,
         },
+        first: &[0x20000001e],
+        open: false,
     },
     /* 98 */
     TypeDef {
@@ -1024,6 +1223,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 99,
         },
+        first: &[0x100000000],
+        open: false,
     },
     /* 99 */
     TypeDef {
@@ -1144,6 +1345,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 100 */
     TypeDef {
@@ -1153,11 +1356,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 101,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 101 */
     TypeDef {
         name: "AARQ-apdu.protocol-version",
         kind: Kind::BitString(&[("version1", 0)]),
+        first: &[0x3],
+        open: false,
     },
     /* 102 */
     TypeDef {
@@ -1167,6 +1374,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 45,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 103 */
     TypeDef {
@@ -1176,6 +1385,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 55,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 104 */
     TypeDef {
@@ -1185,6 +1396,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 3,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 105 */
     TypeDef {
@@ -1194,6 +1407,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 61,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 106 */
     TypeDef {
@@ -1203,6 +1418,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 63,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 107 */
     TypeDef {
@@ -1212,6 +1429,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 55,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 108 */
     TypeDef {
@@ -1221,6 +1440,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 3,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 109 */
     TypeDef {
@@ -1230,6 +1451,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 61,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 110 */
     TypeDef {
@@ -1239,6 +1462,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 63,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 111 */
     TypeDef {
@@ -1248,6 +1473,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 65,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 112 */
     TypeDef {
@@ -1257,6 +1484,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 67,
         },
+        first: &[0x20000000b],
+        open: false,
     },
     /* 113 */
     TypeDef {
@@ -1266,6 +1495,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 69,
         },
+        first: &[0x20000000c],
+        open: false,
     },
     /* 114 */
     TypeDef {
@@ -1275,6 +1506,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 80,
         },
+        first: &[0x20000000d],
+        open: false,
     },
     /* 115 */
     TypeDef {
@@ -1284,6 +1517,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 82,
         },
+        first: &[0x20000001d],
+        open: false,
     },
     /* 116 */
     TypeDef {
@@ -1293,6 +1528,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 117,
         },
+        first: &[0x20000000e],
+        open: false,
     },
     /* 117 */
     TypeDef {
@@ -1307,6 +1544,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 123,
             },
         ]),
+        first: &[0x200000000, 0x200000001],
+        open: false,
     },
     /* 118 */
     TypeDef {
@@ -1316,11 +1555,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 119,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 119 */
     TypeDef {
         name: "Context-list",
         kind: Kind::SequenceOf(120),
+        first: &[0x10],
+        open: false,
     },
     /* 120 */
     TypeDef {
@@ -1345,16 +1588,22 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 121 */
     TypeDef {
         name: "Abstract-syntax-name",
         kind: Kind::ObjectIdentifier,
+        first: &[0x6],
+        open: false,
     },
     /* 122 */
     TypeDef {
         name: "Context-list[].transfer-syntaxes",
         kind: Kind::SequenceOf(31),
+        first: &[0x10],
+        open: false,
     },
     /* 123 */
     TypeDef {
@@ -1364,11 +1613,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 124,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 124 */
     TypeDef {
         name: "Default-Context-List",
         kind: Kind::SequenceOf(125),
+        first: &[0x10],
+        open: false,
     },
     /* 125 */
     TypeDef {
@@ -1387,6 +1640,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 126 */
     TypeDef {
@@ -1396,6 +1651,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 121,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 127 */
     TypeDef {
@@ -1405,6 +1662,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 31,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 128 */
     TypeDef {
@@ -1414,6 +1673,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 92,
         },
+        first: &[0x20000000f],
+        open: false,
     },
     /* 129 */
     TypeDef {
@@ -1423,6 +1684,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 92,
         },
+        first: &[0x200000010],
+        open: false,
     },
     /* 130 */
     TypeDef {
@@ -1432,6 +1695,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 15,
         },
+        first: &[0x20000001e],
+        open: false,
     },
     /* 131 */
     TypeDef {
@@ -1441,6 +1706,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 132,
         },
+        first: &[0x100000004],
+        open: false,
     },
     /* 132 */
     TypeDef {
@@ -1477,6 +1744,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 133 */
     TypeDef {
@@ -1486,11 +1755,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 134,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 134 */
     TypeDef {
         name: "ABRT-source",
         kind: Kind::Integer(&[("service-user", 0), ("service-provider", 1)]),
+        first: &[0x2],
+        open: false,
     },
     /* 135 */
     TypeDef {
@@ -1500,6 +1773,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 136,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 136 */
     TypeDef {
@@ -1512,6 +1787,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("authentication-failure", 5),
             ("authentication-required", 6),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 137 */
     TypeDef {
@@ -1521,6 +1798,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 3,
         },
+        first: &[0x20000000d],
+        open: false,
     },
     /* 138 */
     TypeDef {
@@ -1530,6 +1809,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 12,
         },
+        first: &[0x20000000e],
+        open: false,
     },
     /* 139 */
     TypeDef {
@@ -1539,6 +1820,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 15,
         },
+        first: &[0x20000001e],
+        open: false,
     },
     /* 140 */
     TypeDef {
@@ -1548,6 +1831,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 141,
         },
+        first: &[0x100000007],
+        open: false,
     },
     /* 141 */
     TypeDef {
@@ -1584,6 +1869,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 142 */
     TypeDef {
@@ -1593,6 +1880,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 3,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 143 */
     TypeDef {
@@ -1602,6 +1891,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 12,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 144 */
     TypeDef {
@@ -1611,6 +1902,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 45,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 145 */
     TypeDef {
@@ -1620,6 +1913,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 84,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 146 */
     TypeDef {
@@ -1629,6 +1924,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 15,
         },
+        first: &[0x20000001e],
+        open: false,
     },
     /* 147 */
     TypeDef {
@@ -1638,6 +1935,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 148,
         },
+        first: &[0x100000006],
+        open: false,
     },
     /* 148 */
     TypeDef {
@@ -1680,6 +1979,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 149 */
     TypeDef {
@@ -1689,6 +1990,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 3,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 150 */
     TypeDef {
@@ -1698,6 +2001,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 12,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 151 */
     TypeDef {
@@ -1707,6 +2012,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 45,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 152 */
     TypeDef {
@@ -1716,6 +2023,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 80,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 153 */
     TypeDef {
@@ -1725,6 +2034,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 117,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 154 */
     TypeDef {
@@ -1734,6 +2045,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 15,
         },
+        first: &[0x20000001e],
+        open: false,
     },
     /* 155 */
     TypeDef {
@@ -1772,6 +2085,17 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 177,
             },
         ]),
+        first: &[
+            0x100000000,
+            0x100000001,
+            0x100000002,
+            0x100000003,
+            0x100000004,
+            0x100000005,
+            0x100000006,
+            0x100000007,
+        ],
+        open: false,
     },
     /* 156 */
     TypeDef {
@@ -1781,6 +2105,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 98,
         },
+        first: &[0x100000000],
+        open: false,
     },
     /* 157 */
     TypeDef {
@@ -1790,6 +2116,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 40,
         },
+        first: &[0x100000001],
+        open: false,
     },
     /* 158 */
     TypeDef {
@@ -1799,6 +2127,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 159,
         },
+        first: &[0x100000002],
+        open: false,
     },
     /* 159 */
     TypeDef {
@@ -1808,6 +2138,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 160,
         },
+        first: &[0x100000002],
+        open: false,
     },
     /* 160 */
     TypeDef {
@@ -1838,6 +2170,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 161 */
     TypeDef {
@@ -1847,11 +2181,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 162,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 162 */
     TypeDef {
         name: "Release-request-reason",
         kind: Kind::Integer(&[("normal", 0), ("urgent", 1), ("user-defined", 30)]),
+        first: &[0x2],
+        open: false,
     },
     /* 163 */
     TypeDef {
@@ -1861,6 +2199,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 3,
         },
+        first: &[0x20000000d],
+        open: false,
     },
     /* 164 */
     TypeDef {
@@ -1870,6 +2210,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 12,
         },
+        first: &[0x20000000e],
+        open: false,
     },
     /* 165 */
     TypeDef {
@@ -1879,6 +2221,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 15,
         },
+        first: &[0x20000001e],
+        open: false,
     },
     /* 166 */
     TypeDef {
@@ -1888,6 +2232,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 167,
         },
+        first: &[0x100000003],
+        open: false,
     },
     /* 167 */
     TypeDef {
@@ -1897,6 +2243,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 168,
         },
+        first: &[0x100000003],
+        open: false,
     },
     /* 168 */
     TypeDef {
@@ -1927,6 +2275,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 169 */
     TypeDef {
@@ -1936,11 +2286,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 170,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 170 */
     TypeDef {
         name: "Release-response-reason",
         kind: Kind::Integer(&[("normal", 0), ("not-finished", 1), ("user-defined", 30)]),
+        first: &[0x2],
+        open: false,
     },
     /* 171 */
     TypeDef {
@@ -1950,6 +2304,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 3,
         },
+        first: &[0x20000000d],
+        open: false,
     },
     /* 172 */
     TypeDef {
@@ -1959,6 +2315,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 12,
         },
+        first: &[0x20000000e],
+        open: false,
     },
     /* 173 */
     TypeDef {
@@ -1968,6 +2326,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 15,
         },
+        first: &[0x20000001e],
+        open: false,
     },
     /* 174 */
     TypeDef {
@@ -1977,6 +2337,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 131,
         },
+        first: &[0x100000004],
+        open: false,
     },
     /* 175 */
     TypeDef {
@@ -1986,6 +2348,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 0,
         },
+        first: &[0x100000005],
+        open: false,
     },
     /* 176 */
     TypeDef {
@@ -1995,6 +2359,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 147,
         },
+        first: &[0x100000006],
+        open: false,
     },
     /* 177 */
     TypeDef {
@@ -2004,6 +2370,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 140,
         },
+        first: &[0x100000007],
+        open: false,
     },
     /* 178 */
     TypeDef {
@@ -2018,11 +2386,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 179,
             },
         ]),
+        first: &[0x6, 0x10],
+        open: false,
     },
     /* 179 */
     TypeDef {
         name: "AE-title-form2",
         kind: Kind::ObjectIdentifier,
+        first: &[0x6],
+        open: false,
     },
     /* 180 */
     TypeDef {
@@ -2065,6 +2437,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 181 */
     TypeDef {
@@ -2074,6 +2448,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 182,
         },
+        first: &[0x100000003],
+        open: false,
     },
     /* 182 */
     TypeDef {
@@ -2092,6 +2468,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 239,
             },
         ]),
+        first: &[0x10, 0x200000007, 0x200000008],
+        open: false,
     },
     /* 183 */
     TypeDef {
@@ -2122,6 +2500,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 184 */
     TypeDef {
@@ -2156,6 +2536,16 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 221,
             },
         ]),
+        first: &[
+            0x200000000,
+            0x200000001,
+            0x200000002,
+            0x200000003,
+            0x200000004,
+            0x200000005,
+            0x200000006,
+        ],
+        open: false,
     },
     /* 185 */
     TypeDef {
@@ -2165,11 +2555,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 186,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 186 */
     TypeDef {
         name: "NumberDigits",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 187 */
     TypeDef {
@@ -2179,10 +2573,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 188,
         },
+        first: &[0x200000001],
+        open: false,
     },
-    /* 188 */ TypeDef {
+    /* 188 */
+    TypeDef {
         name: "DeviceNumber",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 189 */
     TypeDef {
@@ -2192,6 +2591,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 186,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 190 */
     TypeDef {
@@ -2201,6 +2602,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 191,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 191 */
     TypeDef {
@@ -2231,6 +2634,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 202,
             },
         ]),
+        first: &[
+            0x200000000,
+            0x200000001,
+            0x200000002,
+            0x200000003,
+            0x200000004,
+            0x200000005,
+        ],
+        open: false,
     },
     /* 192 */
     TypeDef {
@@ -2240,11 +2652,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 193,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 193 */
     TypeDef {
         name: "PublicTON.unknown",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 194 */
     TypeDef {
@@ -2254,11 +2670,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 195,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 195 */
     TypeDef {
         name: "PublicTON.international",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 196 */
     TypeDef {
@@ -2268,11 +2688,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 197,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 197 */
     TypeDef {
         name: "PublicTON.national",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 198 */
     TypeDef {
@@ -2282,11 +2706,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 199,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 199 */
     TypeDef {
         name: "PublicTON.networkspecific",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 200 */
     TypeDef {
@@ -2296,11 +2724,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 201,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 201 */
     TypeDef {
         name: "PublicTON.subscriber",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 202 */
     TypeDef {
@@ -2310,11 +2742,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 203,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 203 */
     TypeDef {
         name: "PublicTON.abbreviated",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 204 */
     TypeDef {
@@ -2324,6 +2760,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 186,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 205 */
     TypeDef {
@@ -2333,6 +2771,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 206,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 206 */
     TypeDef {
@@ -2367,6 +2807,16 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 219,
             },
         ]),
+        first: &[
+            0x200000000,
+            0x200000001,
+            0x200000002,
+            0x200000003,
+            0x200000004,
+            0x200000005,
+            0x200000006,
+        ],
+        open: false,
     },
     /* 207 */
     TypeDef {
@@ -2376,11 +2826,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 208,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 208 */
     TypeDef {
         name: "PrivateTON.unknown",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 209 */
     TypeDef {
@@ -2390,11 +2844,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 210,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 210 */
     TypeDef {
         name: "PrivateTON.level3RegionalNumber",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 211 */
     TypeDef {
@@ -2404,11 +2862,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 212,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 212 */
     TypeDef {
         name: "PrivateTON.level2RegionalNumber",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 213 */
     TypeDef {
@@ -2418,11 +2880,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 214,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 214 */
     TypeDef {
         name: "PrivateTON.level1RegionalNumber",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 215 */
     TypeDef {
@@ -2432,11 +2898,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 216,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 216 */
     TypeDef {
         name: "PrivateTON.pTNSpecificNumber",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 217 */
     TypeDef {
@@ -2446,11 +2916,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 218,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 218 */
     TypeDef {
         name: "PrivateTON.localNumber",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 219 */
     TypeDef {
@@ -2460,11 +2934,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 220,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 220 */
     TypeDef {
         name: "PrivateTON.abbreviated",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 221 */
     TypeDef {
@@ -2474,10 +2952,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 222,
         },
+        first: &[0x200000006],
+        open: false,
     },
-    /* 222 */ TypeDef {
+    /* 222 */
+    TypeDef {
         name: "OtherPlan",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 223 */
     TypeDef {
@@ -2487,6 +2970,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 186,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 224 */
     TypeDef {
@@ -2496,11 +2981,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 225,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 225 */
     TypeDef {
         name: "DeviceID.privateName",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 226 */
     TypeDef {
@@ -2543,6 +3032,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 227 */
     TypeDef {
@@ -2561,6 +3052,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("sms", 10),
             ("mms", 11),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 228 */
     TypeDef {
@@ -2570,11 +3063,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 229,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 229 */
     TypeDef {
         name: "MediaCallCharacteristics.connectionRate",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 230 */
     TypeDef {
@@ -2584,11 +3081,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 231,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 231 */
     TypeDef {
         name: "MediaCallCharacteristics.bitRate",
         kind: Kind::Enumerated(&[("constant", 0), ("variable", 1)]),
+        first: &[0xa],
+        open: false,
     },
     /* 232 */
     TypeDef {
@@ -2598,11 +3099,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 233,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 233 */
     TypeDef {
         name: "MediaCallCharacteristics.delayTolerance",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 234 */
     TypeDef {
@@ -2612,6 +3117,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 235,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 235 */
     TypeDef {
@@ -2624,11 +3131,15 @@ pub static TYPES: [TypeDef; 1161] = [
             ("other", 4),
             ("sip", 5),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 236 */
     TypeDef {
         name: "MediaCallCharacteristics.switchingSubDomainInformationElements",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 237 */
     TypeDef {
@@ -2638,11 +3149,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 238,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 238 */
     TypeDef {
         name: "SubjectDeviceID.notKnown",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 239 */
     TypeDef {
@@ -2652,15 +3167,22 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 240,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 240 */
     TypeDef {
         name: "SubjectDeviceID.restricted",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
-    /* 241 */ TypeDef {
+    /* 241 */
+    TypeDef {
         name: "AgentID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 242 */
     TypeDef {
@@ -2670,6 +3192,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 243,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 243 */
     TypeDef {
@@ -2680,6 +3204,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("agentReady", 2),
             ("agentWorkingAfterCall", 3),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 244 */
     TypeDef {
@@ -2689,6 +3215,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 245,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 245 */
     TypeDef {
@@ -2815,6 +3343,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("unauthorisedBearerService", 87),
             ("unknownOverflow", 115),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 246 */
     TypeDef {
@@ -2824,6 +3354,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 247,
         },
+        first: &[0x10000001e],
+        open: false,
     },
     /* 247 */
     TypeDef {
@@ -2842,6 +3374,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 248 */
     TypeDef {
@@ -2851,6 +3385,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 249,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 249 */
     TypeDef {
@@ -2875,6 +3411,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 250 */
     TypeDef {
@@ -2884,16 +3422,22 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 251,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 251 */
     TypeDef {
         name: "CSTASecurityData.messageSequenceNumber",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 252 */
     TypeDef {
         name: "TimeInfo",
         kind: Kind::Time(TimeKind::GeneralizedTime),
+        first: &[0x18],
+        open: false,
     },
     /* 253 */
     TypeDef {
@@ -2908,15 +3452,22 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 255,
             },
         ]),
+        first: &[0x4, 0x5],
+        open: false,
     },
     /* 254 */
     TypeDef {
         name: "SecurityInfo.string",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
-    /* 255 */ TypeDef {
+    /* 255 */
+    TypeDef {
         name: "SecurityInfo.private",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 256 */
     TypeDef {
@@ -2926,11 +3477,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 257,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 257 */
     TypeDef {
         name: "CSTACommonArguments.privateData",
         kind: Kind::SequenceOf(258),
+        first: &[0x10],
+        open: false,
     },
     /* 258 */
     TypeDef {
@@ -2945,16 +3500,22 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 260,
             },
         ]),
+        first: &[0x4, 0x5],
+        open: false,
     },
     /* 259 */
     TypeDef {
         name: "CSTAPrivateData.string",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 260 */
     TypeDef {
         name: "CSTAPrivateData.private",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 261 */
     TypeDef {
@@ -2997,6 +3558,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 262 */
     TypeDef {
@@ -3006,6 +3569,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 241,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 263 */
     TypeDef {
@@ -3015,10 +3580,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 264,
         },
+        first: &[0x200000003],
+        open: false,
     },
-    /* 264 */ TypeDef {
+    /* 264 */
+    TypeDef {
         name: "AgentPassword",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 265 */
     TypeDef {
@@ -3061,6 +3631,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 266 */
     TypeDef {
@@ -3070,6 +3642,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 241,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 267 */
     TypeDef {
@@ -3079,6 +3653,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 264,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 268 */
     TypeDef {
@@ -3115,6 +3691,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 269 */
     TypeDef {
@@ -3151,6 +3729,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 270 */
     TypeDef {
@@ -3193,6 +3773,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 271 */
     TypeDef {
@@ -3202,11 +3784,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 272,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 272 */
     TypeDef {
         name: "AgentWorkingAfterCallEvent.pendingAgentState",
         kind: Kind::Enumerated(&[("notReady", 0), ("ready", 1), ("null", 2)]),
+        first: &[0xa],
+        open: false,
     },
     /* 273 */
     TypeDef {
@@ -3216,6 +3802,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 245,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 274 */
     TypeDef {
@@ -3252,6 +3840,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 275 */
     TypeDef {
@@ -3261,6 +3851,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 276,
         },
+        first: &[0x10000000b],
+        open: false,
     },
     /* 276 */
     TypeDef {
@@ -3279,6 +3871,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 283,
             },
         ]),
+        first: &[0x10, 0x200000000, 0x200000001],
+        open: false,
     },
     /* 277 */
     TypeDef {
@@ -3288,10 +3882,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 278,
         },
+        first: &[0x200000000],
+        open: false,
     },
-    /* 278 */ TypeDef {
+    /* 278 */
+    TypeDef {
         name: "CallID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 279 */
     TypeDef {
@@ -3301,6 +3900,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 280,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 280 */
     TypeDef {
@@ -3315,6 +3916,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 281,
             },
         ]),
+        first: &[0x10, 0x200000003],
+        open: false,
     },
     /* 281 */
     TypeDef {
@@ -3324,11 +3927,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 282,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 282 */
     TypeDef {
         name: "LocalDeviceID.dynamicID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 283 */
     TypeDef {
@@ -3347,6 +3954,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 284 */
     TypeDef {
@@ -3356,6 +3965,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 278,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 285 */
     TypeDef {
@@ -3365,11 +3976,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 280,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 286 */
     TypeDef {
         name: "AlternateCallArgument.connectionReservation",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 287 */
     TypeDef {
@@ -3380,6 +3995,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("transferOnly", 2),
             ("conferenceOnly", 3),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 288 */
     TypeDef {
@@ -3394,11 +4011,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 289,
             },
         ]),
+        first: &[0x5, 0x10000001e],
+        open: false,
     },
     /* 289 */
     TypeDef {
         name: "AlternateCallResult.noData",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 290 */
     TypeDef {
@@ -3429,10 +4050,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
-    /* 291 */ TypeDef {
+    /* 291 */
+    TypeDef {
         name: "CorrelatorData",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 292 */
     TypeDef {
@@ -3442,10 +4068,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 293,
         },
+        first: &[0x10000001d],
+        open: false,
     },
-    /* 293 */ TypeDef {
+    /* 293 */
+    TypeDef {
         name: "UserData",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 294 */
     TypeDef {
@@ -3460,11 +4091,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 295,
             },
         ]),
+        first: &[0x5, 0x10000001e],
+        open: false,
     },
     /* 295 */
     TypeDef {
         name: "AnswerCallResult.noData",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 296 */
     TypeDef {
@@ -3479,6 +4114,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 314,
             },
         ]),
+        first: &[0x10, 0x200000000],
+        open: false,
     },
     /* 297 */
     TypeDef {
@@ -3503,6 +4140,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 298 */
     TypeDef {
@@ -3533,6 +4172,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("versionTwentythree", 22),
             ("versionTwentyfour", 23),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 299 */
     TypeDef {
@@ -3581,6 +4222,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: Some(DefaultValue::Bits(&[])),
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 300 */
     TypeDef {
@@ -3590,6 +4233,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 301,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 301 */
     TypeDef {
@@ -3617,6 +4262,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("singleStepTransfer", 19),
             ("transferCall", 20),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 302 */
     TypeDef {
@@ -3626,6 +4273,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 303,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 303 */
     TypeDef {
@@ -3670,6 +4319,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("suspendRecordEvent", 36),
             ("voiceAttributesChangeEvent", 37),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 304 */
     TypeDef {
@@ -3679,6 +4330,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 305,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 305 */
     TypeDef {
@@ -3690,6 +4343,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("routeUsedRequest", 3),
             ("routeEndRequest", 4),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 306 */
     TypeDef {
@@ -3699,11 +4354,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 307,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 307 */
     TypeDef {
         name: "BidirectionalServicesC2",
         kind: Kind::BitString(&[("escapeService", 0), ("systemStatus", 1)]),
+        first: &[0x3],
+        open: false,
     },
     /* 308 */
     TypeDef {
@@ -3713,6 +4372,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 309,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 309 */
     TypeDef {
@@ -3724,6 +4385,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("snapshotDevice", 3),
             ("snapshotCall", 4),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 310 */
     TypeDef {
@@ -3733,6 +4396,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 311,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 311 */
     TypeDef {
@@ -3749,6 +4414,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("dataPathResumedService", 8),
             ("fastData", 9),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 312 */
     TypeDef {
@@ -3758,6 +4425,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 313,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 313 */
     TypeDef {
@@ -3776,6 +4445,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("suspend", 10),
             ("synthesizeMessage", 11),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 314 */
     TypeDef {
@@ -3785,6 +4456,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 315,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 315 */
     TypeDef {
@@ -3815,6 +4488,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 316 */
     TypeDef {
@@ -3824,6 +4499,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 299,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 317 */
     TypeDef {
@@ -3833,6 +4510,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 299,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 318 */
     TypeDef {
@@ -3842,16 +4521,22 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 319,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 319 */
     TypeDef {
         name: "CSTAPrivateDataVersionList",
         kind: Kind::SequenceOf(320),
+        first: &[0x10],
+        open: false,
     },
     /* 320 */
     TypeDef {
         name: "CSTAPrivateDataVersionList[]",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 321 */
     TypeDef {
@@ -3863,6 +4548,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("telephonyTonesDetected", 3),
             ("serviceCompletionFailure", 4),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 322 */
     TypeDef {
@@ -3875,6 +4562,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("generateTelephonyTones", 3),
             ("sendUserInformation", 4),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 323 */
     TypeDef {
@@ -3899,6 +4588,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("serviceInitiated", 12),
             ("transferred", 13),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 324 */
     TypeDef {
@@ -3932,6 +4623,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("singleStepTransfer", 23),
             ("transferCall", 24),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 325 */
     TypeDef {
@@ -3942,6 +4635,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("outOfService", 1),
             ("partiallyInService", 3),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 326 */
     TypeDef {
@@ -3958,6 +4653,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("suspendLocationTrackingCapabilities", 8),
             ("locationSessionInfo", 9),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 327 */
     TypeDef {
@@ -3979,16 +4676,22 @@ pub static TYPES: [TypeDef; 1161] = [
             ("presenceState", 14),
             ("routeingMode", 13),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 328 */
     TypeDef {
         name: "MediaAttachmentEvents",
         kind: Kind::BitString(&[("mediaAttached", 0), ("mediaDetached", 1)]),
+        first: &[0x3],
+        open: false,
     },
     /* 329 */
     TypeDef {
         name: "MediaAttachmentServices",
         kind: Kind::BitString(&[("attachMediaService", 0), ("detachMediaService", 1)]),
+        first: &[0x3],
+        open: false,
     },
     /* 330 */
     TypeDef {
@@ -4006,6 +4709,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("speakerMute", 9),
             ("speakerVolume", 10),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 331 */
     TypeDef {
@@ -4021,11 +4726,15 @@ pub static TYPES: [TypeDef; 1161] = [
             ("routeSelect", 7),
             ("routeUsed", 8),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 332 */
     TypeDef {
         name: "VendorSpecEvents",
         kind: Kind::BitString(&[("privateEvent", 0)]),
+        first: &[0x3],
+        open: false,
     },
     /* 333 */
     TypeDef {
@@ -4050,6 +4759,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("voiceAttributesChange", 6),
             ("voiceErrorOccured", 17),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 334 */
     TypeDef {
@@ -4071,6 +4782,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("suspend", 10),
             ("synthesizeMessage", 11),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 335 */
     TypeDef {
@@ -4101,16 +4814,22 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 336 */
     TypeDef {
         name: "AutoAnswerEvent.autoAnswerOn",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 337 */
     TypeDef {
         name: "AutoAnswerEvent.numberOfRings",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 338 */
     TypeDef {
@@ -4141,16 +4860,22 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 339 */
     TypeDef {
         name: "AutoWorkModeEvent.autoWorkOn",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 340 */
     TypeDef {
         name: "AutoWorkModeEvent.autoWorkInterval",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 341 */
     TypeDef {
@@ -4175,10 +4900,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
-    /* 342 */ TypeDef {
+    /* 342 */
+    TypeDef {
         name: "BookmarkReachedEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 343 */
     TypeDef {
@@ -4269,6 +4999,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 344 */
     TypeDef {
@@ -4278,6 +5010,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 345,
         },
+        first: &[0x10000000e],
+        open: false,
     },
     /* 345 */
     TypeDef {
@@ -4291,6 +5025,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("queued", 5),
             ("fail", 6),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 346 */
     TypeDef {
@@ -4300,6 +5036,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 347 */
     TypeDef {
@@ -4309,6 +5047,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 348 */
     TypeDef {
@@ -4345,6 +5085,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 349 */
     TypeDef {
@@ -4354,6 +5096,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 350 */
     TypeDef {
@@ -4363,6 +5107,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 351 */
     TypeDef {
@@ -4382,6 +5128,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("confidentialCall", 9),
             ("encryptedCall", 10),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 352 */
     TypeDef {
@@ -4391,6 +5139,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 353 */
     TypeDef {
@@ -4415,6 +5165,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 354 */
     TypeDef {
@@ -4425,16 +5177,22 @@ pub static TYPES: [TypeDef; 1161] = [
             ("transmitAndReceive", 2),
             ("none", 3),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 355 */
     TypeDef {
         name: "ConnectionInformation.numberOfChannels",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 356 */
     TypeDef {
         name: "ConnectionInformation.mediaSessionInformation",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 357 */
     TypeDef {
@@ -4444,6 +5202,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 358 */
     TypeDef {
@@ -4462,6 +5222,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 359 */
     TypeDef {
@@ -4486,11 +5248,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 360 */
     TypeDef {
         name: "GlobalCallData.globalCallSwitchingSubDomainName",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 361 */
     TypeDef {
@@ -4505,6 +5271,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 364,
             },
         ]),
+        first: &[0x200000000, 0x200000001],
+        open: false,
     },
     /* 362 */
     TypeDef {
@@ -4514,11 +5282,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 363,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 363 */
     TypeDef {
         name: "GlobalCallLinkageID.subDomainCallLinkageID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 364 */
     TypeDef {
@@ -4528,11 +5300,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 365,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 365 */
     TypeDef {
         name: "GlobalCallLinkageID.globallyUniqueCallLinkageID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 366 */
     TypeDef {
@@ -4557,11 +5333,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 367 */
     TypeDef {
         name: "ThreadData.threadSwitchingSubDomainName",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 368 */
     TypeDef {
@@ -4576,6 +5356,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 371,
             },
         ]),
+        first: &[0x200000000, 0x200000001],
+        open: false,
     },
     /* 369 */
     TypeDef {
@@ -4585,11 +5367,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 370,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 370 */
     TypeDef {
         name: "ThreadLinkageID.subDomainThreadID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 371 */
     TypeDef {
@@ -4599,11 +5385,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 372,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 372 */
     TypeDef {
         name: "ThreadLinkageID.globallyUniqueThreadID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 373 */
     TypeDef {
@@ -4613,11 +5403,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 374 */
     TypeDef {
         name: "LanguagePreferences",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 375 */
     TypeDef {
@@ -4627,16 +5421,22 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 376 */
     TypeDef {
         name: "LocationInfoList",
         kind: Kind::SequenceOf(377),
+        first: &[0x10],
+        open: false,
     },
     /* 377 */
     TypeDef {
         name: "LocationInfo",
         kind: Kind::SequenceOf(378),
+        first: &[0x10],
+        open: false,
     },
     /* 378 */
     TypeDef {
@@ -4667,11 +5467,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 379 */
     TypeDef {
         name: "GpLocationInfoList",
         kind: Kind::SequenceOf(380),
+        first: &[0x10],
+        open: false,
     },
     /* 380 */
     TypeDef {
@@ -4682,6 +5486,8 @@ pub static TYPES: [TypeDef; 1161] = [
             optional: false,
             default: None,
         }]),
+        first: &[0x10],
+        open: false,
     },
     /* 381 */
     TypeDef {
@@ -4700,11 +5506,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 382 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.gmlFormat",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 383 */
     TypeDef {
@@ -4813,11 +5623,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 384 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.country",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 385 */
     TypeDef {
@@ -4827,11 +5641,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 386,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 386 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.a1",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 387 */
     TypeDef {
@@ -4841,11 +5659,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 388,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 388 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.a2",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 389 */
     TypeDef {
@@ -4855,11 +5677,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 390,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 390 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.a3",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 391 */
     TypeDef {
@@ -4869,11 +5695,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 392,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 392 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.a4",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 393 */
     TypeDef {
@@ -4883,11 +5713,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 394,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 394 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.a5",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 395 */
     TypeDef {
@@ -4897,11 +5731,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 396,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 396 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.a6",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 397 */
     TypeDef {
@@ -4911,11 +5749,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 398,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 398 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.prd",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 399 */
     TypeDef {
@@ -4925,11 +5767,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 400,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 400 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.pod",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 401 */
     TypeDef {
@@ -4939,11 +5785,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 402,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 402 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.sts",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 403 */
     TypeDef {
@@ -4953,11 +5803,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 404,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 404 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.hno",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 405 */
     TypeDef {
@@ -4967,11 +5821,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 406,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 406 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.hns",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 407 */
     TypeDef {
@@ -4981,11 +5839,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 408,
         },
+        first: &[0x20000000b],
+        open: false,
     },
     /* 408 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.lmk",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 409 */
     TypeDef {
@@ -4995,11 +5857,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 410,
         },
+        first: &[0x20000000c],
+        open: false,
     },
     /* 410 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.loc",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 411 */
     TypeDef {
@@ -5009,11 +5875,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 412,
         },
+        first: &[0x20000000d],
+        open: false,
     },
     /* 412 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.flr",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 413 */
     TypeDef {
@@ -5023,11 +5893,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 414,
         },
+        first: &[0x20000000e],
+        open: false,
     },
     /* 414 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.nam",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 415 */
     TypeDef {
@@ -5037,11 +5911,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 416,
         },
+        first: &[0x20000000f],
+        open: false,
     },
     /* 416 */
     TypeDef {
         name: "GpLocationInfo.civicLocGml.civicLoc.pc",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 417 */
     TypeDef {
@@ -5051,6 +5929,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 418,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 418 */
     TypeDef {
@@ -5081,21 +5961,29 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 419 */
     TypeDef {
         name: "UsageRules.retransmissionAllowed",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 420 */
     TypeDef {
         name: "UsageRules.rulesetReference",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 421 */
     TypeDef {
         name: "UsageRules.noteWell",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 422 */
     TypeDef {
@@ -5105,6 +5993,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 423,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 423 */
     TypeDef {
@@ -5138,6 +6028,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("wiremap", 25),
             ("locMet80211", 26),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 424 */
     TypeDef {
@@ -5147,6 +6039,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 425,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 425 */
     TypeDef {
@@ -5171,30 +6065,43 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 426 */
     TypeDef {
         name: "NenaCompanyIDType",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 427 */
     TypeDef {
         name: "TelUri247Type",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 428 */
     TypeDef {
         name: "ProvidedBy.uRL",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 429 */
     TypeDef {
         name: "ButtonInformationEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
-    /* 430 */ TypeDef {
+    /* 430 */
+    TypeDef {
         name: "ButtonPressEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 431 */
     TypeDef {
@@ -5225,11 +6132,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 432 */
     TypeDef {
         name: "CallBackEvent.callBackSetCanceled",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 433 */
     TypeDef {
@@ -5260,11 +6171,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 434 */
     TypeDef {
         name: "CallBackMessageEvent.callBackMsgSetCanceled",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 435 */
     TypeDef {
@@ -5331,6 +6246,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 436 */
     TypeDef {
@@ -5340,6 +6257,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 437 */
     TypeDef {
@@ -5349,6 +6268,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 438 */
     TypeDef {
@@ -5358,6 +6279,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 439 */
     TypeDef {
@@ -5367,6 +6290,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 440 */
     TypeDef {
@@ -5376,6 +6301,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 441 */
     TypeDef {
@@ -5385,11 +6312,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 442 */
     TypeDef {
         name: "AutoOriginate",
         kind: Kind::Enumerated(&[("prompt", 0), ("doNotPrompt", 1)]),
+        first: &[0xa],
+        open: false,
     },
     /* 443 */
     TypeDef {
@@ -5408,11 +6339,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 444 */
     TypeDef {
         name: "CallQualifyingData",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 445 */
     TypeDef {
@@ -5431,6 +6366,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 446 */
     TypeDef {
@@ -5442,6 +6379,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("nonISDNPrivate", 3),
             ("other", 4),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 447 */
     TypeDef {
@@ -5466,6 +6405,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("serviceInitiated", 16),
             ("transferred", 17),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 448 */
     TypeDef {
@@ -5484,6 +6425,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 449 */
     TypeDef {
@@ -5500,6 +6443,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("networkBeyondInterwk", 8),
             ("other", 9),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 450 */
     TypeDef {
@@ -5509,6 +6454,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("qSIGProgressDesc", 1),
             ("other", 2),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 451 */
     TypeDef {
@@ -5611,6 +6558,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 452 */
     TypeDef {
@@ -5620,6 +6569,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 453,
         },
+        first: &[0x100000001],
+        open: false,
     },
     /* 453 */
     TypeDef {
@@ -5638,6 +6589,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 456,
             },
         ]),
+        first: &[0x10, 0x200000007, 0x200000008],
+        open: false,
     },
     /* 454 */
     TypeDef {
@@ -5647,11 +6600,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 455,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 455 */
     TypeDef {
         name: "CallingDeviceID.notKnown",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 456 */
     TypeDef {
@@ -5661,11 +6618,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 457,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 457 */
     TypeDef {
         name: "CallingDeviceID.restricted",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 458 */
     TypeDef {
@@ -5675,10 +6636,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 459,
         },
+        first: &[0x200000000],
+        open: false,
     },
-    /* 459 */ TypeDef {
+    /* 459 */
+    TypeDef {
         name: "AccountInfo",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 460 */
     TypeDef {
@@ -5688,10 +6654,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 461,
         },
+        first: &[0x200000001],
+        open: false,
     },
-    /* 461 */ TypeDef {
+    /* 461 */
+    TypeDef {
         name: "AuthCode",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 462 */
     TypeDef {
@@ -5701,6 +6672,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 463 */
     TypeDef {
@@ -5710,6 +6683,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 464 */
     TypeDef {
@@ -5719,6 +6694,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 444,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 465 */
     TypeDef {
@@ -5728,6 +6705,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 443,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 466 */
     TypeDef {
@@ -5737,6 +6716,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 467 */
     TypeDef {
@@ -5746,11 +6727,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 468,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 468 */
     TypeDef {
         name: "SubjectOfCall",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 469 */
     TypeDef {
@@ -5760,6 +6745,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 470 */
     TypeDef {
@@ -5769,6 +6756,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 183,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 471 */
     TypeDef {
@@ -5793,16 +6782,22 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 472 */
     TypeDef {
         name: "CallerIDStatusEvent.callerIDProvided",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 473 */
     TypeDef {
         name: "ServiceCrossRefID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 474 */
     TypeDef {
@@ -5821,6 +6816,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 475 */
     TypeDef {
@@ -5835,6 +6832,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 481,
             },
         ]),
+        first: &[0x200000000, 0x200000001],
+        open: false,
     },
     /* 476 */
     TypeDef {
@@ -5844,11 +6843,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 477,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 477 */
     TypeDef {
         name: "NumberOfChargingUnits",
         kind: Kind::SequenceOf(478),
+        first: &[0x10],
+        open: false,
     },
     /* 478 */
     TypeDef {
@@ -5867,16 +6870,22 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 479 */
     TypeDef {
         name: "NumberOfChargingUnits[].chargingUnits",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 480 */
     TypeDef {
         name: "NumberOfChargingUnits[].typeOfUnits",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 481 */
     TypeDef {
@@ -5886,6 +6895,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 482,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 482 */
     TypeDef {
@@ -5910,16 +6921,22 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 483 */
     TypeDef {
         name: "NumberOfCurrencyUnits.currencyType",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 484 */
     TypeDef {
         name: "NumberOfCurrencyUnits.currencyAmount",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 485 */
     TypeDef {
@@ -5933,11 +6950,15 @@ pub static TYPES: [TypeDef; 1161] = [
             ("hundred", 5),
             ("thousand", 6),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 486 */
     TypeDef {
         name: "ChargingInfo.typeOfChargingInfo",
         kind: Kind::Enumerated(&[("subTotal", 0), ("total", 1)]),
+        first: &[0xa],
+        open: false,
     },
     /* 487 */
     TypeDef {
@@ -5974,6 +6995,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 488 */
     TypeDef {
@@ -6004,6 +7027,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 489 */
     TypeDef {
@@ -6018,10 +7043,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 490,
             },
         ]),
+        first: &[0x5, 0x10000001e],
+        open: false,
     },
-    /* 490 */ TypeDef {
+    /* 490 */
+    TypeDef {
         name: "ClearCallResult.noData",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 491 */
     TypeDef {
@@ -6058,6 +7088,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 492 */
     TypeDef {
@@ -6072,15 +7104,22 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 493,
             },
         ]),
+        first: &[0x5, 0x10000001e],
+        open: false,
     },
     /* 493 */
     TypeDef {
         name: "ClearConnectionResult.noData",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
-    /* 494 */ TypeDef {
+    /* 494 */
+    TypeDef {
         name: "CompletedEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 495 */
     TypeDef {
@@ -6105,6 +7144,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 496 */
     TypeDef {
@@ -6141,6 +7182,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 497 */
     TypeDef {
@@ -6150,11 +7193,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 498,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 498 */
     TypeDef {
         name: "ConnectionList",
         kind: Kind::SequenceOf(499),
+        first: &[0x10],
+        open: false,
     },
     /* 499 */
     TypeDef {
@@ -6191,6 +7238,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 500 */
     TypeDef {
@@ -6200,6 +7249,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 275,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 501 */
     TypeDef {
@@ -6209,6 +7260,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 275,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 502 */
     TypeDef {
@@ -6218,6 +7271,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 503,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 503 */
     TypeDef {
@@ -6236,11 +7291,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 505,
             },
         ]),
+        first: &[0x5, 0x10, 0x200000001],
+        open: false,
     },
     /* 504 */
     TypeDef {
         name: "ConnectionList[].endpoint.notKnown",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 505 */
     TypeDef {
@@ -6250,11 +7309,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 506,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 506 */
     TypeDef {
         name: "ConnectionList[].endpoint.restricted",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 507 */
     TypeDef {
@@ -6264,6 +7327,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 508,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 508 */
     TypeDef {
@@ -6278,11 +7343,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 509,
             },
         ]),
+        first: &[0x5, 0x10],
+        open: false,
     },
     /* 509 */
     TypeDef {
         name: "ConnectionList[].associatedNID.notKnown",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 510 */
     TypeDef {
@@ -6292,6 +7361,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 511 */
     TypeDef {
@@ -6301,6 +7372,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 443,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 512 */
     TypeDef {
@@ -6409,6 +7482,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 513 */
     TypeDef {
@@ -6418,6 +7493,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 514 */
     TypeDef {
@@ -6427,6 +7504,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 515 */
     TypeDef {
@@ -6436,6 +7515,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 516 */
     TypeDef {
@@ -6445,6 +7526,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 517 */
     TypeDef {
@@ -6454,6 +7537,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 443,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 518 */
     TypeDef {
@@ -6463,6 +7548,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 519 */
     TypeDef {
@@ -6472,6 +7559,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 520,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 520 */
     TypeDef {
@@ -6496,6 +7585,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 521 */
     TypeDef {
@@ -6505,6 +7596,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 245,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 522 */
     TypeDef {
@@ -6514,6 +7607,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 275,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 523 */
     TypeDef {
@@ -6523,6 +7618,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 524 */
     TypeDef {
@@ -6532,6 +7629,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 246,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 525 */
     TypeDef {
@@ -6634,6 +7733,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 526 */
     TypeDef {
@@ -6643,6 +7744,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 527 */
     TypeDef {
@@ -6652,6 +7755,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 474,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 528 */
     TypeDef {
@@ -6661,6 +7766,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 529 */
     TypeDef {
@@ -6670,6 +7777,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 530 */
     TypeDef {
@@ -6679,6 +7788,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 531 */
     TypeDef {
@@ -6688,6 +7799,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 532 */
     TypeDef {
@@ -6697,6 +7810,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 533 */
     TypeDef {
@@ -6706,6 +7821,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 534 */
     TypeDef {
@@ -6715,6 +7832,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 520,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 535 */
     TypeDef {
@@ -6724,6 +7843,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 536 */
     TypeDef {
@@ -6814,6 +7935,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 537 */
     TypeDef {
@@ -6823,6 +7946,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 275,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 538 */
     TypeDef {
@@ -6832,6 +7957,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 183,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 539 */
     TypeDef {
@@ -6841,11 +7968,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 540,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 540 */
     TypeDef {
         name: "ConsultationCallArgument.connectionReservation",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 541 */
     TypeDef {
@@ -6855,6 +7986,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 459,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 542 */
     TypeDef {
@@ -6864,6 +7997,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 461,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 543 */
     TypeDef {
@@ -6873,6 +8008,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 544 */
     TypeDef {
@@ -6882,6 +8019,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 292,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 545 */
     TypeDef {
@@ -6891,6 +8030,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 546 */
     TypeDef {
@@ -6900,6 +8041,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 547 */
     TypeDef {
@@ -6909,6 +8052,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 548 */
     TypeDef {
@@ -6918,6 +8063,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 287,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 549 */
     TypeDef {
@@ -6927,6 +8074,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 468,
         },
+        first: &[0x20000000b],
+        open: false,
     },
     /* 550 */
     TypeDef {
@@ -6936,6 +8085,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x20000000c],
+        open: false,
     },
     /* 551 */
     TypeDef {
@@ -6972,6 +8123,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 552 */
     TypeDef {
@@ -6981,6 +8134,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 553 */
     TypeDef {
@@ -6990,6 +8145,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 554 */
     TypeDef {
@@ -6999,6 +8156,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 555 */
     TypeDef {
@@ -7155,6 +8314,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 556 */
     TypeDef {
@@ -7164,6 +8325,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 557,
         },
+        first: &[0x100000002],
+        open: false,
     },
     /* 557 */
     TypeDef {
@@ -7182,6 +8345,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 560,
             },
         ]),
+        first: &[0x10, 0x200000007, 0x200000008],
+        open: false,
     },
     /* 558 */
     TypeDef {
@@ -7191,11 +8356,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 559,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 559 */
     TypeDef {
         name: "CalledDeviceID.notKnown",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 560 */
     TypeDef {
@@ -7205,11 +8374,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 561,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 561 */
     TypeDef {
         name: "CalledDeviceID.restricted",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 562 */
     TypeDef {
@@ -7219,6 +8392,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 563,
         },
+        first: &[0x100000004],
+        open: false,
     },
     /* 563 */
     TypeDef {
@@ -7245,6 +8420,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 570,
             },
         ]),
+        first: &[0x10, 0x200000007, 0x200000008, 0x200000009, 0x20000000a],
+        open: false,
     },
     /* 564 */
     TypeDef {
@@ -7254,11 +8431,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 565,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 565 */
     TypeDef {
         name: "RedirectionDeviceID.notKnown",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 566 */
     TypeDef {
@@ -7268,11 +8449,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 567,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 567 */
     TypeDef {
         name: "RedirectionDeviceID.notRequired",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 568 */
     TypeDef {
@@ -7282,11 +8467,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 569,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 569 */
     TypeDef {
         name: "RedirectionDeviceID.notSpecified",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 570 */
     TypeDef {
@@ -7296,11 +8485,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 571,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 571 */
     TypeDef {
         name: "RedirectionDeviceID.restricted",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 572 */
     TypeDef {
@@ -7310,6 +8503,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 573 */
     TypeDef {
@@ -7319,6 +8514,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 574 */
     TypeDef {
@@ -7328,6 +8525,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 575,
         },
+        first: &[0x100000007],
+        open: false,
     },
     /* 575 */
     TypeDef {
@@ -7346,6 +8545,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 578,
             },
         ]),
+        first: &[0x10, 0x200000007, 0x200000008],
+        open: false,
     },
     /* 576 */
     TypeDef {
@@ -7355,11 +8556,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 577,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 577 */
     TypeDef {
         name: "NetworkCallingDeviceID.notKnown",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 578 */
     TypeDef {
@@ -7369,11 +8574,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 579,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 579 */
     TypeDef {
         name: "NetworkCallingDeviceID.restricted",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 580 */
     TypeDef {
@@ -7383,6 +8592,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 581,
         },
+        first: &[0x100000008],
+        open: false,
     },
     /* 581 */
     TypeDef {
@@ -7401,6 +8612,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 584,
             },
         ]),
+        first: &[0x10, 0x200000007, 0x200000008],
+        open: false,
     },
     /* 582 */
     TypeDef {
@@ -7410,11 +8623,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 583,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 583 */
     TypeDef {
         name: "NetworkCalledDeviceID.notKnown",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 584 */
     TypeDef {
@@ -7424,11 +8641,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 585,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 585 */
     TypeDef {
         name: "NetworkCalledDeviceID.restricted",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 586 */
     TypeDef {
@@ -7438,6 +8659,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 587,
         },
+        first: &[0x100000005],
+        open: false,
     },
     /* 587 */
     TypeDef {
@@ -7456,6 +8679,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 590,
             },
         ]),
+        first: &[0x10, 0x200000007, 0x200000008],
+        open: false,
     },
     /* 588 */
     TypeDef {
@@ -7465,11 +8690,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 589,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 589 */
     TypeDef {
         name: "AssociatedCallingDeviceID.notKnown",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 590 */
     TypeDef {
@@ -7479,11 +8708,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 591,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 591 */
     TypeDef {
         name: "AssociatedCallingDeviceID.restricted",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 592 */
     TypeDef {
@@ -7493,6 +8726,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 593,
         },
+        first: &[0x100000006],
+        open: false,
     },
     /* 593 */
     TypeDef {
@@ -7511,6 +8746,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 596,
             },
         ]),
+        first: &[0x10, 0x200000007, 0x200000008],
+        open: false,
     },
     /* 594 */
     TypeDef {
@@ -7520,11 +8757,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 595,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 595 */
     TypeDef {
         name: "AssociatedCalledDeviceID.notKnown",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 596 */
     TypeDef {
@@ -7534,11 +8775,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 597,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 597 */
     TypeDef {
         name: "AssociatedCalledDeviceID.restricted",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 598 */
     TypeDef {
@@ -7548,6 +8793,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 599 */
     TypeDef {
@@ -7557,6 +8804,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 600 */
     TypeDef {
@@ -7566,6 +8815,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 601 */
     TypeDef {
@@ -7575,6 +8826,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 602 */
     TypeDef {
@@ -7584,6 +8837,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 468,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 603 */
     TypeDef {
@@ -7593,6 +8848,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 604,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 604 */
     TypeDef {
@@ -7617,21 +8874,29 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 605 */
     TypeDef {
         name: "MessageInfo.contents",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 606 */
     TypeDef {
         name: "MessageInfo.contentTypeAndSubtype",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 607 */
     TypeDef {
         name: "MessageInfo.contentsLength",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 608 */
     TypeDef {
@@ -7641,6 +8906,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 609 */
     TypeDef {
@@ -7650,6 +8917,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 520,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 610 */
     TypeDef {
@@ -7659,6 +8928,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 611 */
     TypeDef {
@@ -7683,6 +8954,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 612 */
     TypeDef {
@@ -7694,6 +8967,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("agentBusy", 3),
             ("agentWorkingAfterCall", 4),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 613 */
     TypeDef {
@@ -7736,6 +9011,18 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 630,
             },
         ]),
+        first: &[
+            0x200000000,
+            0x200000001,
+            0x200000002,
+            0x200000003,
+            0x200000004,
+            0x200000005,
+            0x200000006,
+            0x200000007,
+            0x200000008,
+        ],
+        open: false,
     },
     /* 614 */
     TypeDef {
@@ -7745,6 +9032,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 615,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 615 */
     TypeDef {
@@ -7755,6 +9044,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("muLawPCM6K", 2),
             ("aLawPCM6K", 3),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 616 */
     TypeDef {
@@ -7764,11 +9055,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 617,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 617 */
     TypeDef {
         name: "AttributeInfo.samplingRate",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 618 */
     TypeDef {
@@ -7778,11 +9073,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 619,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 619 */
     TypeDef {
         name: "AttributeInfo.duration",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 620 */
     TypeDef {
@@ -7792,11 +9091,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 621,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 621 */
     TypeDef {
         name: "AttributeInfo.filename",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 622 */
     TypeDef {
@@ -7806,11 +9109,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 623,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 623 */
     TypeDef {
         name: "AttributeInfo.currentPosition",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 624 */
     TypeDef {
@@ -7820,11 +9127,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 625,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 625 */
     TypeDef {
         name: "AttributeInfo.currentSpeed",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 626 */
     TypeDef {
@@ -7834,11 +9145,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 627,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 627 */
     TypeDef {
         name: "AttributeInfo.currentVolume",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 628 */
     TypeDef {
@@ -7848,11 +9163,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 629,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 629 */
     TypeDef {
         name: "AttributeInfo.currentGain",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 630 */
     TypeDef {
@@ -7862,6 +9181,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 631,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 631 */
     TypeDef {
@@ -7880,11 +9201,15 @@ pub static TYPES: [TypeDef; 1161] = [
             ("suspendPlay", 3),
             ("suspendRecord", 4),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 632 */
     TypeDef {
         name: "CallOrigination",
         kind: Kind::BitString(&[("internal", 0), ("external", 1)]),
+        first: &[0x3],
+        open: false,
     },
     /* 633 */
     TypeDef {
@@ -7903,21 +9228,29 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 634 */
     TypeDef {
         name: "ControlData.gender",
         kind: Kind::Enumerated(&[("male", 0), ("female", 1)]),
+        first: &[0xa],
+        open: false,
     },
     /* 635 */
     TypeDef {
         name: "ControlData.language",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 636 */
     TypeDef {
         name: "DataPathType",
         kind: Kind::Enumerated(&[("text", 0), ("voice", 1)]),
+        first: &[0xa],
+        open: false,
     },
     /* 637 */
     TypeDef {
@@ -7942,6 +9275,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 638 */
     TypeDef {
@@ -7951,11 +9286,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 639,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 639 */
     TypeDef {
         name: "DisplayAttributeList.physicalBaseRowNumber",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 640 */
     TypeDef {
@@ -7965,11 +9304,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 641,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 641 */
     TypeDef {
         name: "DisplayAttributeList.physicalBaseColumnNumber",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 642 */
     TypeDef {
@@ -7979,11 +9322,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 643,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 643 */
     TypeDef {
         name: "DisplayAttributeList.offset",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 644 */
     TypeDef {
@@ -7993,10 +9340,15 @@ pub static TYPES: [TypeDef; 1161] = [
             ("forwardingType", 1),
             ("forwardDN", 2),
         ]),
+        first: &[0xa],
+        open: false,
     },
-    /* 645 */ TypeDef {
+    /* 645 */
+    TypeDef {
         name: "ForwardList",
         kind: Kind::SequenceOf(646),
+        first: &[0x10],
+        open: false,
     },
     /* 646 */
     TypeDef {
@@ -8039,6 +9391,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 647 */
     TypeDef {
@@ -8057,11 +9411,15 @@ pub static TYPES: [TypeDef; 1161] = [
             ("forwardDNDInt", 10),
             ("forwardDNDExt", 11),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 648 */
     TypeDef {
         name: "ForwardList[].forwardStatus",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 649 */
     TypeDef {
@@ -8071,16 +9429,22 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 650,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 650 */
     TypeDef {
         name: "ForwardList[].ringDuration",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 651 */
     TypeDef {
         name: "ForwardList[].ringCount",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 652 */
     TypeDef {
@@ -8095,6 +9459,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 655,
             },
         ]),
+        first: &[0x200000000, 0x200000001],
+        open: false,
     },
     /* 653 */
     TypeDef {
@@ -8104,11 +9470,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 654,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 654 */
     TypeDef {
         name: "IOCrossRefID.switchProvided",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 655 */
     TypeDef {
@@ -8118,20 +9488,29 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 656,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 656 */
     TypeDef {
         name: "IOCrossRefID.computerProvided",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
-    /* 657 */ TypeDef {
+    /* 657 */
+    TypeDef {
         name: "IORegisterReqID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 658 */
     TypeDef {
         name: "LocCrossRefID",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 659 */
     TypeDef {
@@ -8140,15 +9519,22 @@ pub static TYPES: [TypeDef; 1161] = [
             ("connectionToDeviceOrNetworkRestored", 0),
             ("performanceConditionRelieved", 1),
         ]),
+        first: &[0xa],
+        open: false,
     },
-    /* 660 */ TypeDef {
+    /* 660 */
+    TypeDef {
         name: "MessageID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 661 */
     TypeDef {
         name: "ParticipationType",
         kind: Kind::Enumerated(&[("silent", 0), ("active", 1), ("none", 2)]),
+        first: &[0xa],
+        open: false,
     },
     /* 662 */
     TypeDef {
@@ -8175,11 +9561,15 @@ pub static TYPES: [TypeDef; 1161] = [
             ("applicationSpec9", 18),
             ("applicationSpec10", 19),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 663 */
     TypeDef {
         name: "ResourceID",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 664 */
     TypeDef {
@@ -8198,6 +9588,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 669,
             },
         ]),
+        first: &[0x200000000, 0x200000001, 0x200000002],
+        open: false,
     },
     /* 665 */
     TypeDef {
@@ -8207,11 +9599,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 666,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 666 */
     TypeDef {
         name: "RetryValue.noListAvailable",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 667 */
     TypeDef {
@@ -8221,11 +9617,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 668,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 668 */
     TypeDef {
         name: "RetryValue.noCountAvailable",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 669 */
     TypeDef {
@@ -8235,16 +9635,22 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 670,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 670 */
     TypeDef {
         name: "RetryValue.retryCount",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 671 */
     TypeDef {
         name: "RouteRegisterReqID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 672 */
     TypeDef {
@@ -8254,11 +9660,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 673,
         },
+        first: &[0x100000018],
+        open: false,
     },
     /* 673 */
     TypeDef {
         name: "RouteingCrossRefID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 674 */
     TypeDef {
@@ -8270,11 +9680,15 @@ pub static TYPES: [TypeDef; 1161] = [
             ("aCD", 3),
             ("userDefined", 4),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 675 */
     TypeDef {
         name: "SysStatRegisterID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 676 */
     TypeDef {
@@ -8290,6 +9704,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("overloadReached", 6),
             ("overloadRelieved", 7),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 677 */
     TypeDef {
@@ -8417,6 +9833,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("switchSpec99", 119),
             ("switchSpec100", 120),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 678 */
     TypeDef {
@@ -8427,6 +9845,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("endOfMessageDetected", 2),
             ("speechDetected", 3),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 679 */
     TypeDef {
@@ -8436,6 +9856,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 680,
         },
+        first: &[0x100000009],
+        open: false,
     },
     /* 680 */
     TypeDef {
@@ -8454,6 +9876,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 683,
             },
         ]),
+        first: &[0x10, 0x200000007, 0x200000008],
+        open: false,
     },
     /* 681 */
     TypeDef {
@@ -8463,11 +9887,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 682,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 682 */
     TypeDef {
         name: "ExtendedDeviceID.notKnown",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 683 */
     TypeDef {
@@ -8477,11 +9905,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 684,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 684 */
     TypeDef {
         name: "ExtendedDeviceID.restricted",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 685 */
     TypeDef {
@@ -8590,6 +10022,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 686 */
     TypeDef {
@@ -8599,6 +10033,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 687 */
     TypeDef {
@@ -8608,6 +10044,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 688 */
     TypeDef {
@@ -8617,6 +10055,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 689 */
     TypeDef {
@@ -8626,6 +10066,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 690 */
     TypeDef {
@@ -8635,6 +10077,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 691 */
     TypeDef {
@@ -8644,6 +10088,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 692 */
     TypeDef {
@@ -8653,6 +10099,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 693 */
     TypeDef {
@@ -8695,11 +10143,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 694 */
     TypeDef {
         name: "DigitsGeneratedEvent.digitGeneratedList",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 695 */
     TypeDef {
@@ -8709,16 +10161,22 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 696,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 696 */
     TypeDef {
         name: "DigitsGeneratedEvent.digitDurationList",
         kind: Kind::SequenceOf(697),
+        first: &[0x10],
+        open: false,
     },
     /* 697 */
     TypeDef {
         name: "DigitsGeneratedEvent.digitDurationList[]",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 698 */
     TypeDef {
@@ -8728,20 +10186,29 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 699,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 699 */
     TypeDef {
         name: "DigitsGeneratedEvent.pauseDurationList",
         kind: Kind::SequenceOf(700),
+        first: &[0x10],
+        open: false,
     },
     /* 700 */
     TypeDef {
         name: "DigitsGeneratedEvent.pauseDurationList[]",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
-    /* 701 */ TypeDef {
+    /* 701 */
+    TypeDef {
         name: "DisplayUpdatedEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 702 */
     TypeDef {
@@ -8898,6 +10365,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 703 */
     TypeDef {
@@ -8907,6 +10376,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 704 */
     TypeDef {
@@ -8916,6 +10387,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 705 */
     TypeDef {
@@ -8925,6 +10398,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 706 */
     TypeDef {
@@ -8934,6 +10409,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 707 */
     TypeDef {
@@ -8943,6 +10420,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 708 */
     TypeDef {
@@ -8952,6 +10431,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 709 */
     TypeDef {
@@ -8961,6 +10442,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 468,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 710 */
     TypeDef {
@@ -8970,6 +10453,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 604,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 711 */
     TypeDef {
@@ -8979,6 +10464,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 712 */
     TypeDef {
@@ -8988,6 +10475,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 520,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 713 */
     TypeDef {
@@ -8997,6 +10486,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 714 */
     TypeDef {
@@ -9033,24 +10524,36 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 715 */
     TypeDef {
         name: "DoNotDisturbEvent.doNotDisturbOn",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 716 */
     TypeDef {
         name: "DoNotDisturbEvent.callingDeviceList",
         kind: Kind::SequenceOf(183),
+        first: &[0x10],
+        open: false,
     },
-    /* 717 */ TypeDef {
+    /* 717 */
+    TypeDef {
         name: "DtmfDetectedEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
-    /* 718 */ TypeDef {
+    /* 718 */
+    TypeDef {
         name: "EmptiedEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 719 */
     TypeDef {
@@ -9089,6 +10592,17 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 734,
             },
         ]),
+        first: &[
+            0x200000000,
+            0x200000001,
+            0x200000002,
+            0x200000003,
+            0x200000004,
+            0x200000005,
+            0x200000006,
+            0x200000007,
+        ],
+        open: false,
     },
     /* 720 */
     TypeDef {
@@ -9098,6 +10612,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 721,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 721 */
     TypeDef {
@@ -9297,6 +10813,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("toneCharacterOutOfRange", 193),
             ("toneDurationOutOfRange", 194),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 722 */
     TypeDef {
@@ -9306,6 +10824,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 723,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 723 */
     TypeDef {
@@ -9316,6 +10836,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("timeStampViolated", 2),
             ("securityInfoViolated", 4),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 724 */
     TypeDef {
@@ -9325,6 +10847,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 725,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 725 */
     TypeDef {
@@ -9359,6 +10883,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("notAbleToPlay", 10),
             ("notAbleToResume", 11),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 726 */
     TypeDef {
@@ -9368,6 +10894,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 727,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 727 */
     TypeDef {
@@ -9405,6 +10933,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("startTimeOutOfRange", 30),
             ("durationExceeded", 31),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 728 */
     TypeDef {
@@ -9414,6 +10944,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 729,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 729 */
     TypeDef {
@@ -9425,6 +10957,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("outstandingReqLimitExceeded", 4),
             ("objectRegistrationLimitExceeded", 5),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 730 */
     TypeDef {
@@ -9434,11 +10968,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 731,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 731 */
     TypeDef {
         name: "PerformanceManagementErrors",
         kind: Kind::Enumerated(&[("generic", 1), ("performanceLimitExceeded", 2)]),
+        first: &[0xa],
+        open: false,
     },
     /* 732 */
     TypeDef {
@@ -9448,11 +10986,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 733,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 733 */
     TypeDef {
         name: "PrivateDataInfoErrors",
         kind: Kind::Enumerated(&[("cSTAPrivateDataInfoError", 1)]),
+        first: &[0xa],
+        open: false,
     },
     /* 734 */
     TypeDef {
@@ -9462,10 +11004,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 735,
         },
+        first: &[0x200000007],
+        open: false,
     },
-    /* 735 */ TypeDef {
+    /* 735 */
+    TypeDef {
         name: "UnspecifiedErrors",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 736 */
     TypeDef {
@@ -9490,6 +11037,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 737 */
     TypeDef {
@@ -9499,11 +11048,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 738,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 738 */
     TypeDef {
         name: "EscapeRegisterID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 739 */
     TypeDef {
@@ -9518,10 +11071,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 740,
             },
         ]),
+        first: &[0x5, 0x10000001e],
+        open: false,
     },
-    /* 740 */ TypeDef {
+    /* 740 */
+    TypeDef {
         name: "EscapeResult.noData",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 741 */
     TypeDef {
@@ -9678,6 +11236,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 742 */
     TypeDef {
@@ -9687,6 +11247,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 743 */
     TypeDef {
@@ -9696,6 +11258,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 744 */
     TypeDef {
@@ -9705,6 +11269,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 745 */
     TypeDef {
@@ -9714,6 +11280,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 746 */
     TypeDef {
@@ -9723,6 +11291,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 747 */
     TypeDef {
@@ -9732,6 +11302,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 748 */
     TypeDef {
@@ -9741,6 +11313,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 468,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 749 */
     TypeDef {
@@ -9750,6 +11324,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 604,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 750 */
     TypeDef {
@@ -9759,6 +11335,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 751 */
     TypeDef {
@@ -9768,6 +11346,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 520,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 752 */
     TypeDef {
@@ -9777,6 +11357,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x20000000b],
+        open: false,
     },
     /* 753 */
     TypeDef {
@@ -9795,6 +11377,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 754 */
     TypeDef {
@@ -9804,11 +11388,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 755,
         },
+        first: &[0x100000015],
+        open: false,
     },
     /* 755 */
     TypeDef {
         name: "MonitorCrossRefID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 756 */
     TypeDef {
@@ -9847,6 +11435,17 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 1013,
             },
         ]),
+        first: &[
+            0x200000000,
+            0x200000001,
+            0x200000002,
+            0x200000003,
+            0x200000004,
+            0x200000005,
+            0x200000006,
+            0x200000007,
+        ],
+        open: false,
     },
     /* 757 */
     TypeDef {
@@ -9856,6 +11455,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 758,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 758 */
     TypeDef {
@@ -9934,6 +11535,27 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 875,
             },
         ]),
+        first: &[
+            0x200000000,
+            0x200000001,
+            0x200000002,
+            0x200000003,
+            0x200000004,
+            0x200000005,
+            0x200000006,
+            0x200000007,
+            0x200000008,
+            0x200000009,
+            0x20000000a,
+            0x20000000b,
+            0x20000000c,
+            0x20000000d,
+            0x20000000e,
+            0x20000000f,
+            0x200000010,
+            0x200000011,
+        ],
+        open: false,
     },
     /* 759 */
     TypeDef {
@@ -9943,6 +11565,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 343,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 760 */
     TypeDef {
@@ -9952,6 +11576,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 435,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 761 */
     TypeDef {
@@ -9961,6 +11587,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 512,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 762 */
     TypeDef {
@@ -9970,6 +11598,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 525,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 763 */
     TypeDef {
@@ -9979,6 +11609,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 555,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 764 */
     TypeDef {
@@ -9988,6 +11620,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 685,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 765 */
     TypeDef {
@@ -9997,6 +11631,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 702,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 766 */
     TypeDef {
@@ -10006,6 +11642,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 741,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 767 */
     TypeDef {
@@ -10015,6 +11653,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 768,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 768 */
     TypeDef {
@@ -10171,6 +11811,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 769 */
     TypeDef {
@@ -10180,6 +11822,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 770 */
     TypeDef {
@@ -10189,6 +11833,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 771 */
     TypeDef {
@@ -10198,6 +11844,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 772 */
     TypeDef {
@@ -10207,6 +11855,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 773 */
     TypeDef {
@@ -10216,6 +11866,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 774 */
     TypeDef {
@@ -10225,6 +11877,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 775 */
     TypeDef {
@@ -10234,6 +11888,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 468,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 776 */
     TypeDef {
@@ -10243,6 +11899,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 604,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 777 */
     TypeDef {
@@ -10252,6 +11910,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 778 */
     TypeDef {
@@ -10261,6 +11921,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 520,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 779 */
     TypeDef {
@@ -10270,6 +11932,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 780 */
     TypeDef {
@@ -10279,6 +11943,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 781,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 781 */
     TypeDef {
@@ -10363,6 +12029,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 782 */
     TypeDef {
@@ -10372,6 +12040,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 783 */
     TypeDef {
@@ -10381,6 +12051,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 784 */
     TypeDef {
@@ -10390,6 +12062,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 785 */
     TypeDef {
@@ -10399,6 +12073,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 786 */
     TypeDef {
@@ -10408,6 +12084,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 787 */
     TypeDef {
@@ -10417,6 +12095,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 788 */
     TypeDef {
@@ -10426,6 +12106,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 789 */
     TypeDef {
@@ -10435,6 +12117,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 790 */
     TypeDef {
@@ -10444,6 +12128,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 791,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 791 */
     TypeDef {
@@ -10552,6 +12238,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 792 */
     TypeDef {
@@ -10561,6 +12249,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 445,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 793 */
     TypeDef {
@@ -10570,6 +12260,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 794 */
     TypeDef {
@@ -10579,6 +12271,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 795 */
     TypeDef {
@@ -10588,6 +12282,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 796 */
     TypeDef {
@@ -10597,6 +12293,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 797 */
     TypeDef {
@@ -10606,6 +12304,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 798 */
     TypeDef {
@@ -10615,6 +12315,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 799 */
     TypeDef {
@@ -10624,6 +12326,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 800 */
     TypeDef {
@@ -10633,6 +12337,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 801,
         },
+        first: &[0x20000000b],
+        open: false,
     },
     /* 801 */
     TypeDef {
@@ -10777,6 +12483,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 802 */
     TypeDef {
@@ -10786,6 +12494,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 803 */
     TypeDef {
@@ -10795,6 +12505,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 445,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 804 */
     TypeDef {
@@ -10804,6 +12516,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 805 */
     TypeDef {
@@ -10813,6 +12527,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 806 */
     TypeDef {
@@ -10822,6 +12538,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 807 */
     TypeDef {
@@ -10831,6 +12549,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 808 */
     TypeDef {
@@ -10840,6 +12560,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 809 */
     TypeDef {
@@ -10849,6 +12571,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 810 */
     TypeDef {
@@ -10858,6 +12582,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 520,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 811 */
     TypeDef {
@@ -10867,6 +12593,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 812 */
     TypeDef {
@@ -10876,6 +12604,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 813,
         },
+        first: &[0x20000000c],
+        open: false,
     },
     /* 813 */
     TypeDef {
@@ -11032,6 +12762,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 814 */
     TypeDef {
@@ -11041,6 +12773,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 815 */
     TypeDef {
@@ -11050,6 +12784,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 816 */
     TypeDef {
@@ -11059,6 +12795,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 817 */
     TypeDef {
@@ -11068,6 +12806,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 818 */
     TypeDef {
@@ -11077,6 +12817,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 819 */
     TypeDef {
@@ -11086,6 +12828,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 468,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 820 */
     TypeDef {
@@ -11095,6 +12839,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 604,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 821 */
     TypeDef {
@@ -11104,6 +12850,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 822 */
     TypeDef {
@@ -11113,6 +12861,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 520,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 823 */
     TypeDef {
@@ -11122,6 +12872,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 824 */
     TypeDef {
@@ -11131,6 +12883,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 825,
         },
+        first: &[0x20000000d],
+        open: false,
     },
     /* 825 */
     TypeDef {
@@ -11263,6 +13017,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 826 */
     TypeDef {
@@ -11272,6 +13028,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 827 */
     TypeDef {
@@ -11281,6 +13039,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 828 */
     TypeDef {
@@ -11290,6 +13050,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 829 */
     TypeDef {
@@ -11299,6 +13061,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 830 */
     TypeDef {
@@ -11308,6 +13072,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 831 */
     TypeDef {
@@ -11317,6 +13083,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 832 */
     TypeDef {
@@ -11326,6 +13094,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 468,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 833 */
     TypeDef {
@@ -11335,6 +13105,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 604,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 834 */
     TypeDef {
@@ -11344,6 +13116,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 835 */
     TypeDef {
@@ -11353,6 +13127,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x20000000b],
+        open: false,
     },
     /* 836 */
     TypeDef {
@@ -11362,6 +13138,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 837,
         },
+        first: &[0x20000000e],
+        open: false,
     },
     /* 837 */
     TypeDef {
@@ -11524,6 +13302,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 838 */
     TypeDef {
@@ -11533,11 +13313,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 839,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 839 */
     TypeDef {
         name: "QueuedEvent.numberQueued",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 840 */
     TypeDef {
@@ -11547,11 +13331,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 841,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 841 */
     TypeDef {
         name: "QueuedEvent.callsInFront",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 842 */
     TypeDef {
@@ -11561,6 +13349,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 843 */
     TypeDef {
@@ -11570,6 +13360,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 844 */
     TypeDef {
@@ -11579,6 +13371,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 845 */
     TypeDef {
@@ -11588,6 +13382,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 846 */
     TypeDef {
@@ -11597,6 +13393,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 847 */
     TypeDef {
@@ -11606,6 +13404,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 848 */
     TypeDef {
@@ -11615,6 +13415,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 468,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 849 */
     TypeDef {
@@ -11624,6 +13426,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 604,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 850 */
     TypeDef {
@@ -11633,6 +13437,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 851 */
     TypeDef {
@@ -11642,6 +13448,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 520,
         },
+        first: &[0x20000000b],
+        open: false,
     },
     /* 852 */
     TypeDef {
@@ -11651,6 +13459,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x20000000c],
+        open: false,
     },
     /* 853 */
     TypeDef {
@@ -11660,6 +13470,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 854,
         },
+        first: &[0x20000000f],
+        open: false,
     },
     /* 854 */
     TypeDef {
@@ -11744,6 +13556,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 855 */
     TypeDef {
@@ -11753,6 +13567,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 856 */
     TypeDef {
@@ -11762,6 +13578,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 857 */
     TypeDef {
@@ -11771,6 +13589,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 858 */
     TypeDef {
@@ -11780,6 +13600,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 859 */
     TypeDef {
@@ -11789,6 +13611,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 860 */
     TypeDef {
@@ -11798,6 +13622,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 861 */
     TypeDef {
@@ -11807,6 +13633,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 862 */
     TypeDef {
@@ -11816,6 +13644,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 863 */
     TypeDef {
@@ -11825,6 +13655,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 864,
         },
+        first: &[0x200000010],
+        open: false,
     },
     /* 864 */
     TypeDef {
@@ -11945,6 +13777,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 865 */
     TypeDef {
@@ -11954,6 +13788,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 866 */
     TypeDef {
@@ -11963,6 +13799,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 867 */
     TypeDef {
@@ -11972,6 +13810,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 868 */
     TypeDef {
@@ -11981,6 +13821,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 869 */
     TypeDef {
@@ -11990,6 +13832,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 870 */
     TypeDef {
@@ -11999,6 +13843,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 871 */
     TypeDef {
@@ -12008,6 +13854,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 468,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 872 */
     TypeDef {
@@ -12017,6 +13865,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 604,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 873 */
     TypeDef {
@@ -12026,6 +13876,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 874 */
     TypeDef {
@@ -12035,6 +13887,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 875 */
     TypeDef {
@@ -12044,6 +13898,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 876,
         },
+        first: &[0x200000011],
+        open: false,
     },
     /* 876 */
     TypeDef {
@@ -12158,6 +14014,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 877 */
     TypeDef {
@@ -12167,6 +14025,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 275,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 878 */
     TypeDef {
@@ -12176,6 +14036,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 498,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 879 */
     TypeDef {
@@ -12185,6 +14047,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 880 */
     TypeDef {
@@ -12194,6 +14058,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 474,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 881 */
     TypeDef {
@@ -12203,6 +14069,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 882 */
     TypeDef {
@@ -12212,6 +14080,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 883 */
     TypeDef {
@@ -12221,6 +14091,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 884 */
     TypeDef {
@@ -12230,6 +14102,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 443,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 885 */
     TypeDef {
@@ -12239,6 +14113,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 886 */
     TypeDef {
@@ -12248,6 +14124,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 520,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 887 */
     TypeDef {
@@ -12257,6 +14135,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 888 */
     TypeDef {
@@ -12266,6 +14146,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 889,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 889 */
     TypeDef {
@@ -12292,6 +14174,14 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 901,
             },
         ]),
+        first: &[
+            0x200000000,
+            0x200000001,
+            0x200000002,
+            0x200000003,
+            0x200000004,
+        ],
+        open: false,
     },
     /* 890 */
     TypeDef {
@@ -12301,6 +14191,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 451,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 891 */
     TypeDef {
@@ -12310,6 +14202,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 487,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 892 */
     TypeDef {
@@ -12319,6 +14213,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 693,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 893 */
     TypeDef {
@@ -12328,6 +14224,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 894,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 894 */
     TypeDef {
@@ -12376,6 +14274,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 895 */
     TypeDef {
@@ -12385,11 +14285,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 896,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 896 */
     TypeDef {
         name: "TelephonyTonesGeneratedEvent.toneFrequency",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 897 */
     TypeDef {
@@ -12399,11 +14303,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 898,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 898 */
     TypeDef {
         name: "TelephonyTonesGeneratedEvent.toneDuration",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 899 */
     TypeDef {
@@ -12413,11 +14321,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 900,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 900 */
     TypeDef {
         name: "TelephonyTonesGeneratedEvent.pauseDuration",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 901 */
     TypeDef {
@@ -12427,6 +14339,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 902,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 902 */
     TypeDef {
@@ -12475,6 +14389,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 903 */
     TypeDef {
@@ -12505,6 +14421,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 904 */
     TypeDef {
@@ -12514,6 +14432,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 903,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 905 */
     TypeDef {
@@ -12523,11 +14443,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 906,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 906 */
     TypeDef {
         name: "ServiceCompletionFailureEvent.otherDevsPrimaryCallList",
         kind: Kind::SequenceOf(907),
+        first: &[0x10],
+        open: false,
     },
     /* 907 */
     TypeDef {
@@ -12558,6 +14482,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 908 */
     TypeDef {
@@ -12567,11 +14493,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 909,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 909 */
     TypeDef {
         name: "ServiceCompletionFailureEvent.otherDevsSecondaryCallList",
         kind: Kind::SequenceOf(907),
+        first: &[0x10],
+        open: false,
     },
     /* 910 */
     TypeDef {
@@ -12581,6 +14511,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 911 */
     TypeDef {
@@ -12590,6 +14522,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 912,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 912 */
     TypeDef {
@@ -12604,6 +14538,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 915,
             },
         ]),
+        first: &[0x200000000, 0x200000001],
+        open: false,
     },
     /* 913 */
     TypeDef {
@@ -12613,10 +14549,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 914,
         },
+        first: &[0x200000000],
+        open: false,
     },
-    /* 914 */ TypeDef {
+    /* 914 */
+    TypeDef {
         name: "MediaAttachedEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 915 */
     TypeDef {
@@ -12626,10 +14567,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 916,
         },
+        first: &[0x200000001],
+        open: false,
     },
-    /* 916 */ TypeDef {
+    /* 916 */
+    TypeDef {
         name: "MediaDetachedEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 917 */
     TypeDef {
@@ -12639,6 +14585,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 918,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 918 */
     TypeDef {
@@ -12689,6 +14637,20 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 936,
             },
         ]),
+        first: &[
+            0x200000000,
+            0x200000001,
+            0x200000002,
+            0x200000003,
+            0x200000004,
+            0x200000005,
+            0x200000006,
+            0x200000007,
+            0x200000008,
+            0x200000009,
+            0x20000000a,
+        ],
+        open: false,
     },
     /* 919 */
     TypeDef {
@@ -12698,6 +14660,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 429,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 920 */
     TypeDef {
@@ -12707,6 +14671,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 430,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 921 */
     TypeDef {
@@ -12716,6 +14682,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 701,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 922 */
     TypeDef {
@@ -12725,10 +14693,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 923,
         },
+        first: &[0x200000003],
+        open: false,
     },
-    /* 923 */ TypeDef {
+    /* 923 */
+    TypeDef {
         name: "HookswitchEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 924 */
     TypeDef {
@@ -12738,10 +14711,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 925,
         },
+        first: &[0x200000004],
+        open: false,
     },
-    /* 925 */ TypeDef {
+    /* 925 */
+    TypeDef {
         name: "LampModeEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 926 */
     TypeDef {
@@ -12751,10 +14729,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 927,
         },
+        first: &[0x200000005],
+        open: false,
     },
-    /* 927 */ TypeDef {
+    /* 927 */
+    TypeDef {
         name: "MessageWaitingEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 928 */
     TypeDef {
@@ -12764,10 +14747,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 929,
         },
+        first: &[0x200000006],
+        open: false,
     },
-    /* 929 */ TypeDef {
+    /* 929 */
+    TypeDef {
         name: "MicrophoneGainEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 930 */
     TypeDef {
@@ -12777,10 +14765,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 931,
         },
+        first: &[0x200000007],
+        open: false,
     },
-    /* 931 */ TypeDef {
+    /* 931 */
+    TypeDef {
         name: "MicrophoneMuteEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 932 */
     TypeDef {
@@ -12790,10 +14783,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 933,
         },
+        first: &[0x200000008],
+        open: false,
     },
-    /* 933 */ TypeDef {
+    /* 933 */
+    TypeDef {
         name: "RingerStatusEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 934 */
     TypeDef {
@@ -12803,10 +14801,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 935,
         },
+        first: &[0x200000009],
+        open: false,
     },
-    /* 935 */ TypeDef {
+    /* 935 */
+    TypeDef {
         name: "SpeakerMuteEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 936 */
     TypeDef {
@@ -12816,10 +14819,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 937,
         },
+        first: &[0x20000000a],
+        open: false,
     },
-    /* 937 */ TypeDef {
+    /* 937 */
+    TypeDef {
         name: "SpeakerVolumeEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 938 */
     TypeDef {
@@ -12829,6 +14837,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 939,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 939 */
     TypeDef {
@@ -12895,6 +14905,24 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 968,
             },
         ]),
+        first: &[
+            0x200000000,
+            0x200000001,
+            0x200000002,
+            0x200000003,
+            0x200000004,
+            0x200000005,
+            0x200000006,
+            0x200000007,
+            0x200000008,
+            0x200000009,
+            0x20000000a,
+            0x20000000b,
+            0x20000000c,
+            0x20000000d,
+            0x20000000e,
+        ],
+        open: false,
     },
     /* 940 */
     TypeDef {
@@ -12904,6 +14932,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 180,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 941 */
     TypeDef {
@@ -12913,6 +14943,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 265,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 942 */
     TypeDef {
@@ -12922,6 +14954,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 261,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 943 */
     TypeDef {
@@ -12931,6 +14965,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 268,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 944 */
     TypeDef {
@@ -12940,6 +14976,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 269,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 945 */
     TypeDef {
@@ -12949,6 +14987,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 270,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 946 */
     TypeDef {
@@ -12958,6 +14998,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 335,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 947 */
     TypeDef {
@@ -12967,6 +15009,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 338,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 948 */
     TypeDef {
@@ -12976,6 +15020,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 431,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 949 */
     TypeDef {
@@ -12985,6 +15031,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 433,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 950 */
     TypeDef {
@@ -12994,6 +15042,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 471,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 951 */
     TypeDef {
@@ -13003,6 +15053,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 714,
         },
+        first: &[0x20000000b],
+        open: false,
     },
     /* 952 */
     TypeDef {
@@ -13012,6 +15064,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 953,
         },
+        first: &[0x20000000c],
+        open: false,
     },
     /* 953 */
     TypeDef {
@@ -13066,16 +15120,22 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 954 */
     TypeDef {
         name: "ForwardingEvent.forwardStatus",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 955 */
     TypeDef {
         name: "ForwardingEvent.ringCount",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 956 */
     TypeDef {
@@ -13085,11 +15145,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 957,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 957 */
     TypeDef {
         name: "ForwardingEvent.ringDuration",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 958 */
     TypeDef {
@@ -13099,6 +15163,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 959,
         },
+        first: &[0x20000000e],
+        open: false,
     },
     /* 959 */
     TypeDef {
@@ -13153,6 +15219,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 960 */
     TypeDef {
@@ -13162,6 +15230,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 252,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 961 */
     TypeDef {
@@ -13171,6 +15241,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 252,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 962 */
     TypeDef {
@@ -13180,11 +15252,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 963,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 963 */
     TypeDef {
         name: "PresenceStateEvent.place",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 964 */
     TypeDef {
@@ -13194,11 +15270,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 965,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 965 */
     TypeDef {
         name: "PresenceStateEvent.mood",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 966 */
     TypeDef {
@@ -13208,11 +15288,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 967,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 967 */
     TypeDef {
         name: "PresenceStateEvent.namedPresenceState",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 968 */
     TypeDef {
@@ -13222,6 +15306,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 969,
         },
+        first: &[0x20000000d],
+        open: false,
     },
     /* 969 */
     TypeDef {
@@ -13246,11 +15332,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 970 */
     TypeDef {
         name: "RouteingModeEvent.routeingMode",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 971 */
     TypeDef {
@@ -13260,6 +15350,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 972,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 972 */
     TypeDef {
@@ -13282,6 +15374,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 977,
             },
         ]),
+        first: &[0x200000000, 0x200000001, 0x200000002, 0x200000003],
+        open: false,
     },
     /* 973 */
     TypeDef {
@@ -13291,6 +15385,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 341,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 974 */
     TypeDef {
@@ -13300,6 +15396,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 611,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 975 */
     TypeDef {
@@ -13309,6 +15407,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 976,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 976 */
     TypeDef {
@@ -13333,6 +15433,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 977 */
     TypeDef {
@@ -13342,6 +15444,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 978,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 978 */
     TypeDef {
@@ -13366,6 +15470,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 979 */
     TypeDef {
@@ -13375,6 +15481,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 980,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 980 */
     TypeDef {
@@ -13453,6 +15561,27 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 1011,
             },
         ]),
+        first: &[
+            0x200000000,
+            0x200000001,
+            0x200000002,
+            0x200000003,
+            0x200000004,
+            0x200000005,
+            0x200000006,
+            0x200000007,
+            0x200000008,
+            0x200000009,
+            0x20000000a,
+            0x20000000b,
+            0x20000000c,
+            0x20000000d,
+            0x20000000e,
+            0x20000000f,
+            0x200000010,
+            0x200000011,
+        ],
+        open: false,
     },
     /* 981 */
     TypeDef {
@@ -13462,6 +15591,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 342,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 982 */
     TypeDef {
@@ -13471,6 +15602,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 494,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 983 */
     TypeDef {
@@ -13480,6 +15613,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 717,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 984 */
     TypeDef {
@@ -13489,6 +15624,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 718,
         },
+        first: &[0x20000000a],
+        open: false,
     },
     /* 985 */
     TypeDef {
@@ -13498,11 +15635,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 986,
         },
+        first: &[0x20000000b],
+        open: false,
     },
     /* 986 */
     TypeDef {
         name: "InterruptionDetectedEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 987 */
     TypeDef {
@@ -13512,10 +15653,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 988,
         },
+        first: &[0x20000000c],
+        open: false,
     },
-    /* 988 */ TypeDef {
+    /* 988 */
+    TypeDef {
         name: "NotRecognizedEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 989 */
     TypeDef {
@@ -13525,10 +15671,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 990,
         },
+        first: &[0x200000000],
+        open: false,
     },
-    /* 990 */ TypeDef {
+    /* 990 */
+    TypeDef {
         name: "PlayEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 991 */
     TypeDef {
@@ -13538,10 +15689,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 992,
         },
+        first: &[0x20000000d],
+        open: false,
     },
-    /* 992 */ TypeDef {
+    /* 992 */
+    TypeDef {
         name: "RecognizedEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 993 */
     TypeDef {
@@ -13551,10 +15707,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 994,
         },
+        first: &[0x200000001],
+        open: false,
     },
-    /* 994 */ TypeDef {
+    /* 994 */
+    TypeDef {
         name: "RecordEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 995 */
     TypeDef {
@@ -13564,10 +15725,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 996,
         },
+        first: &[0x200000002],
+        open: false,
     },
-    /* 996 */ TypeDef {
+    /* 996 */
+    TypeDef {
         name: "ReviewEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 997 */
     TypeDef {
@@ -13577,11 +15743,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 998,
         },
+        first: &[0x20000000e],
+        open: false,
     },
     /* 998 */
     TypeDef {
         name: "SilenceTimeoutExpiredEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 999 */
     TypeDef {
@@ -13591,10 +15761,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1000,
         },
+        first: &[0x20000000f],
+        open: false,
     },
-    /* 1000 */ TypeDef {
+    /* 1000 */
+    TypeDef {
         name: "SpeechDetectedEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 1001 */
     TypeDef {
@@ -13604,10 +15779,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1002,
         },
+        first: &[0x200000010],
+        open: false,
     },
-    /* 1002 */ TypeDef {
+    /* 1002 */
+    TypeDef {
         name: "StartedEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 1003 */
     TypeDef {
@@ -13617,10 +15797,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1004,
         },
+        first: &[0x200000003],
+        open: false,
     },
-    /* 1004 */ TypeDef {
+    /* 1004 */
+    TypeDef {
         name: "StopEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 1005 */
     TypeDef {
@@ -13630,10 +15815,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1006,
         },
+        first: &[0x200000004],
+        open: false,
     },
-    /* 1006 */ TypeDef {
+    /* 1006 */
+    TypeDef {
         name: "SuspendPlayEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 1007 */
     TypeDef {
@@ -13643,10 +15833,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1008,
         },
+        first: &[0x200000005],
+        open: false,
     },
-    /* 1008 */ TypeDef {
+    /* 1008 */
+    TypeDef {
         name: "SuspendRecordEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 1009 */
     TypeDef {
@@ -13656,11 +15851,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1010,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 1010 */
     TypeDef {
         name: "VoiceAttributesChangeEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 1011 */
     TypeDef {
@@ -13670,11 +15869,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1012,
         },
+        first: &[0x200000011],
+        open: false,
     },
     /* 1012 */
     TypeDef {
         name: "VoiceErrorOccuredEvent",
         kind: Kind::Opaque,
+        first: &[],
+        open: false,
     },
     /* 1013 */
     TypeDef {
@@ -13684,6 +15887,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: true,
             inner: 1014,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 1014 */
     TypeDef {
@@ -13692,6 +15897,8 @@ pub static TYPES: [TypeDef; 1161] = [
             name: "privateEvent",
             ty: 1015,
         }]),
+        first: &[0x200000000],
+        open: false,
     },
     /* 1015 */
     TypeDef {
@@ -13701,6 +15908,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1016,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1016 */
     TypeDef {
@@ -13719,11 +15928,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1017 */
     TypeDef {
         name: "DigitMode",
         kind: Kind::Enumerated(&[("rotaryPulse", 0), ("dTMF", 1)]),
+        first: &[0xa],
+        open: false,
     },
     /* 1018 */
     TypeDef {
@@ -13772,11 +15985,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1019 */
     TypeDef {
         name: "GenerateDigitsArgument.charactersToSend",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 1020 */
     TypeDef {
@@ -13786,11 +16003,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1021,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1021 */
     TypeDef {
         name: "GenerateDigitsArgument.toneDuration",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 1022 */
     TypeDef {
@@ -13800,11 +16021,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1023,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1023 */
     TypeDef {
         name: "GenerateDigitsArgument.pulseRate",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 1024 */
     TypeDef {
@@ -13814,11 +16039,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1025,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 1025 */
     TypeDef {
         name: "GenerateDigitsArgument.pauseDuration",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 1026 */
     TypeDef {
@@ -13833,11 +16062,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 1027,
             },
         ]),
+        first: &[0x5, 0x10000001e],
+        open: false,
     },
     /* 1027 */
     TypeDef {
         name: "GenerateDigitsResult.noData",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 1028 */
     TypeDef {
@@ -13868,6 +16101,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1029 */
     TypeDef {
@@ -13877,6 +16112,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 243,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1030 */
     TypeDef {
@@ -13886,11 +16123,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1031,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1031 */
     TypeDef {
         name: "AgentStateCondition",
         kind: Kind::Enumerated(&[("forcedPause", 0), ("other", 1)]),
+        first: &[0xa],
+        open: false,
     },
     /* 1032 */
     TypeDef {
@@ -13915,21 +16156,29 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1033 */
     TypeDef {
         name: "AgentStateEntry.loggedOn",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 1034 */
     TypeDef {
         name: "AgentStateEntry.agentInfo",
         kind: Kind::SequenceOf(1028),
+        first: &[0x10],
+        open: false,
     },
     /* 1035 */
     TypeDef {
         name: "AgentStateList",
         kind: Kind::SequenceOf(1032),
+        first: &[0x10],
+        open: false,
     },
     /* 1036 */
     TypeDef {
@@ -13954,6 +16203,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1037 */
     TypeDef {
@@ -13972,6 +16223,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1038 */
     TypeDef {
@@ -13996,11 +16249,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1039 */
     TypeDef {
         name: "HoldCallArgument.connectionReservation",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 1040 */
     TypeDef {
@@ -14015,10 +16272,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 1041,
             },
         ]),
+        first: &[0x5, 0x10000001e],
+        open: false,
     },
-    /* 1041 */ TypeDef {
+    /* 1041 */
+    TypeDef {
         name: "HoldCallResult.noData",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 1042 */
     TypeDef {
@@ -14109,6 +16371,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1043 */
     TypeDef {
@@ -14118,6 +16382,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 459,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1044 */
     TypeDef {
@@ -14127,6 +16393,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 461,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1045 */
     TypeDef {
@@ -14136,6 +16404,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 442,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 1046 */
     TypeDef {
@@ -14145,6 +16415,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 1047 */
     TypeDef {
@@ -14154,6 +16426,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 1048 */
     TypeDef {
@@ -14163,6 +16437,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 1049 */
     TypeDef {
@@ -14172,6 +16448,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 468,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 1050 */
     TypeDef {
@@ -14181,6 +16459,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 1051 */
     TypeDef {
@@ -14190,6 +16470,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 245,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 1052 */
     TypeDef {
@@ -14226,6 +16508,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1053 */
     TypeDef {
@@ -14235,6 +16519,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1054 */
     TypeDef {
@@ -14244,6 +16530,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1055 */
     TypeDef {
@@ -14253,6 +16541,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 1056 */
     TypeDef {
@@ -14269,6 +16559,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("transfer", 8),
             ("direct", 9),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 1057 */
     TypeDef {
@@ -14285,11 +16577,15 @@ pub static TYPES: [TypeDef; 1161] = [
             ("transfer", 8),
             ("direct", 9),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 1058 */
     TypeDef {
         name: "MediaServiceInstanceID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 1059 */
     TypeDef {
@@ -14335,10 +16631,15 @@ pub static TYPES: [TypeDef; 1161] = [
             ("sfSpecific9", 37),
             ("sfSpecific10", 38),
         ]),
+        first: &[0xa],
+        open: false,
     },
-    /* 1060 */ TypeDef {
+    /* 1060 */
+    TypeDef {
         name: "MediaStreamID",
         kind: Kind::OctetString,
+        first: &[0x4],
+        open: false,
     },
     /* 1061 */
     TypeDef {
@@ -14375,6 +16676,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1062 */
     TypeDef {
@@ -14389,6 +16692,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 275,
             },
         ]),
+        first: &[0x10, 0x10000000b],
+        open: false,
     },
     /* 1063 */
     TypeDef {
@@ -14398,6 +16703,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1064,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1064 */
     TypeDef {
@@ -14452,6 +16759,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: Some(DefaultValue::Bits(&[])),
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1065 */
     TypeDef {
@@ -14461,6 +16770,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 323,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1066 */
     TypeDef {
@@ -14470,6 +16781,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 321,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 1067 */
     TypeDef {
@@ -14479,6 +16792,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 328,
         },
+        first: &[0x200000007],
+        open: false,
     },
     /* 1068 */
     TypeDef {
@@ -14488,6 +16803,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 330,
         },
+        first: &[0x200000008],
+        open: false,
     },
     /* 1069 */
     TypeDef {
@@ -14497,6 +16814,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 327,
         },
+        first: &[0x200000009],
+        open: false,
     },
     /* 1070 */
     TypeDef {
@@ -14506,6 +16825,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 325,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 1071 */
     TypeDef {
@@ -14515,6 +16836,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 333,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 1072 */
     TypeDef {
@@ -14524,11 +16847,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 332,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 1073 */
     TypeDef {
         name: "MonitorType",
         kind: Kind::Enumerated(&[("call", 0), ("device", 1)]),
+        first: &[0xa],
+        open: false,
     },
     /* 1074 */
     TypeDef {
@@ -14538,6 +16865,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1075,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1075 */
     TypeDef {
@@ -14556,6 +16885,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("sms", 10),
             ("mms", 11),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 1076 */
     TypeDef {
@@ -14592,6 +16923,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1077 */
     TypeDef {
@@ -14601,6 +16934,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1064,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1078 */
     TypeDef {
@@ -14610,11 +16945,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1075,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1079 */
     TypeDef {
         name: "MonitorStartResult.monitorExistingCalls",
         kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
     },
     /* 1080 */
     TypeDef {
@@ -14633,6 +16972,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1081 */
     TypeDef {
@@ -14647,11 +16988,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 1082,
             },
         ]),
+        first: &[0x5, 0x10000001e],
+        open: false,
     },
     /* 1082 */
     TypeDef {
         name: "MonitorStopResult.noData",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 1083 */
     TypeDef {
@@ -14676,6 +17021,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1084 */
     TypeDef {
@@ -14690,11 +17037,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 1085,
             },
         ]),
+        first: &[0x5, 0x10000001e],
+        open: false,
     },
     /* 1085 */
     TypeDef {
         name: "ReconnectCallResult.noData",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 1086 */
     TypeDef {
@@ -14713,6 +17064,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1087 */
     TypeDef {
@@ -14727,11 +17080,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 1088,
             },
         ]),
+        first: &[0x5, 0x10000001e],
+        open: false,
     },
     /* 1088 */
     TypeDef {
         name: "RetrieveCallResult.noData",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 1089 */
     TypeDef {
@@ -14743,6 +17100,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("ready", 3),
             ("workingAfterCall", 4),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 1090 */
     TypeDef {
@@ -14785,6 +17144,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1091 */
     TypeDef {
@@ -14794,6 +17155,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 241,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 1092 */
     TypeDef {
@@ -14803,6 +17166,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 264,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 1093 */
     TypeDef {
@@ -14821,6 +17186,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1094 */
     TypeDef {
@@ -14893,6 +17260,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1095 */
     TypeDef {
@@ -14902,6 +17271,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 459,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1096 */
     TypeDef {
@@ -14911,6 +17282,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 461,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1097 */
     TypeDef {
@@ -14920,6 +17293,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 291,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 1098 */
     TypeDef {
@@ -14929,6 +17304,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 351,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 1099 */
     TypeDef {
@@ -14938,6 +17315,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 468,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 1100 */
     TypeDef {
@@ -14947,6 +17326,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 374,
         },
+        first: &[0x200000005],
+        open: false,
     },
     /* 1101 */
     TypeDef {
@@ -14956,6 +17337,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 245,
         },
+        first: &[0x200000006],
+        open: false,
     },
     /* 1102 */
     TypeDef {
@@ -14992,6 +17375,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1103 */
     TypeDef {
@@ -15001,6 +17386,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 498,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1104 */
     TypeDef {
@@ -15010,6 +17397,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1105 */
     TypeDef {
@@ -15019,6 +17408,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 443,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 1106 */
     TypeDef {
@@ -15037,6 +17428,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1107 */
     TypeDef {
@@ -15055,6 +17448,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1108 */
     TypeDef {
@@ -15069,6 +17464,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 1109,
             },
         ]),
+        first: &[0x4, 0x100000016],
+        open: false,
     },
     /* 1109 */
     TypeDef {
@@ -15078,11 +17475,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1110,
         },
+        first: &[0x100000016],
+        open: false,
     },
     /* 1110 */
     TypeDef {
         name: "SnapshotDeviceData",
         kind: Kind::SequenceOf(1111),
+        first: &[0x10],
+        open: false,
     },
     /* 1111 */
     TypeDef {
@@ -15131,6 +17532,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1112 */
     TypeDef {
@@ -15140,6 +17543,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 181,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 1113 */
     TypeDef {
@@ -15158,6 +17563,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 1118,
             },
         ]),
+        first: &[0x200000000, 0x200000001, 0x200000002],
+        open: false,
     },
     /* 1114 */
     TypeDef {
@@ -15167,11 +17574,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1115,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1115 */
     TypeDef {
         name: "CompoundCallState",
         kind: Kind::SequenceOf(344),
+        first: &[0x10],
+        open: false,
     },
     /* 1116 */
     TypeDef {
@@ -15181,6 +17592,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1117,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1117 */
     TypeDef {
@@ -15202,6 +17615,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("callFailedHeld", 100),
             ("callBlocked", 96),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 1118 */
     TypeDef {
@@ -15211,10 +17626,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1119,
         },
+        first: &[0x200000002],
+        open: false,
     },
-    /* 1119 */ TypeDef {
+    /* 1119 */
+    TypeDef {
         name: "CallState.unknown",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 1120 */
     TypeDef {
@@ -15224,6 +17644,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1121 */
     TypeDef {
@@ -15233,11 +17655,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1122,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1122 */
     TypeDef {
         name: "DeviceMediaInfoList",
         kind: Kind::SequenceOf(1123),
+        first: &[0x10],
+        open: false,
     },
     /* 1123 */
     TypeDef {
@@ -15256,6 +17682,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1124 */
     TypeDef {
@@ -15265,6 +17693,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 226,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 1125 */
     TypeDef {
@@ -15274,11 +17704,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 358,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 1126 */
     TypeDef {
         name: "CallMediaInfoList",
         kind: Kind::SequenceOf(1127),
+        first: &[0x10],
+        open: false,
     },
     /* 1127 */
     TypeDef {
@@ -15315,6 +17749,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1128 */
     TypeDef {
@@ -15324,6 +17760,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1059,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1129 */
     TypeDef {
@@ -15333,11 +17771,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1130,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1130 */
     TypeDef {
         name: "CallMediaInfoList[].mediaServiceVersion",
         kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
     },
     /* 1131 */
     TypeDef {
@@ -15347,6 +17789,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1058,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 1132 */
     TypeDef {
@@ -15356,6 +17800,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1060,
         },
+        first: &[0x200000003],
+        open: false,
     },
     /* 1133 */
     TypeDef {
@@ -15365,11 +17811,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000004],
+        open: false,
     },
     /* 1134 */
     TypeDef {
         name: "LocationSessionInfoList",
         kind: Kind::SequenceOf(1135),
+        first: &[0x10],
+        open: false,
     },
     /* 1135 */
     TypeDef {
@@ -15388,11 +17838,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1136 */
     TypeDef {
         name: "MonitorList",
         kind: Kind::SequenceOf(1137),
+        first: &[0x10],
+        open: false,
     },
     /* 1137 */
     TypeDef {
@@ -15411,11 +17865,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1138 */
     TypeDef {
         name: "RegistrationList",
         kind: Kind::SequenceOf(1139),
+        first: &[0x10],
+        open: false,
     },
     /* 1139 */
     TypeDef {
@@ -15440,6 +17898,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1140 */
     TypeDef {
@@ -15450,16 +17910,22 @@ pub static TYPES: [TypeDef; 1161] = [
             ("routeRegister", 3),
             ("sysStatRegister", 4),
         ]),
+        first: &[0xa],
+        open: false,
     },
     /* 1141 */
     TypeDef {
         name: "RegistrationListEntry.registrationID",
         kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
     },
     /* 1142 */
     TypeDef {
         name: "RegistrationTypeList",
         kind: Kind::SequenceOf(1140),
+        first: &[0x10],
+        open: false,
     },
     /* 1143 */
     TypeDef {
@@ -15469,11 +17935,15 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1144,
         },
+        first: &[0x100000017],
+        open: false,
     },
     /* 1144 */
     TypeDef {
         name: "SnapshotCallData",
         kind: Kind::SequenceOf(1145),
+        first: &[0x10],
+        open: false,
     },
     /* 1145 */
     TypeDef {
@@ -15516,6 +17986,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1146 */
     TypeDef {
@@ -15525,6 +17997,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 348,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1147 */
     TypeDef {
@@ -15534,6 +18008,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 1126,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1148 */
     TypeDef {
@@ -15543,6 +18019,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 376,
         },
+        first: &[0x200000002],
+        open: false,
     },
     /* 1149 */
     TypeDef {
@@ -15553,6 +18031,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("switchingFunctionCapsChanged", 2),
             ("switchingFunctionDevicesChanged", 3),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 1150 */
     TypeDef {
@@ -15568,6 +18048,8 @@ pub static TYPES: [TypeDef; 1161] = [
             ("overloadReached", 7),
             ("overloadRelieved", 8),
         ]),
+        first: &[0x3],
+        open: false,
     },
     /* 1151 */
     TypeDef {
@@ -15592,6 +18074,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1152 */
     TypeDef {
@@ -15616,6 +18100,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1153 */
     TypeDef {
@@ -15640,6 +18126,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1154 */
     TypeDef {
@@ -15654,11 +18142,15 @@ pub static TYPES: [TypeDef; 1161] = [
                 ty: 1155,
             },
         ]),
+        first: &[0x5, 0x10000001e],
+        open: false,
     },
     /* 1155 */
     TypeDef {
         name: "SystemStatusRes.noData",
         kind: Kind::Null,
+        first: &[0x5],
+        open: false,
     },
     /* 1156 */
     TypeDef {
@@ -15683,6 +18175,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1157 */
     TypeDef {
@@ -15719,6 +18213,8 @@ pub static TYPES: [TypeDef; 1161] = [
                 default: None,
             },
         ]),
+        first: &[0x10],
+        open: false,
     },
     /* 1158 */
     TypeDef {
@@ -15728,6 +18224,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 498,
         },
+        first: &[0x200000000],
+        open: false,
     },
     /* 1159 */
     TypeDef {
@@ -15737,6 +18235,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 353,
         },
+        first: &[0x200000001],
+        open: false,
     },
     /* 1160 */
     TypeDef {
@@ -15746,6 +18246,8 @@ pub static TYPES: [TypeDef; 1161] = [
             explicit: false,
             inner: 443,
         },
+        first: &[0x200000002],
+        open: false,
     },
 ];
 

@@ -48,6 +48,31 @@ impl Tag {
     pub const fn universal(number: u32) -> Tag {
         Tag::new(Class::Universal, number)
     }
+    /// The tag as one integer: class in bits 32-33, number below (the generator's `tag_code`).
+    #[inline]
+    pub const fn code(self) -> u64 {
+        let c = match self.class {
+            Class::Universal => 0u64,
+            Class::Application => 1,
+            Class::Context => 2,
+            Class::Private => 3,
+        };
+        (c << 32) | self.number as u64
+    }
+    /// The inverse of [`Tag::code`].
+    #[inline]
+    pub const fn from_code(code: u64) -> Tag {
+        let class = match (code >> 32) & 3 {
+            0 => Class::Universal,
+            1 => Class::Application,
+            2 => Class::Context,
+            _ => Class::Private,
+        };
+        Tag {
+            class,
+            number: code as u32,
+        }
+    }
 }
 
 impl std::fmt::Display for Tag {
@@ -154,6 +179,11 @@ pub enum Kind {
 pub struct TypeDef {
     pub name: &'static str,
     pub kind: Kind,
+    /// The tags ([`Tag::code`]) a value of this type can start with, sorted (precomputed
+    /// by the generator through tags and CHOICE alternatives).
+    pub first: &'static [u64],
+    /// ANY (or a CHOICE with an ANY alternative): every tag starts a value.
+    pub open: bool,
 }
 
 /// An ECMA-285 operation (`OPERATION ::= { ARGUMENT … RESULT … CODE local: n }`).
@@ -217,13 +247,16 @@ pub fn outer_tag(id: TypeId) -> Option<Tag> {
 
 /// Whether a TLV with `tag` can start a value of this type. Opaque types accept nothing
 /// by themselves (they only appear implicitly tagged); ANY accepts every tag.
+#[inline]
 pub fn accepts(id: TypeId, tag: Tag) -> bool {
-    match &def(id).kind {
-        Kind::Choice(alts) => alts.iter().any(|a| accepts(a.ty, tag)),
-        Kind::Any => true,
-        Kind::Opaque => false,
-        _ => outer_tag(id) == Some(tag),
-    }
+    accepts_code(id, tag.code())
+}
+
+/// [`accepts`] with the tag as [`Tag::code`].
+#[inline]
+pub fn accepts_code(id: TypeId, code: u64) -> bool {
+    let d = def(id);
+    d.open || d.first.contains(&code)
 }
 
 /// Fields of a SEQUENCE/SET type (through tags), else an empty slice.

@@ -252,12 +252,12 @@ impl<'a> Children<'a> {
     }
 }
 
-impl Iterator for Children<'_> {
-    type Item = Result<Tlv, DecodeError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.pos >= self.end {
-            return None;
-        }
+impl Children<'_> {
+    /// Everything but the common case: end-of-contents octets, high tags, indefinite and
+    /// long lengths, errors.
+    #[cold]
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<Result<Tlv, DecodeError>> {
         // an end-of-contents pair inside a definite-length value is misplaced
         if self.buf[self.pos] == 0 && self.pos + 1 < self.end && self.buf[self.pos + 1] == 0 {
             self.pos = self.end;
@@ -276,6 +276,42 @@ impl Iterator for Children<'_> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+impl Iterator for Children<'_> {
+    type Item = Result<Tlv, DecodeError>;
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.end {
+            return None;
+        }
+        // fast path: a low tag number (not end-of-contents) and a short definite length
+        // that fits in the parent, within the depth limit
+        let b = &self.buf[self.pos..self.end];
+        if b.len() >= 2
+            && b[0] != 0
+            && b[0] & 0x1f != 0x1f
+            && b[1] < 0x80
+            && self.depth <= self.limits.max_depth
+        {
+            let len = b[1] as usize;
+            if len + 2 <= b.len() {
+                let start = self.pos;
+                let end = start + 2 + len;
+                self.pos = end;
+                let b0 = b[0];
+                return Some(Ok(Tlv {
+                    start,
+                    content_start: start + 2,
+                    content_end: end,
+                    end,
+                    tag_code: (u64::from(b0 >> 6) << 32) | u64::from(b0 & 0x1f),
+                    flags: u64::from(b0 & 0x20 != 0),
+                }));
+            }
+        }
+        self.next_slow()
     }
 }
 

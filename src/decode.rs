@@ -176,95 +176,82 @@ pub fn run_hex(input: &mut dyn BufRead, out: &mut dyn Write) -> std::io::Result<
 
 /// Binary mode over a whole stream.
 pub fn run_binary(data: &[u8], framing: Framing, out: &mut dyn Write) -> std::io::Result<Summary> {
-    let mut s = Summary::default();
-    let mut buf = BytesMut::from(data);
-    let mut index = 0usize;
     match framing {
         Framing::U16 => {
             // a capture of an OmniPCX Office link starts with the 'B' or 'P' byte
-            let mut codec = match buf.first() {
+            let codec = match data.first() {
                 Some(&b) if b == b'B' || b == b'P' => U16Codec::new().expecting_handshake(b),
                 _ => U16Codec::new(),
             };
-            loop {
-                let offset = data.len() - buf.len();
-                match codec.decode(&mut buf) {
-                    Ok(Some(Frame::Handshake(_))) => continue,
-                    Ok(Some(Frame::Pdu(p))) => {
-                        let (mut m, ok) = decode_pdu(&p);
-                        if !ok {
-                            m.insert("frame".into(), json!(index));
-                            m.insert("stream_offset".into(), json!(offset));
-                        }
-                        emit(out, m, &mut s, ok)?;
-                        index += 1;
+            drive(codec, data, out, |frame| match frame {
+                Frame::Handshake(_) => None,
+                Frame::Pdu(p) => Some(decode_pdu(&p)),
+            })
+        }
+        Framing::Xml8 => drive(Xml8Codec::new(), data, out, |f| {
+            let m = Map::from_iter([
+                ("apdu".to_string(), json!("xml")),
+                ("invoke_id".to_string(), json!(f.invoke_id)),
+                ("value".to_string(), json!(String::from_utf8_lossy(&f.body))),
+            ]);
+            Some((m, true))
+        }),
+    }
+}
+
+/// Run a framing codec over the whole stream: one line per frame (`item` gives it, or
+/// `None` for items that are not PDUs), a line for octets left inside an unfinished frame,
+/// and a line for a framing error (after which the stream cannot be followed).
+fn drive<D, F>(
+    mut codec: D,
+    data: &[u8],
+    out: &mut dyn Write,
+    mut item: F,
+) -> std::io::Result<Summary>
+where
+    D: Decoder<Error = FramingError>,
+    F: FnMut(D::Item) -> Option<(Map<String, Json>, bool)>,
+{
+    let mut s = Summary::default();
+    let mut buf = BytesMut::from(data);
+    let mut index = 0usize;
+    loop {
+        let offset = data.len() - buf.len();
+        match codec.decode(&mut buf) {
+            Ok(Some(it)) => {
+                if let Some((mut m, ok)) = item(it) {
+                    if !ok {
+                        m.insert("frame".into(), json!(index));
+                        m.insert("stream_offset".into(), json!(offset));
                     }
-                    Ok(None) => {
-                        if !buf.is_empty() {
-                            let m = Map::from_iter([
-                                (
-                                    "error".to_string(),
-                                    json!(format!(
-                                        "stream ends inside a frame: {} octet(s) left over",
-                                        buf.len()
-                                    )),
-                                ),
-                                ("code".to_string(), json!("truncated")),
-                                ("frame".to_string(), json!(index)),
-                                ("stream_offset".to_string(), json!(offset)),
-                            ]);
-                            emit(out, m, &mut s, false)?;
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        framing_error(out, &mut s, e, index, offset)?;
-                        break;
-                    }
+                    emit(out, m, &mut s, ok)?;
+                    index += 1;
                 }
             }
-        }
-        Framing::Xml8 => {
-            let mut codec = Xml8Codec::new();
-            loop {
-                let offset = data.len() - buf.len();
-                match codec.decode(&mut buf) {
-                    Ok(Some(f)) => {
-                        let m = Map::from_iter([
-                            ("apdu".to_string(), json!("xml")),
-                            ("invoke_id".to_string(), json!(f.invoke_id)),
-                            ("value".to_string(), json!(String::from_utf8_lossy(&f.body))),
-                        ]);
-                        emit(out, m, &mut s, true)?;
-                        index += 1;
-                    }
-                    Ok(None) => {
-                        if !buf.is_empty() {
-                            let m = Map::from_iter([
-                                (
-                                    "error".to_string(),
-                                    json!(format!(
-                                        "stream ends inside a frame: {} octet(s) left over",
-                                        buf.len()
-                                    )),
-                                ),
-                                ("code".to_string(), json!("truncated")),
-                                ("frame".to_string(), json!(index)),
-                                ("stream_offset".to_string(), json!(offset)),
-                            ]);
-                            emit(out, m, &mut s, false)?;
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        framing_error(out, &mut s, e, index, offset)?;
-                        break;
-                    }
+            Ok(None) => {
+                if !buf.is_empty() {
+                    let m = Map::from_iter([
+                        (
+                            "error".to_string(),
+                            json!(format!(
+                                "stream ends inside a frame: {} octet(s) left over",
+                                buf.len()
+                            )),
+                        ),
+                        ("code".to_string(), json!("truncated")),
+                        ("frame".to_string(), json!(index)),
+                        ("stream_offset".to_string(), json!(offset)),
+                    ]);
+                    emit(out, m, &mut s, false)?;
                 }
+                return Ok(s);
+            }
+            Err(e) => {
+                framing_error(out, &mut s, e, index, offset)?;
+                return Ok(s);
             }
         }
     }
-    Ok(s)
 }
 
 fn framing_error(
@@ -348,5 +335,44 @@ mod tests {
         assert_eq!(l[0]["apdu"], "rlrq");
         assert_eq!(l[1]["frame"], 1);
         assert_eq!(l[2]["code"], "truncated");
+    }
+
+    #[test]
+    fn binary_mode_handshake_byte_and_xml8() {
+        // an OmniPCX Office capture: 'P' then frames
+        let data = [b'P', 0x00, 0x05, 0x63, 0x03, 0x80, 0x01, 0x00];
+        let mut out = Vec::new();
+        let s = run_binary(&data, Framing::U16, &mut out).unwrap();
+        assert_eq!(
+            s,
+            Summary {
+                decoded: 1,
+                failed: 0
+            }
+        );
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("\"apdu\":\"rlre\""));
+        // CSTA-XML: framing only, the document as text; then a bad header
+        let mut data = b"\x00\x00\x00\x0c0001<x/>".to_vec();
+        data.extend_from_slice(b"\x00\x01\x00\x0c0002<y/>");
+        let mut out = Vec::new();
+        let s = run_binary(&data, Framing::Xml8, &mut out).unwrap();
+        assert_eq!(
+            s,
+            Summary {
+                decoded: 1,
+                failed: 1
+            }
+        );
+        let text = String::from_utf8(out).unwrap();
+        let l: Vec<Json> = text
+            .lines()
+            .map(|x| serde_json::from_str(x).unwrap())
+            .collect();
+        assert_eq!(l[0]["invoke_id"], 1);
+        assert_eq!(l[0]["value"], "<x/>");
+        assert_eq!(l[1]["code"], "framing");
+        assert_eq!(l[1]["stream_offset"], 12);
     }
 }

@@ -363,14 +363,7 @@ impl Acse {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Bytes {
-        Bytes::from(
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect::<Vec<_>>(),
-        )
-    }
+    use crate::test_util::hex;
 
     #[test]
     fn real_aare_decodes_and_drops_the_default() {

@@ -422,7 +422,13 @@ pub fn encode_into(ty: TypeId, v: &Value, out: &mut Vec<u8>) -> Result<(), Encod
 
 fn enc(ty: TypeId, v: &Value, out: &mut Vec<u8>, tag: Option<Tag>) -> Result<(), EncodeError> {
     let d = def(ty);
-    let mismatch = || EncodeError::new(format!("value {} does not fit type {}", short(v), d.name));
+    let mismatch = || {
+        EncodeError::new(format!(
+            "value {} does not fit type {}",
+            v.kind_name(),
+            d.name
+        ))
+    };
     // raw values (ANY, unknown CHOICE alternatives) carry their own tag: copied as they came
     if let (Value::Raw(b), Kind::Any | Kind::Choice(_), None) = (v, &d.kind, tag) {
         out.extend_from_slice(b);
@@ -550,38 +556,12 @@ pub fn is_default(v: &Value, d: DefaultValue) -> bool {
     }
 }
 
-fn short(v: &Value) -> &'static str {
-    match v {
-        Value::Boolean(_) => "BOOLEAN",
-        Value::Integer(_) => "INTEGER",
-        Value::Enumerated(_) => "ENUMERATED",
-        Value::Null => "NULL",
-        Value::Octets(_) => "OCTET STRING",
-        Value::Bits(_) => "BIT STRING",
-        Value::Oid(_) => "OBJECT IDENTIFIER",
-        Value::Str(_) => "string",
-        Value::Time(_) => "time",
-        Value::Seq(_) => "SEQUENCE",
-        Value::List(_) => "SEQUENCE OF",
-        Value::Choice(..) => "CHOICE",
-        Value::Raw(_) => "raw TLV",
-        Value::Opaque(_) => "opaque content",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::schema::ty;
 
-    fn hex(s: &str) -> Bytes {
-        Bytes::from(
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect::<Vec<_>>(),
-        )
-    }
+    use crate::test_util::hex;
 
     #[test]
     fn make_call_argument_round_trips() {

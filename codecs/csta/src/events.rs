@@ -1059,15 +1059,7 @@ mod tests {
     use crate::schema;
     use crate::types::ConnectionListEntry;
 
-    fn hex(s: &str) -> Bytes {
-        let s: String = s.split_whitespace().collect();
-        Bytes::from(
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect::<Vec<_>>(),
-        )
-    }
+    use crate::test_util::hex;
 
     /// A row of shared/spec/captures/vectors.tsv (as fixtures/valid/<name>.hex).
     fn vector(name: &str) -> Bytes {

@@ -28,3 +28,20 @@ pub use ber::Limits;
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use oid::Oid;
 pub use value::{Member, Value};
+
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use bytes::Bytes;
+
+    /// Octets from hex (white space ignored); panics on bad hex: test data only.
+    pub fn hex(s: &str) -> Bytes {
+        let s: String = s.split_whitespace().collect();
+        Bytes::from(
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex"))
+                .collect::<Vec<_>>(),
+        )
+    }
+}

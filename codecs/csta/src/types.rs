@@ -68,26 +68,7 @@ impl fmt::Display for TypeError {
 impl std::error::Error for TypeError {}
 
 fn shape(ty: &'static str, expected: &str, v: &Value) -> TypeError {
-    TypeError::new(ty, format!("expected {expected}, found {}", kind_name(v)))
-}
-
-fn kind_name(v: &Value) -> &'static str {
-    match v {
-        Value::Boolean(_) => "BOOLEAN",
-        Value::Integer(_) => "INTEGER",
-        Value::Enumerated(_) => "ENUMERATED",
-        Value::Null => "NULL",
-        Value::Octets(_) => "OCTET STRING",
-        Value::Bits(_) => "BIT STRING",
-        Value::Oid(_) => "OBJECT IDENTIFIER",
-        Value::Str(_) => "character string",
-        Value::Time(_) => "time",
-        Value::Seq(_) => "SEQUENCE",
-        Value::List(_) => "SEQUENCE OF",
-        Value::Choice(..) => "CHOICE alternative",
-        Value::Raw(_) => "unknown element (raw TLV)",
-        Value::Opaque(_) => "opaque content",
-    }
+    TypeError::new(ty, format!("expected {expected}, found {}", v.kind_name()))
 }
 
 // ---- conversion trait and helpers ----------------------------------------------------------
@@ -1556,15 +1537,7 @@ mod tests {
     use super::*;
     use crate::codec;
 
-    fn hex(s: &str) -> Bytes {
-        let s: String = s.split_whitespace().collect();
-        Bytes::from(
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect::<Vec<_>>(),
-        )
-    }
+    use crate::test_util::hex;
 
     fn round_trip<T: Typed + PartialEq + fmt::Debug>(id: TypeId, t: &T) -> Vec<u8> {
         let bytes = codec::encode(id, &t.to_value()).unwrap();

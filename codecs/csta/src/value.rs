@@ -49,6 +49,25 @@ pub enum Value {
 }
 
 impl Value {
+    /// What kind of value this is, for messages (`SEQUENCE`, `character string`, …).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Value::Boolean(_) => "BOOLEAN",
+            Value::Integer(_) => "INTEGER",
+            Value::Enumerated(_) => "ENUMERATED",
+            Value::Null => "NULL",
+            Value::Octets(_) => "OCTET STRING",
+            Value::Bits(_) => "BIT STRING",
+            Value::Oid(_) => "OBJECT IDENTIFIER",
+            Value::Str(_) => "character string",
+            Value::Time(_) => "time",
+            Value::Seq(_) => "SEQUENCE",
+            Value::List(_) => "SEQUENCE OF",
+            Value::Choice(..) => "CHOICE alternative",
+            Value::Raw(_) => "unknown element (raw TLV)",
+            Value::Opaque(_) => "opaque content",
+        }
+    }
     /// The component `name` of a SEQUENCE/SET value.
     pub fn get(&self, name: &str) -> Option<&Value> {
         match self {

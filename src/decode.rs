@@ -10,11 +10,13 @@
 //! read. Never a panic: every input error is a line.
 
 use bytes::{Bytes, BytesMut};
-use ctigate_csta::framing::{Frame, FramingError, U16Codec, Xml8Codec};
+use ctigate_csta::framing::{
+    Frame, FramingError, U16Codec, Xml8Codec, HANDSHAKE_APP, HANDSHAKE_SWITCH,
+};
 use ctigate_csta::json::{apdu_json, hex};
 use ctigate_csta::{Apdu, Limits};
 use serde_json::{json, Map, Value as Json};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use tokio_util::codec::Decoder;
 
 /// Binary stream framings.
@@ -73,6 +75,18 @@ pub fn decode_pdu(pdu: &[u8]) -> (Map<String, Json>, bool) {
             (m, false)
         }
     }
+}
+
+/// An error line that is not about a PDU's content (bad hex, an over-long line, a stream
+/// that ends inside a frame, a framing error): same keys as a decode error.
+fn error_line(message: String, code: &str, offset: usize, at: (&str, usize)) -> Map<String, Json> {
+    Map::from_iter([
+        ("error".to_string(), json!(message)),
+        ("code".to_string(), json!(code)),
+        ("path".to_string(), json!("")),
+        ("offset".to_string(), json!(offset)),
+        (at.0.to_string(), json!(at.1)),
+    ])
 }
 
 fn emit(
@@ -162,11 +176,12 @@ pub fn run_hex(input: &mut dyn BufRead, out: &mut dyn Write) -> std::io::Result<
                 emit(out, m, &mut s, ok)?;
             }
             Err(e) => {
-                let m = Map::from_iter([
-                    ("error".to_string(), json!(format!("line {lineno}: {e}"))),
-                    ("code".to_string(), json!("bad_hex")),
-                    ("line".to_string(), json!(lineno)),
-                ]);
+                let m = error_line(
+                    format!("line {lineno}: {e}"),
+                    "bad_hex",
+                    0,
+                    ("line", lineno),
+                );
                 emit(out, m, &mut s, false)?;
             }
         }
@@ -175,20 +190,44 @@ pub fn run_hex(input: &mut dyn BufRead, out: &mut dyn Write) -> std::io::Result<
 }
 
 /// Binary mode over a whole stream.
-pub fn run_binary(data: &[u8], framing: Framing, out: &mut dyn Write) -> std::io::Result<Summary> {
+/// Binary mode over a whole in-memory stream (see [`run_stream`]).
+pub fn run_binary(
+    data: &[u8],
+    framing: Framing,
+    handshake: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<Summary> {
+    run_stream(&mut &data[..], framing, handshake, out)
+}
+
+/// Binary mode over a reader, read in chunks (memory bounded by the largest frame).
+/// With `handshake`, a leading pre-association byte (`B` or `P`) of an OmniPCX Office link
+/// is skipped.
+pub fn run_stream(
+    input: &mut dyn Read,
+    framing: Framing,
+    handshake: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<Summary> {
     match framing {
         Framing::U16 => {
-            // a capture of an OmniPCX Office link starts with the 'B' or 'P' byte
-            let codec = match data.first() {
-                Some(&b) if b == b'B' || b == b'P' => U16Codec::new().expecting_handshake(b),
-                _ => U16Codec::new(),
-            };
-            drive(codec, data, out, |frame| match frame {
+            let mut codec = U16Codec::new();
+            let mut pending = BytesMut::new();
+            if handshake {
+                let mut first = [0u8; 1];
+                if input.read(&mut first)? == 1 {
+                    if first[0] == HANDSHAKE_APP || first[0] == HANDSHAKE_SWITCH {
+                        codec = codec.expecting_handshake(first[0]);
+                    }
+                    pending.extend_from_slice(&first);
+                }
+            }
+            drive(codec, pending, input, out, |frame| match frame {
                 Frame::Handshake(_) => None,
                 Frame::Pdu(p) => Some(decode_pdu(&p)),
             })
         }
-        Framing::Xml8 => drive(Xml8Codec::new(), data, out, |f| {
+        Framing::Xml8 => drive(Xml8Codec::new(), BytesMut::new(), input, out, |f| {
             let m = Map::from_iter([
                 ("apdu".to_string(), json!("xml")),
                 ("invoke_id".to_string(), json!(f.invoke_id)),
@@ -199,12 +238,13 @@ pub fn run_binary(data: &[u8], framing: Framing, out: &mut dyn Write) -> std::io
     }
 }
 
-/// Run a framing codec over the whole stream: one line per frame (`item` gives it, or
-/// `None` for items that are not PDUs), a line for octets left inside an unfinished frame,
+/// Run a framing codec over the stream: one line per frame (`item` gives it, or `None` for
+/// items that are not PDUs), a line for octets left inside an unfinished frame at the end,
 /// and a line for a framing error (after which the stream cannot be followed).
 fn drive<D, F>(
     mut codec: D,
-    data: &[u8],
+    mut buf: BytesMut,
+    input: &mut dyn Read,
     out: &mut dyn Write,
     mut item: F,
 ) -> std::io::Result<Summary>
@@ -213,12 +253,16 @@ where
     F: FnMut(D::Item) -> Option<(Map<String, Json>, bool)>,
 {
     let mut s = Summary::default();
-    let mut buf = BytesMut::from(data);
     let mut index = 0usize;
+    let mut consumed = 0usize; // stream offset of buf[0]
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut eof = false;
     loop {
-        let offset = data.len() - buf.len();
+        let before = buf.len();
         match codec.decode(&mut buf) {
             Ok(Some(it)) => {
+                let offset = consumed;
+                consumed += before - buf.len();
                 if let Some((mut m, ok)) = item(it) {
                     if !ok {
                         m.insert("frame".into(), json!(index));
@@ -228,26 +272,31 @@ where
                     index += 1;
                 }
             }
+            Ok(None) if !eof => {
+                let n = input.read(&mut chunk)?;
+                if n == 0 {
+                    eof = true;
+                } else {
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            }
             Ok(None) => {
                 if !buf.is_empty() {
-                    let m = Map::from_iter([
-                        (
-                            "error".to_string(),
-                            json!(format!(
-                                "stream ends inside a frame: {} octet(s) left over",
-                                buf.len()
-                            )),
-                        ),
-                        ("code".to_string(), json!("truncated")),
-                        ("frame".to_string(), json!(index)),
-                        ("stream_offset".to_string(), json!(offset)),
-                    ]);
-                    emit(out, m, &mut s, false)?;
+                    let msg = format!(
+                        "stream ends inside a frame: {} octet(s) left over",
+                        buf.len()
+                    );
+                    emit(
+                        out,
+                        error_line(msg, "truncated", consumed, ("frame", index)),
+                        &mut s,
+                        false,
+                    )?;
                 }
                 return Ok(s);
             }
             Err(e) => {
-                framing_error(out, &mut s, e, index, offset)?;
+                framing_error(out, &mut s, e, index, consumed)?;
                 return Ok(s);
             }
         }
@@ -261,15 +310,9 @@ fn framing_error(
     index: usize,
     offset: usize,
 ) -> std::io::Result<()> {
-    let m = Map::from_iter([
-        (
-            "error".to_string(),
-            json!(format!("{e}; the rest of the stream cannot be framed")),
-        ),
-        ("code".to_string(), json!("framing")),
-        ("frame".to_string(), json!(index)),
-        ("stream_offset".to_string(), json!(offset)),
-    ]);
+    let msg = format!("{e}; the rest of the stream cannot be framed");
+    let mut m = error_line(msg, "framing", offset, ("frame", index));
+    m.insert("stream_offset".into(), json!(offset));
     emit(out, m, s, false)
 }
 
@@ -319,7 +362,7 @@ mod tests {
         ];
         data.extend([0x00, 0x09, 0x01]);
         let mut out = Vec::new();
-        let s = run_binary(&data, Framing::U16, &mut out).unwrap();
+        let s = run_binary(&data, Framing::U16, false, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let l: Vec<Json> = text
             .lines()
@@ -342,7 +385,7 @@ mod tests {
         // an OmniPCX Office capture: 'P' then frames
         let data = [b'P', 0x00, 0x05, 0x63, 0x03, 0x80, 0x01, 0x00];
         let mut out = Vec::new();
-        let s = run_binary(&data, Framing::U16, &mut out).unwrap();
+        let s = run_binary(&data, Framing::U16, true, &mut out).unwrap();
         assert_eq!(
             s,
             Summary {
@@ -357,7 +400,7 @@ mod tests {
         let mut data = b"\x00\x00\x00\x0c0001<x/>".to_vec();
         data.extend_from_slice(b"\x00\x01\x00\x0c0002<y/>");
         let mut out = Vec::new();
-        let s = run_binary(&data, Framing::Xml8, &mut out).unwrap();
+        let s = run_binary(&data, Framing::Xml8, false, &mut out).unwrap();
         assert_eq!(
             s,
             Summary {

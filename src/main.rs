@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use ctigate::decode::{self, Framing};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -38,6 +38,10 @@ enum Command {
         /// Framing of a binary stream (ignored with --hex).
         #[arg(long, value_enum, default_value = "u16")]
         framing: FramingArg,
+        /// The stream starts with the pre-association byte `B` or `P` of an OmniPCX Office
+        /// link (u16 framing): skip it.
+        #[arg(long)]
+        handshake: bool,
         /// Input file; stdin when absent.
         file: Option<PathBuf>,
     },
@@ -64,7 +68,12 @@ fn main() {
 
 fn run(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
-        Command::Decode { hex, framing, file } => {
+        Command::Decode {
+            hex,
+            framing,
+            handshake,
+            file,
+        } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let summary = if hex {
@@ -77,22 +86,20 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
                     None => decode::run_hex(&mut std::io::stdin().lock(), &mut out)?,
                 }
             } else {
-                let mut data = Vec::new();
-                match &file {
-                    Some(p) => {
-                        std::fs::File::open(p)
-                            .with_context(|| format!("cannot open {}", p.display()))?
-                            .read_to_end(&mut data)?;
-                    }
-                    None => {
-                        std::io::stdin().lock().read_to_end(&mut data)?;
-                    }
-                }
                 let f = match framing {
                     FramingArg::U16 => Framing::U16,
                     FramingArg::Xml8 => Framing::Xml8,
                 };
-                decode::run_binary(&data, f, &mut out)?
+                match &file {
+                    Some(p) => {
+                        let file = std::fs::File::open(p)
+                            .with_context(|| format!("cannot open {}", p.display()))?;
+                        decode::run_stream(&mut BufReader::new(file), f, handshake, &mut out)?
+                    }
+                    None => {
+                        decode::run_stream(&mut std::io::stdin().lock(), f, handshake, &mut out)?
+                    }
+                }
             };
             out.flush()?;
             tracing::debug!(

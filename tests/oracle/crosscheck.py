@@ -202,7 +202,8 @@ def fixtures(binary, opnames, db, oracle):
           % (len(valid), vals, oracle_skipped), not bad and len(out) == len(valid), bad[:6])
     pdus = [read_fixture(p) for p in invalid]
     lines = [(b.hex() if b else '') for b, _, _ in pdus]
-    # empty PDUs cannot be written as a hex line (a blank line is skipped): check those directly
+    # an empty PDU cannot be written as a hex line (a blank line is skipped): tests/golden.rs
+    # checks that one
     wrong = []
     nonempty = [(p, x, ln) for p, x, ln in zip(invalid, pdus, lines) if ln]
     rc, out, _, err = run_decode(binary, [ln for _, _, ln in nonempty])

@@ -111,10 +111,15 @@ fn slow_header(
     input: &[u8],
     pos: usize,
     limit: usize,
+    buf_len: usize,
 ) -> Result<(usize, Tag, bool, Length), DecodeError> {
     let (rest, hdr) = match Header::from_ber(input) {
         Ok(x) => x,
         Err(asn1_rs::nom::Err::Incomplete(n)) => {
+            if limit < buf_len {
+                // the header runs past its enclosing value, not past the PDU
+                return Err(DecodeError::new(DecodeErrorKind::BadLength, pos));
+            }
             let needed = match n {
                 asn1_rs::nom::Needed::Size(s) => s.get(),
                 asn1_rs::nom::Needed::Unknown => 1,
@@ -126,8 +131,13 @@ fn slow_header(
         }
         Err(_) => {
             // a primitive value with indefinite length, a 0xff length octet, a length over
-            // usize, a tag number over u32
-            let kind = if input.len() >= 2 && input[1] == 0x80 {
+            // usize, a tag number over u32; the length octet follows the tag octets
+            let tag_len = if input[0] & 0x1f == 0x1f {
+                1 + input[1..].iter().take_while(|b| *b & 0x80 != 0).count() + 1
+            } else {
+                1
+            };
+            let kind = if input.get(tag_len) == Some(&0x80) {
                 DecodeErrorKind::BadIndefinite
             } else {
                 DecodeErrorKind::BadLength
@@ -167,8 +177,12 @@ pub fn read_tlv(
         Some((hdr_len, tag, constructed, len)) => {
             (pos + hdr_len, tag, constructed, Length::Definite(len))
         }
-        None => slow_header(input, pos, limit)?,
+        None => slow_header(input, pos, limit, buf.len())?,
     };
+    if tag == Tag::universal(0) {
+        // X.690 §8.1.5: tag 0 of the universal class is reserved for end-of-contents
+        return Err(DecodeError::new(DecodeErrorKind::BadIndefinite, pos));
+    }
     let rest = &buf[content_start..limit];
     match length {
         Length::Definite(len) => {

@@ -30,6 +30,16 @@ pub fn decode_with(ty: TypeId, buf: &Bytes, limits: &Limits) -> Result<Value, De
     }
     let d = Decoder { buf, limits };
     let tlv = read_tlv(buf, 0, buf.len(), 1, limits).map_err(|e| e.within(def(ty).name))?;
+    if !schema::accepts_code(ty, tlv.tag_code()) && !is_open_choice(ty) {
+        return Err(DecodeError::new(
+            K::UnexpectedTag {
+                found: tlv.tag(),
+                constructed: tlv.constructed(),
+            },
+            0,
+        )
+        .within(def(ty).name));
+    }
     let v = d.value(ty, &tlv, 1).map_err(|e| e.within(def(ty).name))?;
     if tlv.end != buf.len() {
         return Err(DecodeError::new(K::TrailingData, tlv.end).within(def(ty).name));
@@ -126,10 +136,11 @@ impl Decoder<'_> {
                 let child = match kids.next() {
                     Some(c) => c?,
                     None => {
+                        // an EXPLICIT tag with nothing inside
                         return Err(DecodeError::new(
-                            K::Truncated { needed: 2 },
+                            K::MissingField(def(*inner).name),
                             tlv.content_start,
-                        ))
+                        ));
                     }
                 };
                 if !schema::accepts(*inner, child.tag()) && !is_open_choice(*inner) {

@@ -78,14 +78,13 @@ impl DecodeError {
     }
     /// The path from the outermost type down to the failing component.
     pub fn path(&self) -> String {
-        let mut p: Vec<&str> = self
+        let p: Vec<&str> = self
             .path
             .iter()
             .rev()
             .copied()
             .filter(|s| !s.is_empty())
             .collect();
-        p.dedup();
         p.join(".")
     }
     /// A short machine-readable name of the error kind.
@@ -176,14 +175,13 @@ impl EncodeError {
         self
     }
     pub fn path(&self) -> String {
-        let mut p: Vec<&str> = self
+        let p: Vec<&str> = self
             .path
             .iter()
             .rev()
             .copied()
             .filter(|s| !s.is_empty())
             .collect();
-        p.dedup();
         p.join(".")
     }
 }

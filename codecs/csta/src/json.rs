@@ -147,7 +147,10 @@ pub fn iso_time(s: &str) -> String {
             while f6.len() < 6 {
                 f6.push('0');
             }
-            frac = format!(".{f6}");
+            if f6 != "000000" {
+                // as Python's isoformat: no fraction when it is zero
+                frac = format!(".{f6}");
+            }
         }
         i = j;
     }
@@ -222,16 +225,12 @@ pub fn apdu_json(a: &Apdu) -> Map<String, Json> {
                             },
                         );
                     }
-                    if let Some((family, event)) = a.event_name() {
-                        m.insert("family".into(), json!(family));
-                        m.insert(
-                            "event".into(),
-                            if event.is_empty() {
-                                Json::Null
-                            } else {
-                                json!(event)
-                            },
-                        );
+                    if i.opcode == Code::Local(21) {
+                        // an event report always says its family and event (null when unknown)
+                        let (family, event) = a.event_name().unwrap_or(("", ""));
+                        let name = |x: &str| if x.is_empty() { Json::Null } else { json!(x) };
+                        m.insert("family".into(), name(family));
+                        m.insert("event".into(), name(event));
                     }
                     m.insert(
                         "value".into(),
@@ -290,6 +289,7 @@ mod tests {
             "2024-01-02T03:04:05.500000+01:30"
         );
         assert_eq!(iso_time("2024010203"), "2024-01-02T03:00:00");
+        assert_eq!(iso_time("20240102030405.0Z"), "2024-01-02T03:04:05+00:00");
         assert_eq!(iso_time("garbage"), "garbage");
     }
 }

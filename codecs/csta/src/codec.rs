@@ -125,6 +125,16 @@ impl Decoder<'_> {
             }
         };
         let c = &self.buf[tlv.content_start..tlv.content_end];
+        // implicit tags only replace the tag: go straight to the underlying type
+        let mut ty = ty;
+        while let Kind::Tagged {
+            explicit: false,
+            inner,
+            ..
+        } = &def(ty).kind
+        {
+            ty = *inner;
+        }
         match &def(ty).kind {
             Kind::Tagged {
                 explicit: true,
@@ -162,11 +172,10 @@ impl Decoder<'_> {
                 }
                 Ok(v)
             }
+            // resolved by the loop above; kept for exhaustiveness
             Kind::Tagged {
-                explicit: false,
-                inner,
-                ..
-            } => self.content_of(*inner, tlv, depth),
+                explicit: false, ..
+            } => Err(DecodeError::new(K::BadForm, tlv.start)),
             Kind::Choice(_) | Kind::Any => {
                 // cannot be implicitly tagged (X.680 31.2.7); the table never asks for it
                 Err(DecodeError::new(K::BadForm, tlv.start))

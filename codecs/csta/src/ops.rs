@@ -497,27 +497,33 @@ typed_struct! {
     }
 }
 
+/// What every typed argument and result has: its operation, its payload, the APDU that
+/// carries it (built by the free function `$build`), and a conversion into `$enum`.
+macro_rules! operation_payload {
+    ($op:ident, $st:ident, $enum:ident, $what:literal, $method:ident => $build:ident, $doc:literal) => {
+        impl $st {
+            #[doc = concat!("The operation this is the ", $what, " of.")]
+            pub const OPERATION: Operation = Operation::$op;
+            #[doc = concat!("The ", $what, " as a ROSE payload.")]
+            pub fn payload(&self) -> Payload {
+                Payload::typed(Self::TYPE, self.to_value())
+            }
+            #[doc = $doc]
+            pub fn $method(&self, invoke_id: i64) -> Rose {
+                $build(Operation::$op, invoke_id, self.payload())
+            }
+        }
+        impl From<$st> for $enum {
+            fn from(x: $st) -> $enum {
+                $enum::$op(x)
+            }
+        }
+    };
+}
+
 macro_rules! arguments {
     ($( $op:ident($st:ident) ),* $(,)?) => {
-        $(
-            impl $st {
-                /// The operation this is the argument of.
-                pub const OPERATION: Operation = Operation::$op;
-                /// The invoke argument.
-                pub fn payload(&self) -> Payload {
-                    Payload::typed(Self::TYPE, self.to_value())
-                }
-                /// An invoke APDU carrying this argument.
-                pub fn invoke(&self, invoke_id: i64) -> Rose {
-                    invoke(Operation::$op, invoke_id, self.payload())
-                }
-            }
-            impl From<$st> for Argument {
-                fn from(a: $st) -> Argument {
-                    Argument::$op(a)
-                }
-            }
-        )*
+        $( operation_payload!($op, $st, Argument, "argument", invoke => invoke, "An invoke APDU carrying this argument."); )*
 
         /// The typed argument of any of the 22 operations.
         #[derive(Debug, Clone, PartialEq)]
@@ -845,25 +851,7 @@ typed_struct! {
 
 macro_rules! results {
     ($( $op:ident($st:ident) ),* $(,)?) => {
-        $(
-            impl $st {
-                /// The operation this is the result of.
-                pub const OPERATION: Operation = Operation::$op;
-                /// The returnResult result.
-                pub fn payload(&self) -> Payload {
-                    Payload::typed(Self::TYPE, self.to_value())
-                }
-                /// A returnResult APDU carrying this result.
-                pub fn return_result(&self, invoke_id: i64) -> Rose {
-                    return_result(Operation::$op, invoke_id, self.payload())
-                }
-            }
-            impl From<$st> for OperationResult {
-                fn from(r: $st) -> OperationResult {
-                    OperationResult::$op(r)
-                }
-            }
-        )*
+        $( operation_payload!($op, $st, OperationResult, "result", return_result => return_result, "A returnResult APDU carrying this result."); )*
 
         /// The typed result of an operation: the ones with data, and `Simple` for the
         /// `CHOICE { extensions, noData }` results.

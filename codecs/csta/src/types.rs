@@ -526,69 +526,48 @@ fn octets(tname: &'static str, v: &Value) -> Result<Bytes, TypeError> {
 
 // ---- device identifiers ----------------------------------------------------------------------
 
-/// Type of number of a public number (`PublicTON`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PublicTon {
-    Unknown,
-    International,
-    National,
-    NetworkSpecific,
-    Subscriber,
-    Abbreviated,
+/// A closed set of ASN.1 alternative names (no numbers on the wire: the TON alternatives
+/// of `PublicTON` / `PrivateTON` are CHOICE alternatives), with `name` and `from_name`.
+macro_rules! named_alternatives {
+    ($(#[$m:meta])* pub enum $t:ident { $($v:ident = $n:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $t { $($v),* }
+
+        impl $t {
+            /// The ASN.1 alternative name.
+            pub fn name(self) -> &'static str {
+                match self { $($t::$v => $n),* }
+            }
+            pub fn from_name(s: &str) -> Option<$t> {
+                match s { $($n => Some($t::$v),)* _ => None }
+            }
+        }
+    };
 }
 
-impl PublicTon {
-    const NAMES: [(&'static str, PublicTon); 6] = [
-        ("unknown", PublicTon::Unknown),
-        ("international", PublicTon::International),
-        ("national", PublicTon::National),
-        ("networkspecific", PublicTon::NetworkSpecific),
-        ("subscriber", PublicTon::Subscriber),
-        ("abbreviated", PublicTon::Abbreviated),
-    ];
-    /// The ASN.1 alternative name.
-    pub fn name(self) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(_, t)| *t == self)
-            .map_or("", |(n, _)| n)
-    }
-    pub fn from_name(s: &str) -> Option<PublicTon> {
-        Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, t)| *t)
+named_alternatives! {
+    /// Type of number of a public number (`PublicTON`).
+    pub enum PublicTon {
+        Unknown = "unknown",
+        International = "international",
+        National = "national",
+        NetworkSpecific = "networkspecific",
+        Subscriber = "subscriber",
+        Abbreviated = "abbreviated",
     }
 }
 
-/// Type of number of a private number (`PrivateTON`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PrivateTon {
-    Unknown,
-    Level3RegionalNumber,
-    Level2RegionalNumber,
-    Level1RegionalNumber,
-    PtnSpecificNumber,
-    LocalNumber,
-    Abbreviated,
-}
-
-impl PrivateTon {
-    const NAMES: [(&'static str, PrivateTon); 7] = [
-        ("unknown", PrivateTon::Unknown),
-        ("level3RegionalNumber", PrivateTon::Level3RegionalNumber),
-        ("level2RegionalNumber", PrivateTon::Level2RegionalNumber),
-        ("level1RegionalNumber", PrivateTon::Level1RegionalNumber),
-        ("pTNSpecificNumber", PrivateTon::PtnSpecificNumber),
-        ("localNumber", PrivateTon::LocalNumber),
-        ("abbreviated", PrivateTon::Abbreviated),
-    ];
-    /// The ASN.1 alternative name.
-    pub fn name(self) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(_, t)| *t == self)
-            .map_or("", |(n, _)| n)
-    }
-    pub fn from_name(s: &str) -> Option<PrivateTon> {
-        Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, t)| *t)
+named_alternatives! {
+    /// Type of number of a private number (`PrivateTON`).
+    pub enum PrivateTon {
+        Unknown = "unknown",
+        Level3RegionalNumber = "level3RegionalNumber",
+        Level2RegionalNumber = "level2RegionalNumber",
+        Level1RegionalNumber = "level1RegionalNumber",
+        PtnSpecificNumber = "pTNSpecificNumber",
+        LocalNumber = "localNumber",
+        Abbreviated = "abbreviated",
     }
 }
 

@@ -4,5 +4,6 @@
 //! in `codecs/csta`.
 
 pub mod decode;
+pub mod sim;
 
 pub use ctigate_csta as csta;

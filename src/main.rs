@@ -3,6 +3,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use ctigate::decode::{self, Framing};
+use ctigate::sim::control::Command as SimCommand;
+use ctigate::sim::model::LoadSpec;
+use ctigate::sim::{Sim, SimConfig};
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
 
@@ -45,6 +48,36 @@ enum Command {
         /// Input file; stdin when absent.
         file: Option<PathBuf>,
     },
+    /// Run the CSTA Phase III switch simulator (prints its dial plan; Ctrl-C stops it).
+    Sim {
+        /// Where applications connect (CSTA BER, 2-octet length framing).
+        #[arg(long, default_value = "127.0.0.1:2555")]
+        listen: String,
+        /// NDJSON control port (`none`: no port).
+        #[arg(long, default_value = "127.0.0.1:2556")]
+        control: String,
+        /// TOML configuration (dial plan, link rules); the embedded default when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Control commands to run at start, one JSON object per line.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Stop when the scenario is done (exit 1 if a step failed).
+        #[arg(long, requires = "scenario")]
+        exit_after_scenario: bool,
+        /// Dialect profile: `default` or `oxo` (10 events/s, 2 requests/s, one outstanding).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Start the load generator with this many inbound calls per second to group 8000.
+        #[arg(long)]
+        load: Option<f64>,
+        /// Expect the pre-association byte B and answer P (OmniPCX Office).
+        #[arg(long)]
+        handshake: bool,
+        /// Seconds between the switch's keep-alives (0: none).
+        #[arg(long)]
+        keepalive: Option<u64>,
+    },
 }
 
 fn main() {
@@ -68,6 +101,54 @@ fn main() {
 
 fn run(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
+        Command::Sim {
+            listen,
+            control,
+            config,
+            scenario,
+            exit_after_scenario,
+            profile,
+            load,
+            handshake,
+            keepalive,
+        } => {
+            let mut cfg = match &config {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read {}", p.display()))?;
+                    SimConfig::from_toml(&text).with_context(|| format!("in {}", p.display()))?
+                }
+                None => SimConfig::default(),
+            };
+            if let Some(p) = profile {
+                cfg.profile = p;
+            }
+            if handshake {
+                cfg.link.handshake = true;
+            }
+            if let Some(k) = keepalive {
+                cfg.link.keepalive_s = k;
+            }
+            cfg.validate().context("bad option")?;
+            let scenario = match &scenario {
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read {}", p.display()))?,
+                ),
+                None => None,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(run_sim(
+                cfg,
+                listen,
+                control,
+                scenario,
+                exit_after_scenario,
+                load,
+            ))
+        }
         Command::Decode {
             hex,
             framing,
@@ -110,4 +191,59 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             Ok(summary.exit_code())
         }
     }
+}
+
+async fn run_sim(
+    cfg: SimConfig,
+    listen: String,
+    control: String,
+    scenario: Option<String>,
+    exit_after: bool,
+    load: Option<f64>,
+) -> anyhow::Result<i32> {
+    if let Some(s) = &scenario {
+        ctigate::sim::server::parse_scenario(s)
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("the scenario file is not valid")?;
+    }
+    let ctl = (control != "none").then_some(control.as_str());
+    let sim = Sim::start(cfg, &listen, ctl).await?;
+    println!(
+        "ctigate sim listening: csta {} control {}",
+        sim.csta_addr,
+        sim.control_addr
+            .map_or("none".to_string(), |a| a.to_string())
+    );
+    println!("{}", sim.dialplan().trim_end());
+    if let Some(rate) = load {
+        let r = sim
+            .command(SimCommand::Load(LoadSpec {
+                calls_per_s: rate,
+                ..LoadSpec::default()
+            }))
+            .await;
+        if r["ok"] != true {
+            anyhow::bail!("cannot start the load generator: {}", r["error"]);
+        }
+        tracing::info!(calls_per_s = rate, "load generator started");
+    }
+    if let Some(text) = scenario {
+        let res = sim
+            .scenario(&text, |line, r| {
+                println!(
+                    "{}",
+                    serde_json::json!({"scenario_line": line, "result": r})
+                )
+            })
+            .await;
+        match &res {
+            Ok(n) => tracing::info!(steps = n, "scenario done"),
+            Err(e) => tracing::error!("{e}"),
+        }
+        if exit_after {
+            return Ok(if res.is_ok() { 0 } else { 1 });
+        }
+    }
+    tokio::signal::ctrl_c().await?;
+    Ok(0)
 }

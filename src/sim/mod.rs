@@ -1,0 +1,18 @@
+//! `ctigate sim`: a CSTA Phase III (ECMA-285 BER) switch simulator on real TCP.
+//!
+//! - [`model`]: the call model (devices, calls, connections, agents) and the services;
+//! - [`switch`]: the sans-IO switch (associations, ROSE, monitors, keep-alives, limits,
+//!   faults) — bytes in, bytes out, `now` passed in;
+//! - [`control`]: the control commands (control port, scenario files);
+//! - [`server`]: the tokio driver (CSTA listener, control port, scenario runner);
+//! - [`config`]: the dial plan and link rules (`--config sim.toml`).
+
+pub mod config;
+pub mod control;
+pub mod model;
+pub mod server;
+pub mod switch;
+
+pub use config::SimConfig;
+pub use server::Sim;
+pub use switch::Switch;

@@ -1,0 +1,413 @@
+//! The tokio driver around [`Switch`]: the CSTA listener (2-octet framing), the NDJSON
+//! control port and the scenario runner. One task owns the switch; connections talk to it
+//! over bounded channels; every write has a timeout and a client that cannot keep up is
+//! dropped (a real switch does the same).
+
+use super::config::SimConfig;
+use super::control::{self, Command};
+use super::switch::{AssocId, Output, Switch};
+use bytes::{BufMut, Bytes, BytesMut};
+use ctigate_csta::framing::{Frame, U16Codec, HANDSHAKE_APP};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+use tracing::{info, warn};
+
+/// Writes to one connection that may wait in its queue.
+const WRITE_QUEUE: usize = 4096;
+/// A write that takes longer drops the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest control line.
+pub const MAX_CONTROL_LINE: usize = 64 * 1024;
+/// Control connections at once.
+const MAX_CONTROL_CLIENTS: usize = 16;
+
+enum Input {
+    Connected {
+        peer: String,
+        writer: mpsc::Sender<Out>,
+        reply: oneshot::Sender<Option<AssocId>>,
+    },
+    Frame(AssocId, Frame),
+    Gone(AssocId),
+    Control(Command, oneshot::Sender<Value>),
+}
+
+enum Out {
+    Bytes(Bytes),
+    Close,
+}
+
+/// A running simulator.
+pub struct Sim {
+    /// Where applications connect (CSTA, 2-octet framing).
+    pub csta_addr: SocketAddr,
+    /// The NDJSON control port, when opened.
+    pub control_addr: Option<SocketAddr>,
+    tx: mpsc::Sender<Input>,
+    dialplan: String,
+}
+
+impl Sim {
+    /// Bind both ports and start. `control`: the control port address (None: no port;
+    /// commands via [`Sim::command`] only).
+    pub async fn start(
+        cfg: SimConfig,
+        listen: &str,
+        control: Option<&str>,
+    ) -> std::io::Result<Sim> {
+        let handshake = cfg.link.handshake;
+        let switch = Switch::new(cfg);
+        let dialplan = switch.dialplan();
+        let csta = TcpListener::bind(listen).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}"))
+        })?;
+        let csta_addr = csta.local_addr()?;
+        let ctl = match control {
+            Some(a) => Some(TcpListener::bind(a).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {a} (control port): {e}"),
+                )
+            })?),
+            None => None,
+        };
+        let control_addr = match &ctl {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(core(switch, rx));
+        tokio::spawn(accept_csta(csta, tx.clone(), handshake));
+        if let Some(l) = ctl {
+            tokio::spawn(accept_control(l, tx.clone()));
+        }
+        info!(%csta_addr, control = ?control_addr, "switch simulator listening");
+        Ok(Sim {
+            csta_addr,
+            control_addr,
+            tx,
+            dialplan,
+        })
+    }
+
+    pub fn dialplan(&self) -> &str {
+        &self.dialplan
+    }
+
+    /// Run one control command (as if sent on the control port).
+    pub async fn command(&self, cmd: Command) -> Value {
+        run_command(&self.tx, cmd).await
+    }
+
+    /// Run a scenario: one command per line (`#` comments and blank lines skipped), or a
+    /// JSON array of commands. Each answer goes to `report`; stops at the first failure.
+    pub async fn scenario(
+        &self,
+        text: &str,
+        mut report: impl FnMut(usize, &Value),
+    ) -> Result<usize, String> {
+        let cmds = parse_scenario(text)?;
+        let n = cmds.len();
+        for (i, (line, c)) in cmds.into_iter().enumerate() {
+            let r = self.command(c).await;
+            report(line, &r);
+            if r.get("ok") != Some(&Value::Bool(true)) {
+                return Err(format!(
+                    "scenario line {line}: {}",
+                    r.get("error").and_then(Value::as_str).unwrap_or("failed")
+                ));
+            }
+            let _ = i;
+        }
+        Ok(n)
+    }
+}
+
+/// The commands of a scenario file with their line numbers.
+pub fn parse_scenario(text: &str) -> Result<Vec<(usize, Command)>, String> {
+    if text.trim_start().starts_with('[') {
+        let v: Vec<Value> =
+            serde_json::from_str(text).map_err(|e| format!("scenario: bad JSON array: {e}"))?;
+        return v
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                control::parse(&c.to_string())
+                    .map(|c| (i + 1, c))
+                    .map_err(|e| format!("scenario item {}: {e}", i + 1))
+            })
+            .collect();
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(i, l)| {
+            control::parse(l)
+                .map(|c| (i + 1, c))
+                .map_err(|e| format!("scenario line {}: {e}", i + 1))
+        })
+        .collect()
+}
+
+async fn run_command(tx: &mpsc::Sender<Input>, cmd: Command) -> Value {
+    match cmd {
+        Command::Sleep { ms } => {
+            tokio::time::sleep(Duration::from_millis(ms.min(3_600_000))).await;
+            json!({"ok": true})
+        }
+        Command::WaitFor { device, timeout_ms } => {
+            let end = Instant::now() + Duration::from_millis(timeout_ms.min(3_600_000));
+            loop {
+                let st = ask(tx, Command::Status).await;
+                let found = st["associations"].as_array().is_some_and(|l| {
+                    l.iter().any(|a| {
+                        a["phase"] == "associated"
+                            && device.as_ref().is_none_or(|d| {
+                                a["monitors"].as_array().is_some_and(|m| {
+                                    m.iter().any(|x| x["watches"]["device"] == json!(d))
+                                })
+                            })
+                    })
+                });
+                if found {
+                    return json!({"ok": true});
+                }
+                if Instant::now() >= end {
+                    return json!({"ok": false, "error": format!(
+                        "no application associated{} within {timeout_ms} ms",
+                        device.map(|d| format!(" with a monitor on {d}")).unwrap_or_default()
+                    )});
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        c => ask(tx, c).await,
+    }
+}
+
+async fn ask(tx: &mpsc::Sender<Input>, cmd: Command) -> Value {
+    let (rtx, rrx) = oneshot::channel();
+    if tx.send(Input::Control(cmd, rtx)).await.is_err() {
+        return json!({"ok": false, "error": "the simulator has stopped"});
+    }
+    match tokio::time::timeout(Duration::from_secs(10), rrx).await {
+        Ok(Ok(v)) => v,
+        _ => json!({"ok": false, "error": "the simulator did not answer in 10 s"}),
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// The task that owns the switch.
+async fn core(mut sw: Switch, mut rx: mpsc::Receiver<Input>) {
+    let mut writers: HashMap<AssocId, mpsc::Sender<Out>> = HashMap::new();
+    loop {
+        let deadline = sw
+            .poll_timeout()
+            .map(Instant::from_std)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            inp = rx.recv() => {
+                let Some(inp) = inp else { break };
+                match inp {
+                    Input::Connected { peer, writer, reply } => {
+                        let id = sw.connect(&peer, now());
+                        if let Some(id) = id {
+                            writers.insert(id, writer);
+                        }
+                        let _ = reply.send(id);
+                    }
+                    Input::Frame(id, f) => sw.receive(id, f, now()),
+                    Input::Gone(id) => {
+                        writers.remove(&id);
+                        sw.disconnected(id);
+                    }
+                    Input::Control(c, reply) => {
+                        let _ = reply.send(sw.control(c, now()));
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => sw.handle_timeout(now()),
+        }
+        while let Some(o) = sw.poll_output() {
+            let (id, msg) = match o {
+                Output::Pdu { assoc, pdu } => {
+                    let mut b = BytesMut::with_capacity(pdu.len() + 2);
+                    b.put_u16(u16::try_from(pdu.len()).unwrap_or(u16::MAX));
+                    b.put_slice(&pdu);
+                    (assoc, Out::Bytes(b.freeze()))
+                }
+                Output::Raw { assoc, bytes } => (assoc, Out::Bytes(bytes)),
+                Output::Close { assoc, .. } => (assoc, Out::Close),
+            };
+            let Some(w) = writers.get(&id) else { continue };
+            if w.try_send(msg).is_err() {
+                warn!(
+                    assoc = id,
+                    "the application does not read fast enough: dropping the connection"
+                );
+                writers.remove(&id);
+                sw.disconnected(id);
+            }
+        }
+    }
+}
+
+async fn accept_csta(l: TcpListener, tx: mpsc::Sender<Input>, handshake: bool) {
+    loop {
+        match l.accept().await {
+            Ok((s, peer)) => {
+                let tx = tx.clone();
+                tokio::spawn(csta_conn(s, peer, tx, handshake));
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn csta_conn(s: TcpStream, peer: SocketAddr, tx: mpsc::Sender<Input>, handshake: bool) {
+    let _ = s.set_nodelay(true);
+    let (r, mut w) = s.into_split();
+    let (wtx, mut wrx) = mpsc::channel::<Out>(WRITE_QUEUE);
+    let (rtx, rrx) = oneshot::channel();
+    let connected = Input::Connected {
+        peer: peer.to_string(),
+        writer: wtx,
+        reply: rtx,
+    };
+    if tx.send(connected).await.is_err() {
+        return;
+    }
+    let Ok(Some(id)) = rrx.await else {
+        return; // refused: dropping the socket closes it
+    };
+    let (done_tx, mut done_rx) = oneshot::channel::<()>();
+    let writer = tokio::spawn(async move {
+        while let Some(m) = wrx.recv().await {
+            match m {
+                Out::Bytes(b) => match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(&b)).await {
+                    Ok(Ok(())) => {}
+                    _ => break,
+                },
+                Out::Close => break,
+            }
+        }
+        let _ = w.shutdown().await;
+        drop(done_tx);
+    });
+    let mut codec = U16Codec::new();
+    if handshake {
+        codec = codec.expecting_handshake(HANDSHAKE_APP);
+    }
+    let mut r = r;
+    let mut buf = BytesMut::with_capacity(4096);
+    'conn: loop {
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(f)) => {
+                    if tx.send(Input::Frame(id, f)).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(assoc = id, %peer, error = %e, "framing error: closing the connection");
+                    break 'conn;
+                }
+            }
+        }
+        tokio::select! {
+            n = r.read_buf(&mut buf) => match n {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = &mut done_rx => break,
+        }
+    }
+    writer.abort();
+    let _ = tx.send(Input::Gone(id)).await;
+}
+
+async fn accept_control(l: TcpListener, tx: mpsc::Sender<Input>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CLIENTS));
+    loop {
+        let Ok((s, peer)) = l.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            warn!(%peer, "too many control connections: refused");
+            continue;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            control_conn(s, tx).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn control_conn(s: TcpStream, tx: mpsc::Sender<Input>) {
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // read one line, at most MAX_CONTROL_LINE octets
+        let mut too_long = false;
+        loop {
+            let buf = match r.fill_buf().await {
+                Ok(b) => b,
+                Err(_) => return,
+            };
+            if buf.is_empty() {
+                return;
+            }
+            let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => (&buf[..=i], true),
+                None => (buf, false),
+            };
+            let n = chunk.len();
+            if line.len() + n > MAX_CONTROL_LINE {
+                too_long = true;
+            } else {
+                line.extend_from_slice(chunk);
+            }
+            r.consume(n);
+            if done {
+                break;
+            }
+        }
+        let answer = if too_long {
+            json!({"ok": false, "error": format!("line longer than {MAX_CONTROL_LINE} octets: ignored")})
+        } else {
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim();
+            if text.is_empty() {
+                continue;
+            }
+            match control::parse(text) {
+                Ok(c) => run_command(&tx, c).await,
+                Err(e) => json!({"ok": false, "error": e}),
+            }
+        };
+        let mut out = answer.to_string();
+        out.push('\n');
+        match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(out.as_bytes())).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+}

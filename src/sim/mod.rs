@@ -16,3 +16,6 @@ pub mod switch;
 pub use config::SimConfig;
 pub use server::Sim;
 pub use switch::Switch;
+
+#[cfg(test)]
+mod tests;

@@ -780,12 +780,8 @@ impl Model {
                     e.local_connection_info = st;
                     e.correlator_data = call.correlator.clone();
                     e.user_data = call.user_data.clone();
-                    if let Some(n) = q {
-                        e.rest.push(ctigate_csta::Member {
-                            name: "numberQueued",
-                            value: ctigate_csta::Value::Integer(n as i64),
-                        });
-                    }
+                    e.number_queued = q.and_then(|n| i64::try_from(n).ok());
+                    e.calls_in_front = q.and_then(|n| i64::try_from(n.saturating_sub(1)).ok());
                     e.into()
                 });
                 self.distribute(target, now);
@@ -1767,6 +1763,12 @@ impl Model {
             return Err(failure("operation", "invalidAgentIdentifier"));
         };
         if a.mode == AgentMode::Busy {
+            // ready is where the agent goes after the call anyway (after automatic
+            // after-call work, when configured): it cancels a pending change
+            if mode == AgentMode::Ready {
+                a.pending = None;
+                return Ok(None);
+            }
             a.pending = Some(mode);
             return Ok(Some(mode.pending()));
         }

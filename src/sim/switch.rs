@@ -756,8 +756,8 @@ impl Switch {
         for id in ids {
             let mut lost = 0;
             if let Some(a) = self.assocs.get_mut(&id) {
-                if a.next_event_at + gap < now {
-                    a.next_event_at = now; // idle: no burst credit beyond one report
+                if a.next_event_at < now {
+                    a.next_event_at = now; // idle: no burst credit
                 }
                 while !a.events.is_empty() && a.next_event_at <= now {
                     if let Some(pdu) = a.events.pop_front() {

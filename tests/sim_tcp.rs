@@ -1,0 +1,221 @@
+//! The simulator over real TCP on 127.0.0.1:0: a CSTA client built from our codec, the
+//! NDJSON control port, and the ways input can be wrong.
+
+use bytes::{BufMut, BytesMut};
+use ctigate::csta::acse::{AarqParams, Acse, AcseKind};
+use ctigate::csta::apdu::Apdu;
+use ctigate::csta::events::{Event, EventReport};
+use ctigate::csta::framing::{Frame, U16Codec};
+use ctigate::csta::ops::{Argument, MonitorStartArgument, OperationResult};
+use ctigate::csta::rose::Rose;
+use ctigate::csta::types::{CstaObject, DeviceId};
+use ctigate::sim::{Sim, SimConfig};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_util::codec::Decoder;
+
+const T: Duration = Duration::from_secs(5);
+
+struct Client {
+    s: TcpStream,
+    buf: BytesMut,
+    codec: U16Codec,
+}
+
+impl Client {
+    async fn connect(addr: std::net::SocketAddr) -> Client {
+        Client {
+            s: timeout(T, TcpStream::connect(addr)).await.unwrap().unwrap(),
+            buf: BytesMut::new(),
+            codec: U16Codec::new(),
+        }
+    }
+    async fn send(&mut self, a: &Apdu) {
+        let p = a.encode().unwrap();
+        let mut b = BytesMut::new();
+        b.put_u16(p.len() as u16);
+        b.put_slice(&p);
+        self.s.write_all(&b).await.unwrap();
+    }
+    /// The next PDU, or None when the switch closed the connection.
+    async fn next(&mut self) -> Option<Apdu> {
+        loop {
+            if let Some(Frame::Pdu(p)) = self.codec.decode(&mut self.buf).unwrap() {
+                return Some(Apdu::decode(&p).expect("the switch sends valid PDUs"));
+            }
+            let n = timeout(T, self.s.read_buf(&mut self.buf))
+                .await
+                .expect("the switch answers in time")
+                .unwrap();
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+    async fn associate(&mut self) {
+        self.send(&Apdu::Acse(Acse::aarq(&AarqParams::default()).unwrap()))
+            .await;
+        match self.next().await {
+            Some(Apdu::Acse(a)) if a.kind == AcseKind::Aare && a.result() == Some(0) => {}
+            o => panic!("{o:?}"),
+        }
+    }
+}
+
+struct Control {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Control {
+    async fn connect(addr: std::net::SocketAddr) -> Control {
+        let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
+        Control {
+            r: BufReader::new(r),
+            w,
+        }
+    }
+    async fn raw(&mut self, line: &[u8]) -> Value {
+        self.w.write_all(line).await.unwrap();
+        let mut s = String::new();
+        timeout(T, self.r.read_line(&mut s)).await.unwrap().unwrap();
+        serde_json::from_str(&s).unwrap()
+    }
+    async fn cmd(&mut self, line: &str) -> Value {
+        self.raw(format!("{line}\n").as_bytes()).await
+    }
+}
+
+async fn start(cfg: SimConfig) -> Sim {
+    Sim::start(cfg, "127.0.0.1:0", Some("127.0.0.1:0"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn inbound_call_over_tcp_reaches_the_monitor() {
+    let sim = start(SimConfig::default()).await;
+    let mut c = Client::connect(sim.csta_addr).await;
+    c.associate().await;
+    let arg: Argument =
+        MonitorStartArgument::new(CstaObject::Device(DeviceId::dialing("201"))).into();
+    c.send(&Apdu::Rose(arg.invoke(1))).await;
+    let xref = match c.next().await {
+        Some(Apdu::Rose(Rose::ReturnResult(r))) => match OperationResult::from_return_result(&r) {
+            Ok(Some(OperationResult::MonitorStart(m))) => m.cross_ref_identifier,
+            o => panic!("{o:?}"),
+        },
+        o => panic!("{o:?}"),
+    };
+    let mut ctl = Control::connect(sim.control_addr.unwrap()).await;
+    let r = ctl
+        .cmd(r#"{"cmd":"inbound","ani":"0891234567","dnis":"201","user_data":"acct=77"}"#)
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    match c.next().await {
+        Some(Apdu::Rose(Rose::Invoke(i))) => {
+            let rep = EventReport::from_invoke(&i).unwrap();
+            assert_eq!(rep.xref, xref);
+            let Event::Delivered(d) = rep.event else {
+                panic!("{rep:?}")
+            };
+            assert_eq!(d.user_data.as_deref(), Some(&b"acct=77"[..]));
+            assert_eq!(
+                d.connection.call_id().map(|b| ctigate::csta::json::hex(b)),
+                r["call"].as_str().map(str::to_string)
+            );
+        }
+        o => panic!("{o:?}"),
+    }
+    // status over the control port shows the association and its monitor
+    let st = ctl.cmd(r#"{"cmd":"status"}"#).await;
+    assert_eq!(
+        st["associations"][0]["monitors"][0]["watches"]["device"],
+        "201"
+    );
+    assert_eq!(st["calls"][0]["user_data"], "acct=77");
+}
+
+#[tokio::test]
+async fn control_port_rejects_bad_lines_and_stays_usable() {
+    let sim = start(SimConfig::default()).await;
+    let mut ctl = Control::connect(sim.control_addr.unwrap()).await;
+    let r = ctl.cmd("{not json").await;
+    assert_eq!(r["ok"], false);
+    assert!(r["error"].as_str().unwrap().starts_with("bad JSON"), "{r}");
+    let r = ctl
+        .cmd(r#"{"cmd":"inbound","ani":"0891234567","dnis":"999"}"#)
+        .await;
+    assert!(
+        r["error"].as_str().unwrap().contains("routes nowhere"),
+        "{r}"
+    );
+    let mut long = vec![b'x'; 70 * 1024];
+    long.push(b'\n');
+    let r = ctl.raw(&long).await;
+    assert!(r["error"].as_str().unwrap().contains("longer than"), "{r}");
+    let r = ctl.cmd(r#"{"cmd":"dialplan"}"#).await;
+    assert!(r["dialplan"].as_str().unwrap().contains("201-220"), "{r}");
+}
+
+#[tokio::test]
+async fn oversized_frame_and_garbage_before_association() {
+    let sim = start(SimConfig::default()).await;
+    // a frame announcing more than the codec allows is impossible with u16; garbage before the
+    // AARQ is answered with ABRT and the connection closes
+    let mut c = Client::connect(sim.csta_addr).await;
+    c.s.write_all(&[0x00, 0x03, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    match c.next().await {
+        Some(Apdu::Acse(a)) => assert_eq!(a.kind, AcseKind::Abrt),
+        o => panic!("{o:?}"),
+    }
+    assert!(c.next().await.is_none(), "closed after the ABRT");
+    // a client that vanishes mid-frame does not disturb the others
+    let mut gone = Client::connect(sim.csta_addr).await;
+    gone.s.write_all(&[0x00, 0x40, 0x60]).await.unwrap();
+    drop(gone);
+    let mut c = Client::connect(sim.csta_addr).await;
+    c.associate().await;
+}
+
+#[tokio::test]
+async fn handshake_and_keepalive_drop() {
+    let mut cfg = SimConfig::default();
+    cfg.link.handshake = true;
+    cfg.link.keepalive_s = 1;
+    let sim = start(cfg).await;
+    let mut c = Client::connect(sim.csta_addr).await;
+    c.s.write_all(b"B").await.unwrap();
+    let mut p = [0u8; 1];
+    timeout(T, c.s.read_exact(&mut p)).await.unwrap().unwrap();
+    assert_eq!(&p, b"P");
+    c.associate().await;
+    // never answer: two keep-alives, then ABRT and close (about 3 s)
+    let mut seen = Vec::new();
+    while let Some(a) = c.next().await {
+        seen.push(match a {
+            Apdu::Rose(Rose::Invoke(i)) => format!("invoke {:?}", i.opcode.local()),
+            Apdu::Acse(a) => a.kind.name().to_string(),
+            o => format!("{o:?}"),
+        });
+    }
+    assert_eq!(seen, ["invoke Some(211)", "invoke Some(211)", "abrt"]);
+}
+
+#[tokio::test]
+async fn scenario_runs_commands_in_order() {
+    let sim = start(SimConfig::default()).await;
+    let text = "# comment\n{\"cmd\":\"dial\",\"from\":\"201\",\"to\":\"202\"}\n\n{\"cmd\":\"answer\",\"device\":\"202\"}\n{\"cmd\":\"hangup\",\"device\":\"teapot\"}\n";
+    let mut lines = Vec::new();
+    let r = sim.scenario(text, |l, v| lines.push((l, v.clone()))).await;
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1].0, 4);
+    assert_eq!(lines[1].1["ok"], true);
+    let e = r.unwrap_err();
+    assert_eq!(e, "scenario line 5: device teapot has no call");
+}

@@ -3,7 +3,9 @@
 //! This crate holds the command-line tools; the wire codec is the `ctigate-csta` crate
 //! in `codecs/csta`.
 
+pub mod config;
 pub mod decode;
+pub mod lines;
 pub mod sim;
 
 pub use ctigate_csta as csta;

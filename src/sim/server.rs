@@ -6,13 +6,14 @@
 use super::config::SimConfig;
 use super::control::{self, Command};
 use super::switch::{AssocId, Output, Switch};
+use crate::lines::Line;
 use bytes::{BufMut, Bytes, BytesMut};
 use ctigate_csta::framing::{Frame, U16Codec, HANDSHAKE_APP};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -362,46 +363,17 @@ async fn accept_control(l: TcpListener, tx: mpsc::Sender<Input>) {
 async fn control_conn(s: TcpStream, tx: mpsc::Sender<Input>) {
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
-    let mut line = Vec::new();
     loop {
-        line.clear();
-        // read one line, at most MAX_CONTROL_LINE octets
-        let mut too_long = false;
-        loop {
-            let buf = match r.fill_buf().await {
-                Ok(b) => b,
-                Err(_) => return,
-            };
-            if buf.is_empty() {
-                return;
+        let answer = match crate::lines::read_line(&mut r, MAX_CONTROL_LINE).await {
+            Err(_) | Ok(Line::Eof) => return,
+            Ok(Line::TooLong) => {
+                json!({"ok": false, "error": format!("line longer than {MAX_CONTROL_LINE} octets: ignored")})
             }
-            let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
-                Some(i) => (&buf[..=i], true),
-                None => (buf, false),
-            };
-            let n = chunk.len();
-            if line.len() + n > MAX_CONTROL_LINE {
-                too_long = true;
-            } else {
-                line.extend_from_slice(chunk);
-            }
-            r.consume(n);
-            if done {
-                break;
-            }
-        }
-        let answer = if too_long {
-            json!({"ok": false, "error": format!("line longer than {MAX_CONTROL_LINE} octets: ignored")})
-        } else {
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim();
-            if text.is_empty() {
-                continue;
-            }
-            match control::parse(text) {
+            Ok(Line::Text(t)) if t.trim().is_empty() => continue,
+            Ok(Line::Text(t)) => match control::parse(t.trim()) {
                 Ok(c) => run_command(&tx, c).await,
                 Err(e) => json!({"ok": false, "error": e}),
-            }
+            },
         };
         let mut out = answer.to_string();
         out.push('\n');

@@ -1,0 +1,239 @@
+//! The gateway configuration (`ctigate run --config FILE`, TOML). Everything but one
+//! `[[link]]` with a name and an address is optional; every default is documented here and
+//! in README.md, and every mistake names its key and the fix.
+
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+/// A configuration mistake.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Where adapters connect (NDJSON).
+    pub listen: String,
+    /// Client connections at once; more are refused with an error line.
+    pub max_clients: usize,
+    /// Longest request line in octets.
+    pub max_line: usize,
+    /// Lines waiting for one client; a client that falls further behind gets `lagged`.
+    pub client_queue: usize,
+    /// Events kept for `monitor.start` with `after` (replay).
+    pub replay_buffer: usize,
+    /// Requests per second and client (0 = unlimited); more get `busy`/`rate_limited`.
+    pub requests_per_s: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:7700".into(),
+            max_clients: 256,
+            max_line: 64 * 1024,
+            client_queue: 1024,
+            replay_buffer: 10_000,
+            requests_per_s: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinkSection {
+    /// The link's name: events carry it, requests name it when there are several.
+    pub name: String,
+    /// The PBX's CSTA address, `host:port`.
+    pub address: String,
+    /// ACSE application context name.
+    pub context: String,
+    /// CSTAVersion bits announced (default: ECMA-285 editions 1 to 4: 2, 4, 14, 18).
+    pub versions: Vec<u32>,
+    /// ACSE calling-authentication-value, when the PBX wants one.
+    pub password: Option<String>,
+    /// Send the pre-association byte `B` and expect `P` (Alcatel OmniPCX Office).
+    pub handshake: bool,
+    /// Every request is answered within this time (else `link`/`timeout`).
+    pub request_timeout_ms: u64,
+    /// Our keep-alive (systemStatus) after this much silence.
+    pub keepalive_idle_s: u64,
+    /// Unanswered keep-alives after which the link is declared dead.
+    pub keepalive_misses: u32,
+    /// Reconnect backoff, doubling from min to max.
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// Numbers of at most this many digits are internal (call type).
+    pub internal_max_len: usize,
+    /// Numbers starting with one of these are internal too.
+    pub internal_prefixes: Vec<String>,
+    /// Devices monitored from the start, whether or not a client watches them.
+    pub monitor: Vec<String>,
+}
+
+impl Default for LinkSection {
+    fn default() -> Self {
+        LinkSection {
+            name: String::new(),
+            address: String::new(),
+            context: "1.3.12.0.218".into(),
+            versions: vec![2, 4, 14, 18],
+            password: None,
+            handshake: false,
+            request_timeout_ms: 5000,
+            keepalive_idle_s: 20,
+            keepalive_misses: 2,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 30_000,
+            internal_max_len: 5,
+            internal_prefixes: Vec::new(),
+            monitor: Vec::new(),
+        }
+    }
+}
+
+impl LinkSection {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkSection>,
+}
+
+impl Config {
+    /// Parse and check a TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| {
+            ConfigError(format!(
+                "{}\n(see README.md, section \"Configuration\", for every key and its default)",
+                e.to_string().trim_end()
+            ))
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let e = |s: String| Err(ConfigError(s));
+        if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            return e(format!(
+                "api.listen: `{}` is not an address like \"127.0.0.1:7700\"",
+                self.api.listen
+            ));
+        }
+        if self.api.max_line < 1024 {
+            return e("api.max_line: must be at least 1024 octets".into());
+        }
+        if self.api.client_queue == 0 || self.api.max_clients == 0 {
+            return e("api.client_queue and api.max_clients: must be at least 1".into());
+        }
+        if self.links.is_empty() {
+            return e("no [[link]]: add one with a name and the PBX's address, e.g.\n[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"".into());
+        }
+        let mut names = BTreeSet::new();
+        for (i, l) in self.links.iter().enumerate() {
+            let k = format!("link[{i}]");
+            if l.name.is_empty()
+                || !l
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return e(format!(
+                    "{k}.name: give the link a name of letters, digits, - and _ (e.g. \"pbx1\")"
+                ));
+            }
+            if !names.insert(&l.name) {
+                return e(format!("{k}.name: `{}` is used by two links", l.name));
+            }
+            if l.address
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return e(format!(
+                    "{k}.address: `{}` is not host:port, e.g. \"127.0.0.1:2555\"",
+                    l.address
+                ));
+            }
+            if l.context.parse::<ctigate_csta::Oid>().is_err() {
+                return e(format!(
+                    "{k}.context: `{}` is not an object identifier like \"1.3.12.0.218\"",
+                    l.context
+                ));
+            }
+            if l.versions.iter().any(|v| *v > 23) {
+                return e(format!("{k}.versions: CSTAVersion bits are 0 to 23"));
+            }
+            if l.request_timeout_ms == 0 || l.request_timeout_ms > 600_000 {
+                return e(format!("{k}.request_timeout_ms: between 1 and 600000"));
+            }
+            if l.keepalive_misses == 0 {
+                return e(format!("{k}.keepalive_misses: at least 1"));
+            }
+            if l.reconnect_min_ms == 0 || l.reconnect_min_ms > l.reconnect_max_ms {
+                return e(format!(
+                    "{k}.reconnect_min_ms: at least 1 and not above reconnect_max_ms"
+                ));
+            }
+            for d in &l.monitor {
+                if d.is_empty() || d.len() > 32 {
+                    return e(format!("{k}.monitor: `{d}` is not a device number"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minimal_file_is_enough() {
+        let c = Config::from_toml(
+            "[api]\nlisten = \"127.0.0.1:7700\"\n[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.links[0].context, "1.3.12.0.218");
+        assert_eq!(c.links[0].request_timeout_ms, 5000);
+        assert_eq!(c.api.max_line, 65536);
+    }
+
+    #[test]
+    fn mistakes_name_the_key_and_the_fix() {
+        let err = |t: &str| Config::from_toml(t).unwrap_err().0;
+        assert!(err("").contains("no [[link]]"));
+        assert!(err("[[link]]\nname = \"p\"\naddress = \"nohost\"").contains("link[0].address"));
+        assert!(err("[[link]]\nname = \"p\"\naddres = \"x:1\"").contains("addres"));
+        assert!(
+            err("[api]\nlisten = \"x\"\n[[link]]\nname = \"p\"\naddress = \"h:1\"")
+                .contains("api.listen")
+        );
+        assert!(err(
+            "[[link]]\nname = \"p\"\naddress = \"h:1\"\n[[link]]\nname = \"p\"\naddress = \"h:2\""
+        )
+        .contains("used by two links"));
+        assert!(
+            err("[[link]]\nname = \"p\"\naddress = \"h:1\"\ncontext = \"x.y\"")
+                .contains("link[0].context")
+        );
+    }
+}

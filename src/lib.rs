@@ -3,6 +3,7 @@
 //! This crate holds the command-line tools; the wire codec is the `ctigate-csta` crate
 //! in `codecs/csta`.
 
+pub mod client;
 pub mod config;
 pub mod decode;
 pub mod lines;

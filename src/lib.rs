@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod decode;
 pub mod lines;
+pub mod link;
 pub mod sim;
 
 pub use ctigate_csta as csta;

@@ -1,0 +1,423 @@
+//! The tokio driver around [`Session`]: one task owns the session, the TCP socket (2-octet
+//! framing, WIRE.md §2.1) and the timer; [`Link`] handles talk to it over a bounded
+//! channel and get their answers on oneshots. Every wait is bounded: writes by
+//! `request_timeout`, answers by the session's deadlines (plus a safety margin here),
+//! shutdown by the RLRE deadline.
+//!
+//! Slow-consumer policy for the owner's event channel: the driver waits up to
+//! [`EVENT_SEND_TIMEOUT`] for room; after that it drops events (with a warning) until the
+//! channel takes one again, so that a stalled owner cannot stop keep-alives and answers.
+
+use super::session::{Answer, Out, Session, Token};
+use super::{CstaError, LinkConfig, LinkError, LinkEvent};
+use bytes::BytesMut;
+use ctigate_csta::framing::{Frame, FramingError, U16Codec, HANDSHAKE_SWITCH};
+use ctigate_csta::ops::Argument;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout, Instant};
+use tokio_util::codec::{Decoder, Encoder};
+use tracing::{debug, warn};
+
+/// Commands waiting for the driver (beyond them: [`LinkError::TooManyRequests`]).
+pub const COMMAND_QUEUE: usize = 1024;
+/// How long the driver waits for room in the owner's event channel before dropping.
+pub const EVENT_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Added to `request_timeout` for the caller's own safety timeout (the session answers
+/// Timeout first).
+const ANSWER_SLACK: Duration = Duration::from_secs(1);
+/// Room made in the read buffer before each read (frames are at most 65 537 octets).
+const READ_CHUNK: usize = 4096;
+
+enum Cmd {
+    Request {
+        arg: Box<Argument>,
+        reply: oneshot::Sender<Answer>,
+    },
+    Monitor {
+        device: String,
+        reply: oneshot::Sender<Answer>,
+    },
+    Unmonitor {
+        device: String,
+        reply: oneshot::Sender<Answer>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// A handle on a PBX link; cheap to clone. The link runs until [`Link::shutdown`] or until
+/// every handle is dropped (then it releases the association too).
+#[derive(Clone, Debug)]
+pub struct Link {
+    tx: mpsc::Sender<Cmd>,
+    up: Arc<AtomicBool>,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cmd::Request { arg, .. } => write!(f, "Request({})", arg.operation()),
+            Cmd::Monitor { device, .. } => write!(f, "Monitor({device})"),
+            Cmd::Unmonitor { device, .. } => write!(f, "Unmonitor({device})"),
+            Cmd::Shutdown { .. } => f.write_str("Shutdown"),
+        }
+    }
+}
+
+impl Link {
+    /// Start the link: spawns the driver task (call inside a tokio runtime), which connects
+    /// at once and keeps reconnecting with backoff. What happens is told on `events`.
+    pub fn start(cfg: LinkConfig, events: mpsc::Sender<LinkEvent>) -> Link {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let up = Arc::new(AtomicBool::new(false));
+        let request_timeout = cfg.request_timeout;
+        let driver = Driver {
+            addr: cfg.address.clone(),
+            name: cfg.name.clone(),
+            write_timeout: cfg.request_timeout.max(Duration::from_millis(100)),
+            handshake: cfg.handshake,
+            session: Session::new(cfg, Instant::now().into_std()),
+            rx,
+            rx_open: true,
+            events,
+            events_stalled: false,
+            events_dropped: 0,
+            up: up.clone(),
+            conn: Conn::None,
+            replies: HashMap::new(),
+            next_token: 0,
+            done: Vec::new(),
+            shutdown_asked: false,
+        };
+        tokio::spawn(driver.run());
+        Link {
+            tx,
+            up,
+            request_timeout,
+        }
+    }
+
+    /// Any ECMA-285 request; answered within `request_timeout`.
+    pub async fn request(&self, arg: Argument) -> Answer {
+        self.call(|reply| Cmd::Request {
+            arg: Box::new(arg),
+            reply,
+        })
+        .await
+    }
+
+    /// MonitorStart on `device`, remembered and re-established after every reconnect;
+    /// idempotent per device. While the link is down: `Err(Down)` and nothing remembered.
+    pub async fn monitor(&self, device: &str) -> Result<Result<(), CstaError>, LinkError> {
+        let device = device.to_string();
+        self.call(|reply| Cmd::Monitor { device, reply })
+            .await
+            .map(|r| r.map(|_| ()))
+    }
+
+    /// MonitorStop on `device`, and forget it. Not monitored: `Ok(Ok(()))`.
+    pub async fn unmonitor(&self, device: &str) -> Result<Result<(), CstaError>, LinkError> {
+        let device = device.to_string();
+        self.call(|reply| Cmd::Unmonitor { device, reply })
+            .await
+            .map(|r| r.map(|_| ()))
+    }
+
+    /// Associated right now.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Release the association (RLRQ, then RLRE within `request_timeout`) and stop the
+    /// link for every handle. Returns when done (bounded).
+    pub async fn shutdown(&self) {
+        let (done, wait) = oneshot::channel();
+        let bound = self.request_timeout + ANSWER_SLACK;
+        match timeout(bound, self.tx.send(Cmd::Shutdown { done })).await {
+            Ok(Ok(())) => {
+                let _ = timeout(bound, wait).await;
+            }
+            Ok(Err(_)) => {} // already stopped
+            Err(_) => warn!("the link driver did not take the shutdown in time"),
+        }
+        self.up.store(false, Ordering::Release);
+    }
+
+    async fn call(&self, make: impl FnOnce(oneshot::Sender<Answer>) -> Cmd) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        match self.tx.try_send(make(reply)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(LinkError::TooManyRequests),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(LinkError::Closed),
+        }
+        match timeout(self.request_timeout + ANSWER_SLACK, answer).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(_)) => Err(LinkError::Closed),
+            Err(_) => Err(LinkError::Timeout),
+        }
+    }
+}
+
+type Connecting = Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>>;
+
+enum Conn {
+    None,
+    Connecting(Connecting),
+    Open {
+        reader: OwnedReadHalf,
+        buf: BytesMut,
+        codec: U16Codec,
+        writer: OwnedWriteHalf,
+    },
+}
+
+/// The next frame; `None` at end of stream. Cancel safe: the codec takes bytes out of
+/// `buf` only for a whole frame, and `read_buf` is cancel safe.
+async fn next_frame(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    codec: &mut U16Codec,
+) -> Option<Result<Frame, FramingError>> {
+    loop {
+        match codec.decode(buf) {
+            Ok(Some(f)) => return Some(Ok(f)),
+            Ok(None) => {}
+            Err(e) => return Some(Err(e)),
+        }
+        buf.reserve(READ_CHUNK);
+        match reader.read_buf(buf).await {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => return Some(Err(e.into())),
+        }
+    }
+}
+
+enum ConnEvent {
+    Connected(std::io::Result<TcpStream>),
+    Frame(Option<Result<Frame, FramingError>>),
+}
+
+enum Wake {
+    Cmd(Option<Cmd>),
+    Timer,
+    Conn(ConnEvent),
+}
+
+struct Driver {
+    addr: String,
+    name: String,
+    write_timeout: Duration,
+    handshake: bool,
+    session: Session,
+    rx: mpsc::Receiver<Cmd>,
+    rx_open: bool,
+    events: mpsc::Sender<LinkEvent>,
+    events_stalled: bool,
+    events_dropped: u64,
+    up: Arc<AtomicBool>,
+    conn: Conn,
+    replies: HashMap<Token, oneshot::Sender<Answer>>,
+    next_token: Token,
+    done: Vec<oneshot::Sender<()>>,
+    shutdown_asked: bool,
+}
+
+async fn conn_event(conn: &mut Conn) -> ConnEvent {
+    match conn {
+        Conn::None => std::future::pending().await,
+        Conn::Connecting(f) => ConnEvent::Connected(f.await),
+        Conn::Open {
+            reader, buf, codec, ..
+        } => ConnEvent::Frame(next_frame(reader, buf, codec).await),
+    }
+}
+
+async fn sleep_until(t: Option<std::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+impl Driver {
+    async fn run(mut self) {
+        loop {
+            self.flush().await;
+            if self.session.is_closed() && (self.shutdown_asked || !self.rx_open) {
+                break;
+            }
+            let timer = self.session.poll_timeout();
+            let wake = tokio::select! {
+                c = self.rx.recv(), if self.rx_open => Wake::Cmd(c),
+                _ = sleep_until(timer) => Wake::Timer,
+                e = conn_event(&mut self.conn) => Wake::Conn(e),
+            };
+            let now = now();
+            match wake {
+                Wake::Cmd(None) => {
+                    debug!(link = %self.name, "every handle dropped: shutting down");
+                    self.rx_open = false;
+                    self.session.shutdown(now);
+                }
+                Wake::Cmd(Some(c)) => self.command(c, now),
+                Wake::Timer => self.session.handle_timeout(now),
+                Wake::Conn(ConnEvent::Connected(Ok(stream))) => {
+                    let _ = stream.set_nodelay(true);
+                    let (r, w) = stream.into_split();
+                    let mut codec = U16Codec::new();
+                    if self.handshake {
+                        codec = codec.expecting_handshake(HANDSHAKE_SWITCH);
+                    }
+                    self.conn = Conn::Open {
+                        reader: r,
+                        buf: BytesMut::with_capacity(READ_CHUNK),
+                        codec,
+                        writer: w,
+                    };
+                    self.session.connected(now);
+                }
+                Wake::Conn(ConnEvent::Connected(Err(e))) => {
+                    self.conn = Conn::None;
+                    let reason = format!("cannot connect to {}: {e}", self.addr);
+                    self.session.transport_closed(now, &reason);
+                }
+                Wake::Conn(ConnEvent::Frame(Some(Ok(f)))) => self.session.handle_frame(f, now),
+                Wake::Conn(ConnEvent::Frame(Some(Err(e)))) => {
+                    self.conn = Conn::None;
+                    self.session
+                        .transport_closed(now, &format!("framing error: {e}"));
+                }
+                Wake::Conn(ConnEvent::Frame(None)) => {
+                    self.conn = Conn::None;
+                    self.session
+                        .transport_closed(now, "the switch closed the connection");
+                }
+            }
+        }
+        self.up.store(false, Ordering::Release);
+        for (_, r) in self.replies.drain() {
+            let _ = r.send(Err(LinkError::Closed));
+        }
+        for d in self.done.drain(..) {
+            let _ = d.send(());
+        }
+        debug!(link = %self.name, "link driver stopped");
+    }
+
+    fn command(&mut self, c: Cmd, now: std::time::Instant) {
+        match c {
+            Cmd::Request { arg, reply } => {
+                let t = self.token(reply);
+                self.session.request(t, *arg, now);
+            }
+            Cmd::Monitor { device, reply } => {
+                let t = self.token(reply);
+                self.session.monitor(t, &device, now);
+            }
+            Cmd::Unmonitor { device, reply } => {
+                let t = self.token(reply);
+                self.session.unmonitor(t, &device, now);
+            }
+            Cmd::Shutdown { done } => {
+                self.shutdown_asked = true;
+                self.done.push(done);
+                self.session.shutdown(now);
+            }
+        }
+    }
+
+    fn token(&mut self, reply: oneshot::Sender<Answer>) -> Token {
+        self.next_token = self.next_token.wrapping_add(1);
+        self.replies.insert(self.next_token, reply);
+        self.next_token
+    }
+
+    /// Carry out everything the session asked for.
+    async fn flush(&mut self) {
+        while let Some(o) = self.session.poll_output() {
+            match o {
+                Out::Connect => {
+                    let addr = self.addr.clone();
+                    self.conn = Conn::Connecting(Box::pin(TcpStream::connect(addr)));
+                }
+                Out::Transmit(frame) => self.transmit(frame).await,
+                Out::Close => {
+                    if let Conn::Open { writer, .. } = &mut self.conn {
+                        let _ = timeout(Duration::from_millis(200), writer.shutdown()).await;
+                    }
+                    self.conn = Conn::None;
+                }
+                Out::Answer { token, answer } => {
+                    if let Some(r) = self.replies.remove(&token) {
+                        let _ = r.send(answer); // the caller may have given up
+                    }
+                }
+                Out::Event(e) => self.deliver(e).await,
+            }
+        }
+        self.up
+            .store(self.session.is_associated(), Ordering::Release);
+    }
+
+    async fn transmit(&mut self, frame: Frame) {
+        let Conn::Open { writer, .. } = &mut self.conn else {
+            debug!(link = %self.name, "no transport: frame dropped");
+            return;
+        };
+        let mut buf = BytesMut::new();
+        if let Err(e) = U16Codec::new().encode(frame, &mut buf) {
+            warn!(link = %self.name, error = %e, "cannot frame a PDU: dropped");
+            return;
+        }
+        let reason = match timeout(self.write_timeout, writer.write_all(&buf)).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => format!("write failed: {e}"),
+            Err(_) => format!(
+                "write timed out after {:?} (the switch does not read)",
+                self.write_timeout
+            ),
+        };
+        self.conn = Conn::None;
+        self.session.transport_closed(now(), &reason);
+    }
+
+    async fn deliver(&mut self, e: LinkEvent) {
+        if self.events_stalled {
+            match self.events.try_send(e) {
+                Ok(()) => {
+                    warn!(link = %self.name, dropped = self.events_dropped, "event consumer caught up");
+                    self.events_stalled = false;
+                    self.events_dropped = 0;
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => self.events_dropped += 1,
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+            return;
+        }
+        if timeout(EVENT_SEND_TIMEOUT, self.events.send(e))
+            .await
+            .is_err()
+        {
+            warn!(link = %self.name, "event consumer is not keeping up: dropping events until it does");
+            self.events_stalled = true;
+            self.events_dropped = 1;
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The PBX link: one CSTA Phase III association (ECMA-285 BER in X.880 ROSE after X.227
+//! ACSE, 2-octet framing) held open for the rest of the gateway.
+//!
+//! - [`session`]: the sans-IO core ([`Session`]): association, invoke-id table with
+//!   deadlines, keep-alive, the monitor table, release and reconnect backoff. Frames and
+//!   `now` in; frames, answers, events and timer deadlines out. Tested without sockets.
+//! - [`monitors`]: the monitor table (device <-> MonitorCrossRefID).
+//! - [`driver`]: [`Link`], the cheap-to-clone handle, and the tokio task that owns the
+//!   socket and the timers around the session.
+//!
+//! The switch saying "no" is data, not failure: every request answers
+//! `Result<Result<T, CstaError>, LinkError>` — the outer error says the link could not
+//! carry the request (down, timeout, aborted, ...), the inner one that the switch refused it
+//! (ECMA-285 universalFailure, or an X.880 reject).
+
+pub mod driver;
+pub mod monitors;
+pub mod session;
+
+pub use driver::Link;
+pub use session::{Answer, Out, Session, State, Token, MAX_IN_FLIGHT, MAX_MONITORS};
+
+use ctigate_csta::events::EventReport;
+use ctigate_csta::types::UniversalFailure;
+use std::fmt;
+use std::time::Duration;
+
+/// How to reach and talk to one PBX.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// A name for the logs (`pbx1`).
+    pub name: String,
+    /// `host:port` of the switch's CSTA port.
+    pub address: String,
+    /// The AARQ application-context-name (X.227 `aSO-context-name`), dotted OID. WIRE.md
+    /// §3.3: `1.3.12.0.218` (Panasonic and most Phase III links) or `1.3.12.0.180.1`.
+    pub context: String,
+    /// CSTAVersion bits announced in the AARQ user information (module
+    /// CSTA-application-context-information-csta3): 2/4/14/18 = ECMA-285 ed1/ed2/ed3/ed4.
+    pub versions: Vec<u32>,
+    /// ACSE calling-authentication-value (charstring), when the switch wants one.
+    pub password: Option<String>,
+    /// Send the pre-association `B` and expect `P` first (Alcatel OmniPCX Office).
+    pub handshake: bool,
+    /// Every request is answered within this time (`LinkError::Timeout` otherwise); also
+    /// the wait for RLRE on shutdown.
+    pub request_timeout: Duration,
+    /// Silence from the switch after which we send our own systemStatus (0: never).
+    pub keepalive_idle: Duration,
+    /// Unanswered keep-alives after which the link is declared dead (at least 1).
+    pub keepalive_misses: u32,
+    /// First reconnect delay; doubled after every failed attempt ...
+    pub reconnect_min: Duration,
+    /// ... up to this.
+    pub reconnect_max: Duration,
+    /// TCP connect, and then the association (handshake, AARQ/AARE), each within this.
+    pub connect_timeout: Duration,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            name: "pbx".into(),
+            address: "127.0.0.1:2555".into(),
+            context: ctigate_csta::acse::DEFAULT_CONTEXT.into(),
+            versions: ctigate_csta::acse::version::PHASE3_ALL.to_vec(),
+            password: None,
+            handshake: false,
+            request_timeout: Duration::from_secs(5),
+            keepalive_idle: Duration::from_secs(20),
+            keepalive_misses: 2,
+            reconnect_min: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The link could not carry a request (or could not come up). Each message says what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    /// Not associated with the switch right now (it reconnects by itself).
+    Down,
+    /// No answer within `request_timeout`.
+    Timeout,
+    /// The switch refused the association: AARE rejected, with the X.227 diagnostic name
+    /// (`application-context-name-not-supported`, `authentication-failure`, ...).
+    Rejected(String),
+    /// The association was aborted (ABRT from the switch, or by us after a protocol error
+    /// or missed keep-alives) while the request was outstanding.
+    Aborted,
+    /// The connection closed, or the link was shut down, before the answer came.
+    Closed,
+    /// The request could not be encoded (nothing was sent).
+    Encode(String),
+    /// Too many requests outstanding on this link.
+    TooManyRequests,
+}
+
+impl fmt::Display for LinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkError::Down => f.write_str(
+                "the PBX link is down (not associated); it reconnects by itself: retry when it is up",
+            ),
+            LinkError::Timeout => f.write_str(
+                "the PBX did not answer in time; the request may or may not have been carried out: check before retrying",
+            ),
+            LinkError::Rejected(d) => write!(
+                f,
+                "the PBX rejected the association: {d}; check the link's context OID, CSTA versions and password"
+            ),
+            LinkError::Aborted => f.write_str(
+                "the association was aborted before the answer came; it reconnects by itself: retry when it is up",
+            ),
+            LinkError::Closed => f.write_str(
+                "the link closed (connection lost or shut down) before the answer came; retry when it is up",
+            ),
+            LinkError::Encode(m) => write!(f, "cannot encode the request: {m}; nothing was sent"),
+            LinkError::TooManyRequests => write!(
+                f,
+                "too many requests outstanding on the PBX link (limit {MAX_IN_FLIGHT}); slow down and retry"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LinkError {}
+
+/// The switch refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CstaError {
+    /// returnError universalFailure (ECMA-285 error-definition, local error code 1).
+    Failure(UniversalFailure),
+    /// An X.880 reject: `rejected:` and the problem name (`rejected:unrecognizedOperation`,
+    /// `rejected:mistypedArgument`; `rejected:invoke/9` for unknown values). A result or
+    /// error we could not read is rejected by us and answered the same way
+    /// (`rejected:mistypedResult`, `rejected:unrecognizedError`, `rejected:mistypedParameter`).
+    Reject(String),
+}
+
+impl fmt::Display for CstaError {
+    /// `operation/invalidCallID` or `rejected:unrecognizedOperation`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CstaError::Failure(u) => write!(f, "{u}"),
+            CstaError::Reject(r) => f.write_str(r),
+        }
+    }
+}
+
+impl std::error::Error for CstaError {}
+
+/// What the link tells its owner.
+///
+/// `Report` carries the [`EventReport`] by value (the owner's API); the enum is as large as
+/// a report, which is fine for a bounded channel of them.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkEvent {
+    /// Associated (again). Monitors are re-established next: one `Monitored` each.
+    Up,
+    /// Not associated any more, or an attempt failed (once per distinct reason). Every
+    /// monitor is suspended until `Up` and its `Monitored`.
+    Down { reason: String },
+    /// A cSTAEventReport; `device` from the monitor table by crossRefIdentifier (`None`
+    /// for a cross reference we do not know).
+    Report {
+        device: Option<String>,
+        report: EventReport,
+    },
+    /// A device is monitored (with a new crossRefID): after `monitor`, and again after every
+    /// reconnect or switch restart.
+    Monitored { device: String },
+    /// A device's monitor is gone without us asking: the switch restarted (it is monitored
+    /// again when the switch is back: `Monitored` follows), or re-monitoring was refused
+    /// (the device is forgotten).
+    MonitorLost { device: String, reason: String },
+    /// The switch's systemStatus (ECMA-285 SystemStatus value name: `normal`,
+    /// `initializing`, `messagesLost`, ...); already answered.
+    SystemStatus { status: String },
+}

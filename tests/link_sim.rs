@@ -1,0 +1,379 @@
+//! The PBX link over real TCP (127.0.0.1:0) against our switch simulator: association,
+//! monitors and events, errors, rejection, link loss and re-monitoring, a hung switch,
+//! keep-alives, release.
+
+use ctigate::csta::ops::{AnswerCallArgument, Argument};
+use ctigate::csta::types::ConnectionId;
+use ctigate::link::{CstaError, Link, LinkConfig, LinkError, LinkEvent};
+use ctigate::sim::{control, Sim, SimConfig};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+
+/// Bound on every wait in these tests.
+const T: Duration = Duration::from_secs(10);
+
+async fn sim(cfg: SimConfig) -> Sim {
+    timeout(T, Sim::start(cfg, "127.0.0.1:0", Some("127.0.0.1:0")))
+        .await
+        .expect("sim starts in time")
+        .expect("sim starts")
+}
+
+async fn cmd(sim: &Sim, line: &str) -> Value {
+    let c = control::parse(line).expect("control command");
+    let r = timeout(T, sim.command(c))
+        .await
+        .expect("sim answers in time");
+    assert_eq!(r["ok"], true, "{line}: {r}");
+    r
+}
+
+fn cfg(sim: &Sim) -> LinkConfig {
+    LinkConfig {
+        name: "test".into(),
+        address: sim.csta_addr.to_string(),
+        request_timeout: Duration::from_secs(2),
+        keepalive_idle: Duration::from_secs(5),
+        reconnect_min: Duration::from_millis(200),
+        reconnect_max: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(2),
+        ..LinkConfig::default()
+    }
+}
+
+fn start(cfg: LinkConfig) -> (Link, mpsc::Receiver<LinkEvent>) {
+    let (tx, rx) = mpsc::channel(256);
+    (Link::start(cfg, tx), rx)
+}
+
+/// The first event that `pick` accepts (others skipped), within [`T`].
+async fn wait_for<R>(
+    rx: &mut mpsc::Receiver<LinkEvent>,
+    what: &str,
+    mut pick: impl FnMut(&LinkEvent) -> Option<R>,
+) -> R {
+    let end = Instant::now() + T;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match timeout(left, rx.recv()).await {
+            Ok(Some(e)) => {
+                if let Some(r) = pick(&e) {
+                    return r;
+                }
+            }
+            Ok(None) => panic!("event channel closed while waiting for {what}"),
+            Err(_) => panic!("no {what} within {T:?}"),
+        }
+    }
+}
+
+async fn up(rx: &mut mpsc::Receiver<LinkEvent>) {
+    wait_for(rx, "Up", |e| matches!(e, LinkEvent::Up).then_some(())).await
+}
+
+async fn down(rx: &mut mpsc::Receiver<LinkEvent>) -> String {
+    wait_for(rx, "Down", |e| match e {
+        LinkEvent::Down { reason } => Some(reason.clone()),
+        _ => None,
+    })
+    .await
+}
+
+async fn monitored(rx: &mut mpsc::Receiver<LinkEvent>, device: &str) {
+    wait_for(rx, &format!("Monitored {device}"), |e| {
+        matches!(e, LinkEvent::Monitored { device: d } if d == device).then_some(())
+    })
+    .await
+}
+
+/// The name of the next event report, and its device.
+async fn report(rx: &mut mpsc::Receiver<LinkEvent>) -> (Option<String>, String) {
+    wait_for(rx, "an event report", |e| match e {
+        LinkEvent::Report { device, report } => {
+            Some((device.clone(), report.event.name().to_string()))
+        }
+        _ => None,
+    })
+    .await
+}
+
+/// The monitors the simulator holds, as (association, device).
+async fn sim_monitors(sim: &Sim) -> Vec<String> {
+    let st = cmd(sim, r#"{"cmd":"status"}"#).await;
+    let mut out = Vec::new();
+    for a in st["associations"].as_array().into_iter().flatten() {
+        for m in a["monitors"].as_array().into_iter().flatten() {
+            if let Some(d) = m["watches"]["device"].as_str() {
+                out.push(d.to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn answer_unknown_call() -> Argument {
+    AnswerCallArgument::new(ConnectionId::dialing([0x77, 0x77], "201")).into()
+}
+
+#[tokio::test]
+async fn associate_monitor_events_errors_and_release() {
+    let sim = sim(SimConfig::default()).await;
+    let (link, mut rx) = start(cfg(&sim));
+    up(&mut rx).await;
+    assert!(link.is_up());
+
+    // monitor, idempotently: one monitor on the switch
+    assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
+    monitored(&mut rx, "201").await;
+    assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
+    assert_eq!(sim_monitors(&sim).await, ["201"]);
+
+    // an inbound call reaches the monitored station: the event names the device
+    cmd(&sim, r#"{"cmd":"inbound","ani":"0891234567","dnis":"201"}"#).await;
+    assert_eq!(
+        report(&mut rx).await,
+        (Some("201".to_string()), "delivered".to_string())
+    );
+
+    // the switch saying no is data
+    match timeout(T, link.request(answer_unknown_call()))
+        .await
+        .unwrap()
+    {
+        Ok(Err(CstaError::Failure(f))) => assert_eq!(f.to_string(), "operation/invalidCallID"),
+        o => panic!("{o:?}"),
+    }
+    match timeout(T, link.monitor("999")).await.unwrap() {
+        Ok(Err(CstaError::Failure(f))) => assert_eq!(f.to_string(), "operation/invalidDeviceID"),
+        o => panic!("{o:?}"),
+    }
+    assert!(link.is_up());
+
+    // unmonitor: gone from the switch
+    assert_eq!(timeout(T, link.unmonitor("201")).await.unwrap(), Ok(Ok(())));
+    assert_eq!(sim_monitors(&sim).await, Vec::<String>::new());
+
+    // release: RLRQ answered by RLRE
+    let clone = link.clone();
+    timeout(T, clone.shutdown()).await.unwrap();
+    assert_eq!(down(&mut rx).await, "released (RLRQ answered by RLRE)");
+    assert!(!link.is_up());
+    assert_eq!(
+        timeout(T, link.request(answer_unknown_call()))
+            .await
+            .unwrap(),
+        Err(LinkError::Closed)
+    );
+    let st = cmd(&sim, r#"{"cmd":"status"}"#).await;
+    assert_eq!(st["associations"].as_array().map(Vec::len), Some(0), "{st}");
+}
+
+#[tokio::test]
+async fn a_wrong_context_is_rejected_with_the_diagnostic_named() {
+    let sim = sim(SimConfig::default()).await;
+    let (link, mut rx) = start(LinkConfig {
+        context: "1.3.12.0.180.1".into(),
+        ..cfg(&sim)
+    });
+    let reason = down(&mut rx).await;
+    assert_eq!(
+        reason,
+        "association rejected (rejected-permanent): application-context-name-not-supported"
+    );
+    assert_eq!(
+        timeout(T, link.request(answer_unknown_call()))
+            .await
+            .unwrap(),
+        Err(LinkError::Rejected(
+            "application-context-name-not-supported".into()
+        ))
+    );
+    assert!(!link.is_up());
+    timeout(T, link.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_password_is_rejected_and_the_right_one_accepted() {
+    let mut sc = SimConfig::default();
+    sc.link.password = Some("s3cret".into());
+    let sim = sim(sc).await;
+    let (link, mut rx) = start(cfg(&sim));
+    assert!(down(&mut rx).await.ends_with("authentication-required"));
+    timeout(T, link.shutdown()).await.unwrap();
+    let (link, mut rx) = start(LinkConfig {
+        password: Some("s3cret".into()),
+        ..cfg(&sim)
+    });
+    up(&mut rx).await;
+    timeout(T, link.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn link_loss_reconnects_with_backoff_and_monitors_again() {
+    let sim = sim(SimConfig::default()).await;
+    let (link, mut rx) = start(cfg(&sim));
+    up(&mut rx).await;
+    for d in ["201", "202"] {
+        assert_eq!(timeout(T, link.monitor(d)).await.unwrap(), Ok(Ok(())));
+        monitored(&mut rx, d).await;
+    }
+
+    // the switch closes the TCP connection
+    cmd(&sim, r#"{"cmd":"fault","fault":"close"}"#).await;
+    let t = Instant::now();
+    assert_eq!(down(&mut rx).await, "the switch closed the connection");
+    up(&mut rx).await;
+    assert!(
+        t.elapsed() >= Duration::from_millis(150),
+        "reconnected after {:?}, before the backoff",
+        t.elapsed()
+    );
+    monitored(&mut rx, "201").await;
+    monitored(&mut rx, "202").await;
+    assert_eq!(sim_monitors(&sim).await, ["201", "202"]);
+    // events flow again, under the new cross references
+    cmd(&sim, r#"{"cmd":"inbound","ani":"0891234567","dnis":"202"}"#).await;
+    assert_eq!(
+        report(&mut rx).await,
+        (Some("202".to_string()), "delivered".to_string())
+    );
+
+    // the switch aborts (ABRT)
+    cmd(&sim, r#"{"cmd":"fault","fault":"abort"}"#).await;
+    let reason = down(&mut rx).await;
+    assert!(reason.contains("ABRT"), "{reason}");
+    up(&mut rx).await;
+    monitored(&mut rx, "201").await;
+    monitored(&mut rx, "202").await;
+
+    // the switch restarts but keeps the link: monitors lost, then back
+    cmd(
+        &sim,
+        r#"{"cmd":"fault","fault":"restart","keep_links":true}"#,
+    )
+    .await;
+    wait_for(&mut rx, "MonitorLost 201", |e| {
+        matches!(e, LinkEvent::MonitorLost { device, .. } if device == "201").then_some(())
+    })
+    .await;
+    monitored(&mut rx, "201").await;
+    monitored(&mut rx, "202").await;
+    assert!(link.is_up());
+    assert_eq!(sim_monitors(&sim).await, ["201", "202"]);
+    cmd(&sim, r#"{"cmd":"inbound","ani":"0891234567","dnis":"201"}"#).await;
+    assert_eq!(
+        report(&mut rx).await,
+        (Some("201".to_string()), "delivered".to_string())
+    );
+    timeout(T, link.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hung_switch_times_out_requests_and_is_declared_dead() {
+    let sim = sim(SimConfig::default()).await;
+    let (link, mut rx) = start(LinkConfig {
+        request_timeout: Duration::from_millis(500),
+        keepalive_idle: Duration::from_millis(300),
+        keepalive_misses: 2,
+        ..cfg(&sim)
+    });
+    up(&mut rx).await;
+    assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
+    cmd(&sim, r#"{"cmd":"fault","fault":"hang"}"#).await;
+
+    let t = Instant::now();
+    assert_eq!(
+        timeout(T, link.request(answer_unknown_call()))
+            .await
+            .unwrap(),
+        Err(LinkError::Timeout)
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+
+    let reason = down(&mut rx).await;
+    assert!(
+        reason.starts_with("keep-alive: 2 systemStatus unanswered"),
+        "{reason}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // a new association (not hung) and the monitor again
+    up(&mut rx).await;
+    monitored(&mut rx, "201").await;
+    timeout(T, link.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn keep_alives_both_ways() {
+    let mut sc = SimConfig::default();
+    sc.link.keepalive_s = 1;
+    let sim = sim(sc).await;
+    let (link, mut rx) = start(LinkConfig {
+        keepalive_idle: Duration::from_millis(300),
+        ..cfg(&sim)
+    });
+    up(&mut rx).await;
+    // the switch's systemStatus is answered (the switch would drop us otherwise)
+    let status = wait_for(&mut rx, "SystemStatus", |e| match e {
+        LinkEvent::SystemStatus { status } => Some(status.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(status, "normal");
+    // ours are answered: still up after many idle periods and switch keep-alives
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(link.is_up());
+    while let Ok(e) = rx.try_recv() {
+        assert!(!matches!(e, LinkEvent::Down { .. }), "{e:?}");
+    }
+    // the switch stops answering ours: dead after the misses
+    cmd(&sim, r#"{"cmd":"fault","fault":"stop_keepalive"}"#).await;
+    let reason = down(&mut rx).await;
+    assert!(reason.starts_with("keep-alive:"), "{reason}");
+    up(&mut rx).await;
+    timeout(T, link.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn nothing_listening_is_down_then_up_when_the_switch_appears() {
+    // a port nobody listens on (bound, then freed)
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (link, mut rx) = start(LinkConfig {
+        name: "test".into(),
+        address: addr.to_string(),
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(200),
+        ..LinkConfig::default()
+    });
+    let reason = down(&mut rx).await;
+    assert!(
+        reason.starts_with(&format!("cannot connect to {addr}")),
+        "{reason}"
+    );
+    assert_eq!(
+        timeout(T, link.monitor("201")).await.unwrap(),
+        Err(LinkError::Down)
+    );
+    // the switch appears on that port: the backoff finds it
+    let sim = timeout(T, Sim::start(SimConfig::default(), &addr.to_string(), None))
+        .await
+        .unwrap()
+        .unwrap();
+    up(&mut rx).await;
+    assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
+    assert_eq!(sim_monitors(&sim).await, ["201"]);
+    timeout(T, link.shutdown()).await.unwrap();
+    assert_eq!(
+        timeout(T, link.monitor("201")).await.unwrap(),
+        Err(LinkError::Closed)
+    );
+}

@@ -26,7 +26,11 @@ const SHORT: &[(&str, &[&str], &str)] = &[
     ("blind", &["device", "to"], "call.blind_transfer"),
     ("drop", &["device", "call", "party"], "call.drop_party"),
     ("dtmf", &["device", "digits"], "call.dtmf"),
-    ("login", &["device", "agent", "password?", "group?"], "agent.login"),
+    (
+        "login",
+        &["device", "agent", "password?", "group?"],
+        "agent.login",
+    ),
     ("ready", &["device"], "agent.ready"),
     ("notready", &["device", "reason?"], "agent.not_ready"),
     ("acw", &["device"], "agent.after_call_work"),
@@ -167,7 +171,9 @@ mod tests {
             request("login 201 1001 1001 8000", 4).unwrap(),
             json!({"id": 4, "op": "agent.login", "device": "201", "agent": "1001", "password": "1001", "group": "8000"})
         );
-        assert!(request("make 201", 1).unwrap_err().starts_with("usage: make"));
+        assert!(request("make 201", 1)
+            .unwrap_err()
+            .starts_with("usage: make"));
         assert!(request("fly 1", 1).unwrap_err().contains("unknown command"));
         assert_eq!(
             request(r#"{"id":"x","op":"ping"}"#, 1).unwrap(),
@@ -183,7 +189,9 @@ mod tests {
             r#"[5] 201  call.offering    offering inbound id=ab12 pbx=0001 ani=0891234567 dnis=8000 other=0891234567 vars={"uui":"case=42"} cause=distributed"#
         );
         assert_eq!(
-            pretty(r#"{"type":"response","id":2,"ok":false,"error":{"kind":"switch","code":"noCallToAnswer","message":"m"}}"#),
+            pretty(
+                r#"{"type":"response","id":2,"ok":false,"error":{"kind":"switch","code":"noCallToAnswer","message":"m"}}"#
+            ),
             "#2 error switch/noCallToAnswer: m"
         );
     }

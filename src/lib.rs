@@ -8,6 +8,7 @@ pub mod config;
 pub mod decode;
 pub mod lines;
 pub mod link;
+pub mod model;
 pub mod sim;
 
 pub use ctigate_csta as csta;

@@ -1,0 +1,247 @@
+//! The normalized views the tracker hands out: [`CallView`] (one per device and
+//! interaction, PROTOCOL.md "The call view") and [`AgentView`] (`agent.state`), with their
+//! state names and the timestamp format.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+macro_rules! names {
+    ($(#[$m:meta])* pub enum $t:ident { $($(#[$vm:meta])* $v:ident = $s:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $t {
+            $($(#[$vm])* #[serde(rename = $s)] $v),*
+        }
+
+        impl $t {
+            /// The protocol name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($t::$v => $s),* }
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $t {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<$t, UnknownName> {
+                match s {
+                    $($s => Ok($t::$v),)*
+                    _ => Err(UnknownName(s.chars().take(64).collect())),
+                }
+            }
+        }
+    };
+}
+
+/// A state or type name the protocol does not define (from [`FromStr`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownName(pub String);
+
+impl fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown name `{}`", self.0)
+    }
+}
+
+impl std::error::Error for UnknownName {}
+
+names! {
+    /// The state of a call at one device (PROTOCOL.md `state`). Roughly the ECMA-269 (clause
+    /// 6) local connection state of the device's connection, with the caller's side split
+    /// into `dialing` (initiated, far end not yet alerting) and `ringback` (far end
+    /// alerting).
+    pub enum CallState {
+        /// The call alerts at the device (LocalConnectionState alerting).
+        Offering = "offering",
+        /// The device started the call (initiated, or connected before the far end alerts).
+        Dialing = "dialing",
+        /// The far end of a call this device made is alerting.
+        Ringback = "ringback",
+        /// The device's connection is established.
+        Connected = "connected",
+        /// The device holds the call.
+        Held = "held",
+        /// Queued (at an ACD group device, or the caller's call waits in a queue).
+        Queued = "queued",
+        /// The call failed (busy, invalid number, ...); the view stays until cleared.
+        Failed = "failed",
+        /// The call ended at the device (only in `call.released` and what precedes it).
+        Released = "released",
+    }
+}
+
+names! {
+    /// The kind of interaction (PROTOCOL.md `type`).
+    pub enum CallType {
+        /// The calling party is outside the PBX and called in.
+        Inbound = "inbound",
+        /// A device of the PBX called an outside number.
+        Outbound = "outbound",
+        /// Between internal devices.
+        Internal = "internal",
+        /// A consultation leg (ECMA-269 ConsultationCall, cause consultation).
+        Consult = "consult",
+    }
+}
+
+names! {
+    /// An agent's state (PROTOCOL.md `agent.state`; ECMA-269 agent states).
+    pub enum AgentState {
+        LoggedOut = "logged_out",
+        NotReady = "not_ready",
+        Ready = "ready",
+        Busy = "busy",
+        AfterCallWork = "after_call_work",
+    }
+}
+
+/// One device's view of one interaction (PROTOCOL.md "The call view").
+///
+/// `variables` holds the call's user data (`uui`, ECMA-269 UserData) and correlator data
+/// (`correlator`, ECMA-269 CorrelatorData) as text when the octets are UTF-8; octets that
+/// are not UTF-8 are given as lowercase hex under `uui_hex` / `correlator_hex` instead, so a
+/// value is never ambiguous.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct CallView {
+    /// The interaction id: stable across hold, consultation, transfer and conference.
+    pub id: String,
+    /// The switch's current callID, lowercase hex (may change on transfer/conference).
+    pub pbx_call_id: String,
+    pub state: CallState,
+    #[serde(rename = "type")]
+    pub r#type: CallType,
+    /// Calling number of the interaction (null when the switch did not give one).
+    pub ani: Option<String>,
+    /// Called number of the interaction (as dialled, before any routing).
+    pub dnis: Option<String>,
+    /// The far party as this device sees it.
+    pub other: Option<String>,
+    /// The device first, then the other parties known to be in the call.
+    pub parties: Vec<String>,
+    /// For a consultation leg: the interaction it was made from.
+    pub related: Option<String>,
+    pub variables: BTreeMap<String, String>,
+    /// When the call appeared at this device (RFC 3339 UTC, milliseconds).
+    pub started: String,
+    /// When this device's call got connected (answered here, or the far end answered).
+    pub answered: Option<String>,
+    /// When the call ended at this device (set in `call.released`).
+    pub ended: Option<String>,
+}
+
+/// An agent's state at a device (PROTOCOL.md `agent.state`).
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct AgentView {
+    /// The agent id (ECMA-269 AgentID); the device number when the switch gave none.
+    pub agent: String,
+    pub state: AgentState,
+    /// The reason code of the last change (request or private data), if any.
+    pub reason: Option<String>,
+    /// The ACD group the agent is logged on to, if known.
+    pub group: Option<String>,
+}
+
+/// `t` as RFC 3339 UTC with milliseconds (`2026-11-21T10:00:00.123Z`); times before
+/// 1970 are given as the epoch.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let ms = d.subsec_millis();
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+    let rem = secs % 86_400;
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    (y, m as u32, d as u32)
+}
+
+/// Put user or correlator data into `vars` under `key` (UTF-8) or `key_hex` (other
+/// octets), removing the other form; whether anything changed.
+pub(crate) fn set_variable(vars: &mut BTreeMap<String, String>, key: &str, octets: &[u8]) -> bool {
+    let hex_key = format!("{key}_hex");
+    let (k, other, v) = match std::str::from_utf8(octets) {
+        Ok(s) => (key.to_string(), hex_key, s.to_string()),
+        Err(_) => (hex_key, key.to_string(), ctigate_csta::json::hex(octets)),
+    };
+    let removed = vars.remove(&other).is_some();
+    if vars.get(&k) == Some(&v) {
+        return removed;
+    }
+    vars.insert(k, v);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_255_200_123);
+        assert_eq!(rfc3339(t), "2026-11-21T10:00:00.123Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_secs(5)),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in [
+            "logged_out",
+            "not_ready",
+            "ready",
+            "busy",
+            "after_call_work",
+        ] {
+            assert_eq!(s.parse::<AgentState>().unwrap().as_str(), s);
+        }
+        assert!("away".parse::<AgentState>().is_err());
+        assert_eq!(
+            serde_json::to_string(&CallState::Ringback).unwrap(),
+            "\"ringback\""
+        );
+        assert_eq!(CallType::Consult.to_string(), "consult");
+    }
+
+    #[test]
+    fn variables_text_or_hex() {
+        let mut v = BTreeMap::new();
+        assert!(set_variable(&mut v, "uui", b"case=42"));
+        assert!(!set_variable(&mut v, "uui", b"case=42"));
+        assert!(set_variable(&mut v, "uui", &[0xff, 0x00]));
+        assert_eq!(v.get("uui_hex").map(String::as_str), Some("ff00"));
+        assert!(!v.contains_key("uui"));
+    }
+}

@@ -3,9 +3,11 @@
 //! This crate holds the command-line tools; the wire codec is the `ctigate-csta` crate
 //! in `codecs/csta`.
 
+pub mod api;
 pub mod client;
 pub mod config;
 pub mod decode;
+pub mod demo;
 pub mod lines;
 pub mod link;
 pub mod model;

@@ -48,6 +48,30 @@ enum Command {
         /// Input file; stdin when absent.
         file: Option<PathBuf>,
     },
+    /// Run the gateway: PBX links from the config, NDJSON port for adapters.
+    Run {
+        /// TOML configuration ([api] listen, one [[link]] per PBX).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Simulator + gateway on loopback, a short scripted call, then the port stays open.
+    Demo {
+        /// Where adapters connect.
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: String,
+        /// The simulator's control port (inject calls: see the README).
+        #[arg(long, default_value = "127.0.0.1:2556")]
+        sim_control: String,
+        /// Run the scripted call and exit (no serving afterwards).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Interactive client: type JSON requests or short commands (`help`).
+    Client {
+        /// The gateway's address.
+        #[arg(default_value = "127.0.0.1:7700")]
+        addr: String,
+    },
     /// Run the CSTA Phase III switch simulator (prints its dial plan; Ctrl-C stops it).
     Sim {
         /// Where applications connect (CSTA BER, 2-octet length framing).
@@ -99,8 +123,27 @@ fn main() {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
 fn run(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
+        Command::Run { config } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("cannot read {}", config.display()))?;
+            let cfg = ctigate::config::Config::from_toml(&text)
+                .with_context(|| format!("in {}", config.display()))?;
+            runtime()?.block_on(run_gateway(cfg))
+        }
+        Command::Demo {
+            listen,
+            sim_control,
+            once,
+        } => runtime()?.block_on(run_demo(listen, sim_control, once)),
+        Command::Client { addr } => runtime()?.block_on(run_client(addr)),
         Command::Sim {
             listen,
             control,
@@ -137,10 +180,7 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
                 ),
                 None => None,
             };
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(run_sim(
+            runtime()?.block_on(run_sim(
                 cfg,
                 listen,
                 control,
@@ -245,5 +285,112 @@ async fn run_sim(
         }
     }
     tokio::signal::ctrl_c().await?;
+    Ok(0)
+}
+
+async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
+    let l = ctigate::api::server::bind(&cfg.api.listen).await?;
+    let addr = l.local_addr()?;
+    let gw = ctigate::api::Gateway::start(cfg);
+    tokio::spawn(ctigate::api::server::serve(gw.clone(), l));
+    println!(
+        "ctigate run: NDJSON port {addr}; links: {}",
+        gw.link_states()
+    );
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down: releasing the PBX links");
+    for l in gw.links.values() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), l.link.shutdown()).await;
+    }
+    Ok(0)
+}
+
+async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Result<i32> {
+    let d = ctigate::demo::start(&listen, &sim_control)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("cannot start the demo (is port 7700 in use? try --listen 127.0.0.1:0)")?;
+    println!(
+        "ctigate demo: switch simulator on {} (control {}), gateway NDJSON port {}",
+        d.sim.csta_addr,
+        d.sim.control_addr.map_or("none".into(), |a| a.to_string()),
+        d.api
+    );
+    println!("A scripted call, as the NDJSON events an adapter receives:");
+    ctigate::demo::script(&d, |l| println!("{l}"))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("the scripted call failed")?;
+    if once {
+        return Ok(0);
+    }
+    println!();
+    println!(
+        "The gateway keeps serving on {}. Dial plan of the simulated PBX:",
+        d.api
+    );
+    println!("{}", d.sim.dialplan().trim_end());
+    println!();
+    println!(
+        "Try it:  cargo run --release -- client {}   (or: nc {} {})",
+        d.api,
+        d.api.ip(),
+        d.api.port()
+    );
+    println!("  {{\"id\":1,\"op\":\"monitor.start\",\"device\":\"203\"}}");
+    println!("  {{\"id\":2,\"op\":\"call.make\",\"device\":\"203\",\"to\":\"204\"}}");
+    if let Some(c) = d.sim.control_addr {
+        println!(
+            "Inbound calls from the simulator's control port:  echo '{{\"cmd\":\"inbound\",\"ani\":\"0891234567\",\"dnis\":\"203\"}}' | nc -q1 {} {}",
+            c.ip(),
+            c.port()
+        );
+    }
+    println!("Ctrl-C stops.");
+    tokio::signal::ctrl_c().await?;
+    Ok(0)
+}
+
+async fn run_client(addr: String) -> anyhow::Result<i32> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .with_context(|| {
+            format!("cannot connect to {addr}: is `ctigate run` or `ctigate demo` running?")
+        })?;
+    let (r, mut w) = s.into_split();
+    tokio::spawn(async move {
+        let mut r = tokio::io::BufReader::new(r);
+        loop {
+            match ctigate::lines::read_line(&mut r, 1 << 20).await {
+                Ok(ctigate::lines::Line::Text(t)) => println!("{}", ctigate::client::pretty(&t)),
+                Ok(ctigate::lines::Line::TooLong) => println!("(a line over 1 MiB was skipped)"),
+                _ => {
+                    println!("the gateway closed the connection");
+                    std::process::exit(0);
+                }
+            }
+        }
+    });
+    println!("{}", ctigate::client::help().trim_end());
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut id = 1;
+    while let Some(line) = stdin.next_line().await? {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if t == "help" {
+            println!("{}", ctigate::client::help().trim_end());
+            continue;
+        }
+        match ctigate::client::request(t, id) {
+            Ok(v) => {
+                id += 1;
+                w.write_all(format!("{v}\n").as_bytes()).await?;
+            }
+            Err(e) => println!("{e}"),
+        }
+    }
     Ok(0)
 }

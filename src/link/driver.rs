@@ -298,7 +298,10 @@ impl Driver {
                     let reason = format!("cannot connect to {}: {e}", self.addr);
                     self.session.transport_closed(now, &reason);
                 }
-                Wake::Conn(ConnEvent::Frame(Some(Ok(f)))) => self.session.handle_frame(f, now),
+                Wake::Conn(ConnEvent::Frame(Some(Ok(f)))) => {
+                    tracing::trace!(link = %self.name, frame = ?f, "frame in");
+                    self.session.handle_frame(f, now)
+                }
                 Wake::Conn(ConnEvent::Frame(Some(Err(e)))) => {
                     self.conn = Conn::None;
                     self.session

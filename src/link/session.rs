@@ -374,6 +374,7 @@ impl Session {
             );
         }
         let deadline = Some(now + self.cfg.request_timeout);
+        debug!(link = %self.cfg.name, op = arg.operation().name(), "request");
         if let Err((e, _)) = self.invoke(&arg, Purpose::Request { token }, deadline) {
             self.answer(token, Err(e));
         }

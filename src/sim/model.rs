@@ -351,6 +351,9 @@ pub struct Model {
     timer_seq: u64,
     load: Option<Load>,
     rng: u64,
+    /// Set while the switch itself puts an agent into after-call work (its pending state is
+    /// then `ready`).
+    auto_acw: bool,
 }
 
 impl Model {
@@ -407,6 +410,7 @@ impl Model {
             timer_seq: 0,
             load: None,
             rng: 0x9e37_79b9_7f4a_7c15,
+            auto_acw: false,
         }
     }
 
@@ -1096,7 +1100,9 @@ impl Model {
         match pending {
             Some(m) => self.set_mode(&agent, m, None, now),
             None if !self.acw.is_zero() => {
+                self.auto_acw = true;
                 self.set_mode(&agent, AgentMode::WorkingAfterCall, None, now);
+                self.auto_acw = false;
                 let token = self.agents.get(&agent).map_or(0, |a| a.acw_token);
                 let acw = self.acw;
                 self.after(now, acw, Timer::AcwEnd { agent, token });
@@ -1675,7 +1681,9 @@ impl Model {
                 let mut e = AgentWorkingAfterCallEvent::new(dev);
                 e.agent_id = Some(id);
                 e.acd_group = grp;
-                e.pending_agent_state = Some(WorkingAfterCallPendingState::Ready);
+                e.pending_agent_state = self
+                    .auto_acw
+                    .then_some(WorkingAfterCallPendingState::Ready);
                 e.extensions = reason;
                 e.into()
             }

@@ -251,6 +251,7 @@ async fn core(mut sw: Switch, mut rx: mpsc::Receiver<Input>) {
                 Output::Close { assoc, .. } => (assoc, Out::Close),
             };
             let Some(w) = writers.get(&id) else { continue };
+            tracing::trace!(assoc = id, "output queued");
             if w.try_send(msg).is_err() {
                 warn!(
                     assoc = id,

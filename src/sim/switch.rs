@@ -451,6 +451,7 @@ impl Switch {
         };
         self.counters.requests += 1;
         a.requests += 1;
+        debug!(assoc, invoke = id, op = op.name(), "request");
         // limits of the dialect profile
         let limits = self.limits.clone();
         while a
@@ -828,6 +829,10 @@ impl Switch {
             {
                 self.close(id, "no AARQ in time");
                 continue;
+            }
+            if a.faults.hung {
+                // a hung switch sends nothing, not even the answers it owed
+                a.delayed.clear();
             }
             while a.delayed.front().is_some_and(|d| d.due <= now) {
                 if let Some(d) = a.delayed.pop_front() {

@@ -17,8 +17,9 @@ use std::path::PathBuf;
 )]
 struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `debug` or `ctigate=trace`.
-    #[arg(long, global = true, env = "CTIGATE_LOG", default_value = "info")]
-    log: String,
+    /// (default: `info`; `warn` for demo and client, whose output is the events)
+    #[arg(long, global = true, env = "CTIGATE_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -106,8 +107,13 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| {
-        eprintln!("ctigate: bad --log filter {:?}, using `info`", cli.log);
+    let quiet = matches!(cli.cmd, Command::Demo { .. } | Command::Client { .. });
+    let log = cli
+        .log
+        .clone()
+        .unwrap_or_else(|| if quiet { "warn" } else { "info" }.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| {
+        eprintln!("ctigate: bad --log filter {log:?}, using `info`");
         tracing_subscriber::EnvFilter::new("info")
     });
     tracing_subscriber::fmt()

@@ -122,14 +122,20 @@ impl<F: FnMut(&str)> Client<F> {
 
     /// The first event (already seen, or read now) that matches.
     pub async fn until(&mut self, event: &str, device: &str) -> Result<Value, String> {
+        self.until_where(|r| r["event"] == event && r["device"] == device)
+            .await
+    }
+
+    /// The first event (already seen, or read now) for which `f` holds.
+    pub async fn until_where(&mut self, f: impl Fn(&Value) -> bool) -> Result<Value, String> {
         while let Some(r) = self.seen.pop_front() {
-            if r["event"] == event && r["device"] == device {
+            if f(&r) {
                 return Ok(r);
             }
         }
         loop {
             let r = self.read().await?;
-            if r["type"] == "event" && r["event"] == event && r["device"] == device {
+            if r["type"] == "event" && f(&r) {
                 return Ok(r);
             }
         }
@@ -157,6 +163,10 @@ pub async fn script(d: &Demo, mut say: impl FnMut(&str)) -> Result<(), String> {
     c.req(json!({"op": "agent.login", "device": "201", "agent": "1001", "password": "1001", "group": "8000"}))
         .await?;
     c.req(json!({"op": "agent.ready", "device": "201"})).await?;
+    c.until_where(|r| {
+        r["event"] == "agent.state" && r["device"] == "8000" && r["state"] == "ready"
+    })
+    .await?;
     flush(&mut say);
     say("2. A customer (0891234567) calls the hotline 0800100200; the IVR attached case=42. Screen pop at 201:");
     let r = d

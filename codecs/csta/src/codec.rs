@@ -158,7 +158,7 @@ impl Decoder<'_> {
                         ));
                     }
                 };
-                if !schema::accepts(*inner, child.tag()) && !is_open_choice(*inner) {
+                if !schema::accepts_code(*inner, child.tag_code()) && !is_open_choice(*inner) {
                     return Err(DecodeError::new(
                         K::UnexpectedTag {
                             found: child.tag(),
@@ -168,12 +168,15 @@ impl Decoder<'_> {
                     ));
                 }
                 let v = self.value(*inner, &child, depth + 1)?;
-                if let Some(extra) = kids.next() {
-                    let at = match extra {
-                        Ok(t) => t.start,
-                        Err(e) => e.offset,
-                    };
-                    return Err(DecodeError::new(K::TrailingData, at));
+                // the one value normally fills the tag (then there is no next child to read)
+                if child.end != tlv.content_end {
+                    if let Some(extra) = kids.next() {
+                        let at = match extra {
+                            Ok(t) => t.start,
+                            Err(e) => e.offset,
+                        };
+                        return Err(DecodeError::new(K::TrailingData, at));
+                    }
                 }
                 Ok(v)
             }

@@ -15,6 +15,8 @@ pub struct Member {
 /// Name of members that the type does not define.
 pub const UNKNOWN: &str = "";
 
+/// A decoded value of any type of the table.
+///
 /// `repr(u64)`: a word-sized tag puts every field at offset 8, so values (and
 /// `Result<Value, _>`, still 40 octets) move as five whole words; with the default layout
 /// the `bool` of `Boolean` sits at offset 1 and every move of a value is done piecewise

@@ -7,7 +7,7 @@
 
 use crate::ber::{self, read_tlv, Children, Limits, Tlv};
 use crate::error::{DecodeError, DecodeErrorKind as K, EncodeError};
-use crate::schema::{self, def, DefaultValue, Field, Kind, StringKind, Tag, TypeId};
+use crate::schema::{self, def, Alt, DefaultValue, Field, Kind, StringKind, Tag, TypeId};
 use crate::value::{Member, Value, UNKNOWN};
 use bytes::Bytes;
 
@@ -91,21 +91,26 @@ impl Decoder<'_> {
     }
 
     /// A value of type `ty` whose TLV (tag already matched by the caller) is `tlv`.
+    /// Inlined into its callers, so that most values go straight to `content_of`.
+    #[inline(always)]
     fn value(&self, ty: TypeId, tlv: &Tlv, depth: u32) -> Result<Value, DecodeError> {
         match &def(ty).kind {
-            Kind::Choice(alts) => {
-                for a in alts.iter() {
-                    if schema::accepts_code(a.ty, tlv.tag_code()) {
-                        let v = self.value(a.ty, tlv, depth).map_err(|e| e.within(a.name))?;
-                        return Ok(Value::Choice(a.name, Box::new(v)));
-                    }
-                }
-                // open CHOICE (vendor alternatives, later editions): keep the TLV
-                Ok(Value::Raw(self.raw(tlv)))
-            }
+            Kind::Choice(alts) => self.choice(alts, tlv, depth),
             Kind::Any => Ok(Value::Raw(self.raw(tlv))),
             _ => self.content_of(ty, tlv, depth),
         }
+    }
+
+    /// A CHOICE value: the first alternative that takes the tag.
+    fn choice(&self, alts: &'static [Alt], tlv: &Tlv, depth: u32) -> Result<Value, DecodeError> {
+        for a in alts.iter() {
+            if schema::accepts_code(a.ty, tlv.tag_code()) {
+                let v = self.value(a.ty, tlv, depth).map_err(|e| e.within(a.name))?;
+                return Ok(Value::Choice(a.name, Box::new(v)));
+            }
+        }
+        // open CHOICE (vendor alternatives, later editions): keep the TLV
+        Ok(Value::Raw(self.raw(tlv)))
     }
 
     /// The content of `tlv` read as type `ty`, whatever tag the TLV carried (implicit tagging).
@@ -153,7 +158,7 @@ impl Decoder<'_> {
                         ));
                     }
                 };
-                if !schema::accepts(*inner, child.tag()) && !is_open_choice(*inner) {
+                if !schema::accepts_code(*inner, child.tag_code()) && !is_open_choice(*inner) {
                     return Err(DecodeError::new(
                         K::UnexpectedTag {
                             found: child.tag(),
@@ -163,12 +168,15 @@ impl Decoder<'_> {
                     ));
                 }
                 let v = self.value(*inner, &child, depth + 1)?;
-                if let Some(extra) = kids.next() {
-                    let at = match extra {
-                        Ok(t) => t.start,
-                        Err(e) => e.offset,
-                    };
-                    return Err(DecodeError::new(K::TrailingData, at));
+                // the one value normally fills the tag (then there is no next child to read)
+                if child.end != tlv.content_end {
+                    if let Some(extra) = kids.next() {
+                        let at = match extra {
+                            Ok(t) => t.start,
+                            Err(e) => e.offset,
+                        };
+                        return Err(DecodeError::new(K::TrailingData, at));
+                    }
                 }
                 Ok(v)
             }

@@ -13,7 +13,7 @@ pub mod server;
 
 use crate::config::{Config, LinkSection};
 use crate::link::{Link, LinkConfig, LinkEvent};
-use crate::model::{InternalRule, Out, Tracker, TrackerConfig};
+use crate::model::{AgentView, InternalRule, Out, Tracker, TrackerConfig};
 use ctigate_csta::events::Event;
 use hub::Hub;
 use serde_json::{json, Map, Value};
@@ -32,6 +32,30 @@ pub struct LinkSlot {
     pub refs: tokio::sync::Mutex<BTreeMap<String, usize>>,
     /// Devices monitored from the configuration (never stopped).
     pub pinned: BTreeSet<String>,
+    /// The link's event pump, for the agent states of request results (agent.login,
+    /// agent.state, ...): queued after the PBX events that came before the result and
+    /// before those after it, so that no event reports a state older than one published.
+    pub pump: mpsc::Sender<PumpIn>,
+}
+
+/// What a link's event pump publishes, in the order it was queued.
+// A `LinkEvent` is as large as an event report, as on the link's own channel.
+#[allow(clippy::large_enum_variant)]
+pub enum PumpIn {
+    Link(LinkEvent),
+    /// An agent state from a request's result ([`Tracker::set_agent`]); `done` gets the
+    /// state as completed from what is known ([`Tracker::fill_agent`]).
+    Agent {
+        device: String,
+        agent: AgentView,
+        done: tokio::sync::oneshot::Sender<AgentView>,
+    },
+}
+
+impl From<LinkEvent> for PumpIn {
+    fn from(e: LinkEvent) -> PumpIn {
+        PumpIn::Link(e)
+    }
 }
 
 impl LinkSlot {
@@ -71,7 +95,7 @@ impl Gateway {
         let mut pumps = Vec::new();
         for l in &cfg.links {
             let (tx, rx) = mpsc::channel(4096);
-            let link = Link::start(link_config(l), tx);
+            let link = Link::start(link_config(l), tx.clone());
             let tracker = Tracker::new(TrackerConfig {
                 link: l.name.clone(),
                 internal: InternalRule {
@@ -85,6 +109,7 @@ impl Gateway {
                 tracker: Mutex::new(tracker),
                 refs: tokio::sync::Mutex::new(BTreeMap::new()),
                 pinned: l.monitor.iter().cloned().collect(),
+                pump: tx,
             });
             links.insert(l.name.clone(), slot.clone());
             pumps.push((slot, rx));
@@ -163,9 +188,26 @@ impl Gateway {
     }
 }
 
-/// Turn a link's events into published events.
-async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<LinkEvent>) {
-    while let Some(ev) = rx.recv().await {
+/// Turn a link's events, and the agent states of request results, into published events.
+async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<PumpIn>) {
+    while let Some(item) = rx.recv().await {
+        let ev = match item {
+            PumpIn::Link(ev) => ev,
+            PumpIn::Agent {
+                device,
+                agent,
+                done,
+            } => {
+                let outs = {
+                    let mut t = slot.tracker();
+                    let agent = t.fill_agent(&device, agent);
+                    let _ = done.send(agent.clone()); // the request may have given up
+                    t.set_agent(&device, agent, SystemTime::now())
+                };
+                gw.publish(&slot.name, outs);
+                continue;
+            }
+        };
         match ev {
             LinkEvent::Up => {
                 info!(link = %slot.name, "link up");

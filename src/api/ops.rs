@@ -4,7 +4,7 @@
 
 use super::hub::ClientId;
 use super::protocol::{ApiError, Request};
-use super::{Gateway, LinkSlot};
+use super::{Gateway, LinkSlot, PumpIn};
 use crate::link::{CstaError, LinkError};
 use crate::model::{AgentState as ModelAgentState, AgentView, PickError, Want};
 use bytes::Bytes;
@@ -151,7 +151,6 @@ fn pick(
         .hub
         .is_subscribed(client, &(slot.name.clone(), device.to_string()))
         && !slot.pinned.contains(device)
-        && !slot.tracker().calls(device).iter().any(|_| true)
     {
         return Err(ApiError::request(
             "not_monitored",
@@ -338,27 +337,29 @@ pub async fn handle(gw: &Arc<Gateway>, client: ClientId, r: &Request) -> Result<
                     let info = e
                         .and_then(|e| e.agent_info.as_ref())
                         .and_then(|i| i.first());
+                    let state = match (e.map(|e| e.logged_on), info) {
+                        (Some(true), Some(i)) => agent_state(i.agent_state),
+                        (Some(true), None) => ModelAgentState::NotReady,
+                        _ => ModelAgentState::LoggedOut,
+                    };
                     let agent = AgentView {
                         agent: e
                             .and_then(|e| e.agent_id.as_ref())
                             .map(|b| String::from_utf8_lossy(b).into_owned())
                             .unwrap_or_default(),
-                        state: match (e.map(|e| e.logged_on), info) {
-                            (Some(true), Some(i)) => agent_state(i.agent_state),
-                            (Some(true), None) => ModelAgentState::NotReady,
-                            _ => ModelAgentState::LoggedOut,
-                        },
-                        reason: s.tracker().agent(device).and_then(|a| a.reason),
+                        state,
+                        reason: None,
                         group: info
                             .and_then(|i| i.acd_group.as_ref())
                             .and_then(|g| g.number())
                             .map(str::to_string),
                     };
-                    let outs = s
-                        .tracker()
-                        .set_agent(device, agent.clone(), SystemTime::now());
-                    gw.publish(&s.name, outs);
-                    Ok(serde_json::to_value(agent).unwrap_or(Value::Null))
+                    // what the PBX leaves out keeps its known value: an unchanged agent
+                    // gives no event
+                    let shown = agent_update(s, device, agent.clone())
+                        .await
+                        .unwrap_or(agent);
+                    Ok(serde_json::to_value(shown).unwrap_or(Value::Null))
                 }
                 _ => Err(ApiError::new(
                     "switch",
@@ -372,6 +373,22 @@ pub async fn handle(gw: &Arc<Gateway>, client: ClientId, r: &Request) -> Result<
             format!("unknown op `{other}`; ops: {}", OPS.join(", ")),
         )),
     }
+}
+
+/// An agent state from a request's result: the link's event pump publishes it in order
+/// with the PBX's events. The state as published (completed from what is known).
+async fn agent_update(s: &LinkSlot, device: &str, agent: AgentView) -> Option<AgentView> {
+    let (done, applied) = tokio::sync::oneshot::channel();
+    let item = PumpIn::Agent {
+        device: device.to_string(),
+        agent,
+        done,
+    };
+    if s.pump.send(item).await.is_err() {
+        warn!(link = %s.name, device, "the event pump has stopped: agent state not published");
+        return None;
+    }
+    applied.await.ok()
 }
 
 async fn agent_op(gw: &Arc<Gateway>, r: &Request) -> Result<Value, ApiError> {
@@ -388,7 +405,8 @@ async fn agent_op(gw: &Arc<Gateway>, r: &Request) -> Result<Value, ApiError> {
         _ => (ReqAgentState::LoggedOff, ModelAgentState::LoggedOut),
     };
     let mut a = SetAgentStateArgument::new(DeviceId::dialing(device), req);
-    let prev = s.tracker().agent(device);
+    // the agent and group, when the request does not name them, are the known ones when
+    // the pump applies the result (`Tracker::fill_agent`)
     let agent = if req == ReqAgentState::LoggedOn {
         let id = r.str("agent")?;
         a.agent_id = Some(Bytes::from(id.as_bytes().to_vec()));
@@ -398,10 +416,9 @@ async fn agent_op(gw: &Arc<Gateway>, r: &Request) -> Result<Value, ApiError> {
         a.group = r.opt_str("group")?.map(DeviceId::dialing);
         id.to_string()
     } else {
-        if let Some(id) = r.opt_str("agent")? {
-            a.agent_id = Some(Bytes::from(id.as_bytes().to_vec()));
-        }
-        prev.as_ref().map(|p| p.agent.clone()).unwrap_or_default()
+        let id = r.opt_str("agent")?;
+        a.agent_id = id.map(|id| Bytes::from(id.as_bytes().to_vec()));
+        id.unwrap_or_default().to_string()
     };
     a.extensions = reason_data(r)?;
     let res = csta(s, a).await?;
@@ -409,18 +426,19 @@ async fn agent_op(gw: &Arc<Gateway>, r: &Request) -> Result<Value, ApiError> {
         Some(OperationResult::SetAgentState(x)) => x.pending_agent_state.and_then(|p| p.name()),
         _ => None,
     };
+    let reason = r.opt_str("reason")?.map(str::to_string);
+    s.tracker().set_pending(
+        device,
+        pending.and(reason.clone()).map(|reason| (state, reason)),
+    );
     if pending.is_none() {
         let view = AgentView {
             agent,
             state,
-            reason: r.opt_str("reason")?.map(str::to_string),
-            group: r
-                .opt_str("group")?
-                .map(str::to_string)
-                .or_else(|| prev.and_then(|p| p.group)),
+            reason,
+            group: r.opt_str("group")?.map(str::to_string),
         };
-        let outs = s.tracker().set_agent(device, view, SystemTime::now());
-        gw.publish(&s.name, outs);
+        agent_update(s, device, view).await;
     }
     Ok(json!({"pending": pending}))
 }

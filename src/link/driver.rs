@@ -78,8 +78,13 @@ impl std::fmt::Debug for Cmd {
 
 impl Link {
     /// Start the link: spawns the driver task (call inside a tokio runtime), which connects
-    /// at once and keeps reconnecting with backoff. What happens is told on `events`.
-    pub fn start(cfg: LinkConfig, events: mpsc::Sender<LinkEvent>) -> Link {
+    /// at once and keeps reconnecting with backoff. What happens is told on `events` (a
+    /// channel of [`LinkEvent`]s, or of the owner's own type, so that the owner can queue
+    /// its own items in order with the link's events).
+    pub fn start<E>(cfg: LinkConfig, events: mpsc::Sender<E>) -> Link
+    where
+        E: From<LinkEvent> + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let up = Arc::new(AtomicBool::new(false));
         let request_timeout = cfg.request_timeout;
@@ -216,7 +221,7 @@ enum Wake {
     Conn(ConnEvent),
 }
 
-struct Driver {
+struct Driver<E> {
     addr: String,
     name: String,
     write_timeout: Duration,
@@ -224,7 +229,7 @@ struct Driver {
     session: Session,
     rx: mpsc::Receiver<Cmd>,
     rx_open: bool,
-    events: mpsc::Sender<LinkEvent>,
+    events: mpsc::Sender<E>,
     events_stalled: bool,
     events_dropped: u64,
     up: Arc<AtomicBool>,
@@ -256,7 +261,7 @@ fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
-impl Driver {
+impl<E: From<LinkEvent> + Send + 'static> Driver<E> {
     async fn run(mut self) {
         loop {
             self.flush().await;
@@ -402,6 +407,7 @@ impl Driver {
     }
 
     async fn deliver(&mut self, e: LinkEvent) {
+        let e = E::from(e);
         if self.events_stalled {
             match self.events.try_send(e) {
                 Ok(()) => {

@@ -93,6 +93,15 @@ impl Tracker {
         let station = f.device.number().unwrap_or(dev).to_string();
         let own = station == dev;
         let d = self.devices.entry(dev.to_string()).or_default();
+        // a pending request's reason, when this is the state it asked for (any other
+        // change but busy, the call it waited for, ends the wait)
+        let pending = match &d.pending {
+            Some((s, r)) if own && *s == f.state => Some(r.clone()),
+            _ => None,
+        };
+        if own && f.state != AgentState::Busy {
+            d.pending = None;
+        }
         let prev = if own {
             d.agent.as_ref()
         } else {
@@ -108,7 +117,7 @@ impl Tracker {
         let view = AgentView {
             agent,
             state: f.state,
-            reason: reason(f.extensions).or_else(|| {
+            reason: reason(f.extensions).or(pending).or_else(|| {
                 prev.filter(|p| p.state == f.state)
                     .and_then(|p| p.reason.clone())
             }),

@@ -1,7 +1,7 @@
 //! The tracker's state, its public API and the bookkeeping shared by the event handlers
 //! (`calls.rs`, `agents.rs`).
 
-use super::view::{rfc3339, set_variable, AgentView, CallState, CallType, CallView};
+use super::view::{rfc3339, set_variable, AgentState, AgentView, CallState, CallType, CallView};
 use bytes::Bytes;
 use ctigate_csta::events::Event;
 use ctigate_csta::types::{ConnectionId, EventCause, LocalConnectionState};
@@ -250,6 +250,9 @@ pub(super) struct Device {
     pub agent: Option<AgentView>,
     /// Agents of other devices reported here (an ACD group's members), by their device.
     pub members: BTreeMap<String, AgentView>,
+    /// The state a request asked for that the switch holds pending (the agent is busy on
+    /// a call), with the request's reason: reported when the switch reports that state.
+    pub pending: Option<(AgentState, String)>,
 }
 
 /// The call tracker (see the module documentation).
@@ -321,10 +324,33 @@ impl Tracker {
         self.devices.get(device).and_then(|d| d.agent.clone())
     }
 
-    /// The agent state from a request's result (agent.login, ...): `agent.state` when it
-    /// differs from what is known. Agent events that later report the same state (without
-    /// a reason of their own) keep this reason and give nothing.
+    /// `agent` as a request's result gives it, completed as agent events are: what it
+    /// leaves out (an empty agent id, no group, no reason while the state stays the same)
+    /// keeps its known value; an agent id still unknown is the device number.
+    pub fn fill_agent(&self, device: &str, mut agent: AgentView) -> AgentView {
+        if let Some(p) = self.devices.get(device).and_then(|d| d.agent.as_ref()) {
+            if agent.agent.is_empty() {
+                agent.agent = p.agent.clone();
+            }
+            if agent.group.is_none() {
+                agent.group = p.group.clone();
+            }
+            if agent.reason.is_none() && agent.state == p.state {
+                agent.reason = p.reason.clone();
+            }
+        }
+        if agent.agent.is_empty() {
+            agent.agent = device.to_string();
+        }
+        agent
+    }
+
+    /// The agent state from a request's result (agent.login, ...; completed by
+    /// [`Tracker::fill_agent`]): `agent.state` when it differs from what is known. Agent
+    /// events that later report the same state (without a reason of their own) keep this
+    /// reason and give nothing.
     pub fn set_agent(&mut self, device: &str, agent: AgentView, _now: SystemTime) -> Vec<Out> {
+        let agent = self.fill_agent(device, agent);
         let d = self.devices.entry(device.to_string()).or_default();
         if d.agent.as_ref() == Some(&agent) {
             return Vec::new();
@@ -334,6 +360,19 @@ impl Tracker {
             device: device.to_string(),
             agent,
         }]
+    }
+
+    /// A request's state change is pending at the switch: when the switch reports that
+    /// state for the device's agent without a reason of its own, the `agent.state` event
+    /// carries `reason`. `None` (or a change that is not pending) forgets it.
+    pub fn set_pending(&mut self, device: &str, pending: Option<(AgentState, String)>) {
+        match self.devices.get_mut(device) {
+            Some(d) => d.pending = pending,
+            None if pending.is_some() => {
+                self.devices.entry(device.to_string()).or_default().pending = pending;
+            }
+            None => {}
+        }
     }
 
     /// The device's current CSTA connection in the interaction.

@@ -36,6 +36,9 @@ pub struct LinkSlot {
     /// agent.state, ...): queued after the PBX events that came before the result and
     /// before those after it, so that no event reports a state older than one published.
     pub pump: mpsc::Sender<PumpIn>,
+    /// Devices whose MonitorStart a `monitor.start` request is making: that request takes
+    /// the snapshot, so their first `Monitored` does not start another.
+    pub starting: Mutex<BTreeSet<String>>,
 }
 
 /// What a link's event pump publishes, in the order it was queued.
@@ -61,6 +64,10 @@ impl From<LinkEvent> for PumpIn {
 impl LinkSlot {
     pub fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
         self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn starting(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.starting.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -110,6 +117,7 @@ impl Gateway {
                 refs: tokio::sync::Mutex::new(BTreeMap::new()),
                 pinned: l.monitor.iter().cloned().collect(),
                 pump: tx,
+                starting: Mutex::new(BTreeSet::new()),
             });
             links.insert(l.name.clone(), slot.clone());
             pumps.push((slot, rx));
@@ -215,12 +223,17 @@ async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<Pump
             }
             LinkEvent::Down { reason } => {
                 warn!(link = %slot.name, %reason, "link down");
+                // after the reconnect every Monitored must bring its device up to date
+                slot.starting().clear();
                 let mut m = Map::new();
                 m.insert("reason".into(), json!(reason));
                 gw.hub.publish(&slot.name, None, "link.down", m);
             }
             LinkEvent::Monitored { device } => {
-                // (re)monitored: bring the device's view up to date from a snapshot
+                if slot.starting().remove(&device) {
+                    continue; // the monitor.start request takes the snapshot itself
+                }
+                // re-monitored (or configured): bring the device's view up to date
                 let (gw, slot) = (gw.clone(), slot.clone());
                 tokio::spawn(async move { ops::resync(&gw, &slot, &device).await });
             }

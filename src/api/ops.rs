@@ -461,7 +461,12 @@ async fn monitor_start(
         let mut refs = s.refs.lock().await;
         let n = refs.get(device).copied().unwrap_or(0);
         if n == 0 && !s.pinned.contains(device) {
-            match s.link.monitor(device).await {
+            s.starting().insert(device.to_string());
+            let r = s.link.monitor(device).await;
+            if !matches!(r, Ok(Ok(()))) {
+                s.starting().remove(device);
+            }
+            match r {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(csta_error(e)),
                 Err(e) => return Err(link_error(e)),

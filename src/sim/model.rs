@@ -1681,9 +1681,8 @@ impl Model {
                 let mut e = AgentWorkingAfterCallEvent::new(dev);
                 e.agent_id = Some(id);
                 e.acd_group = grp;
-                e.pending_agent_state = self
-                    .auto_acw
-                    .then_some(WorkingAfterCallPendingState::Ready);
+                e.pending_agent_state =
+                    self.auto_acw.then_some(WorkingAfterCallPendingState::Ready);
                 e.extensions = reason;
                 e.into()
             }

@@ -40,7 +40,10 @@ fn main() -> std::io::Result<()> {
                 );
             }
             (Some("event"), Some("call.released")) => {
-                println!("closed interaction {} (cause {})", v["call"]["id"], v["cause"]);
+                println!(
+                    "closed interaction {} (cause {})",
+                    v["call"]["id"], v["cause"]
+                );
             }
             (Some("response"), _) if v["ok"] == false => eprintln!("error: {}", v["error"]),
             _ => {}

@@ -37,7 +37,13 @@ async fn two_links_events_carry_the_link_and_requests_name_it() {
             listen: "127.0.0.1:0".into(),
             ..ApiConfig::default()
         },
-        links: vec![link("east", &a), link("west", &b)],
+        links: vec![
+            LinkSection {
+                monitor: vec!["205".into()],
+                ..link("east", &a)
+            },
+            link("west", &b),
+        ],
     };
     cfg.validate().unwrap();
     let l = server::bind("127.0.0.1:0").await.unwrap();
@@ -51,6 +57,28 @@ async fn two_links_events_carry_the_link_and_requests_name_it() {
     })
     .await
     .expect("both links up");
+    // the configured device is monitored on its own link once it is up, whatever the clients
+    let status = control::parse(r#"{"cmd":"status"}"#).unwrap();
+    timeout(T, async {
+        loop {
+            let st = a.command(status.clone()).await;
+            let watched = st["associations"][0]["monitors"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x["watches"]["device"] == "205"));
+            if watched {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the configured monitor is started");
+    let st = b.command(status).await;
+    assert_eq!(
+        st["associations"][0]["monitors"],
+        json!([]),
+        "not on the other link"
+    );
     let (r, mut w) = TcpStream::connect(addr).await.unwrap().into_split();
     let mut r = BufReader::new(r);
     let hello = line(&mut r).await;

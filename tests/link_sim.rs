@@ -83,7 +83,7 @@ async fn down(rx: &mut mpsc::Receiver<LinkEvent>) -> String {
 
 async fn monitored(rx: &mut mpsc::Receiver<LinkEvent>, device: &str) {
     wait_for(rx, &format!("Monitored {device}"), |e| {
-        matches!(e, LinkEvent::Monitored { device: d } if d == device).then_some(())
+        matches!(e, LinkEvent::Monitored { device: d, .. } if d == device).then_some(())
     })
     .await
 }

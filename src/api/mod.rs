@@ -36,9 +36,6 @@ pub struct LinkSlot {
     /// agent.state, ...): queued after the PBX events that came before the result and
     /// before those after it, so that no event reports a state older than one published.
     pub pump: mpsc::Sender<PumpIn>,
-    /// Devices whose MonitorStart a `monitor.start` request is making: that request takes
-    /// the snapshot, so their first `Monitored` does not start another.
-    pub starting: Mutex<BTreeSet<String>>,
 }
 
 /// What a link's event pump publishes, in the order it was queued.
@@ -64,10 +61,6 @@ impl From<LinkEvent> for PumpIn {
 impl LinkSlot {
     pub fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
         self.tracker.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn starting(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        self.starting.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -117,7 +110,6 @@ impl Gateway {
                 refs: tokio::sync::Mutex::new(BTreeMap::new()),
                 pinned: l.monitor.iter().cloned().collect(),
                 pump: tx,
-                starting: Mutex::new(BTreeSet::new()),
             });
             links.insert(l.name.clone(), slot.clone());
             pumps.push((slot, rx));
@@ -133,23 +125,7 @@ impl Gateway {
             started: Instant::now(),
         });
         for (slot, rx) in pumps {
-            tokio::spawn(pump(gw.clone(), slot.clone(), rx));
-            for d in slot.pinned.clone() {
-                let slot = slot.clone();
-                tokio::spawn(async move {
-                    match slot.link.monitor(&d).await {
-                        Ok(Ok(())) => {
-                            info!(link = %slot.name, device = %d, "monitoring (configured)")
-                        }
-                        Ok(Err(e)) => {
-                            warn!(link = %slot.name, device = %d, error = ?e, "the PBX refused the configured monitor")
-                        }
-                        Err(e) => {
-                            debug!(link = %slot.name, device = %d, error = %e, "configured monitor waits for the link")
-                        }
-                    }
-                });
-            }
+            tokio::spawn(pump(gw.clone(), slot, rx));
         }
         gw
     }
@@ -196,6 +172,22 @@ impl Gateway {
     }
 }
 
+/// Monitor a configured device (once the link is up) and take its snapshot.
+async fn monitor_configured(gw: &Gateway, slot: &LinkSlot, device: &str) {
+    match slot.link.monitor(device).await {
+        Ok(Ok(())) => {
+            info!(link = %slot.name, device, "monitoring (configured)");
+            ops::resync(gw, slot, device).await;
+        }
+        Ok(Err(e)) => {
+            warn!(link = %slot.name, device, error = ?e, "the PBX refused the configured monitor")
+        }
+        Err(e) => {
+            debug!(link = %slot.name, device, error = %e, "configured monitor waits for the link")
+        }
+    }
+}
+
 /// Turn a link's events, and the agent states of request results, into published events.
 async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<PumpIn>) {
     while let Some(item) = rx.recv().await {
@@ -220,20 +212,27 @@ async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<Pump
             LinkEvent::Up => {
                 info!(link = %slot.name, "link up");
                 gw.hub.publish(&slot.name, None, "link.up", Map::new());
+                // configured devices: the link remembers them once monitored (then this
+                // joins its own re-monitor); before that, a start needs the link up
+                for d in slot.pinned.clone() {
+                    let (gw, slot) = (gw.clone(), slot.clone());
+                    tokio::spawn(async move { monitor_configured(&gw, &slot, &d).await });
+                }
             }
             LinkEvent::Down { reason } => {
                 warn!(link = %slot.name, %reason, "link down");
-                // after the reconnect every Monitored must bring its device up to date
-                slot.starting().clear();
                 let mut m = Map::new();
                 m.insert("reason".into(), json!(reason));
                 gw.hub.publish(&slot.name, None, "link.down", m);
             }
-            LinkEvent::Monitored { device } => {
-                if slot.starting().remove(&device) {
-                    continue; // the monitor.start request takes the snapshot itself
-                }
-                // re-monitored (or configured): bring the device's view up to date
+            LinkEvent::Monitored { again: false, .. } => {
+                // whoever asked (monitor.start, a configured device) takes the snapshot
+            }
+            LinkEvent::Monitored {
+                device,
+                again: true,
+            } => {
+                // re-monitored by the link after an outage: bring the view up to date
                 let (gw, slot) = (gw.clone(), slot.clone());
                 tokio::spawn(async move { ops::resync(&gw, &slot, &device).await });
             }

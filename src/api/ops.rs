@@ -461,12 +461,7 @@ async fn monitor_start(
         let mut refs = s.refs.lock().await;
         let n = refs.get(device).copied().unwrap_or(0);
         if n == 0 && !s.pinned.contains(device) {
-            s.starting().insert(device.to_string());
-            let r = s.link.monitor(device).await;
-            if !matches!(r, Ok(Ok(()))) {
-                s.starting().remove(device);
-            }
-            match r {
+            match s.link.monitor(device).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(csta_error(e)),
                 Err(e) => return Err(link_error(e)),

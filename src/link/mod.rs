@@ -169,9 +169,10 @@ pub enum LinkEvent {
         device: Option<String>,
         report: EventReport,
     },
-    /// A device is monitored (with a new crossRefID): after `monitor`, and again after every
-    /// reconnect or switch restart.
-    Monitored { device: String },
+    /// A device is monitored (with a new crossRefID): after `monitor` (`again` false: the
+    /// caller of `monitor` knows), and again after every reconnect or switch restart (`again`
+    /// true: the link did it by itself, so the owner's view of the device may be stale).
+    Monitored { device: String, again: bool },
     /// A device's monitor is gone without us asking: the switch restarted (it is monitored
     /// again when the switch is back: `Monitored` follows), or re-monitoring was refused
     /// (the device is forgotten).

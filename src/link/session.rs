@@ -656,6 +656,7 @@ impl Session {
                 self.monitors.activate(device, xref);
                 self.event(LinkEvent::Monitored {
                     device: device.to_string(),
+                    again: waiters.is_empty(),
                 });
             }
             Ok(Ok(xref)) => {

@@ -97,7 +97,8 @@ impl H {
             self.drain(),
             vec![
                 Out::Event(LinkEvent::Monitored {
-                    device: device.into()
+                    device: device.into(),
+                    again: false
                 }),
                 Out::Answer {
                     token,
@@ -708,7 +709,8 @@ fn monitor_is_idempotent_and_joins_a_start_in_flight() {
         h.drain(),
         vec![
             Out::Event(LinkEvent::Monitored {
-                device: "201".into()
+                device: "201".into(),
+                again: false
             }),
             Out::Answer {
                 token: 1,
@@ -812,10 +814,12 @@ fn reconnect_monitors_every_device_again_with_new_cross_references() {
         h.drain(),
         vec![
             Out::Event(LinkEvent::Monitored {
-                device: "201".into()
+                device: "201".into(),
+                again: true
             }),
             Out::Event(LinkEvent::Monitored {
-                device: "202".into()
+                device: "202".into(),
+                again: true
             }),
         ]
     );
@@ -891,7 +895,8 @@ fn a_switch_restart_loses_the_monitors_and_they_come_back() {
     assert_eq!(
         h.drain(),
         vec![Out::Event(LinkEvent::Monitored {
-            device: "201".into()
+            device: "201".into(),
+            again: true
         })]
     );
     assert!(h.s.is_associated());

@@ -82,21 +82,26 @@ pub struct LinkSection {
 }
 
 impl Default for LinkSection {
+    /// The link layer's own defaults ([`crate::link::LinkConfig::default`]), in the units of
+    /// the file.
     fn default() -> Self {
+        let l = crate::link::LinkConfig::default();
+        let internal = crate::model::InternalRule::default();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         LinkSection {
             name: String::new(),
             address: String::new(),
-            context: "1.3.12.0.218".into(),
-            versions: vec![2, 4, 14, 18],
-            password: None,
-            handshake: false,
-            request_timeout_ms: 5000,
-            keepalive_idle_s: 20,
-            keepalive_misses: 2,
-            reconnect_min_ms: 500,
-            reconnect_max_ms: 30_000,
-            internal_max_len: 5,
-            internal_prefixes: Vec::new(),
+            context: l.context,
+            versions: l.versions,
+            password: l.password,
+            handshake: l.handshake,
+            request_timeout_ms: ms(l.request_timeout),
+            keepalive_idle_s: l.keepalive_idle.as_secs(),
+            keepalive_misses: l.keepalive_misses,
+            reconnect_min_ms: ms(l.reconnect_min),
+            reconnect_max_ms: ms(l.reconnect_max),
+            internal_max_len: internal.max_len,
+            internal_prefixes: internal.prefixes,
             monitor: Vec::new(),
         }
     }

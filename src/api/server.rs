@@ -75,7 +75,7 @@ async fn session(gw: Arc<Gateway>, s: TcpStream, peer: SocketAddr) {
     })
     .to_string();
     // the writer: responses first, then events; `lagged` before the next event after a drop
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         let mut out = Vec::with_capacity(4096);
         out.extend_from_slice(hello.as_bytes());
         out.push(b'\n');
@@ -111,7 +111,7 @@ async fn session(gw: Arc<Gateway>, s: TcpStream, peer: SocketAddr) {
     loop {
         let line = tokio::select! {
             l = read_line(&mut r, max) => l,
-            _ = closed(&writer) => break,
+            _ = &mut writer => break, // the client stopped reading or went away
         };
         let text = match line {
             Ok(Line::Text(t)) => t,
@@ -229,10 +229,4 @@ async fn write(w: &mut tokio::net::tcp::OwnedWriteHalf, out: &mut Vec<u8>) -> bo
     );
     out.clear();
     ok
-}
-
-async fn closed(h: &tokio::task::JoinHandle<()>) {
-    while !h.is_finished() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -452,25 +452,34 @@ impl Tracker {
         }
     }
 
+    /// The device's view of `call`, or a new one offering at it (the caller as the other
+    /// party) when the call is new here.
+    fn find_or_offered(
+        &mut self,
+        dev: &str,
+        call: &Bytes,
+        f: &Facts<'_>,
+        now: SystemTime,
+        out: &mut Vec<Out>,
+    ) -> u64 {
+        if let Some(k) = self.find(dev, call) {
+            return k;
+        }
+        let k = self.create(dev, call, f.seed(false), CallState::Offering, out, now);
+        let calling = f.calling_number().map(str::to_string);
+        if let (Some(v), Some(c)) = (self.view_mut(dev, k), calling) {
+            v.add_party(&c);
+            v.other = Some(c);
+        }
+        k
+    }
+
     /// Delivered / Offered (ECMA-269 clause 17 events): at the device, `call.offering`
     /// (once per interaction); elsewhere, for the caller, `call.ringback`.
     fn alerting(&mut self, dev: &str, f: &Facts<'_>, now: SystemTime, out: &mut Vec<Out>) {
         let Some(call) = f.conn.call_id() else { return };
         if f.here(dev) {
-            let key = match self.find(dev, call) {
-                Some(k) => k,
-                None => {
-                    let k = self.create(dev, call, f.seed(false), CallState::Offering, out, now);
-                    let calling = f.calling_number().map(str::to_string);
-                    if let Some(v) = self.view_mut(dev, k) {
-                        if let Some(c) = calling {
-                            v.add_party(&c);
-                            v.other = Some(c);
-                        }
-                    }
-                    k
-                }
-            };
+            let key = self.find_or_offered(dev, call, f, now, out);
             let id = self.iid(dev, key);
             let changed = self.absorb(&id, f.uui, f.corr);
             let Some(v) = self.view_mut(dev, key) else {
@@ -541,20 +550,7 @@ impl Tracker {
     fn established(&mut self, dev: &str, f: &Facts<'_>, now: SystemTime, out: &mut Vec<Out>) {
         let Some(call) = f.conn.call_id() else { return };
         if f.here(dev) {
-            let key = match self.find(dev, call) {
-                Some(k) => k,
-                None => {
-                    let k = self.create(dev, call, f.seed(false), CallState::Offering, out, now);
-                    let calling = f.calling_number().map(str::to_string);
-                    if let Some(v) = self.view_mut(dev, k) {
-                        if let Some(c) = calling {
-                            v.add_party(&c);
-                            v.other = Some(c);
-                        }
-                    }
-                    k
-                }
-            };
+            let key = self.find_or_offered(dev, call, f, now, out);
             let id = self.iid(dev, key);
             self.absorb(&id, f.uui, f.corr);
             let Some(v) = self.view_mut(dev, key) else {

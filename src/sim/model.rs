@@ -351,9 +351,6 @@ pub struct Model {
     timer_seq: u64,
     load: Option<Load>,
     rng: u64,
-    /// Set while the switch itself puts an agent into after-call work (its pending state is
-    /// then `ready`).
-    auto_acw: bool,
 }
 
 impl Model {
@@ -410,7 +407,6 @@ impl Model {
             timer_seq: 0,
             load: None,
             rng: 0x9e37_79b9_7f4a_7c15,
-            auto_acw: false,
         }
     }
 
@@ -1100,9 +1096,7 @@ impl Model {
         match pending {
             Some(m) => self.set_mode(&agent, m, None, now),
             None if !self.acw.is_zero() => {
-                self.auto_acw = true;
-                self.set_mode(&agent, AgentMode::WorkingAfterCall, None, now);
-                self.auto_acw = false;
+                self.report_mode(&agent, AgentMode::WorkingAfterCall, None, true, now);
                 let token = self.agents.get(&agent).map_or(0, |a| a.acw_token);
                 let acw = self.acw;
                 self.after(now, acw, Timer::AcwEnd { agent, token });
@@ -1626,6 +1620,19 @@ impl Model {
         reason: Option<CommonArguments>,
         now: Instant,
     ) {
+        self.report_mode(agent, mode, reason, false, now)
+    }
+
+    /// [`Model::set_mode`]; `acw_ends_by_itself`: automatic after-call work, which the
+    /// event announces with pendingAgentState ready.
+    fn report_mode(
+        &mut self,
+        agent: &str,
+        mode: AgentMode,
+        reason: Option<CommonArguments>,
+        acw_ends_by_itself: bool,
+        now: Instant,
+    ) {
         let Some(a) = self.agents.get_mut(agent) else {
             return;
         };
@@ -1643,49 +1650,30 @@ impl Model {
         let id = Bytes::from(a.id.clone().into_bytes());
         let dev = Party::dialing(&station);
         let grp = group.as_deref().map(DeviceId::dialing);
-        let event: Event = match mode {
-            AgentMode::LoggedOff => {
-                let mut e = AgentLoggedOffEvent::new(dev);
+        // the agent events share agentDevice, agentID and acdGroup
+        macro_rules! agent_event {
+            ($t:ident $(, $field:ident = $v:expr)*) => {{
+                let mut e = $t::new(dev);
                 e.agent_id = Some(id);
                 e.acd_group = grp;
-                e.extensions = reason;
-                e.into()
-            }
+                $(e.$field = $v;)*
+                Event::from(e)
+            }};
+        }
+        let event = match mode {
+            AgentMode::LoggedOff => agent_event!(AgentLoggedOffEvent, extensions = reason),
             AgentMode::NotReady if was == AgentMode::LoggedOff => {
-                let mut e = AgentLoggedOnEvent::new(dev);
-                e.agent_id = Some(id);
-                e.acd_group = grp;
-                e.into()
+                agent_event!(AgentLoggedOnEvent)
             }
-            AgentMode::NotReady => {
-                let mut e = AgentNotReadyEvent::new(dev);
-                e.agent_id = Some(id);
-                e.acd_group = grp;
-                e.extensions = reason;
-                e.into()
-            }
-            AgentMode::Ready => {
-                let mut e = AgentReadyEvent::new(dev);
-                e.agent_id = Some(id);
-                e.acd_group = grp;
-                e.extensions = reason;
-                e.into()
-            }
-            AgentMode::Busy => {
-                let mut e = AgentBusyEvent::new(dev);
-                e.agent_id = Some(id);
-                e.acd_group = grp;
-                e.into()
-            }
-            AgentMode::WorkingAfterCall => {
-                let mut e = AgentWorkingAfterCallEvent::new(dev);
-                e.agent_id = Some(id);
-                e.acd_group = grp;
-                e.pending_agent_state =
-                    self.auto_acw.then_some(WorkingAfterCallPendingState::Ready);
-                e.extensions = reason;
-                e.into()
-            }
+            AgentMode::NotReady => agent_event!(AgentNotReadyEvent, extensions = reason),
+            AgentMode::Ready => agent_event!(AgentReadyEvent, extensions = reason),
+            AgentMode::Busy => agent_event!(AgentBusyEvent),
+            AgentMode::WorkingAfterCall => agent_event!(
+                AgentWorkingAfterCallEvent,
+                pending_agent_state =
+                    acw_ends_by_itself.then_some(WorkingAfterCallPendingState::Ready),
+                extensions = reason
+            ),
         };
         let mut to = vec![station.clone()];
         if let Some(g) = &group {

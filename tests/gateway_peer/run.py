@@ -50,7 +50,6 @@ import glob
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -59,37 +58,14 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from peer_common import CaseError, children, find_cases, kill, run_main, strip_ansi  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(HERE))
 MAX_TIMEOUT = 30.0
 START_TIMEOUT = 10.0
 CASE_KEYS = {'name', 'about', 'switch', 'switch_args', 'link', 'switch_invokes', 'client', 'timeout'}
 STEP_KINDS = ('send', 'expect_event', 'expect_no_event', 'wait_status', 'hello', 'sleep')
 GW_LISTEN_RE = re.compile(r'ctigate run: NDJSON port (\S+);')
-
-_children = []  # processes to kill whatever happens
-
-
-class CaseError(Exception):
-    pass
-
-
-# ---- processes --------------------------------------------------------------------------
-def kill(p):
-    if p is None or p.poll() is not None:
-        return
-    try:
-        os.killpg(p.pid, signal.SIGKILL)  # own session: the process and anything it started
-    except (ProcessLookupError, PermissionError):
-        p.kill()
-    try:
-        p.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def kill_all():
-    while _children:
-        kill(_children.pop())
 
 
 def spawn(cmd, log_path):
@@ -99,7 +75,7 @@ def spawn(cmd, log_path):
                              stderr=subprocess.STDOUT)
     finally:
         f.close()
-    _children.append(p)
+    children.append(p)
     return p
 
 
@@ -124,10 +100,6 @@ def wait_line(proc, path, pattern, what, end):
             raise CaseError('%s exited (status %s) before it listened' % (what, proc.returncode))
         time.sleep(0.05)
     raise CaseError('%s printed no listening line within %.0f s' % (what, START_TIMEOUT))
-
-
-def strip_ansi(s):
-    return re.sub(r'\x1b\[[0-9;]*m', '', s)
 
 
 def tail(path, n, prefix):
@@ -409,22 +381,6 @@ def load_case(path):
     return case
 
 
-def find_cases(names):
-    all_paths = sorted(glob.glob(os.path.join(HERE, 'cases', '*.json')))
-    if not names:
-        return all_paths
-    out = []
-    for n in names:
-        if os.path.isfile(n):
-            out.append(n)
-            continue
-        hits = [p for p in all_paths if os.path.basename(p) in (n, n + '.json')]
-        if not hits:
-            raise CaseError('no case %r (cases are in %s)' % (n, os.path.join(HERE, 'cases')))
-        out.extend(hits)
-    return out
-
-
 def toml_value(v):
     if isinstance(v, bool):
         return 'true' if v else 'false'
@@ -503,8 +459,8 @@ def run_case(case, args, tmp):
         kill(gw)
         kill(peer)
         for p in (gw, peer):
-            if p in _children:
-                _children.remove(p)
+            if p in children:
+                children.remove(p)
         client_log.close()
 
 
@@ -528,7 +484,7 @@ def main(argv):
             return 2
     args.op_names = operation_names(os.path.dirname(args.peer))
     try:
-        cases = [load_case(p) for p in find_cases(args.cases)]
+        cases = [load_case(p) for p in find_cases(os.path.join(HERE, 'cases'), args.cases)]
         for c in cases:
             bad = set(c.get('switch_invokes') or {}) - set(args.op_names.values())
             if bad:
@@ -565,19 +521,5 @@ def main(argv):
     return 1 if failed else 0
 
 
-def _on_term(signum, frame):
-    raise KeyboardInterrupt
-
-
 if __name__ == '__main__':
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_term)  # also when started with SIGINT ignored (background job)
-    try:
-        code = main(sys.argv[1:])
-    except KeyboardInterrupt:
-        kill_all()
-        print('interrupted', file=sys.stderr)
-        code = 130
-    finally:
-        kill_all()
-    sys.exit(code)
+    run_main(main)

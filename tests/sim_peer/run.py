@@ -29,12 +29,10 @@ A case file is one JSON object:
 Every scenario command must answer ok; a failing one fails the case.
 """
 import argparse
-import glob
 import json
 import os
 import re
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +40,8 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from peer_common import CaseError, children, find_cases, kill, run_main, strip_ansi  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(HERE))
 MAX_TIMEOUT = 30.0
 START_TIMEOUT = 10.0
@@ -51,34 +51,10 @@ CASE_KEYS = {'name', 'about', 'sim_args', 'scenario', 'client', 'client_args', '
 RESERVED_SIM_ARGS = ('--listen', '--control', '--scenario', '--exit-after-scenario')
 ROSE_OPS = {21: 'cSTAEventReport', 211: 'systemStatus'}
 
-_children = []  # processes to kill whatever happens
-
-
-class CaseError(Exception):
-    pass
-
-
-def kill(p):
-    if p is None or p.poll() is not None:
-        return
-    try:
-        os.killpg(p.pid, signal.SIGKILL)  # own session: the process and anything it started
-    except (ProcessLookupError, PermissionError):
-        p.kill()
-    try:
-        p.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def kill_all():
-    while _children:
-        kill(_children.pop())
-
 
 def spawn(cmd, **kw):
     p = subprocess.Popen(cmd, start_new_session=True, **kw)
-    _children.append(p)
+    children.append(p)
     return p
 
 
@@ -106,22 +82,6 @@ def load_case(path):
         re.compile(case['expect_message'])
     case['_path'] = path
     return case
-
-
-def find_cases(names):
-    all_paths = sorted(glob.glob(os.path.join(HERE, 'cases', '*.json')))
-    if not names:
-        return all_paths
-    out = []
-    for n in names:
-        if os.path.isfile(n):
-            out.append(n)
-            continue
-        hits = [p for p in all_paths if os.path.basename(p) in (n, n + '.json')]
-        if not hits:
-            raise CaseError('no case %r (cases are in %s)' % (n, os.path.join(HERE, 'cases')))
-        out.extend(hits)
-    return out
 
 
 class Sim:
@@ -189,14 +149,10 @@ class Sim:
     def stop(self):
         exited = self.proc.poll()
         kill(self.proc)
-        if self.proc in _children:
-            _children.remove(self.proc)
+        if self.proc in children:
+            children.remove(self.proc)
         self.err.close()
         return exited
-
-
-def strip_ansi(s):
-    return re.sub(r'\x1b\[[0-9;]*m', '', s)
 
 
 def parse_log(text):
@@ -275,8 +231,8 @@ def run_case(case, args):
                 rc = None
             finally:
                 kill(peer)
-                if peer in _children:
-                    _children.remove(peer)
+                if peer in children:
+                    children.remove(peer)
             recs = parse_log(peer_out)
             final = [r for r in recs if 'result' in r and 'message' in r]
             msg = final[-1]['message'] if final else (peer_out.strip().splitlines() or ['no output'])[-1]
@@ -352,7 +308,7 @@ def main(argv):
             print('run.py: %s %s: no such file' % (what, p), file=sys.stderr)
             return 2
     try:
-        cases = [load_case(p) for p in find_cases(args.cases)]
+        cases = [load_case(p) for p in find_cases(os.path.join(HERE, 'cases'), args.cases)]
     except (CaseError, ValueError, OSError) as e:
         print('run.py: %s' % e, file=sys.stderr)
         return 2
@@ -384,19 +340,5 @@ def main(argv):
     return 1 if failed else 0
 
 
-def _on_term(signum, frame):
-    raise KeyboardInterrupt
-
-
 if __name__ == '__main__':
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_term)  # also when started with SIGINT ignored (background job)
-    try:
-        code = main(sys.argv[1:])
-    except KeyboardInterrupt:
-        kill_all()
-        print('interrupted', file=sys.stderr)
-        code = 130
-    finally:
-        kill_all()
-    sys.exit(code)
+    run_main(main)

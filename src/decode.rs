@@ -1,8 +1,11 @@
 //! `ctigate decode`: turn CSTA PDUs into one JSON object per PDU (the contract outside
 //! checks rely on; see README "Decoding a capture").
 //!
-//! * hex mode: one unframed PDU per line in hex (blank lines and lines starting with `#`
-//!   ignored; white space, `:` and a trailing ` # comment` inside a line are allowed);
+//! * hex mode: unframed PDUs in hex, one per line; a line that begins with white space
+//!   continues the PDU above it, so the annotated files of `fixtures/` (one TLV a line,
+//!   indented by depth) read as they are; with `--multiline` ([`HexLayout::Blocks`]) a PDU
+//!   ends only at a blank or comment-only line. `#` starts a comment anywhere; white space
+//!   and `:` between digits are ignored;
 //! * binary mode: a stream of framed PDUs (`u16`: 2-octet length; `xml8`: CSTA-XML header).
 //!
 //! Success: `{"apdu", "invoke_id", "operation", "family", "event", "value", "reencoded",
@@ -128,11 +131,87 @@ fn parse_hex_line(line: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-/// Hex mode over any reader.
+/// How hex lines group into PDUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HexLayout {
+    /// Decided by the input: an annotated dump, whose first line of hex carries a trailing
+    /// `# comment` (every file of `fixtures/`), is read as [`HexLayout::Blocks`]; anything
+    /// else as [`HexLayout::Lines`]. An input of comments and no hex at all is one empty
+    /// PDU (the fixture format's rule).
+    #[default]
+    Auto,
+    /// `--single-line`: one PDU per line (blank and comment-only lines skipped).
+    Lines,
+    /// `--multiline`: a PDU runs over as many lines as it takes and ends at a blank line, a
+    /// comment-only line or the end of the input (annotated dumps, `xxd -p` output).
+    Blocks,
+}
+
+/// The PDU being gathered from hex lines: where it started and its octets so far, or
+/// the error that spoiled it (reported once, when it ends).
+struct HexPdu {
+    line: usize,
+    octets: Result<Vec<u8>, (String, &'static str)>,
+}
+
+impl HexPdu {
+    fn add(&mut self, lineno: usize, body: &str) {
+        let Ok(octets) = &mut self.octets else {
+            return;
+        };
+        match parse_hex_line(body) {
+            Ok(more) if octets.len() + more.len() <= MAX_PDU => octets.extend(more),
+            Ok(_) => {
+                self.octets = Err((
+                    format!(
+                        "PDU from line {} is longer than {MAX_PDU} octets",
+                        self.line
+                    ),
+                    "too_large",
+                ))
+            }
+            Err(e) => self.octets = Err((format!("line {lineno}: {e}"), "bad_hex")),
+        }
+    }
+
+    fn finish(self, out: &mut dyn Write, s: &mut Summary) -> std::io::Result<()> {
+        match self.octets {
+            Ok(pdu) => {
+                let (mut m, ok) = decode_pdu(&pdu);
+                if !ok {
+                    m.insert("line".into(), json!(self.line));
+                }
+                emit(out, m, s, ok)
+            }
+            Err((msg, code)) => {
+                let m = error_line(msg, code, 0, ("line", self.line));
+                emit(out, m, s, false)
+            }
+        }
+    }
+}
+
+/// The largest PDU (the 2-octet framing's limit).
+const MAX_PDU: usize = 65_535;
+
+/// Hex mode over any reader, one PDU per line ([`HexLayout::Lines`]).
 pub fn run_hex(input: &mut dyn BufRead, out: &mut dyn Write) -> std::io::Result<Summary> {
+    run_hex_with(input, HexLayout::Lines, out)
+}
+
+/// Hex mode over any reader: `#` starts a comment anywhere; white space and `:` between
+/// digits are ignored; each PDU gives one output line, and a bad one names the line it
+/// started on (`line`).
+pub fn run_hex_with(
+    input: &mut dyn BufRead,
+    mut layout: HexLayout,
+    out: &mut dyn Write,
+) -> std::io::Result<Summary> {
     let mut s = Summary::default();
+    let mut commented = false;
     let mut lineno = 0usize;
     let mut buf = Vec::new();
+    let mut pdu: Option<HexPdu> = None;
     loop {
         buf.clear();
         let n = std::io::Read::take(&mut *input, MAX_HEX_LINE as u64 + 1)
@@ -151,6 +230,9 @@ pub fn run_hex(input: &mut dyn BufRead, out: &mut dyn Write) -> std::io::Result<
                     break;
                 }
             }
+            if let Some(p) = pdu.take() {
+                p.finish(out, &mut s)?;
+            }
             let m = Map::from_iter([
                 (
                     "error".to_string(),
@@ -163,28 +245,49 @@ pub fn run_hex(input: &mut dyn BufRead, out: &mut dyn Write) -> std::io::Result<
             continue;
         }
         let text = String::from_utf8_lossy(&buf);
-        let t = text.trim();
-        if t.is_empty() || t.starts_with('#') {
+        let body = text.split('#').next().unwrap_or_default();
+        if body.trim().is_empty() {
+            // no hex: a blank line ends the PDU; so does a comment-only line of a block
+            // (in one-line layout a comment may stand between a PDU's annotated lines)
+            commented |= !text.trim().is_empty();
+            if text.trim().is_empty() || layout == HexLayout::Blocks {
+                if let Some(p) = pdu.take() {
+                    p.finish(out, &mut s)?;
+                }
+            }
             continue;
         }
-        match parse_hex_line(t) {
-            Ok(pdu) => {
-                let (mut m, ok) = decode_pdu(&pdu);
-                if !ok {
-                    m.insert("line".into(), json!(lineno));
+        if layout == HexLayout::Auto {
+            layout = if text.contains('#') {
+                HexLayout::Blocks
+            } else {
+                HexLayout::Lines
+            };
+        }
+        match pdu.as_mut() {
+            Some(p) if layout == HexLayout::Blocks => p.add(lineno, body),
+            _ => {
+                if let Some(p) = pdu.take() {
+                    p.finish(out, &mut s)?;
                 }
-                emit(out, m, &mut s, ok)?;
-            }
-            Err(e) => {
-                let m = error_line(
-                    format!("line {lineno}: {e}"),
-                    "bad_hex",
-                    0,
-                    ("line", lineno),
-                );
-                emit(out, m, &mut s, false)?;
+                let mut p = HexPdu {
+                    line: lineno,
+                    octets: Ok(Vec::new()),
+                };
+                p.add(lineno, body);
+                pdu = Some(p);
             }
         }
+    }
+    if let Some(p) = pdu.take() {
+        p.finish(out, &mut s)?;
+    } else if layout == HexLayout::Auto && commented {
+        // comments and no hex: an annotated file of an empty PDU
+        let empty = HexPdu {
+            line: 1,
+            octets: Ok(Vec::new()),
+        };
+        empty.finish(out, &mut s)?;
     }
     Ok(s)
 }
@@ -353,6 +456,61 @@ mod tests {
         assert_eq!(l[1]["code"], "bad_hex");
         assert_eq!(l[2]["code"], "truncated");
         assert_eq!(l[3]["apdu"], "rlrq");
+    }
+
+    fn run_layout(text: &str, layout: HexLayout) -> Vec<Json> {
+        let mut out = Vec::new();
+        run_hex_with(&mut text.as_bytes(), layout, &mut out).unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn hex_mode_auto_reads_annotated_dumps_as_blocks() {
+        // an annotated dump: header comments, one TLV a line with trailing comments
+        let text = "# rlrq\n# expect: apdu=rlrq\n62 03      # RLRQ\n  80 01 00  # reason\n\n\
+                    a10f020102020147  # invoke\n300730058003323031\nzz\n";
+        let l = run_layout(text, HexLayout::Auto);
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert_eq!(l[0]["apdu"], "rlrq");
+        assert_eq!(l[0]["reencoded"], "6203800100");
+        // a bad digit spoils its whole PDU once, named by the line it started on
+        assert_eq!(
+            (l[1]["code"].as_str(), l[1]["line"].as_u64()),
+            (Some("bad_hex"), Some(6))
+        );
+        assert!(l[1]["error"].as_str().unwrap().starts_with("line 8:"));
+        // no trailing comment on the first hex line: one PDU a line
+        let l = run_layout("# two PDUs\n6203800100\n6303800100\n", HexLayout::Auto);
+        assert_eq!(
+            (l[0]["apdu"].as_str(), l[1]["apdu"].as_str()),
+            (Some("rlrq"), Some("rlre"))
+        );
+        // comments and no hex: one empty PDU; nothing at all: nothing
+        let l = run_layout("# empty\n# expect: error=empty\n", HexLayout::Auto);
+        assert_eq!(l.len(), 1);
+        assert!(l[0]["error"].is_string());
+        assert!(run_layout("\n\n", HexLayout::Auto).is_empty());
+    }
+
+    #[test]
+    fn hex_mode_blocks() {
+        // `xxd -p`-style wrapping, blocks ended by a blank or a comment-only line
+        let text = "a10f0201020201\n47300730058003323031\n\n62038001\n00\n# next\n6203\n800100";
+        let l = run_layout(text, HexLayout::Blocks);
+        assert_eq!(l.len(), 3, "{l:?}");
+        assert_eq!(l[0]["operation"], "monitorStart");
+        assert_eq!(l[1]["apdu"], "rlrq");
+        assert_eq!(l[2]["apdu"], "rlrq");
+        // the same input one PDU a line: every line on its own
+        assert_eq!(run_layout(text, HexLayout::Lines).len(), 6);
+        // a block over the PDU size limit
+        let big = "00".repeat(40_000);
+        let l = run_layout(&format!("{big}\n{big}\n"), HexLayout::Blocks);
+        assert_eq!(l[0]["code"], "too_large");
     }
 
     #[test]

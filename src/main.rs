@@ -36,9 +36,18 @@ enum FramingArg {
 enum Command {
     /// Decode CSTA PDUs into one JSON object per PDU (exit 1 if any PDU failed).
     Decode {
-        /// Input is one unframed PDU per line in hex (from FILE or stdin).
+        /// Input is unframed PDUs in hex (from FILE or stdin): one per line, or, for an
+        /// annotated dump whose first hex line carries a `# comment` (the files of
+        /// fixtures/), one per block of lines.
         #[arg(long)]
         hex: bool,
+        /// With --hex: a PDU runs over several lines and ends at a blank line, a
+        /// comment-only line or the end of the input (e.g. `xxd -p` output).
+        #[arg(long, requires = "hex", conflicts_with = "single_line")]
+        multiline: bool,
+        /// With --hex: exactly one PDU per line, whatever the comments.
+        #[arg(long, requires = "hex")]
+        single_line: bool,
         /// Framing of a binary stream (ignored with --hex).
         #[arg(long, value_enum, default_value = "u16")]
         framing: FramingArg,
@@ -197,6 +206,8 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
         }
         Command::Decode {
             hex,
+            multiline,
+            single_line,
             framing,
             handshake,
             file,
@@ -204,13 +215,18 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let summary = if hex {
+                let layout = match (multiline, single_line) {
+                    (true, _) => decode::HexLayout::Blocks,
+                    (_, true) => decode::HexLayout::Lines,
+                    _ => decode::HexLayout::Auto,
+                };
                 match &file {
                     Some(p) => {
                         let f = std::fs::File::open(p)
                             .with_context(|| format!("cannot open {}", p.display()))?;
-                        decode::run_hex(&mut BufReader::new(f), &mut out)?
+                        decode::run_hex_with(&mut BufReader::new(f), layout, &mut out)?
                     }
-                    None => decode::run_hex(&mut std::io::stdin().lock(), &mut out)?,
+                    None => decode::run_hex_with(&mut std::io::stdin().lock(), layout, &mut out)?,
                 }
             } else {
                 let f = match framing {

@@ -27,7 +27,9 @@ pub struct Demo {
 pub async fn start(listen: &str, sim_control: &str) -> Result<Demo, String> {
     let sim = Sim::start(SimConfig::default(), "127.0.0.1:0", Some(sim_control))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            format!("{e}; the simulator's control port is {sim_control}: move it with --sim-control (e.g. --sim-control 127.0.0.1:0)")
+        })?;
     let cfg = Config {
         api: ApiConfig {
             listen: listen.to_string(),
@@ -39,7 +41,9 @@ pub async fn start(listen: &str, sim_control: &str) -> Result<Demo, String> {
             ..LinkSection::default()
         }],
     };
-    let l = server::bind(listen).await.map_err(|e| e.to_string())?;
+    let l = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        format!("cannot listen on {listen} (the gateway's NDJSON port): {e}; move it with --listen (e.g. --listen 127.0.0.1:7701)")
+    })?;
     let api = l.local_addr().map_err(|e| e.to_string())?;
     let gateway = Gateway::start(cfg);
     tokio::spawn(server::serve(gateway.clone(), l));

@@ -82,8 +82,12 @@ enum Command {
         #[arg(default_value = "127.0.0.1:7700")]
         addr: String,
     },
-    /// Run the CSTA Phase III switch simulator (prints its dial plan; Ctrl-C stops it).
+    /// Run the CSTA Phase III switch simulator (prints its dial plan; Ctrl-C stops it);
+    /// `ctigate sim ctl` drives a running one.
+    #[command(args_conflicts_with_subcommands = true)]
     Sim {
+        #[command(subcommand)]
+        action: Option<SimAction>,
         /// Where applications connect (CSTA BER, 2-octet length framing).
         #[arg(long, default_value = "127.0.0.1:2555")]
         listen: String,
@@ -114,9 +118,33 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum SimAction {
+    /// Send a control command to a running simulator and print its answer (exit 1 when it
+    /// is not ok): JSON, or short words such as `inbound 0891234567 8000 case=42`,
+    /// `answer 201`, `busy 202 on`, `fault close`. Without a command: an interactive
+    /// session (`help` lists the short forms).
+    Ctl {
+        /// The simulator's control port (`ctigate sim --control`, `ctigate demo --sim-control`).
+        #[arg(long, default_value = "127.0.0.1:2556")]
+        control: String,
+        /// The command (JSON or short words); none: read commands from stdin.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
+}
+
 fn main() {
     let cli = Cli::parse();
-    let quiet = matches!(cli.cmd, Command::Demo { .. } | Command::Client { .. });
+    let quiet = matches!(
+        cli.cmd,
+        Command::Demo { .. }
+            | Command::Client { .. }
+            | Command::Sim {
+                action: Some(_),
+                ..
+            }
+    );
     let log = cli
         .log
         .clone()
@@ -160,6 +188,13 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
         } => runtime()?.block_on(run_demo(listen, sim_control, once)),
         Command::Client { addr } => runtime()?.block_on(run_client(addr)),
         Command::Sim {
+            action: Some(SimAction::Ctl { control, words }),
+            ..
+        } => runtime()?
+            .block_on(ctigate::sim::ctl::run(&control, &words))
+            .map_err(|e| anyhow::anyhow!(e)),
+        Command::Sim {
+            action: None,
             listen,
             control,
             config,
@@ -330,8 +365,7 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
 async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Result<i32> {
     let d = ctigate::demo::start(&listen, &sim_control)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("cannot start the demo (is port 7700 in use? try --listen 127.0.0.1:0)")?;
+        .map_err(|e| anyhow::anyhow!("cannot start the demo: {e}"))?;
     println!(
         "ctigate demo: switch simulator on {} (control {}), gateway NDJSON port {}",
         d.sim.csta_addr,
@@ -363,9 +397,7 @@ async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Re
     println!("  {{\"id\":2,\"op\":\"call.make\",\"device\":\"203\",\"to\":\"204\"}}");
     if let Some(c) = d.sim.control_addr {
         println!(
-            "Inbound calls from the simulator's control port:  echo '{{\"cmd\":\"inbound\",\"ani\":\"0891234567\",\"dnis\":\"203\"}}' | nc -q1 {} {}",
-            c.ip(),
-            c.port()
+            "Inbound calls from the simulator's control port:  cargo run --release -- sim ctl --control {c} inbound 0891234567 203"
         );
     }
     println!("Ctrl-C stops.");

@@ -4,11 +4,13 @@
 //! - [`switch`]: the sans-IO switch (associations, ROSE, monitors, keep-alives, limits,
 //!   faults) — bytes in, bytes out, `now` passed in;
 //! - [`control`]: the control commands (control port, scenario files);
+//! - [`ctl`]: `ctigate sim ctl`, the control port's client (JSON or short words);
 //! - [`server`]: the tokio driver (CSTA listener, control port, scenario runner);
 //! - [`config`]: the dial plan and link rules (`--config sim.toml`).
 
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod model;
 pub mod server;
 pub mod switch;

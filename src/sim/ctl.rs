@@ -138,7 +138,6 @@ pub fn command_line(line: &str) -> Result<Value, String> {
             .ok_or_else(|| format!("unknown command {cmd:?}\n{}", usage()))?;
         let mut m = Map::new();
         m.insert("cmd".into(), Value::String(cmd.into()));
-        let mut next = 0;
         for w in words {
             let named = w
                 .split_once('=')
@@ -146,13 +145,11 @@ pub fn command_line(line: &str) -> Result<Value, String> {
             let ((field, kind), word) = match named {
                 Some(f) => f,
                 None => {
+                    // the next field not given yet
                     let f = fields
                         .iter()
-                        .filter(|(f, _)| !m.contains_key(*f))
-                        .nth(0)
-                        .filter(|_| next < fields.len())
+                        .find(|(f, _)| !m.contains_key(*f))
                         .ok_or_else(|| format!("{cmd}: too many values at {w:?}\n{}", usage()))?;
-                    next += 1;
                     (*f, w)
                 }
             };

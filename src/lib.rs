@@ -10,6 +10,7 @@ pub mod decode;
 pub mod demo;
 pub mod lines;
 pub mod link;
+pub mod logging;
 pub mod model;
 pub mod sim;
 

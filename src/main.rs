@@ -20,6 +20,16 @@ struct Cli {
     /// (default: `info`; `warn` for demo and client, whose output is the events)
     #[arg(long, global = true, env = "CTIGATE_LOG")]
     log: Option<String>,
+    /// Log lines as text (coloured only on a terminal; `NO_COLOR` turns colour off) or as
+    /// one JSON object per line for log collectors.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "CTIGATE_LOG_FORMAT"
+    )]
+    log_format: ctigate::logging::LogFormat,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -149,14 +159,7 @@ fn main() {
         .log
         .clone()
         .unwrap_or_else(|| if quiet { "warn" } else { "info" }.to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| {
-        eprintln!("ctigate: bad --log filter {log:?}, using `info`");
-        tracing_subscriber::EnvFilter::new("info")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    ctigate::logging::init(&log, cli.log_format);
     match run(cli.cmd) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -157,6 +157,73 @@ pub fn pretty(line: &str) -> String {
     }
 }
 
+/// `ctigate ping`: a health check for service managers and container runtimes. Connects,
+/// reads `hello`, sends `ping` and waits for its answer, all within `limit`. With
+/// `require_links`, every PBX link must be up too. The one-line report, or why not.
+pub async fn ping(
+    addr: &str,
+    limit: std::time::Duration,
+    require_links: bool,
+) -> Result<String, String> {
+    use crate::lines::{read_line, Line};
+    use tokio::io::AsyncWriteExt;
+    let started = std::time::Instant::now();
+    let check = async {
+        let st = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let (r, mut w) = st.into_split();
+        let mut r = tokio::io::BufReader::new(r);
+        async fn next(
+            r: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+            addr: &str,
+        ) -> Result<Value, String> {
+            match read_line(r, 1 << 20).await {
+                Ok(Line::Text(t)) => serde_json::from_str::<Value>(&t)
+                    .map_err(|e| format!("not a ctigate port ({e}): {t}")),
+                _ => Err(format!("{addr} closed the connection")),
+            }
+        }
+        let hello = next(&mut r, addr).await?;
+        if hello["type"] != "hello" {
+            return Err(format!("{addr} did not say hello: {hello}"));
+        }
+        w.write_all(b"{\"id\":\"ping\",\"op\":\"ping\"}\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let v = next(&mut r, addr).await?;
+            if v["type"] == "response" && v["id"] == "ping" {
+                if v["ok"] != true {
+                    return Err(format!("ping refused: {}", v["error"]));
+                }
+                return Ok(hello);
+            }
+        }
+    };
+    let hello = tokio::time::timeout(limit, check)
+        .await
+        .map_err(|_| format!("no answer from {addr} within {limit:?}"))??;
+    let links = hello["links"].as_array().cloned().unwrap_or_default();
+    let down: Vec<String> = links
+        .iter()
+        .filter(|l| l["state"] != "up")
+        .map(|l| format!("{} {}", s(&l["name"]), s(&l["state"])))
+        .collect();
+    let report = format!(
+        "ok {addr}: {} {}, links up {}/{}, {} ms",
+        s(&hello["protocol"]),
+        s(&hello["version"]),
+        links.len() - down.len(),
+        links.len(),
+        started.elapsed().as_millis()
+    );
+    if require_links && !down.is_empty() {
+        return Err(format!("{report}; but not up: {}", down.join(", ")));
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

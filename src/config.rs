@@ -2,9 +2,10 @@
 //! `[[link]]` with a name and an address is optional; every default is documented here and
 //! in README.md, and every mistake names its key and the fix.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A configuration mistake.
@@ -19,7 +20,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     /// Where adapters connect (NDJSON).
@@ -49,7 +50,7 @@ impl Default for ApiConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinkSection {
     /// The link's name: events carry it, requests name it when there are several.
@@ -113,7 +114,7 @@ impl LinkSection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -127,12 +128,24 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let c: Config = toml::from_str(text).map_err(|e| {
             ConfigError(format!(
-                "{}\n(see README.md, section \"Configuration\", for every key and its default)",
-                e.to_string().trim_end()
+                "{}\n(docs/CONFIG.md lists every key and its default)",
+                mask_secrets(e.to_string().trim_end())
             ))
         })?;
         c.validate()?;
         Ok(c)
+    }
+
+    /// The configuration as `check-config` prints it: every key with its value, defaults
+    /// filled in, secret values masked.
+    pub fn effective_toml(&self) -> String {
+        let mut c = self.clone();
+        for l in &mut c.links {
+            if l.password.is_some() {
+                l.password = Some(MASK.into());
+            }
+        }
+        toml::to_string(&c).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -207,9 +220,122 @@ impl Config {
     }
 }
 
+/// What a secret value is shown as.
+pub const MASK: &str = "********";
+
+/// Keys whose values are secrets: never echoed in errors, logs or `check-config`.
+fn is_secret_key(key: &str) -> bool {
+    let k = key.trim().trim_matches('"').to_ascii_lowercase();
+    ["password", "token", "secret"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+/// Mask the value of every `secret_key = value` in a text (the TOML parser's error quotes
+/// the offending line of the file).
+pub fn mask_secrets(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.split_once('=') {
+            Some((key, _)) if is_secret_key(key.rsplit(['|', '{', ',']).next().unwrap_or(key)) => {
+                format!("{key}= \"{MASK}\"")
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Where the gateway's configuration file is, in this order: `--config`, then
+/// `$CTIGATE_CONFIG`, then [`SYSTEM_CONFIG`] if it exists (a packaged install needs no flag).
+pub fn locate(
+    flag: Option<&Path>,
+    env: Option<std::ffi::OsString>,
+    system: &Path,
+) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(e) = env.filter(|e| !e.is_empty()) {
+        return Ok(PathBuf::from(e));
+    }
+    if system.exists() {
+        return Ok(system.to_path_buf());
+    }
+    Err(ConfigError(format!(
+        "no configuration: pass --config FILE, set CTIGATE_CONFIG, or create {} (docs/CONFIG.md; the minimal file is an [api] listen and one [[link]] with name and address)",
+        system.display()
+    )))
+}
+
+/// The system-wide configuration file.
+pub const SYSTEM_CONFIG: &str = "/etc/ctigate/ctigate.toml";
+
+/// Read and check the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    Config::from_toml(&text).map_err(|e| ConfigError(format!("in {}: {e}", path.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_never_echoed() {
+        // a syntax error on the password line: the parser quotes the line, we mask it
+        let e = Config::from_toml(
+            "[[link]]\nname = \"p\"\naddress = \"h:1\"\npassword = \"hunter2\" x\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+        assert!(e.contains(MASK), "{e}");
+        let c = Config::from_toml(
+            "[[link]]\nname = \"p\"\naddress = \"h:1\"\npassword = \"hunter2\"\n",
+        )
+        .unwrap();
+        let t = c.effective_toml();
+        assert!(!t.contains("hunter2") && t.contains(MASK), "{t}");
+        assert_eq!(
+            mask_secrets("3 | token_sha256 = \"ab\""),
+            format!("3 | token_sha256 = \"{MASK}\"")
+        );
+        assert_eq!(mask_secrets("tls_key = \"k.pem\""), "tls_key = \"k.pem\"");
+    }
+
+    #[test]
+    fn the_effective_configuration_reads_back_the_same() {
+        let c =
+            Config::from_toml("[[link]]\nname = \"p\"\naddress = \"h:1\"\nmonitor = [\"201\"]\n")
+                .unwrap();
+        assert_eq!(Config::from_toml(&c.effective_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn search_order() {
+        let dir = std::env::temp_dir().join(format!("ctigate-locate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sys = dir.join("ctigate.toml");
+        let flag = Path::new("/x/flag.toml");
+        assert_eq!(
+            locate(Some(flag), Some("/x/env.toml".into()), &sys).unwrap(),
+            flag
+        );
+        assert_eq!(
+            locate(None, Some("/x/env.toml".into()), &sys).unwrap(),
+            Path::new("/x/env.toml")
+        );
+        let e = locate(None, Some("".into()), &sys).unwrap_err().0;
+        assert!(
+            e.contains("--config") && e.contains("CTIGATE_CONFIG"),
+            "{e}"
+        );
+        std::fs::write(&sys, "").unwrap();
+        assert_eq!(locate(None, None, &sys).unwrap(), sys);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_minimal_file_is_enough() {

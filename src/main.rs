@@ -70,9 +70,17 @@ enum Command {
     },
     /// Run the gateway: PBX links from the config, NDJSON port for adapters.
     Run {
-        /// TOML configuration ([api] listen, one [[link]] per PBX).
+        /// TOML configuration ([api] listen, one [[link]] per PBX; docs/CONFIG.md).
+        /// Default: $CTIGATE_CONFIG, then /etc/ctigate/ctigate.toml.
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
+    },
+    /// Check a gateway configuration without starting anything: each mistake with its key
+    /// and fix (exit 1), or the effective configuration with defaults filled in and
+    /// secrets masked (exit 0).
+    CheckConfig {
+        /// The file; default: $CTIGATE_CONFIG, then /etc/ctigate/ctigate.toml.
+        file: Option<PathBuf>,
     },
     /// Simulator + gateway on loopback, a short scripted call, then the port stays open.
     Demo {
@@ -85,6 +93,19 @@ enum Command {
         /// Run the scripted call and exit (no serving afterwards).
         #[arg(long)]
         once: bool,
+    },
+    /// Health check: the gateway answers `ping` within the time (exit 0), or not (exit 1).
+    /// For systemd, container healthchecks and monitoring scripts.
+    Ping {
+        /// The gateway's address.
+        #[arg(default_value = "127.0.0.1:7700", env = "CTIGATE_PING_ADDR")]
+        addr: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "3000")]
+        timeout_ms: u64,
+        /// Also fail when a PBX link is not up.
+        #[arg(long)]
+        require_links: bool,
     },
     /// Interactive client: type JSON requests or short commands (`help`).
     Client {
@@ -150,6 +171,7 @@ fn main() {
         cli.cmd,
         Command::Demo { .. }
             | Command::Client { .. }
+            | Command::Ping { .. }
             | Command::Sim {
                 action: Some(_),
                 ..
@@ -169,6 +191,15 @@ fn main() {
     }
 }
 
+/// `--config`, `$CTIGATE_CONFIG`, `/etc/ctigate/ctigate.toml` (docs/CONFIG.md).
+fn locate_config(flag: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    Ok(ctigate::config::locate(
+        flag,
+        std::env::var_os("CTIGATE_CONFIG"),
+        std::path::Path::new(ctigate::config::SYSTEM_CONFIG),
+    )?)
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -178,11 +209,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
         Command::Run { config } => {
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("cannot read {}", config.display()))?;
-            let cfg = ctigate::config::Config::from_toml(&text)
-                .with_context(|| format!("in {}", config.display()))?;
+            let path = locate_config(config.as_deref())?;
+            let cfg = ctigate::config::load(&path)?;
             runtime()?.block_on(run_gateway(cfg))
+        }
+        Command::CheckConfig { file } => {
+            let path = locate_config(file.as_deref())?;
+            match ctigate::config::load(&path) {
+                Ok(cfg) => {
+                    println!("# {}: ok; the effective configuration:", path.display());
+                    print!("{}", cfg.effective_toml());
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("ctigate: {e}");
+                    Ok(1)
+                }
+            }
         }
         Command::Demo {
             listen,
@@ -190,6 +233,23 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             once,
         } => runtime()?.block_on(run_demo(listen, sim_control, once)),
         Command::Client { addr } => runtime()?.block_on(run_client(addr)),
+        Command::Ping {
+            addr,
+            timeout_ms,
+            require_links,
+        } => {
+            let limit = std::time::Duration::from_millis(timeout_ms);
+            match runtime()?.block_on(ctigate::client::ping(&addr, limit, require_links)) {
+                Ok(report) => {
+                    println!("{report}");
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("ctigate ping: {e}");
+                    Ok(1)
+                }
+            }
+        }
         Command::Sim {
             action: Some(SimAction::Ctl { control, words }),
             ..

@@ -130,6 +130,27 @@ impl<F: FnMut(&str)> Client<F> {
             .await
     }
 
+    /// Every one of `events` (event, device), in any order: the last events a step causes,
+    /// so that the next step's narration starts after them.
+    pub async fn until_all(&mut self, events: &[(&str, &str)]) -> Result<(), String> {
+        let mut left: Vec<(&str, &str)> = events.to_vec();
+        while !left.is_empty() {
+            let r = self
+                .until_where(|r| {
+                    left.iter()
+                        .any(|(e, d)| r["event"] == *e && r["device"] == *d)
+                })
+                .await?;
+            if let Some(i) = left
+                .iter()
+                .position(|(e, d)| r["event"] == *e && r["device"] == *d)
+            {
+                left.remove(i);
+            }
+        }
+        Ok(())
+    }
+
     /// The first event (already seen, or read now) for which `f` holds.
     pub async fn until_where(&mut self, f: impl Fn(&Value) -> bool) -> Result<Value, String> {
         while let Some(r) = self.seen.pop_front() {
@@ -182,21 +203,35 @@ pub async fn script(d: &Demo, mut say: impl FnMut(&str)) -> Result<(), String> {
     }
     c.until("call.offering", "201").await?;
     flush(&mut say);
-    say("3. The agent answers.");
+    say("3. The agent answers; the agent is busy.");
     c.req(json!({"op": "call.answer", "device": "201"})).await?;
-    c.until("call.connected", "201").await?;
+    c.until_all(&[
+        ("call.connected", "201"),
+        ("agent.state", "201"),
+        ("agent.state", "8000"),
+    ])
+    .await?;
     flush(&mut say);
     say("4. The agent consults a colleague at 202 (the customer is on hold); 202 answers.");
     c.req(json!({"op": "call.consult", "device": "201", "to": "202"}))
         .await?;
     c.until("call.offering", "202").await?;
     c.req(json!({"op": "call.answer", "device": "202"})).await?;
-    c.until("call.connected", "202").await?;
+    c.until_all(&[("call.connected", "201"), ("call.connected", "202")])
+        .await?;
     flush(&mut say);
-    say("5. The agent transfers: 202 now has the customer's call, same interaction id and variables.");
+    say("5. The agent transfers: 202 now has the customer's call, same interaction id and variables; 201 is free and the agent ready again.");
     c.req(json!({"op": "call.transfer", "device": "201"}))
         .await?;
-    c.until("call.transferred", "202").await?;
+    c.until_all(&[
+        ("call.transferred", "202"),
+        ("call.transferred", "201"),
+        ("call.released", "201"),
+        ("call.released", "201"),
+        ("agent.state", "201"),
+        ("agent.state", "8000"),
+    ])
+    .await?;
     flush(&mut say);
     say("6. The customer hangs up.");
     let r = d

@@ -93,3 +93,71 @@ fn ping_is_a_health_check() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("no answer"), "{out}");
 }
+
+/// The events printed under each numbered step of `demo --once`: (step, event, device).
+fn demo_steps() -> Vec<(u32, String, String)> {
+    let o = Command::new(env!("CARGO_BIN_EXE_ctigate"))
+        .args([
+            "demo",
+            "--once",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-control",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run ctigate demo");
+    assert_eq!(o.status.code(), Some(0));
+    let mut step = 0;
+    let mut out = Vec::new();
+    for l in String::from_utf8_lossy(&o.stdout).lines() {
+        if let Some((n, _)) = l.split_once(". ") {
+            if let Ok(n) = n.parse() {
+                step = n;
+                continue;
+            }
+        }
+        // "    [12] 8000 agent.state ..."
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.len() >= 3 && w[0].starts_with('[') {
+            out.push((step, w[2].to_string(), w[1].to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn demo_events_stand_under_the_step_that_caused_them() {
+    let steps = demo_steps();
+    let at = |s: u32| -> Vec<(String, String)> {
+        steps
+            .iter()
+            .filter(|x| x.0 == s)
+            .map(|x| (x.1.clone(), x.2.clone()))
+            .collect()
+    };
+    let ev = |e: &str, d: &str| (e.to_string(), d.to_string());
+    // the answer makes the agent busy: under step 3, not 4
+    assert_eq!(
+        at(3),
+        vec![
+            ev("call.connected", "201"),
+            ev("agent.state", "201"),
+            ev("agent.state", "8000")
+        ]
+    );
+    assert!(!at(4).contains(&ev("agent.state", "201")), "{:?}", at(4));
+    // the transfer frees 201 and the agent is ready again: under step 5
+    let five = at(5);
+    for e in [
+        ev("call.transferred", "202"),
+        ev("call.transferred", "201"),
+        ev("call.released", "201"),
+        ev("agent.state", "201"),
+        ev("agent.state", "8000"),
+    ] {
+        assert!(five.contains(&e), "{e:?} not under step 5: {five:?}");
+    }
+    // the customer's hang-up: only 202's release
+    assert_eq!(at(6), vec![ev("call.released", "202")]);
+}

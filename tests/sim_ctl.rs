@@ -99,3 +99,52 @@ async fn interactive_mode_and_unreachable_port() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--control"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_switch_is_restarted_not_left_dead() {
+    let (sim, addr) = sim().await;
+    let o = ctl(&addr, &["inbound", "0891234567", "201"], "").await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    // an application associated before the failure
+    let csta = tokio::net::TcpStream::connect(sim.csta_addr).await.unwrap();
+    // known to the switch before it fails
+    let mut known = false;
+    for _ in 0..100 {
+        let o = ctl(&addr, &["status"], "").await;
+        if answers(&o)[0]["associations"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+        {
+            known = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(known, "the switch never saw the connection");
+    // the switch task fails (a deliberate fault): the command is answered, not lost
+    let o = ctl(&addr, &["fault", "crash"], "").await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let a = answers(&o);
+    assert!(
+        a[0]["error"].as_str().unwrap().contains("restarted"),
+        "{a:?}"
+    );
+    // a fresh switch serves: no calls left from before, new calls work
+    let o = ctl(&addr, &["status"], "").await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(answers(&o)[0]["calls"], serde_json::json!([]));
+    let o = ctl(&addr, &["inbound", "0891234567", "202"], "").await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    // the connection from before the restart was closed
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut { csta }, &mut buf),
+    )
+    .await
+    .expect("closed in time");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    // and new applications are accepted
+    let again = tokio::net::TcpStream::connect(sim.csta_addr).await;
+    assert!(again.is_ok());
+}

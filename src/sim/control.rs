@@ -221,9 +221,9 @@ impl Switch {
                 Ok(json!({"associations": n}))
             }
             Command::Load(spec) => {
-                self.model.start_load(spec, now)?;
+                let cleared = self.world(now, |m| m.start_load(spec, now))?;
                 self.handle_timeout(now);
-                Ok(json!({}))
+                Ok(json!({"cleared": cleared}))
             }
             Command::Status => Ok(self.status()),
             Command::Dialplan => Ok(json!({"dialplan": self.dialplan()})),
@@ -334,5 +334,98 @@ mod tests {
         }
         assert_eq!(call_no(&Some("00a1".into())).unwrap(), Some(0xa1));
         assert!(call_no(&Some("xyz".into())).is_err());
+    }
+
+    fn run(sw: &mut Switch, line: &str, now: Instant) -> Value {
+        sw.control(parse(line).unwrap(), now)
+    }
+
+    #[test]
+    fn out_of_range_control_input_is_refused_not_a_crash() {
+        let mut sw = Switch::new(super::super::SimConfig::default());
+        let now = Instant::now();
+        for (line, says) in [
+            (r#"{"cmd":"load","calls_per_s":1e-300}"#, "calls_per_s"),
+            (r#"{"cmd":"load","calls_per_s":-1}"#, "calls_per_s"),
+            (r#"{"cmd":"load","calls_per_s":5000}"#, "calls_per_s"),
+            (
+                r#"{"cmd":"load","calls_per_s":1,"ring_ms":[0,18446744073709551615]}"#,
+                "ring_ms",
+            ),
+            (
+                r#"{"cmd":"load","calls_per_s":1,"talk_ms":[86400001,1]}"#,
+                "talk_ms",
+            ),
+            (
+                r#"{"cmd":"load","calls_per_s":1,"hold_percent":101}"#,
+                "hold_percent",
+            ),
+            (
+                r#"{"cmd":"fault","fault":"delay","ms":18446744073709551615}"#,
+                "ms must be",
+            ),
+        ] {
+            let v = run(&mut sw, line, now);
+            assert_eq!(v["ok"], false, "{line}: {v}");
+            assert!(v["error"].as_str().unwrap().contains(says), "{line}: {v}");
+        }
+        // the switch still works
+        assert_eq!(run(&mut sw, r#"{"cmd":"status"}"#, now)["ok"], true);
+    }
+
+    #[test]
+    fn stopping_load_clears_the_calls_it_started() {
+        let mut sw = Switch::new(super::super::SimConfig::default());
+        let t0 = Instant::now();
+        let v = run(
+            &mut sw,
+            r#"{"cmd":"load","calls_per_s":20,"ring_ms":[60000,60000],"talk_ms":[60000,60000]}"#,
+            t0,
+        );
+        assert_eq!(v, json!({"ok": true, "cleared": 0}));
+        // one second of load: about 20 calls, every one still up (a minute of ringing)
+        let mut now = t0;
+        while now < t0 + std::time::Duration::from_secs(1) {
+            now = sw.poll_timeout().unwrap().max(now);
+            sw.handle_timeout(now);
+        }
+        // a call a device placed by itself is not the generator's
+        assert_eq!(
+            run(
+                &mut sw,
+                r#"{"cmd":"dial","from":"220","to":"0891234567"}"#,
+                now
+            )["ok"],
+            true
+        );
+        let up = sw.model.calls.len();
+        assert!(up > 10, "{up} calls");
+        let v = run(&mut sw, r#"{"cmd":"load","calls_per_s":0}"#, now);
+        assert_eq!(v["cleared"].as_u64(), Some(up as u64 - 1), "{v}");
+        assert_eq!(sw.model.calls.len(), 1, "only the dialled call is left");
+        // stopping again clears nothing
+        assert_eq!(
+            run(&mut sw, r#"{"cmd":"load","calls_per_s":0}"#, now)["cleared"],
+            0
+        );
+    }
+
+    #[test]
+    fn a_busy_target_does_not_list_the_failed_call() {
+        let mut sw = Switch::new(super::super::SimConfig::default());
+        let now = Instant::now();
+        assert_eq!(
+            run(&mut sw, r#"{"cmd":"busy","device":"202","on":true}"#, now)["ok"],
+            true
+        );
+        assert_eq!(
+            run(&mut sw, r#"{"cmd":"dial","from":"201","to":"202"}"#, now)["ok"],
+            true
+        );
+        assert_eq!(sw.model.snapshot("201").len(), 1, "the caller has its call");
+        assert!(
+            sw.model.snapshot("202").is_empty(),
+            "the busy device never saw it"
+        );
     }
 }

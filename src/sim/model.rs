@@ -323,6 +323,41 @@ struct Load {
     spec: LoadSpec,
     generation: u64,
     stats: LoadStats,
+    /// The calls it started that may still be up (cleared when load mode stops).
+    started: BTreeSet<CallNo>,
+}
+
+/// The longest time a load range may name (a day): larger values would overflow the clock.
+pub const MAX_LOAD_MS: u64 = 86_400_000;
+
+impl LoadSpec {
+    /// Every field within its range; the error names the field and the range.
+    pub fn check(&self) -> Result<(), String> {
+        let r = self.calls_per_s;
+        if !(r == 0.0 || (0.001..=1000.0).contains(&r)) {
+            return Err(format!(
+                "calls_per_s must be 0 (stop) or between 0.001 and 1000, not {r}"
+            ));
+        }
+        for (name, [lo, hi]) in [
+            ("ring_ms", self.ring_ms),
+            ("talk_ms", self.talk_ms),
+            ("hold_ms", self.hold_ms),
+        ] {
+            if lo > MAX_LOAD_MS || hi > MAX_LOAD_MS {
+                return Err(format!(
+                    "{name} must be two numbers of milliseconds up to {MAX_LOAD_MS} (a day), not [{lo}, {hi}]"
+                ));
+            }
+        }
+        if self.hold_percent > 100 {
+            return Err(format!(
+                "hold_percent must be 0 to 100, not {}",
+                self.hold_percent
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A resolved connection argument: the call and (when given) the device.
@@ -538,7 +573,9 @@ impl Model {
         self.calls
             .values()
             .filter_map(|c| {
-                let st = c.state_of(device)?;
+                // a busy target's failed connection: the device was never told of the call
+                // (no event reached it), so it is not one of its calls
+                let st = c.state_of(device).filter(|s| *s != ConnState::Fail)?;
                 let mut i = SnapshotDeviceResponseInfo::new(
                     c.conn(device),
                     SnapshotDeviceResponseInfo::compound(&[st.lcs()]),
@@ -1790,13 +1827,24 @@ impl Model {
     }
 
     /// Start (calls_per_s > 0) or stop load mode.
-    pub fn start_load(&mut self, spec: LoadSpec, now: Instant) -> Result<(), String> {
-        if !(spec.calls_per_s >= 0.0 && spec.calls_per_s <= 1000.0) {
-            return Err("calls_per_s must be between 0 and 1000".into());
-        }
+    /// Stopping clears every call it started that is still up (CallCleared, cause
+    /// normalClearing), so no call is left alerting or connected forever. The number of
+    /// calls cleared.
+    pub fn start_load(&mut self, spec: LoadSpec, now: Instant) -> Result<usize, String> {
+        spec.check()?;
         if spec.calls_per_s == 0.0 {
-            self.load = None;
-            return Ok(());
+            let Some(l) = self.load.take() else {
+                return Ok(0);
+            };
+            let live: Vec<CallNo> = l
+                .started
+                .into_iter()
+                .filter(|c| self.calls.contains_key(c))
+                .collect();
+            for c in &live {
+                self.end_call(*c, &[], EventCause::NORMAL_CLEARING, now);
+            }
+            return Ok(live.len());
         }
         let Some((kind, target)) = self.route(&spec.dnis) else {
             return Err(format!("dnis {:?} routes nowhere", spec.dnis));
@@ -1842,13 +1890,15 @@ impl Model {
             }
         }
         let generation = self.load.as_ref().map_or(1, |l| l.generation + 1);
+        let started = self.load.take().map(|l| l.started).unwrap_or_default();
         self.load = Some(Load {
             spec,
             generation,
             stats: LoadStats::default(),
+            started,
         });
         self.after(now, Duration::ZERO, Timer::LoadTick { generation });
-        Ok(())
+        Ok(0)
     }
 
     pub fn load_stats(&self) -> Option<(LoadSpec, LoadStats)> {
@@ -1868,9 +1918,16 @@ impl Model {
         }
         let ani = format!("0{:09}", self.rand() % 1_000_000_000);
         let ok = self.inbound(&ani, &spec.dnis, None, None, now);
+        let calls = &self.calls;
         if let Some(l) = &mut self.load {
             match ok {
-                Ok(_) => l.stats.offered += 1,
+                Ok(id) => {
+                    l.stats.offered += 1;
+                    if l.started.len() > calls.len() {
+                        l.started.retain(|c| calls.contains_key(c));
+                    }
+                    l.started.insert(id);
+                }
                 Err(_) => l.stats.rejected += 1,
             }
         }

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Writes to one connection that may wait in its queue.
 const WRITE_QUEUE: usize = 4096;
@@ -64,6 +64,7 @@ impl Sim {
         control: Option<&str>,
     ) -> std::io::Result<Sim> {
         let handshake = cfg.link.handshake;
+        let cfg_for_restart = cfg.clone();
         let switch = Switch::new(cfg);
         let dialplan = switch.dialplan();
         let csta = TcpListener::bind(listen).await.map_err(|e| {
@@ -84,7 +85,7 @@ impl Sim {
             None => None,
         };
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(core(switch, rx));
+        tokio::spawn(core(switch, cfg_for_restart, rx));
         tokio::spawn(accept_csta(csta, tx.clone(), handshake));
         if let Some(l) = ctl {
             tokio::spawn(accept_control(l, tx.clone()));
@@ -200,7 +201,10 @@ async fn ask(tx: &mpsc::Sender<Input>, cmd: Command) -> Value {
     }
     match tokio::time::timeout(Duration::from_secs(10), rrx).await {
         Ok(Ok(v)) => v,
-        _ => json!({"ok": false, "error": "the simulator did not answer in 10 s"}),
+        Ok(Err(_)) => {
+            json!({"ok": false, "error": "the simulator failed on this command and was restarted (see its log)"})
+        }
+        Err(_) => json!({"ok": false, "error": "the simulator did not answer in 10 s"}),
     }
 }
 
@@ -208,36 +212,70 @@ fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
-/// The task that owns the switch.
-async fn core(mut sw: Switch, mut rx: mpsc::Receiver<Input>) {
+/// Run one step of the switch; a panic is caught and reported (the supervisor then
+/// restarts the switch instead of leaving the simulator dead).
+fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        format!("{what}: {msg}")
+    })
+}
+
+/// The task that owns the switch, and its supervisor: a step that panics (a bug: input is
+/// validated before it reaches the switch) is logged, every connection is closed, and a
+/// fresh switch with the same configuration takes over, so the simulator is never left
+/// dead; applications reconnect as after a switch restart.
+async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
     let mut writers: HashMap<AssocId, mpsc::Sender<Out>> = HashMap::new();
     loop {
         let deadline = sw
             .poll_timeout()
             .map(Instant::from_std)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        tokio::select! {
+        let step = tokio::select! {
             inp = rx.recv() => {
                 let Some(inp) = inp else { break };
                 match inp {
                     Input::Connected { peer, writer, reply } => {
-                        let id = sw.connect(&peer, now());
-                        if let Some(id) = id {
-                            writers.insert(id, writer);
-                        }
-                        let _ = reply.send(id);
+                        guarded("connect", || sw.connect(&peer, now())).map(|id| {
+                            if let Some(id) = id {
+                                writers.insert(id, writer);
+                            }
+                            let _ = reply.send(id);
+                        })
                     }
-                    Input::Frame(id, f) => sw.receive(id, f, now()),
+                    Input::Frame(id, f) => guarded("a frame", || sw.receive(id, f, now())),
                     Input::Gone(id) => {
                         writers.remove(&id);
-                        sw.disconnected(id);
+                        guarded("a disconnect", || sw.disconnected(id))
                     }
                     Input::Control(c, reply) => {
-                        let _ = reply.send(sw.control(c, now()));
+                        let what = format!("control command {c:?}");
+                        guarded(&what, || sw.control(c, now())).map(|v| {
+                            let _ = reply.send(v);
+                        })
                     }
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => sw.handle_timeout(now()),
+            _ = tokio::time::sleep_until(deadline) => guarded("a timer", || sw.handle_timeout(now())),
+        };
+        if let Err(e) = step {
+            error!(
+                "the switch simulator failed ({e}); restarting it: every association is closed and every call is lost"
+            );
+            let last = sw
+                .next_assoc_id()
+                .saturating_sub(1)
+                .max(writers.keys().copied().max().unwrap_or(0));
+            for (_, w) in writers.drain() {
+                let _ = w.try_send(Out::Close);
+            }
+            sw = Switch::new(cfg.clone()).ids_after(last);
+            continue;
         }
         while let Some(o) = sw.poll_output() {
             let (id, msg) = match o {

@@ -137,6 +137,9 @@ fn reject(invoke_id: InvokeId, problem: Problem) -> Apdu {
 }
 
 /// ROSE reject problem values (X.880).
+/// The longest delay a `fault` may ask for (an hour): larger values would overflow the clock.
+pub const MAX_FAULT_MS: u64 = 3_600_000;
+
 const MISTYPED_PDU: i64 = 1;
 const DUPLICATE_INVOCATION: i64 = 0;
 const UNRECOGNIZED_OPERATION: i64 = 1;
@@ -168,6 +171,18 @@ impl Switch {
 
     /// A TCP connection arrived; `None` when the switch takes no more (the driver closes
     /// it).
+    /// A switch whose association ids start above `last` (a restarted switch must not
+    /// hand out the ids of connections that are still closing).
+    pub fn ids_after(mut self, last: AssocId) -> Switch {
+        self.next_assoc = self.next_assoc.max(last + 1);
+        self
+    }
+
+    /// The id the next association gets.
+    pub fn next_assoc_id(&self) -> AssocId {
+        self.next_assoc
+    }
+
     pub fn connect(&mut self, peer: &str, now: Instant) -> Option<AssocId> {
         let open = self
             .assocs
@@ -897,7 +912,7 @@ impl Switch {
         }
     }
 
-    /// Apply a fault (control port `fault`).
+    /// Apply a fault (control port `fault`); `ms` is at most [`MAX_FAULT_MS`].
     pub fn fault(
         &mut self,
         kind: &str,
@@ -906,6 +921,16 @@ impl Switch {
         keep_links: bool,
         now: Instant,
     ) -> Result<usize, String> {
+        if ms > MAX_FAULT_MS {
+            return Err(format!(
+                "ms must be at most {MAX_FAULT_MS} (an hour), not {ms}"
+            ));
+        }
+        if kind == "crash" {
+            // chaos testing of the supervisor (sim/server.rs `core`): the switch task fails
+            // as a bug would, and must come back
+            panic!("fault crash: the switch fails on purpose");
+        }
         if kind == "restart" {
             let ids = self.targets(None)?;
             self.model.reset();
@@ -957,7 +982,7 @@ impl Switch {
                 }
                 other => {
                     return Err(format!(
-                        "unknown fault {other:?}: use close, abort, garble, stop_keepalive, resume_keepalive, delay, hang, resume or restart"
+                        "unknown fault {other:?}: use close, abort, garble, stop_keepalive, resume_keepalive, delay, hang, resume, restart or crash"
                     ))
                 }
             }

@@ -62,6 +62,17 @@ impl Client {
             Some(Apdu::Acse(a)) if a.kind == AcseKind::Aare && a.result() == Some(0) => {}
             o => panic!("{o:?}"),
         }
+        // then systemStatus(normal) at once, as real switches send; answered (noData)
+        match self.next().await {
+            Some(Apdu::Rose(Rose::Invoke(i))) if i.opcode.local() == Some(211) => {
+                let id = i.invoke_id.value().unwrap() as u8;
+                let mut b = BytesMut::new();
+                b.put_slice(&[0x00, 0x0d, 0xa2, 0x0b, 0x02, 0x01, id]);
+                b.put_slice(&[0x30, 0x06, 0x02, 0x02, 0x00, 0xd3, 0x05, 0x00]);
+                self.s.write_all(&b).await.unwrap();
+            }
+            o => panic!("expected systemStatus after the AARE: {o:?}"),
+        }
     }
 }
 

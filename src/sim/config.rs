@@ -76,8 +76,12 @@ pub struct LinkConfig {
     pub password: Option<String>,
     /// Seconds between the switch's systemStatus keep-alives (0 = none).
     pub keepalive_s: u64,
-    /// Unanswered keep-alives after which the switch drops the association.
+    /// Consecutive unanswered keep-alives after which the switch drops the association
+    /// (an answer to any keep-alive starts the count again).
     pub keepalive_misses: u32,
+    /// Send systemStatus(normal) right after the AARE, as real switches do (clients wait
+    /// for it); it counts as a keep-alive.
+    pub status_at_association: bool,
     /// Monitors per association.
     pub max_monitors: usize,
     /// Monitors in the whole switch.
@@ -99,6 +103,7 @@ impl Default for LinkConfig {
             password: None,
             keepalive_s: 30,
             keepalive_misses: 2,
+            status_at_association: true,
             max_monitors: 100,
             max_monitors_total: 1000,
             max_associations: 16,

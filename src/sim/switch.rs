@@ -381,6 +381,14 @@ impl Switch {
             a.next_keepalive = (ka > 0).then(|| now + Duration::from_secs(ka));
             info!(assoc, peer = %a.peer, "associated");
         }
+        if self.cfg.link.status_at_association {
+            // real switches say they are up right after the AARE (clients wait for it)
+            if let Some(inv) = self.system_status(assoc, SystemStatus::Normal) {
+                if let Some(a) = self.assocs.get_mut(&assoc) {
+                    a.keepalive_sent.push(inv);
+                }
+            }
+        }
     }
 
     fn on_rose(&mut self, assoc: AssocId, rose: Rose, now: Instant) {
@@ -400,10 +408,14 @@ impl Switch {
         }
     }
 
-    /// An answer to one of our invokes (only keep-alives expect one).
+    /// An answer to one of our invokes (only keep-alives expect one): the application is
+    /// alive, so the count of consecutive misses starts again (a keep-alive it ignored
+    /// earlier no longer counts against it).
     fn answered(&mut self, assoc: AssocId, id: InvokeId) {
         if let (Some(a), Some(id)) = (self.assocs.get_mut(&assoc), id.value()) {
-            a.keepalive_sent.retain(|x| *x != id);
+            if a.keepalive_sent.contains(&id) {
+                a.keepalive_sent.clear();
+            }
         }
     }
 

@@ -115,8 +115,23 @@ impl H {
         self.send(a, Apdu::Acse(Acse::aarq(&AarqParams::default()).unwrap()));
         let out = self.take_pdus(a);
         match &out[..] {
-            [Apdu::Acse(x)] if x.kind == AcseKind::Aare && x.result() == Some(0) => {}
-            o => panic!("expected an accepting AARE, got {o:?}"),
+            // the AARE, then systemStatus(normal) at once, as real switches send
+            [Apdu::Acse(x), Apdu::Rose(Rose::Invoke(st))]
+                if x.kind == AcseKind::Aare
+                    && x.result() == Some(0)
+                    && st.opcode.local() == Some(211) =>
+            {
+                // answered like any application does (it counts as a keep-alive)
+                let id = st.invoke_id.value().expect("an invoke id");
+                self.sw
+                    .receive(a, Frame::Pdu(system_status_result(id)), self.now);
+                assert!(self.take(a).is_empty());
+            }
+            [Apdu::Acse(x)]
+                if x.kind == AcseKind::Aare
+                    && x.result() == Some(0)
+                    && !self.sw.cfg.link.status_at_association => {}
+            o => panic!("expected an accepting AARE and systemStatus, got {o:?}"),
         }
         a
     }
@@ -889,6 +904,13 @@ fn outbound_call_far_end_answers_by_itself() {
     );
 }
 
+/// returnResult noData to the switch's systemStatus `id` (WIRE.md §11.D).
+fn system_status_result(id: i64) -> Bytes {
+    let mut b = hex("a2 0b 02 01 01 30 06 02 02 00 d3 05 00").to_vec();
+    b[4] = u8::try_from(id).expect("a small invoke id");
+    Bytes::from(b)
+}
+
 #[test]
 fn keep_alives_exact_bytes_and_drop_after_two_misses() {
     let mut h = H::new(SimConfig::default());
@@ -904,19 +926,16 @@ fn keep_alives_exact_bytes_and_drop_after_two_misses() {
         matches!(&out[..], [Output::Pdu { pdu, .. }] if pdu[..] == hex("a2 0b 02 01 01 30 06 02 02 00 d3 05 00")[..]),
         "{out:?}"
     );
-    // ours after 30 s, same bytes as a real PBX sends
+    // ours after 30 s, same bytes as a real PBX sends (invoke id 2: the systemStatus
+    // right after the AARE was 1)
     h.advance(Duration::from_secs(30));
     let out = h.take(a);
     assert!(
-        matches!(&out[..], [Output::Pdu { pdu, .. }] if pdu[..] == hex("a1 0c 02 01 01 02 02 00 d3 30 03 0a 01 02")[..]),
+        matches!(&out[..], [Output::Pdu { pdu, .. }] if pdu[..] == hex("a1 0c 02 01 02 02 02 00 d3 30 03 0a 01 02")[..]),
         "{out:?}"
     );
     // answered: the next one comes 30 s later and the link stays
-    h.sw.receive(
-        a,
-        Frame::Pdu(hex("a2 0b 02 01 01 30 06 02 02 00 d3 05 00")),
-        h.now,
-    );
+    h.sw.receive(a, Frame::Pdu(system_status_result(2)), h.now);
     h.advance(Duration::from_secs(30));
     assert_eq!(h.take(a).len(), 1);
     h.advance(Duration::from_secs(30)); // second unanswered
@@ -930,6 +949,37 @@ fn keep_alives_exact_bytes_and_drop_after_two_misses() {
         "ABRT: {out:?}"
     );
     assert!(matches!(&out[1], Output::Close { reason, .. } if reason.contains("keep-alive")));
+}
+
+#[test]
+fn keep_alive_misses_are_consecutive() {
+    let mut h = H::new(SimConfig::default());
+    let a = h.associate();
+    // one ignored (id 2), the next (id 3) answered late: the count starts again
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.take(a).len(), 1);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.take(a).len(), 1);
+    h.sw.receive(a, Frame::Pdu(system_status_result(3)), h.now);
+    // two more go out before a drop: id 4 and id 5 unanswered, then the ABRT
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.take(a).len(), 1, "alive: a keep-alive, not an ABRT");
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.take(a).len(), 1);
+    h.advance(Duration::from_secs(30));
+    let out = h.take(a);
+    assert!(
+        matches!(&out[0], Output::Pdu { pdu, .. } if pdu[0] == 0x64),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn system_status_right_after_the_aare_is_configurable() {
+    let mut cfg = SimConfig::default();
+    cfg.link.status_at_association = false;
+    let mut h = H::new(cfg);
+    h.associate(); // only the AARE
 }
 
 #[test]

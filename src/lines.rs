@@ -15,7 +15,7 @@ pub enum Line {
     Eof,
 }
 
-/// Read one line of at most `max` octets.
+/// Read one line of at most `max` octets, not counting its `\n` or `\r\n` ending.
 pub async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<Line> {
     let mut line = Vec::new();
     let mut too_long = false;
@@ -29,7 +29,8 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::i
             None => (buf, false),
         };
         let n = chunk.len();
-        if too_long || line.len() + n > max + 1 {
+        // room for the content and a CRLF ending; the content is checked at the end
+        if too_long || line.len() + n > max + 2 {
             too_long = true;
             line.clear();
         } else {
@@ -42,6 +43,9 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::i
             }
             while matches!(line.last(), Some(b'\n' | b'\r')) {
                 line.pop();
+            }
+            if line.len() > max {
+                return Ok(Line::TooLong);
             }
             return Ok(Line::Text(String::from_utf8_lossy(&line).into_owned()));
         }
@@ -63,5 +67,18 @@ mod tests {
         assert_eq!(read_line(&mut r, 8).await.unwrap(), Line::TooLong);
         assert_eq!(read_line(&mut r, 8).await.unwrap(), Line::Text("ok".into()));
         assert_eq!(read_line(&mut r, 8).await.unwrap(), Line::Eof);
+    }
+
+    #[tokio::test]
+    async fn the_line_ending_does_not_count() {
+        // exactly `max` octets of content, with LF and with CRLF; one more is too long
+        let data = b"12345678\n12345678\r\n123456789\r\n123456789\nok\r\n".to_vec();
+        let mut r = tokio::io::BufReader::with_capacity(3, &data[..]);
+        let t = |s: &str| Line::Text(s.into());
+        assert_eq!(read_line(&mut r, 8).await.unwrap(), t("12345678"));
+        assert_eq!(read_line(&mut r, 8).await.unwrap(), t("12345678"));
+        assert_eq!(read_line(&mut r, 8).await.unwrap(), Line::TooLong);
+        assert_eq!(read_line(&mut r, 8).await.unwrap(), Line::TooLong);
+        assert_eq!(read_line(&mut r, 8).await.unwrap(), t("ok"));
     }
 }

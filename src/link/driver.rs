@@ -12,7 +12,7 @@ use super::session::{Answer, Out, Session, Token};
 use super::{CstaError, LinkConfig, LinkError, LinkEvent};
 use bytes::BytesMut;
 use ctigate_csta::framing::{Frame, FramingError, U16Codec, HANDSHAKE_SWITCH};
-use ctigate_csta::ops::Argument;
+use ctigate_csta_model::ops::Argument;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;

@@ -20,8 +20,8 @@ pub mod session;
 pub use driver::Link;
 pub use session::{Answer, Out, Session, State, Token, MAX_IN_FLIGHT, MAX_MONITORS};
 
-use ctigate_csta::events::EventReport;
-use ctigate_csta::types::UniversalFailure;
+use ctigate_csta_model::events::EventReport;
+use ctigate_csta_model::types::UniversalFailure;
 use std::fmt;
 use std::time::Duration;
 

@@ -28,17 +28,18 @@ use super::{CstaError, LinkConfig, LinkError, LinkEvent};
 use bytes::Bytes;
 use ctigate_csta::acse::{self, AarqParams, Acse, AcseKind};
 use ctigate_csta::apdu::Apdu;
-use ctigate_csta::events::EventReport;
 use ctigate_csta::framing::{Frame, HANDSHAKE_APP, HANDSHAKE_SWITCH, MAX_U16_FRAME};
-use ctigate_csta::ops::{
-    self, Argument, MonitorStartArgument, MonitorStopArgument, Operation, OperationResult,
-    SystemStatus, SystemStatusArg,
-};
 use ctigate_csta::rose::{
     Code, Invoke, InvokeId, Problem, Reject, ReturnError, ReturnResult, Rose,
 };
-use ctigate_csta::types::{CstaObject, DeviceId, UniversalFailure};
+use ctigate_csta::rose_ext::{self, FromInvoke, FromReturnResult, ReportFromInvoke, ToInvoke};
 use ctigate_csta::{DecodeError, Oid};
+use ctigate_csta_model::events::EventReport;
+use ctigate_csta_model::ops::{
+    Argument, MonitorStartArgument, MonitorStopArgument, Operation, OperationResult, SystemStatus,
+    SystemStatusArg,
+};
+use ctigate_csta_model::types::{CstaObject, DeviceId, UniversalFailure};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -1077,7 +1078,7 @@ impl Session {
             self.reject(InvokeId::Absent, Problem::General(problem::MISTYPED_PDU));
             return;
         };
-        if let Some(r) = ops::no_data_result(Operation::SystemStatus, id) {
+        if let Some(r) = rose_ext::no_data_result(Operation::SystemStatus, id) {
             self.transmit_rose(r);
         }
         let status = match Argument::from_invoke(inv) {

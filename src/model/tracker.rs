@@ -3,8 +3,8 @@
 
 use super::view::{rfc3339, set_variable, AgentState, AgentView, CallState, CallType, CallView};
 use bytes::Bytes;
-use ctigate_csta::events::Event;
-use ctigate_csta::types::{ConnectionId, EventCause, LocalConnectionState};
+use ctigate_csta_model::events::Event;
+use ctigate_csta_model::types::{ConnectionId, EventCause, LocalConnectionState};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;

@@ -56,43 +56,20 @@ impl Code {
     }
 }
 
-/// An argument, result or error parameter: typed when the code is known.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Payload {
-    /// The ECMA-285 type, or `None` for an unknown code (then `value` is [`Value::Raw`]).
-    pub ty: Option<TypeId>,
-    pub value: Value,
-}
+pub use ctigate_csta_model::Payload;
 
-impl Payload {
-    pub fn typed(ty: TypeId, value: Value) -> Payload {
-        Payload {
-            ty: Some(ty),
-            value,
-        }
-    }
-    /// The `noData NULL` alternative of the simple results (`CHOICE { extensions, noData }`).
-    pub fn no_data(ty: TypeId) -> Payload {
-        let v = match schema::alternatives(ty).iter().any(|a| a.name == "noData") {
-            true => Value::alt("noData", Value::Null),
-            false => Value::Null,
-        };
-        Payload {
-            ty: Some(ty),
-            value: v,
-        }
-    }
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        match self.ty {
-            Some(t) => codec::encode_into(t, &self.value, out),
-            None => match &self.value {
-                Value::Raw(b) => {
-                    out.extend_from_slice(b);
-                    Ok(())
-                }
-                _ => Err(EncodeError::new("an untyped payload must be a raw TLV")),
-            },
-        }
+/// BER of a payload: the schema-driven encoding of its value, or the raw TLV of an untyped
+/// one (unknown code).
+fn encode_payload(p: &Payload, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match p.ty {
+        Some(t) => codec::encode_into(t, &p.value, out),
+        None => match &p.value {
+            Value::Raw(b) => {
+                out.extend_from_slice(b);
+                Ok(())
+            }
+            _ => Err(EncodeError::new("an untyped payload must be a raw TLV")),
+        },
     }
 }
 
@@ -306,7 +283,7 @@ impl Rose {
                 }
                 write_code(out, &i.opcode);
                 if let Some(a) = &i.argument {
-                    a.encode(out).map_err(|e| e.within("argument"))?;
+                    encode_payload(a, out).map_err(|e| e.within("argument"))?;
                 }
                 ber::finish(out, m);
             }
@@ -316,7 +293,7 @@ impl Rose {
                 if let Some((code, p)) = &r.result {
                     let m2 = ber::begin(out, Tag::universal(16), true);
                     write_code(out, code);
-                    p.encode(out).map_err(|e| e.within("result"))?;
+                    encode_payload(p, out).map_err(|e| e.within("result"))?;
                     ber::finish(out, m2);
                 }
                 ber::finish(out, m);
@@ -326,7 +303,7 @@ impl Rose {
                 write_invoke_id(out, e.invoke_id);
                 write_code(out, &e.errcode);
                 if let Some(p) = &e.parameter {
-                    p.encode(out).map_err(|e| e.within("parameter"))?;
+                    encode_payload(p, out).map_err(|e| e.within("parameter"))?;
                 }
                 ber::finish(out, m);
             }

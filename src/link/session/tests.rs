@@ -1,8 +1,8 @@
 //! The session driven by hand: exact bytes in and out, a manual clock.
 
 use super::*;
-use ctigate_csta::ops::{AnswerCallArgument, MakeCallArgument};
-use ctigate_csta::types::{ConnectionId, MonitorCrossRefId};
+use ctigate_csta_model::ops::{AnswerCallArgument, MakeCallArgument};
+use ctigate_csta_model::types::{ConnectionId, MonitorCrossRefId};
 
 /// Octets from hex (white space ignored).
 fn hex(s: &str) -> Bytes {

@@ -67,10 +67,10 @@ fn csta_error(e: CstaError) -> ApiError {
             u.value_name().unwrap_or(u.category).to_string(),
             format!("the PBX refused the request: {u}"),
         ),
-        CstaError::Reject(r) => ApiError::new(
+        CstaError::Reject(p) => ApiError::new(
             "switch",
-            r.clone(),
-            format!("the PBX rejected the request ({r})"),
+            p.to_string(),
+            format!("the PBX rejected the request ({p})"),
         ),
     }
 }

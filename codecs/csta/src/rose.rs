@@ -102,77 +102,16 @@ pub struct ReturnError {
     pub parameter: Option<Payload>,
 }
 
-/// Reject problem (X.880 §9.?: GeneralProblem, InvokeProblem, ReturnResultProblem,
-/// ReturnErrorProblem); the values are open integers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Problem {
-    General(i64),
-    Invoke(i64),
-    ReturnResult(i64),
-    ReturnError(i64),
-}
+pub use ctigate_csta_model::reject::Problem;
 
-impl Problem {
-    pub const GENERAL: &'static [&'static str] =
-        &["unrecognizedPDU", "mistypedPDU", "badlyStructuredPDU"];
-    pub const INVOKE: &'static [&'static str] = &[
-        "duplicateInvocation",
-        "unrecognizedOperation",
-        "mistypedArgument",
-        "resourceLimitation",
-        "releaseInProgress",
-        "unrecognizedLinkedId",
-        "linkedResponseUnexpected",
-        "unexpectedLinkedOperation",
-    ];
-    pub const RETURN_RESULT: &'static [&'static str] = &[
-        "unrecognizedInvocation",
-        "resultResponseUnexpected",
-        "mistypedResult",
-    ];
-    pub const RETURN_ERROR: &'static [&'static str] = &[
-        "unrecognizedInvocation",
-        "errorResponseUnexpected",
-        "unrecognizedError",
-        "unexpectedError",
-        "mistypedParameter",
-    ];
-    /// The CHOICE alternative name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Problem::General(_) => "general",
-            Problem::Invoke(_) => "invoke",
-            Problem::ReturnResult(_) => "returnResult",
-            Problem::ReturnError(_) => "returnError",
-        }
-    }
-    pub fn value(&self) -> i64 {
-        match *self {
-            Problem::General(v)
-            | Problem::Invoke(v)
-            | Problem::ReturnResult(v)
-            | Problem::ReturnError(v) => v,
-        }
-    }
-    /// The X.880 name of the problem value, when it is a known one.
-    pub fn name(&self) -> Option<&'static str> {
-        let table = match self {
-            Problem::General(_) => Self::GENERAL,
-            Problem::Invoke(_) => Self::INVOKE,
-            Problem::ReturnResult(_) => Self::RETURN_RESULT,
-            Problem::ReturnError(_) => Self::RETURN_ERROR,
-        };
-        usize::try_from(self.value())
-            .ok()
-            .and_then(|i| table.get(i).copied())
-    }
-    fn tag_number(&self) -> u32 {
-        match self {
-            Problem::General(_) => 0,
-            Problem::Invoke(_) => 1,
-            Problem::ReturnResult(_) => 2,
-            Problem::ReturnError(_) => 3,
-        }
+/// The context tag number of a problem's CHOICE alternative (`general [0]`, `invoke [1]`,
+/// `returnResult [2]`, `returnError [3]`).
+fn problem_tag_number(p: &Problem) -> u32 {
+    match p {
+        Problem::General(_) => 0,
+        Problem::Invoke(_) => 1,
+        Problem::ReturnResult(_) => 2,
+        Problem::ReturnError(_) => 3,
     }
 }
 
@@ -311,7 +250,7 @@ impl Rose {
                 let m = ber::begin(out, ctx(4), true);
                 write_invoke_id(out, r.invoke_id);
                 let (b, s) = ber::integer_content(r.problem.value());
-                ber::write_primitive(out, ctx(r.problem.tag_number()), &b[s..]);
+                ber::write_primitive(out, ctx(problem_tag_number(&r.problem)), &b[s..]);
                 ber::finish(out, m);
             }
         }

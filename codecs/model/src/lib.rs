@@ -6,7 +6,7 @@
 //! generated from the ASN.1 modules), [`value`] (a decoded value as a tree of named
 //! components), [`payload`] (a value with its type, as an operation carries it),
 //! [`types`], [`ops`] and [`events`] (typed views of the ECMA-269 services and events),
-//! [`opcode`] (named ECMA-285 operation values).
+//! [`opcode`] (named ECMA-285 operation values), [`reject`] (why a request was rejected).
 //!
 //! No byte of any encoding is produced or read here (no asn1-rs, no nom): a dialect
 //! decodes its wire form into a [`Value`] of a [`schema`] type and the typed views read it
@@ -30,6 +30,7 @@ pub mod events;
 pub mod opcode;
 pub mod ops;
 pub mod payload;
+pub mod reject;
 pub mod schema;
 pub mod types;
 pub mod value;

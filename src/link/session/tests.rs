@@ -1,6 +1,9 @@
 //! The session driven by hand: exact bytes in and out, a manual clock.
 
 use super::*;
+use bytes::Bytes;
+use ctigate_csta::acse::{Acse, AcseKind};
+use ctigate_csta::apdu::Apdu;
 use ctigate_csta_model::ops::{AnswerCallArgument, MakeCallArgument};
 use ctigate_csta_model::types::{ConnectionId, MonitorCrossRefId};
 
@@ -385,9 +388,7 @@ fn results_errors_and_rejects_are_correlated_by_invoke_id() {
         a[1],
         (
             10,
-            Ok(Err(CstaError::Reject(
-                "rejected:unrecognizedOperation".into()
-            )))
+            Ok(Err(CstaError::Reject(problem::UNRECOGNIZED_OPERATION)))
         )
     );
     assert_eq!(a[2].0, 30);
@@ -445,18 +446,9 @@ fn answers_we_cannot_read_are_rejected_and_reported() {
     assert_eq!(
         answers(&outs),
         vec![
-            (
-                1,
-                Ok(Err(CstaError::Reject("rejected:mistypedResult".into())))
-            ),
-            (
-                2,
-                Ok(Err(CstaError::Reject("rejected:unrecognizedError".into())))
-            ),
-            (
-                3,
-                Ok(Err(CstaError::Reject("rejected:mistypedResult".into())))
-            ),
+            (1, Ok(Err(CstaError::Reject(problem::MISTYPED_RESULT)))),
+            (2, Ok(Err(CstaError::Reject(problem::UNRECOGNIZED_ERROR)))),
+            (3, Ok(Err(CstaError::Reject(problem::MISTYPED_RESULT)))),
         ]
     );
 }
@@ -947,4 +939,22 @@ fn shutdown_while_down_just_closes() {
     let outs = h.drain();
     assert!(outs.contains(&Out::Close));
     assert!(h.s.is_closed());
+}
+
+/// The typed rejects display as the `rejected:…` codes the NDJSON port sends.
+#[test]
+fn rejects_display_as_before() {
+    for (p, text) in [
+        (
+            problem::UNRECOGNIZED_OPERATION,
+            "rejected:unrecognizedOperation",
+        ),
+        (problem::MISTYPED_ARGUMENT, "rejected:mistypedArgument"),
+        (problem::MISTYPED_RESULT, "rejected:mistypedResult"),
+        (problem::UNRECOGNIZED_ERROR, "rejected:unrecognizedError"),
+        (problem::MISTYPED_PARAMETER, "rejected:mistypedParameter"),
+        (Problem::Invoke(9), "rejected:invoke/9"),
+    ] {
+        assert_eq!(CstaError::Reject(p).to_string(), text);
+    }
 }

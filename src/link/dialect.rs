@@ -202,3 +202,6 @@ pub enum Garbled {
     /// Nothing known.
     Unknown,
 }
+
+#[cfg(test)]
+mod tests;

@@ -96,7 +96,9 @@ impl H {
         while let Some(o) = self.sw.poll_output() {
             let Output::Pdu { pdu, .. } = o else { continue };
             match Apdu::decode(&pdu).expect("switch output decodes") {
-                Apdu::Rose(Rose::Invoke(i)) if i.opcode.local() == Some(21) => {
+                Apdu::Rose(Rose::Invoke(i))
+                    if i.opcode.local() == Some(ctigate_csta_model::opcode::CSTA_EVENT_REPORT) =>
+                {
                     let r = EventReport::from_invoke(&i).expect("typed event");
                     let dev = self.monitors.get(&r.xref.0).expect("a monitor").clone();
                     let outs = self.tracker.on_event(&dev, &r.event, now);

@@ -182,7 +182,9 @@ impl H {
         self.take_pdus(assoc)
             .into_iter()
             .filter_map(|a| match a {
-                Apdu::Rose(Rose::Invoke(i)) if i.opcode.local() == Some(21) => {
+                Apdu::Rose(Rose::Invoke(i))
+                    if i.opcode.local() == Some(ctigate_csta_model::opcode::CSTA_EVENT_REPORT) =>
+                {
                     let r = EventReport::from_invoke(&i).expect("typed event");
                     Some((r.xref.0, r.event))
                 }

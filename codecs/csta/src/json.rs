@@ -225,7 +225,7 @@ pub fn apdu_json(a: &Apdu) -> Map<String, Json> {
                             },
                         );
                     }
-                    if i.opcode == Code::Local(21) {
+                    if i.opcode == Code::Local(crate::opcode::CSTA_EVENT_REPORT) {
                         // an event report always says its family and event (null when unknown)
                         let (family, event) = a.event_name().unwrap_or(("", ""));
                         let name = |x: &str| if x.is_empty() { Json::Null } else { json!(x) };

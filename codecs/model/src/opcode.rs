@@ -1,6 +1,7 @@
 //! ECMA-285 operation values (the `CODE local: n` of each X.880 `OPERATION` object of the
-//! ECMA-285 modules, listed in WIRE.md §6), as named constants for the places that match
-//! on a raw opcode before (or instead of) reading the typed [`crate::ops::Operation`].
+//! ECMA-285 modules, listed in WIRE.md §6), as named constants: the one place the numbers
+//! are written. [`crate::ops::Operation`] is built on them, and code that matches a raw
+//! opcode before (or instead of) reading the typed operation uses them.
 
 /// `alternateCall OPERATION ::= { ... CODE local: 1 }` (alternate-call.asn1).
 pub const ALTERNATE_CALL: i64 = 1;

@@ -14,6 +14,7 @@
 //! plain DeviceID; GenerateDigits charactersToSend is an IA5String.
 
 use crate::events::EventReport;
+use crate::opcode;
 use crate::payload::Payload;
 use crate::schema::{self, ty, TypeId};
 use crate::types::{
@@ -25,11 +26,11 @@ use crate::value::Value;
 use bytes::Bytes;
 
 macro_rules! operations {
-    ($( $v:ident = $code:literal $name:literal $arg:ident $res:expr ),* $(,)?) => {
+    ($( $v:ident = $code:ident $name:literal $arg:ident $res:expr ),* $(,)?) => {
         /// An ECMA-285 operation, by its local code.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Operation {
-            $( #[doc = concat!("`", $name, "` (local ", stringify!($code), ")")] $v, )*
+            $( #[doc = concat!("`", $name, "` (local code [`opcode::", stringify!($code), "`])")] $v, )*
         }
 
         impl Operation {
@@ -37,7 +38,7 @@ macro_rules! operations {
 
             /// The local operation code.
             pub fn code(self) -> i64 {
-                match self { $(Operation::$v => $code,)* }
+                match self { $(Operation::$v => opcode::$code,)* }
             }
             /// The ASN.1 value name (`makeCall`).
             pub fn name(self) -> &'static str {
@@ -45,7 +46,7 @@ macro_rules! operations {
             }
             pub fn from_code(code: i64) -> Option<Operation> {
                 match code {
-                    $($code => Some(Operation::$v),)*
+                    $(opcode::$code => Some(Operation::$v),)*
                     _ => None,
                 }
             }
@@ -68,31 +69,31 @@ macro_rules! operations {
 }
 
 operations! {
-    AlternateCall = 1 "alternateCall" AlternateCallArgument Some(ty::AlternateCallResult),
-    AnswerCall = 2 "answerCall" AnswerCallArgument Some(ty::AnswerCallResult),
-    ClearCall = 4 "clearCall" ClearCallArgument Some(ty::ClearCallResult),
-    ClearConnection = 5 "clearConnection" ClearConnectionArgument
+    AlternateCall = ALTERNATE_CALL "alternateCall" AlternateCallArgument Some(ty::AlternateCallResult),
+    AnswerCall = ANSWER_CALL "answerCall" AnswerCallArgument Some(ty::AnswerCallResult),
+    ClearCall = CLEAR_CALL "clearCall" ClearCallArgument Some(ty::ClearCallResult),
+    ClearConnection = CLEAR_CONNECTION "clearConnection" ClearConnectionArgument
         Some(ty::ClearConnectionResult),
-    ConferenceCall = 6 "conferenceCall" ConferenceCallArgument Some(ty::ConferenceCallResult),
-    ConsultationCall = 7 "consultationCall" ConsultationCallArgument
+    ConferenceCall = CONFERENCE_CALL "conferenceCall" ConferenceCallArgument Some(ty::ConferenceCallResult),
+    ConsultationCall = CONSULTATION_CALL "consultationCall" ConsultationCallArgument
         Some(ty::ConsultationCallResult),
-    HoldCall = 9 "holdCall" HoldCallArgument Some(ty::HoldCallResult),
-    MakeCall = 10 "makeCall" MakeCallArgument Some(ty::MakeCallResult),
-    ReconnectCall = 13 "reconnectCall" ReconnectCallArgument Some(ty::ReconnectCallResult),
-    RetrieveCall = 14 "retrieveCall" RetrieveCallArgument Some(ty::RetrieveCallResult),
-    TransferCall = 16 "transferCall" TransferCallArgument Some(ty::TransferCallResult),
-    CstaEventReport = 21 "cSTAEventReport" CSTAEventReportArgument None,
-    SingleStepTransfer = 50 "singleStepTrans" SingleStepTransArgument
+    HoldCall = HOLD_CALL "holdCall" HoldCallArgument Some(ty::HoldCallResult),
+    MakeCall = MAKE_CALL "makeCall" MakeCallArgument Some(ty::MakeCallResult),
+    ReconnectCall = RECONNECT_CALL "reconnectCall" ReconnectCallArgument Some(ty::ReconnectCallResult),
+    RetrieveCall = RETRIEVE_CALL "retrieveCall" RetrieveCallArgument Some(ty::RetrieveCallResult),
+    TransferCall = TRANSFER_CALL "transferCall" TransferCallArgument Some(ty::TransferCallResult),
+    CstaEventReport = CSTA_EVENT_REPORT "cSTAEventReport" CSTAEventReportArgument None,
+    SingleStepTransfer = SINGLE_STEP_TRANSFER "singleStepTrans" SingleStepTransArgument
         Some(ty::SingleStepTransResult),
-    Escape = 51 "escape" EscapeArgument Some(ty::EscapeResult),
-    MonitorStart = 71 "monitorStart" MonitorStartArgument Some(ty::MonitorStartResult),
-    MonitorStop = 73 "monitorStop" MonitorStopArgument Some(ty::MonitorStopResult),
-    SnapshotDevice = 74 "snapshotDevice" SnapshotDeviceArgument Some(ty::SnapshotDeviceResult),
-    SystemRegister = 207 "systemRegister" SystemRegisterArgument Some(ty::SystemRegisterResult),
-    SystemStatus = 211 "systemStatus" SystemStatusArg Some(ty::SystemStatusRes),
-    GenerateDigits = 232 "generateDigits" GenerateDigitsArgument Some(ty::GenerateDigitsResult),
-    GetAgentState = 304 "getAgentState" GetAgentStateArgument Some(ty::GetAgentStateResult),
-    SetAgentState = 312 "setAgentState" SetAgentStateArgument Some(ty::SetAgentStateResult),
+    Escape = ESCAPE "escape" EscapeArgument Some(ty::EscapeResult),
+    MonitorStart = MONITOR_START "monitorStart" MonitorStartArgument Some(ty::MonitorStartResult),
+    MonitorStop = MONITOR_STOP "monitorStop" MonitorStopArgument Some(ty::MonitorStopResult),
+    SnapshotDevice = SNAPSHOT_DEVICE "snapshotDevice" SnapshotDeviceArgument Some(ty::SnapshotDeviceResult),
+    SystemRegister = SYSTEM_REGISTER "systemRegister" SystemRegisterArgument Some(ty::SystemRegisterResult),
+    SystemStatus = SYSTEM_STATUS "systemStatus" SystemStatusArg Some(ty::SystemStatusRes),
+    GenerateDigits = GENERATE_DIGITS "generateDigits" GenerateDigitsArgument Some(ty::GenerateDigitsResult),
+    GetAgentState = GET_AGENT_STATE "getAgentState" GetAgentStateArgument Some(ty::GetAgentStateResult),
+    SetAgentState = SET_AGENT_STATE "setAgentState" SetAgentStateArgument Some(ty::SetAgentStateResult),
 }
 
 impl Operation {

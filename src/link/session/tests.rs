@@ -670,10 +670,10 @@ fn keep_alive_after_idle_time_and_dead_after_the_misses() {
     // now silence: keep-alive, keep-alive, dead
     h.now = t0 + Duration::from_secs(60);
     h.s.handle_timeout(h.now);
-    assert_eq!(opcode(&h.sent()[0]), Some(211));
+    assert_eq!(opcode(&h.sent()[0]), Some(opcode::SYSTEM_STATUS));
     h.now += Duration::from_secs(20);
     h.s.handle_timeout(h.now);
-    assert_eq!(opcode(&h.sent()[0]), Some(211));
+    assert_eq!(opcode(&h.sent()[0]), Some(opcode::SYSTEM_STATUS));
     assert!(h.s.is_associated());
     h.now += Duration::from_secs(20);
     h.s.handle_timeout(h.now);
@@ -767,7 +767,7 @@ fn unmonitor_sends_monitor_stop_and_forgets_the_device() {
         Out::Transmit(Frame::Pdu(p)) => p.clone(),
         o => panic!("{o:?}"),
     };
-    assert_eq!(opcode(&stop), Some(73));
+    assert_eq!(opcode(&stop), Some(opcode::MONITOR_STOP));
     assert_eq!(answers(&outs), vec![(4, Ok(Ok(None)))]);
     assert!(h.s.monitors().is_empty());
 }
@@ -799,7 +799,9 @@ fn reconnect_monitors_every_device_again_with_new_cross_references() {
         })
         .collect();
     assert_eq!(starts.len(), 2);
-    assert!(starts.iter().all(|p| opcode(p) == Some(71)));
+    assert!(starts
+        .iter()
+        .all(|p| opcode(p) == Some(opcode::MONITOR_START)));
     h.pdu(&monitor_result(invoke_id(&starts[0]), 11));
     h.pdu(&monitor_result(invoke_id(&starts[1]), 12));
     assert_eq!(
@@ -882,7 +884,7 @@ fn a_switch_restart_loses_the_monitors_and_they_come_back() {
     let Out::Transmit(Frame::Pdu(start)) = &outs[1] else {
         panic!("{outs:?}")
     };
-    assert_eq!(opcode(start), Some(71));
+    assert_eq!(opcode(start), Some(opcode::MONITOR_START));
     h.pdu(&monitor_result(invoke_id(start), 5));
     assert_eq!(
         h.drain(),

@@ -955,7 +955,9 @@ mod tests {
                 );
             };
             match &rose {
-                Rose::Invoke(inv) if inv.opcode == Code::Local(21) => {
+                Rose::Invoke(inv)
+                    if inv.opcode == Code::Local(crate::opcode::CSTA_EVENT_REPORT) =>
+                {
                     let r = EventReport::from_invoke(inv).unwrap_or_else(|e| panic!("{name}: {e}"));
                     let p = inv.argument.as_ref().unwrap();
                     same(p.ty, r.to_value(), &p.value);

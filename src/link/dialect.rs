@@ -36,8 +36,11 @@ pub trait Dialect: fmt::Debug + Send + Sized + 'static {
         + Send
         + 'static;
 
-    /// Highest invoke id we use; ours are `1..=MAX_INVOKE_ID`, wrapping, skipping ids in
-    /// flight (X.880 InvokeId is an INTEGER; a dialect bounds it by what peers accept).
+    /// Our first invoke id; ours are `FIRST_INVOKE_ID..=MAX_INVOKE_ID`, wrapping, skipping
+    /// ids in flight (X.880 InvokeId is an INTEGER; a dialect bounds it by what peers
+    /// accept: BER links 1..=32767, CSTA-XML `0000..9998`).
+    const FIRST_INVOKE_ID: i64 = 1;
+    /// Highest invoke id we use (see [`Dialect::FIRST_INVOKE_ID`]).
     const MAX_INVOKE_ID: i64;
 
     /// The dialect for this configuration; an error says why the configuration cannot
@@ -86,9 +89,14 @@ pub trait Dialect: fmt::Debug + Send + Sized + 'static {
     /// [`Message::Undecodable`], with the dialect's best guess of what it was.
     fn decode(&self, frame: Self::Frame) -> Message;
 
-    /// Our keep-alive request (WIRE.md §9: systemStatus normal).
-    fn keepalive(&self) -> Argument {
-        SystemStatusArg::new(SystemStatus::Normal).into()
+    /// Our keep-alive request with `invoke_id` (WIRE.md §9: systemStatus normal, the
+    /// default; a CSTA-XML dialect for ECMA-354 sessions may send
+    /// ResetApplicationSessionTimer instead). Any answer to it proves the switch alive.
+    fn keepalive(&self, invoke_id: i64) -> Result<Self::Frame, String> {
+        self.invoke(
+            invoke_id,
+            &SystemStatusArg::new(SystemStatus::Normal).into(),
+        )
     }
 }
 

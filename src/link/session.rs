@@ -188,7 +188,7 @@ impl<D: Dialect> Session<D> {
             out: VecDeque::new(),
             pending: HashMap::new(),
             callers: 0,
-            next_invoke: 1,
+            next_invoke: D::FIRST_INVOKE_ID,
             backoff,
             next_keepalive: None,
             keepalives_unanswered: 0,
@@ -537,12 +537,16 @@ impl<D: Dialect> Session<D> {
         self.send(|d| d.reject(invoke_id, problem));
     }
 
-    /// The next free invoke id: 1..=[`Dialect::MAX_INVOKE_ID`], wrapping, skipping ids in
-    /// flight.
+    /// The next free invoke id: [`Dialect::FIRST_INVOKE_ID`]..=[`Dialect::MAX_INVOKE_ID`],
+    /// wrapping, skipping ids in flight.
     fn allocate_invoke_id(&mut self) -> i64 {
         loop {
             let id = self.next_invoke;
-            self.next_invoke = if id >= D::MAX_INVOKE_ID { 1 } else { id + 1 };
+            self.next_invoke = if id >= D::MAX_INVOKE_ID {
+                D::FIRST_INVOKE_ID
+            } else {
+                id + 1
+            };
             if !self.pending.contains_key(&id) {
                 return id;
             }
@@ -556,14 +560,28 @@ impl<D: Dialect> Session<D> {
         purpose: Purpose,
         deadline: Option<Instant>,
     ) -> Result<i64, (LinkError, Purpose)> {
+        self.invoke_with(arg.operation(), purpose, deadline, |d, id| {
+            d.invoke(id, arg)
+        })
+    }
+
+    /// Send the request `build` makes for a fresh invoke id, answered as `op`; the purpose
+    /// is given back when nothing was sent.
+    fn invoke_with(
+        &mut self,
+        op: Operation,
+        purpose: Purpose,
+        deadline: Option<Instant>,
+        build: impl FnOnce(&D, i64) -> Result<D::Frame, String>,
+    ) -> Result<i64, (LinkError, Purpose)> {
         let id = self.allocate_invoke_id();
         let Some(dialect) = &self.dialect else {
             return Err((self.closed_with.clone(), purpose));
         };
-        let frame = match dialect.invoke(id, arg) {
+        let frame = match build(dialect, id) {
             Ok(f) => f,
             Err(e) => {
-                warn!(link = %self.cfg.name, op = %arg.operation(), error = %e, "cannot encode the request");
+                warn!(link = %self.cfg.name, %op, error = %e, "cannot encode the request");
                 return Err((LinkError::Encode(e), purpose));
             }
         };
@@ -572,7 +590,7 @@ impl<D: Dialect> Session<D> {
         self.pending.insert(
             id,
             Pending {
-                op: arg.operation(),
+                op,
                 purpose,
                 deadline,
             },
@@ -769,10 +787,14 @@ impl<D: Dialect> Session<D> {
             self.abort(now, reason);
             return;
         }
-        let Some(arg) = self.dialect.as_ref().map(D::keepalive) else {
-            return;
-        };
-        match self.invoke(&arg, Purpose::KeepAlive, None) {
+        // answered like systemStatus: any result (or error) proves the switch alive
+        let keepalive = self.invoke_with(
+            Operation::SystemStatus,
+            Purpose::KeepAlive,
+            None,
+            |d, id| d.keepalive(id),
+        );
+        match keepalive {
             Ok(id) => {
                 debug!(link = %self.cfg.name, invoke = id, "keep-alive (systemStatus normal)")
             }

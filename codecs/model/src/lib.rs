@@ -8,6 +8,12 @@
 //! [`types`], [`ops`] and [`events`] (typed views of the ECMA-269 services and events),
 //! [`opcode`] (named ECMA-285 operation values), [`reject`] (why a request was rejected).
 //!
+//! The `typed_struct!` invocations of [`events`] and [`ops`] (`events/generated.rs`,
+//! `ops/generated.rs`) are generated from the ASN.1 by `codecs/csta/gen/gen_typed.py`: the
+//! components each struct types, with their docs, are chosen in its table
+//! (`gen_typed_table.py`); required/optional, order, field names and Rust types come from
+//! the ASN.1. The rest of those modules is written by hand.
+//!
 //! No byte of any encoding is produced or read here (no asn1-rs, no nom): a dialect
 //! decodes its wire form into a [`Value`] of a [`schema`] type and the typed views read it
 //! from there; the way back is `to_value` and the dialect's encoder.

@@ -233,3 +233,39 @@ fn a_second_dialect_drives_the_same_session() {
     s.handle_frame("BYE".into(), now);
     assert!(s.is_closed());
 }
+
+/// The driver is the dialect's too: [`crate::link::Link::start_with`] frames with the toy's
+/// codec (lines) over a real socket on 127.0.0.1:0, the peer a scripted toy switch.
+#[tokio::test]
+async fn the_driver_runs_a_second_dialect() {
+    use crate::link::Link;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cfg = LinkConfig {
+        address: listener.local_addr().unwrap().to_string(),
+        ..LinkConfig::default()
+    };
+    let (tx, mut events) = tokio::sync::mpsc::channel::<LinkEvent>(16);
+    let link = Link::start_with::<Toy, _>(cfg, tx);
+    let (sock, _) = listener.accept().await.unwrap();
+    let (r, mut w) = sock.into_split();
+    let mut lines = BufReader::new(r).lines();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("HELLO"));
+    w.write_all(b"WELCOME\n").await.unwrap();
+    assert_eq!(events.recv().await, Some(LinkEvent::Up));
+
+    let switch = tokio::spawn(async move {
+        let line = lines.next_line().await.unwrap().unwrap();
+        assert_eq!(line, "INVOKE 1 answerCall");
+        w.write_all(b"RESULT 1\n").await.unwrap();
+        assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("BYE"));
+        w.write_all(b"BYE\n").await.unwrap();
+    });
+    let answer = link
+        .request(AnswerCallArgument::new(ConnectionId::dialing([1], "201")).into())
+        .await;
+    assert_eq!(answer, Ok(Ok(None)));
+    link.shutdown().await;
+    switch.await.unwrap();
+}

@@ -2,12 +2,14 @@
 //! next timer deadline out. No socket, no runtime: the driver (or a test) moves bytes and
 //! time.
 //!
-//! What it does, and the standard behind it:
+//! What it does, and the standard behind it (as the BER dialect, [`Ber`], carries it; another
+//! dialect maps the same steps onto its own messages):
 //! - association as the client (X.227 ACSE): AARQ with the configured
 //!   application-context-name, CSTAVersion user information (ECMA-285
 //!   CSTA-application-context-information-csta3) and optional calling-authentication-value;
 //!   an AARE rejection or ABRT ends the attempt with the diagnostic named;
-//! - our invokes (X.880 ROSE): invoke ids 1..=32767, wrapping and skipping ids in flight;
+//! - our invokes (X.880 ROSE): invoke ids in the dialect's range (BER: 1..=32767), wrapping
+//!   and skipping ids in flight;
 //!   a deadline for every request; returnResult / returnError / reject correlated to the
 //!   request by invoke id. The switch's invokes have their own id space (WIRE.md §4) and are
 //!   never looked up among ours;
@@ -1178,7 +1180,7 @@ fn tokens_of(p: Purpose) -> Vec<Token> {
 }
 
 fn hex(b: &[u8]) -> String {
-    ctigate_csta::json::hex(b)
+    ctigate_csta_model::value::hex(b)
 }
 
 #[cfg(test)]

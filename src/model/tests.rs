@@ -598,7 +598,7 @@ fn consultation_then_transfer_keeps_the_interaction() {
         let active = h.conn("201", Want::Connected);
         let rc = match h.ok(TransferCallArgument::new(held, active)) {
             Some(OperationResult::TransferCall(r)) => {
-                ctigate_csta::json::hex(r.transferred_call.call_id().unwrap())
+                ctigate_csta_model::value::hex(r.transferred_call.call_id().unwrap())
             }
             r => panic!("{r:?}"),
         };

@@ -557,7 +557,7 @@ impl Tracker {
         let i = self.interactions.get(&v.interaction);
         CallView {
             id: v.interaction.clone(),
-            pbx_call_id: ctigate_csta::json::hex(&v.call),
+            pbx_call_id: ctigate_csta_model::value::hex(&v.call),
             state: state.unwrap_or(v.state),
             r#type: i.map_or(CallType::Internal, |i| self.call_type(i)),
             ani: i.and_then(|i| i.ani.clone()),

@@ -19,13 +19,7 @@ use crate::value::{Value, UNKNOWN};
 use serde_json::{json, Map, Value as Json};
 
 pub fn hex(b: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(H[(x >> 4) as usize] as char);
-        s.push(H[(x & 15) as usize] as char);
-    }
-    s
+    ctigate_csta_model::value::hex(b)
 }
 
 /// JSON of `v` read as type `ty`.

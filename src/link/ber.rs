@@ -107,7 +107,7 @@ impl Dialect for Ber {
         rose_frame(Rose::Reject(Reject { invoke_id, problem })).ok()
     }
 
-    fn decode(&self, frame: Frame) -> Message {
+    fn decode(&mut self, frame: Frame) -> Message {
         let pdu = match frame {
             Frame::Handshake(b) => {
                 return Message::Handshake {

@@ -25,8 +25,9 @@ use tokio_util::codec::{Decoder, Encoder};
 
 /// A CSTA wire dialect: framing, association start, and the encoding of typed messages.
 ///
-/// Methods that build a frame get everything they need as arguments; the dialect keeps only
-/// what it derived from the configuration (e.g. the AARQ, built once).
+/// Methods that build a frame get everything they need as arguments; the dialect keeps what
+/// it derived from the configuration (BER: the AARQ, built once) and, through
+/// [`Dialect::decode`], what the association told it. The session owns everything else.
 pub trait Dialect: fmt::Debug + Send + Sized + 'static {
     /// What the transport carries: one message, or a pre-association signal.
     type Frame: fmt::Debug + Clone + PartialEq + Send + 'static;
@@ -86,8 +87,10 @@ pub trait Dialect: fmt::Debug + Send + Sized + 'static {
     fn reject(&self, invoke_id: Option<i64>, problem: Problem) -> Option<Self::Frame>;
 
     /// What a frame from the switch says. Never fails: what cannot be read is
-    /// [`Message::Undecodable`], with the dialect's best guess of what it was.
-    fn decode(&self, frame: Self::Frame) -> Message;
+    /// [`Message::Undecodable`], with the dialect's best guess of what it was. Mutable, so
+    /// that a dialect can keep what the association told it (CSTA-XML: the sessionID of
+    /// StartApplicationSessionPosResponse, needed to stop the session).
+    fn decode(&mut self, frame: Self::Frame) -> Message;
 
     /// Our keep-alive request with `invoke_id` (WIRE.md §9: systemStatus normal, the
     /// default; a CSTA-XML dialect for ECMA-354 sessions may send

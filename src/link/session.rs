@@ -347,7 +347,7 @@ impl<D: Dialect> Session<D> {
                 return;
             }
         }
-        let Some(dialect) = &self.dialect else {
+        let Some(dialect) = &mut self.dialect else {
             return;
         };
         let msg = dialect.decode(frame);

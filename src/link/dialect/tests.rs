@@ -67,7 +67,7 @@ impl Dialect for Toy {
     fn reject(&self, id: Option<i64>, problem: Problem) -> Option<String> {
         Some(format!("REJECT {id:?} {problem}"))
     }
-    fn decode(&self, line: String) -> Message {
+    fn decode(&mut self, line: String) -> Message {
         let w: Vec<&str> = line.split(' ').collect();
         let id = |i: usize| w.get(i).and_then(|s| s.parse().ok());
         match w[..] {

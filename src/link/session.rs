@@ -61,13 +61,13 @@ const MIN_BACKOFF: Duration = Duration::from_millis(10);
 /// X.880 problems we send (and answer callers with when we reject their answer).
 mod problem {
     use super::Problem;
-    pub const UNRECOGNIZED_PDU: Problem = Problem::General(0);
-    pub const MISTYPED_PDU: Problem = Problem::General(1);
-    pub const UNRECOGNIZED_OPERATION: Problem = Problem::Invoke(1);
-    pub const MISTYPED_ARGUMENT: Problem = Problem::Invoke(2);
-    pub const MISTYPED_RESULT: Problem = Problem::ReturnResult(2);
-    pub const UNRECOGNIZED_ERROR: Problem = Problem::ReturnError(2);
-    pub const MISTYPED_PARAMETER: Problem = Problem::ReturnError(4);
+    pub const UNRECOGNIZED_PDU: Problem = Problem::UNRECOGNIZED_PDU;
+    pub const MISTYPED_PDU: Problem = Problem::MISTYPED_PDU;
+    pub const UNRECOGNIZED_OPERATION: Problem = Problem::UNRECOGNIZED_OPERATION;
+    pub const MISTYPED_ARGUMENT: Problem = Problem::MISTYPED_ARGUMENT;
+    pub const MISTYPED_RESULT: Problem = Problem::MISTYPED_RESULT;
+    pub const UNRECOGNIZED_ERROR: Problem = Problem::UNRECOGNIZED_ERROR;
+    pub const MISTYPED_PARAMETER: Problem = Problem::MISTYPED_PARAMETER;
 }
 
 /// Identifies a caller's request; chosen by the driver, echoed in [`Out::Answer`].

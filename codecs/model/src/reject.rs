@@ -21,6 +21,21 @@ pub enum Problem {
 }
 
 impl Problem {
+    /// GeneralProblem unrecognizedPDU (0).
+    pub const UNRECOGNIZED_PDU: Problem = Problem::General(0);
+    /// GeneralProblem mistypedPDU (1).
+    pub const MISTYPED_PDU: Problem = Problem::General(1);
+    /// InvokeProblem unrecognizedOperation (1).
+    pub const UNRECOGNIZED_OPERATION: Problem = Problem::Invoke(1);
+    /// InvokeProblem mistypedArgument (2).
+    pub const MISTYPED_ARGUMENT: Problem = Problem::Invoke(2);
+    /// ReturnResultProblem mistypedResult (2).
+    pub const MISTYPED_RESULT: Problem = Problem::ReturnResult(2);
+    /// ReturnErrorProblem unrecognizedError (2).
+    pub const UNRECOGNIZED_ERROR: Problem = Problem::ReturnError(2);
+    /// ReturnErrorProblem mistypedParameter (4).
+    pub const MISTYPED_PARAMETER: Problem = Problem::ReturnError(4);
+
     pub const GENERAL: &'static [&'static str] =
         &["unrecognizedPDU", "mistypedPDU", "badlyStructuredPDU"];
     pub const INVOKE: &'static [&'static str] = &[

@@ -8,6 +8,7 @@ use ctigate::csta::events::{Event, EventReport};
 use ctigate::csta::framing::{Frame, U16Codec};
 use ctigate::csta::ops::{Argument, MonitorStartArgument, OperationResult};
 use ctigate::csta::rose::Rose;
+use ctigate::csta::rose_ext::*;
 use ctigate::csta::types::{CstaObject, DeviceId};
 use ctigate::sim::{Sim, SimConfig};
 use serde_json::Value;

@@ -14,7 +14,7 @@ pub mod server;
 use crate::config::{Config, LinkSection};
 use crate::link::{Link, LinkConfig, LinkEvent};
 use crate::model::{AgentView, InternalRule, Out, Tracker, TrackerConfig};
-use ctigate_csta::events::Event;
+use ctigate_csta_model::events::Event;
 use hub::Hub;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};

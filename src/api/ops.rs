@@ -8,14 +8,14 @@ use super::{Gateway, LinkSlot, PumpIn};
 use crate::link::{CstaError, LinkError};
 use crate::model::{AgentState as ModelAgentState, AgentView, PickError, Want};
 use bytes::Bytes;
-use ctigate_csta::ops::{
+use ctigate_csta_model::ops::{
     AlternateCallArgument, AnswerCallArgument, Argument, ClearCallArgument,
     ClearConnectionArgument, ConferenceCallArgument, ConsultationCallArgument,
     GenerateDigitsArgument, GetAgentStateArgument, HoldCallArgument, MakeCallArgument,
     OperationResult, ReconnectCallArgument, RetrieveCallArgument, SetAgentStateArgument,
     SingleStepTransArgument, SnapshotData, SnapshotDeviceArgument, TransferCallArgument,
 };
-use ctigate_csta::types::{
+use ctigate_csta_model::types::{
     AgentState, CommonArguments, ConnectionId, DeviceId, PrivateData, ReqAgentState,
 };
 use serde_json::{json, Map, Value};
@@ -67,10 +67,10 @@ fn csta_error(e: CstaError) -> ApiError {
             u.value_name().unwrap_or(u.category).to_string(),
             format!("the PBX refused the request: {u}"),
         ),
-        CstaError::Reject(r) => ApiError::new(
+        CstaError::Reject(p) => ApiError::new(
             "switch",
-            r.clone(),
-            format!("the PBX rejected the request ({r})"),
+            p.to_string(),
+            format!("the PBX rejected the request ({p})"),
         ),
     }
 }
@@ -519,7 +519,10 @@ async fn snapshot(s: &LinkSlot, device: &str) -> Result<Value, ApiError> {
     ))
 }
 
-type SnapshotList = Vec<(ConnectionId, ctigate_csta::types::LocalConnectionState)>;
+type SnapshotList = Vec<(
+    ConnectionId,
+    ctigate_csta_model::types::LocalConnectionState,
+)>;
 
 async fn snapshot_list(s: &LinkSlot, device: &str) -> Result<SnapshotList, ApiError> {
     match csta(s, SnapshotDeviceArgument::new(DeviceId::dialing(device))).await? {
@@ -530,7 +533,7 @@ async fn snapshot_list(s: &LinkSlot, device: &str) -> Result<SnapshotList, ApiEr
                     let st = i
                         .compound_states()
                         .and_then(|v| v.last().copied())
-                        .unwrap_or(ctigate_csta::types::LocalConnectionState::Null);
+                        .unwrap_or(ctigate_csta_model::types::LocalConnectionState::Null);
                     (i.connection_identifier.clone(), st)
                 })
                 .collect()),

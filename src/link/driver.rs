@@ -1,5 +1,5 @@
-//! The tokio driver around [`Session`]: one task owns the session, the TCP socket (2-octet
-//! framing, WIRE.md §2.1) and the timer; [`Link`] handles talk to it over a bounded
+//! The tokio driver around [`Session`]: one task owns the session, the TCP socket (framed
+//! by the dialect's codec; BER: 2-octet framing, WIRE.md §2.1) and the timer; [`Link`] handles talk to it over a bounded
 //! channel and get their answers on oneshots. Every wait is bounded: writes by
 //! `request_timeout`, answers by the session's deadlines (plus a safety margin here),
 //! shutdown by the RLRE deadline.
@@ -8,11 +8,12 @@
 //! [`EVENT_SEND_TIMEOUT`] for room; after that it drops events (with a warning) until the
 //! channel takes one again, so that a stalled owner cannot stop keep-alives and answers.
 
+use super::ber::Ber;
+use super::dialect::Dialect;
 use super::session::{Answer, Out, Session, Token};
 use super::{CstaError, LinkConfig, LinkError, LinkEvent};
 use bytes::BytesMut;
-use ctigate_csta::framing::{Frame, FramingError, U16Codec, HANDSHAKE_SWITCH};
-use ctigate_csta::ops::Argument;
+use ctigate_csta_model::ops::Argument;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -85,6 +86,14 @@ impl Link {
     where
         E: From<LinkEvent> + Send + 'static,
     {
+        Link::start_with::<Ber, E>(cfg, events)
+    }
+
+    /// [`Link::start`] for a session of the dialect `D`.
+    pub fn start_with<D: Dialect, E>(cfg: LinkConfig, events: mpsc::Sender<E>) -> Link
+    where
+        E: From<LinkEvent> + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let up = Arc::new(AtomicBool::new(false));
         let request_timeout = cfg.request_timeout;
@@ -92,8 +101,7 @@ impl Link {
             addr: cfg.address.clone(),
             name: cfg.name.clone(),
             write_timeout: cfg.request_timeout.max(Duration::from_millis(100)),
-            handshake: cfg.handshake,
-            session: Session::new(cfg, Instant::now().into_std()),
+            session: Session::<D>::with_dialect(cfg, Instant::now().into_std()),
             rx,
             rx_open: true,
             events,
@@ -177,24 +185,27 @@ impl Link {
 
 type Connecting = Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>>;
 
-enum Conn {
+enum Conn<C> {
     None,
     Connecting(Connecting),
     Open {
         reader: OwnedReadHalf,
         buf: BytesMut,
-        codec: U16Codec,
+        codec: C,
         writer: OwnedWriteHalf,
     },
 }
 
+/// What the codec of the dialect `D` reads.
+type FrameResult<D> = Result<<D as Dialect>::Frame, <<D as Dialect>::Codec as Decoder>::Error>;
+
 /// The next frame; `None` at end of stream. Cancel safe: the codec takes bytes out of
 /// `buf` only for a whole frame, and `read_buf` is cancel safe.
-async fn next_frame(
+async fn next_frame<D: Dialect>(
     reader: &mut OwnedReadHalf,
     buf: &mut BytesMut,
-    codec: &mut U16Codec,
-) -> Option<Result<Frame, FramingError>> {
+    codec: &mut D::Codec,
+) -> Option<FrameResult<D>> {
     loop {
         match codec.decode(buf) {
             Ok(Some(f)) => return Some(Ok(f)),
@@ -210,43 +221,42 @@ async fn next_frame(
     }
 }
 
-enum ConnEvent {
+enum ConnEvent<D: Dialect> {
     Connected(std::io::Result<TcpStream>),
-    Frame(Option<Result<Frame, FramingError>>),
+    Frame(Option<FrameResult<D>>),
 }
 
-enum Wake {
+enum Wake<D: Dialect> {
     Cmd(Option<Cmd>),
     Timer,
-    Conn(ConnEvent),
+    Conn(ConnEvent<D>),
 }
 
-struct Driver<E> {
+struct Driver<E, D: Dialect> {
     addr: String,
     name: String,
     write_timeout: Duration,
-    handshake: bool,
-    session: Session,
+    session: Session<D>,
     rx: mpsc::Receiver<Cmd>,
     rx_open: bool,
     events: mpsc::Sender<E>,
     events_stalled: bool,
     events_dropped: u64,
     up: Arc<AtomicBool>,
-    conn: Conn,
+    conn: Conn<D::Codec>,
     replies: HashMap<Token, oneshot::Sender<Answer>>,
     next_token: Token,
     done: Vec<oneshot::Sender<()>>,
     shutdown_asked: bool,
 }
 
-async fn conn_event(conn: &mut Conn) -> ConnEvent {
+async fn conn_event<D: Dialect>(conn: &mut Conn<D::Codec>) -> ConnEvent<D> {
     match conn {
         Conn::None => std::future::pending().await,
         Conn::Connecting(f) => ConnEvent::Connected(f.await),
         Conn::Open {
             reader, buf, codec, ..
-        } => ConnEvent::Frame(next_frame(reader, buf, codec).await),
+        } => ConnEvent::Frame(next_frame::<D>(reader, buf, codec).await),
     }
 }
 
@@ -261,7 +271,7 @@ fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
-impl<E: From<LinkEvent> + Send + 'static> Driver<E> {
+impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
     async fn run(mut self) {
         loop {
             self.flush().await;
@@ -272,7 +282,7 @@ impl<E: From<LinkEvent> + Send + 'static> Driver<E> {
             let wake = tokio::select! {
                 c = self.rx.recv(), if self.rx_open => Wake::Cmd(c),
                 _ = sleep_until(timer) => Wake::Timer,
-                e = conn_event(&mut self.conn) => Wake::Conn(e),
+                e = conn_event::<D>(&mut self.conn) => Wake::Conn(e),
             };
             let now = now();
             match wake {
@@ -286,17 +296,18 @@ impl<E: From<LinkEvent> + Send + 'static> Driver<E> {
                 Wake::Conn(ConnEvent::Connected(Ok(stream))) => {
                     let _ = stream.set_nodelay(true);
                     let (r, w) = stream.into_split();
-                    let mut codec = U16Codec::new();
-                    if self.handshake {
-                        codec = codec.expecting_handshake(HANDSHAKE_SWITCH);
+                    match self.session.codec() {
+                        Some(codec) => {
+                            self.conn = Conn::Open {
+                                reader: r,
+                                buf: BytesMut::with_capacity(READ_CHUNK),
+                                codec,
+                                writer: w,
+                            };
+                            self.session.connected(now);
+                        }
+                        None => self.conn = Conn::None,
                     }
-                    self.conn = Conn::Open {
-                        reader: r,
-                        buf: BytesMut::with_capacity(READ_CHUNK),
-                        codec,
-                        writer: w,
-                    };
-                    self.session.connected(now);
                 }
                 Wake::Conn(ConnEvent::Connected(Err(e))) => {
                     self.conn = Conn::None;
@@ -384,13 +395,13 @@ impl<E: From<LinkEvent> + Send + 'static> Driver<E> {
             .store(self.session.is_associated(), Ordering::Release);
     }
 
-    async fn transmit(&mut self, frame: Frame) {
-        let Conn::Open { writer, .. } = &mut self.conn else {
+    async fn transmit(&mut self, frame: D::Frame) {
+        let Conn::Open { writer, codec, .. } = &mut self.conn else {
             debug!(link = %self.name, "no transport: frame dropped");
             return;
         };
         let mut buf = BytesMut::new();
-        if let Err(e) = U16Codec::new().encode(frame, &mut buf) {
+        if let Err(e) = codec.encode(frame, &mut buf) {
             warn!(link = %self.name, error = %e, "cannot frame a PDU: dropped");
             return;
         }

@@ -4,6 +4,11 @@
 //! - [`session`]: the sans-IO core ([`Session`]): association, invoke-id table with
 //!   deadlines, keep-alive, the monitor table, release and reconnect backoff. Frames and
 //!   `now` in; frames, answers, events and timer deadlines out. Tested without sockets.
+//! - [`dialect`]: what the session needs from a wire dialect ([`Dialect`]: framing,
+//!   association start, encoding and decoding of typed messages, invoke-id range,
+//!   keep-alive), and the neutral [`dialect::Message`] a frame decodes into.
+//! - [`ber`]: [`Ber`], the ECMA-285 BER dialect (ROSE after ACSE, 2-octet framing). The
+//!   session is `Session<Ber>` unless told otherwise; CSTA-XML adds a dialect beside it.
 //! - [`monitors`]: the monitor table (device <-> MonitorCrossRefID).
 //! - [`driver`]: [`Link`], the cheap-to-clone handle, and the tokio task that owns the
 //!   socket and the timers around the session.
@@ -13,15 +18,20 @@
 //! carry the request (down, timeout, aborted, ...), the inner one that the switch refused it
 //! (ECMA-285 universalFailure, or an X.880 reject).
 
+pub mod ber;
+pub mod dialect;
 pub mod driver;
 pub mod monitors;
 pub mod session;
 
+pub use ber::Ber;
+pub use dialect::Dialect;
 pub use driver::Link;
 pub use session::{Answer, Out, Session, State, Token, MAX_IN_FLIGHT, MAX_MONITORS};
 
-use ctigate_csta::events::EventReport;
-use ctigate_csta::types::UniversalFailure;
+use ctigate_csta_model::events::EventReport;
+use ctigate_csta_model::reject::Problem;
+use ctigate_csta_model::types::UniversalFailure;
 use std::fmt;
 use std::time::Duration;
 
@@ -132,11 +142,12 @@ impl std::error::Error for LinkError {}
 pub enum CstaError {
     /// returnError universalFailure (ECMA-285 error-definition, local error code 1).
     Failure(UniversalFailure),
-    /// An X.880 reject: `rejected:` and the problem name (`rejected:unrecognizedOperation`,
-    /// `rejected:mistypedArgument`; `rejected:invoke/9` for unknown values). A result or
-    /// error we could not read is rejected by us and answered the same way
-    /// (`rejected:mistypedResult`, `rejected:unrecognizedError`, `rejected:mistypedParameter`).
-    Reject(String),
+    /// An X.880 reject: the problem (displayed `rejected:` and the problem name,
+    /// `rejected:unrecognizedOperation`, `rejected:mistypedArgument`; `rejected:invoke/9` for
+    /// unknown values). A result or error we could not read is rejected by us and answered
+    /// the same way (returnResult mistypedResult, returnError unrecognizedError or
+    /// mistypedParameter).
+    Reject(Problem),
 }
 
 impl fmt::Display for CstaError {
@@ -144,7 +155,7 @@ impl fmt::Display for CstaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CstaError::Failure(u) => write!(f, "{u}"),
-            CstaError::Reject(r) => f.write_str(r),
+            CstaError::Reject(p) => write!(f, "{p}"),
         }
     }
 }

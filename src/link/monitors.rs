@@ -8,7 +8,7 @@
 //! after every reconnect or switch restart until the owner unmonitors it or the switch
 //! refuses it.
 
-use ctigate_csta::types::MonitorCrossRefId;
+use ctigate_csta_model::types::MonitorCrossRefId;
 use std::collections::{BTreeMap, HashMap};
 
 /// Where one device's monitor stands.

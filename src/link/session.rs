@@ -2,12 +2,14 @@
 //! next timer deadline out. No socket, no runtime: the driver (or a test) moves bytes and
 //! time.
 //!
-//! What it does, and the standard behind it:
+//! What it does, and the standard behind it (as the BER dialect, [`Ber`], carries it; another
+//! dialect maps the same steps onto its own messages):
 //! - association as the client (X.227 ACSE): AARQ with the configured
 //!   application-context-name, CSTAVersion user information (ECMA-285
 //!   CSTA-application-context-information-csta3) and optional calling-authentication-value;
 //!   an AARE rejection or ABRT ends the attempt with the diagnostic named;
-//! - our invokes (X.880 ROSE): invoke ids 1..=32767, wrapping and skipping ids in flight;
+//! - our invokes (X.880 ROSE): invoke ids in the dialect's range (BER: 1..=32767), wrapping
+//!   and skipping ids in flight;
 //!   a deadline for every request; returnResult / returnError / reject correlated to the
 //!   request by invoke id. The switch's invokes have their own id space (WIRE.md §4) and are
 //!   never looked up among ours;
@@ -22,23 +24,23 @@
 //! - reconnect with exponential backoff between `reconnect_min` and `reconnect_max`.
 //!
 //! States are named for what they wait for: [`State`].
+//!
+//! The bytes are the [`Dialect`]'s: the session is generic over it (`Session<D>`) and is
+//! `Session<Ber>` by default. It sees a frame only through [`Dialect::decode`] (a neutral
+//! [`Message`]) and builds every frame it sends through the dialect.
 
+use super::ber::Ber;
+use super::dialect::{Association, Dialect, Garbled, Message, SwitchError};
 use super::monitors::{MonitorState, MonitorTable};
 use super::{CstaError, LinkConfig, LinkError, LinkEvent};
-use bytes::Bytes;
-use ctigate_csta::acse::{self, AarqParams, Acse, AcseKind};
-use ctigate_csta::apdu::Apdu;
-use ctigate_csta::events::EventReport;
-use ctigate_csta::framing::{Frame, HANDSHAKE_APP, HANDSHAKE_SWITCH, MAX_U16_FRAME};
-use ctigate_csta::ops::{
-    self, Argument, MonitorStartArgument, MonitorStopArgument, Operation, OperationResult,
-    SystemStatus, SystemStatusArg,
+use ctigate_csta::framing::Frame;
+use ctigate_csta_model::events::EventReport;
+use ctigate_csta_model::opcode;
+use ctigate_csta_model::ops::{
+    Argument, MonitorStartArgument, MonitorStopArgument, Operation, OperationResult, SystemStatus,
 };
-use ctigate_csta::rose::{
-    Code, Invoke, InvokeId, Problem, Reject, ReturnError, ReturnResult, Rose,
-};
-use ctigate_csta::types::{CstaObject, DeviceId, UniversalFailure};
-use ctigate_csta::{DecodeError, Oid};
+use ctigate_csta_model::reject::Problem;
+use ctigate_csta_model::types::{CstaObject, DeviceId, TypeError};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -50,22 +52,22 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub const MAX_MONITORS: usize = 10_000;
 /// Callers waiting on one MonitorStart (further `monitor` calls of the same device join it).
 const MAX_WAITERS: usize = 64;
-/// Highest invoke id; the next one is 1 again (public client code wraps here, WIRE.md §4).
-pub const MAX_INVOKE_ID: i64 = 32767;
+pub use super::ber::MAX_INVOKE_ID;
 /// Re-monitors in flight at once after a reconnect (the rest queue).
 const REMONITOR_BATCH: usize = MAX_IN_FLIGHT / 4;
 /// Shortest reconnect delay, whatever the configuration says.
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 
-/// X.880 problem values we send.
+/// X.880 problems we send (and answer callers with when we reject their answer).
 mod problem {
-    pub const UNRECOGNIZED_PDU: i64 = 0;
-    pub const MISTYPED_PDU: i64 = 1;
-    pub const UNRECOGNIZED_OPERATION: i64 = 1;
-    pub const MISTYPED_ARGUMENT: i64 = 2;
-    pub const MISTYPED_RESULT: i64 = 2;
-    pub const UNRECOGNIZED_ERROR: i64 = 2;
-    pub const MISTYPED_PARAMETER: i64 = 4;
+    use super::Problem;
+    pub const UNRECOGNIZED_PDU: Problem = Problem::UNRECOGNIZED_PDU;
+    pub const MISTYPED_PDU: Problem = Problem::MISTYPED_PDU;
+    pub const UNRECOGNIZED_OPERATION: Problem = Problem::UNRECOGNIZED_OPERATION;
+    pub const MISTYPED_ARGUMENT: Problem = Problem::MISTYPED_ARGUMENT;
+    pub const MISTYPED_RESULT: Problem = Problem::MISTYPED_RESULT;
+    pub const UNRECOGNIZED_ERROR: Problem = Problem::UNRECOGNIZED_ERROR;
+    pub const MISTYPED_PARAMETER: Problem = Problem::MISTYPED_PARAMETER;
 }
 
 /// Identifies a caller's request; chosen by the driver, echoed in [`Out::Answer`].
@@ -75,16 +77,17 @@ pub type Token = u64;
 pub type Answer = Result<Result<Option<OperationResult>, CstaError>, LinkError>;
 
 /// What the driver must do. Transient (drained after every call), so it is as large as
-/// its largest payload (an event report or a result).
+/// its largest payload (an event report or a result). `F` is the dialect's frame
+/// ([`Dialect::Frame`]; BER: [`Frame`]).
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
-pub enum Out {
+pub enum Out<F = Frame> {
     /// Open the transport (TCP connect to `address`), then call [`Session::connected`] or
     /// [`Session::transport_closed`]. The session bounds the attempt by `connect_timeout`
     /// (then [`Out::Close`] follows).
     Connect,
-    /// Send this frame (the driver adds the 2-octet length to a PDU).
-    Transmit(Frame),
+    /// Send this frame (the driver frames it with the dialect's codec).
+    Transmit(F),
     /// Close the transport (or abandon the connect attempt).
     Close,
     /// The answer to the request `token`.
@@ -100,13 +103,13 @@ pub enum State {
     ExpectRetry { at: Instant },
     /// The transport (TCP connect), until `deadline`.
     ExpectConnect { deadline: Instant },
-    /// The switch's pre-association `P` after our `B`.
+    /// The switch's pre-association signal after ours (BER: `P` after our `B`).
     ExpectHandshake { deadline: Instant },
-    /// The AARE answering our AARQ.
+    /// The association response (BER: the AARE answering our AARQ).
     ExpectAare { deadline: Instant },
     /// Associated: requests, events, keep-alives.
     Associated,
-    /// The RLRE answering our RLRQ (shutdown).
+    /// The release response (BER: the RLRE answering our RLRQ) on shutdown.
     ExpectRlre { deadline: Instant },
     /// Shut down for good (or the configuration cannot work).
     Closed,
@@ -135,14 +138,14 @@ struct Pending {
 /// The outcome of one of our invokes, as the switch answered it.
 type Outcome = Result<Option<OperationResult>, CstaError>;
 
-/// The sans-IO link session. See the module documentation.
+/// The sans-IO link session, over the dialect `D`. See the module documentation.
 #[derive(Debug)]
-pub struct Session {
+pub struct Session<D: Dialect = Ber> {
     cfg: LinkConfig,
-    /// The AARQ PDU, built once.
-    aarq: Bytes,
+    /// The dialect; `None` only when the configuration cannot work (closed for good).
+    dialect: Option<D>,
     state: State,
-    out: VecDeque<Out>,
+    out: VecDeque<Out<D::Frame>>,
     /// Our invokes by invoke id.
     pending: HashMap<i64, Pending>,
     /// Pending invokes with a caller waiting (bounded by [`MAX_IN_FLIGHT`]).
@@ -166,20 +169,28 @@ pub struct Session {
     shutting_down: bool,
 }
 
-impl Session {
-    /// A session for `cfg`, connecting at once ([`Out::Connect`] is queued). An unusable
-    /// configuration (bad context OID) gives a closed session that says why
+impl Session<Ber> {
+    /// A BER session for `cfg`, connecting at once ([`Out::Connect`] is queued). An
+    /// unusable configuration (bad context OID) gives a closed session that says why
     /// ([`LinkEvent::Down`], and [`LinkError::Encode`] to every request).
-    pub fn new(cfg: LinkConfig, now: Instant) -> Session {
-        let aarq = build_aarq(&cfg);
+    pub fn new(cfg: LinkConfig, now: Instant) -> Session<Ber> {
+        Session::with_dialect(cfg, now)
+    }
+}
+
+impl<D: Dialect> Session<D> {
+    /// A session of the dialect `D` for `cfg` ([`Dialect::from_config`]), connecting at once;
+    /// as [`Session::new`] otherwise.
+    pub fn with_dialect(cfg: LinkConfig, now: Instant) -> Session<D> {
+        let dialect = D::from_config(&cfg);
         let backoff = cfg.reconnect_min.max(MIN_BACKOFF);
         let mut s = Session {
-            aarq: Bytes::new(),
+            dialect: None,
             state: State::Closed,
             out: VecDeque::new(),
             pending: HashMap::new(),
             callers: 0,
-            next_invoke: 1,
+            next_invoke: D::FIRST_INVOKE_ID,
             backoff,
             next_keepalive: None,
             keepalives_unanswered: 0,
@@ -192,9 +203,9 @@ impl Session {
             shutting_down: false,
             cfg,
         };
-        match aarq {
-            Ok(b) => {
-                s.aarq = b;
+        match dialect {
+            Ok(d) => {
+                s.dialect = Some(d);
                 s.start_connect(now);
             }
             Err(e) => {
@@ -229,10 +240,16 @@ impl Session {
         &self.monitors
     }
 
+    /// A framing codec for a new connection (`None` when the configuration cannot work:
+    /// then the session never asks to connect).
+    pub fn codec(&self) -> Option<D::Codec> {
+        self.dialect.as_ref().map(D::codec)
+    }
+
     /// The next thing for the driver to do. Drain it after every call into the session; it
     /// holds at most what one call produced (bounded by the requests in flight and the
     /// monitor table).
-    pub fn poll_output(&mut self) -> Option<Out> {
+    pub fn poll_output(&mut self) -> Option<Out<D::Frame>> {
         self.out.pop_front()
     }
 
@@ -296,12 +313,12 @@ impl Session {
             return;
         }
         let deadline = now + self.cfg.connect_timeout;
-        if self.cfg.handshake {
-            self.out
-                .push_back(Out::Transmit(Frame::Handshake(HANDSHAKE_APP)));
-            self.state = State::ExpectHandshake { deadline };
-        } else {
-            self.send_aarq(deadline);
+        match self.dialect.as_ref().and_then(D::handshake) {
+            Some(f) => {
+                self.out.push_back(Out::Transmit(f));
+                self.state = State::ExpectHandshake { deadline };
+            }
+            None => self.send_aarq(deadline),
         }
     }
 
@@ -315,7 +332,7 @@ impl Session {
     }
 
     /// A frame from the switch.
-    pub fn handle_frame(&mut self, frame: Frame, now: Instant) {
+    pub fn handle_frame(&mut self, frame: D::Frame, now: Instant) {
         match self.state {
             State::Associated | State::ExpectRlre { .. } => {
                 // anything from the switch proves it alive
@@ -330,33 +347,36 @@ impl Session {
                 return;
             }
         }
-        let pdu = match frame {
-            Frame::Handshake(b) => {
-                match self.state {
-                    State::ExpectHandshake { deadline } if b == HANDSHAKE_SWITCH => {
-                        debug!(link = %self.cfg.name, "pre-association 'P' received: sending the AARQ");
-                        self.send_aarq(deadline);
-                    }
-                    _ => self.abort(
-                        now,
-                        format!("unexpected pre-association byte 0x{b:02x}; check the handshake setting"),
-                    ),
-                }
-                return;
-            }
-            Frame::Pdu(p) => p,
+        let Some(dialect) = &mut self.dialect else {
+            return;
         };
+        let msg = dialect.decode(frame);
+        if let Message::Handshake { expected, text } = msg {
+            match self.state {
+                State::ExpectHandshake { deadline } if expected => {
+                    debug!(link = %self.cfg.name, "pre-association signal received: sending the association request");
+                    self.send_aarq(deadline);
+                }
+                _ => self.abort(now, text),
+            }
+            return;
+        }
         if matches!(self.state, State::ExpectHandshake { .. }) {
             self.abort(
                 now,
-                "a PDU before the pre-association 'P'; check the handshake setting".into(),
+                format!(
+                    "{} before the pre-association signal; check the handshake setting",
+                    msg.kind()
+                ),
             );
             return;
         }
-        match Apdu::decode(&pdu) {
-            Ok(Apdu::Acse(a)) => self.on_acse(a, now),
-            Ok(Apdu::Rose(r)) => self.on_rose(r, now),
-            Err(e) => self.on_undecodable(&pdu, e, now),
+        match msg {
+            Message::Association { name, what } => self.on_association(name, what, now),
+            Message::Undecodable { error, dump, guess } => {
+                self.on_undecodable(&error, &dump, guess, now)
+            }
+            m => self.on_operation(m, now),
         }
     }
 
@@ -453,7 +473,7 @@ impl Session {
         match self.state {
             State::Associated => {
                 info!(link = %self.cfg.name, "releasing the association (RLRQ)");
-                self.transmit_acse(&Acse::rlrq(0));
+                self.send(D::release);
                 self.next_keepalive = None;
                 self.state = State::ExpectRlre {
                     deadline: now + self.cfg.request_timeout,
@@ -462,7 +482,7 @@ impl Session {
             State::ExpectRlre { .. } | State::Closed => {}
             State::ExpectHandshake { .. } | State::ExpectAare { .. } => {
                 // X.227: an association being established is ended by A-ABORT
-                self.transmit_acse(&Acse::abrt(0, None));
+                self.send(D::abort);
                 self.finish("shut down before the association was up");
             }
             State::ExpectRetry { .. } | State::ExpectConnect { .. } => {
@@ -501,39 +521,34 @@ impl Session {
     }
 
     fn send_aarq(&mut self, deadline: Instant) {
-        debug!(link = %self.cfg.name, context = %self.cfg.context, "AARQ");
-        self.out
-            .push_back(Out::Transmit(Frame::Pdu(self.aarq.clone())));
+        debug!(link = %self.cfg.name, context = %self.cfg.context, "association request");
+        if let Some(d) = &self.dialect {
+            self.out.push_back(Out::Transmit(d.associate()));
+        }
         self.state = State::ExpectAare { deadline };
     }
 
-    fn transmit_acse(&mut self, a: &Acse) {
-        match a.encode() {
-            Ok(b) => self
-                .out
-                .push_back(Out::Transmit(Frame::Pdu(Bytes::from(b)))),
-            Err(e) => warn!(link = %self.cfg.name, error = %e, "cannot encode an ACSE APDU (bug)"),
+    /// Send the frame the dialect builds, if it has one.
+    fn send(&mut self, build: impl FnOnce(&D) -> Option<D::Frame>) {
+        if let Some(f) = self.dialect.as_ref().and_then(build) {
+            self.out.push_back(Out::Transmit(f));
         }
     }
 
-    fn transmit_rose(&mut self, r: Rose) {
-        match Apdu::Rose(r).encode() {
-            Ok(b) => self
-                .out
-                .push_back(Out::Transmit(Frame::Pdu(Bytes::from(b)))),
-            Err(e) => warn!(link = %self.cfg.name, error = %e, "cannot encode a ROSE APDU (bug)"),
-        }
+    fn reject(&mut self, invoke_id: Option<i64>, problem: Problem) {
+        self.send(|d| d.reject(invoke_id, problem));
     }
 
-    fn reject(&mut self, invoke_id: InvokeId, problem: Problem) {
-        self.transmit_rose(Rose::Reject(Reject { invoke_id, problem }));
-    }
-
-    /// The next free invoke id: 1..=MAX_INVOKE_ID, wrapping, skipping ids in flight.
+    /// The next free invoke id: [`Dialect::FIRST_INVOKE_ID`]..=[`Dialect::MAX_INVOKE_ID`],
+    /// wrapping, skipping ids in flight.
     fn allocate_invoke_id(&mut self) -> i64 {
         loop {
             let id = self.next_invoke;
-            self.next_invoke = if id >= MAX_INVOKE_ID { 1 } else { id + 1 };
+            self.next_invoke = if id >= D::MAX_INVOKE_ID {
+                D::FIRST_INVOKE_ID
+            } else {
+                id + 1
+            };
             if !self.pending.contains_key(&id) {
                 return id;
             }
@@ -547,29 +562,37 @@ impl Session {
         purpose: Purpose,
         deadline: Option<Instant>,
     ) -> Result<i64, (LinkError, Purpose)> {
+        self.invoke_with(arg.operation(), purpose, deadline, |d, id| {
+            d.invoke(id, arg)
+        })
+    }
+
+    /// Send the request `build` makes for a fresh invoke id, answered as `op`; the purpose
+    /// is given back when nothing was sent.
+    fn invoke_with(
+        &mut self,
+        op: Operation,
+        purpose: Purpose,
+        deadline: Option<Instant>,
+        build: impl FnOnce(&D, i64) -> Result<D::Frame, String>,
+    ) -> Result<i64, (LinkError, Purpose)> {
         let id = self.allocate_invoke_id();
-        let pdu = match Apdu::Rose(arg.invoke(id)).encode() {
-            Ok(b) if b.len() <= MAX_U16_FRAME => b,
-            Ok(b) => {
-                let e = format!(
-                    "{} of {} octets exceeds the frame limit of {MAX_U16_FRAME}",
-                    arg.operation(),
-                    b.len()
-                );
-                return Err((LinkError::Encode(e), purpose));
-            }
+        let Some(dialect) = &self.dialect else {
+            return Err((self.closed_with.clone(), purpose));
+        };
+        let frame = match build(dialect, id) {
+            Ok(f) => f,
             Err(e) => {
-                warn!(link = %self.cfg.name, op = %arg.operation(), error = %e, "cannot encode the request");
-                return Err((LinkError::Encode(e.to_string()), purpose));
+                warn!(link = %self.cfg.name, %op, error = %e, "cannot encode the request");
+                return Err((LinkError::Encode(e), purpose));
             }
         };
         self.callers += callers_of(&purpose);
-        self.out
-            .push_back(Out::Transmit(Frame::Pdu(Bytes::from(pdu))));
+        self.out.push_back(Out::Transmit(frame));
         self.pending.insert(
             id,
             Pending {
-                op: arg.operation(),
+                op,
                 purpose,
                 deadline,
             },
@@ -641,7 +664,7 @@ impl Session {
         let remembered = self.monitors.remembered(device);
         let outcome = match outcome {
             Ok(Ok(Some(OperationResult::MonitorStart(m)))) => Ok(Ok(m.cross_ref_identifier)),
-            Ok(Ok(_)) => Ok(Err(CstaError::Reject("rejected:mistypedResult".into()))),
+            Ok(Ok(_)) => Ok(Err(CstaError::Reject(problem::MISTYPED_RESULT))),
             Ok(Err(e)) => Ok(Err(e)),
             Err(e) => Err(e),
         };
@@ -766,8 +789,14 @@ impl Session {
             self.abort(now, reason);
             return;
         }
-        let arg: Argument = SystemStatusArg::new(SystemStatus::Normal).into();
-        match self.invoke(&arg, Purpose::KeepAlive, None) {
+        // answered like systemStatus: any result (or error) proves the switch alive
+        let keepalive = self.invoke_with(
+            Operation::SystemStatus,
+            Purpose::KeepAlive,
+            None,
+            |d, id| d.keepalive(id),
+        );
+        match keepalive {
             Ok(id) => {
                 debug!(link = %self.cfg.name, invoke = id, "keep-alive (systemStatus normal)")
             }
@@ -779,7 +808,7 @@ impl Session {
 
     /// Send ABRT and lose the link (protocol error, dead link).
     fn abort(&mut self, now: Instant, reason: String) {
-        self.transmit_acse(&Acse::abrt(0, None));
+        self.send(D::abort);
         self.lose_link(now, LinkError::Aborted, reason);
     }
 
@@ -848,60 +877,48 @@ impl Session {
         }
     }
 
-    fn on_acse(&mut self, a: Acse, now: Instant) {
-        match (a.kind, self.state.clone()) {
-            (AcseKind::Aare, State::ExpectAare { .. }) => {
-                if a.result() == Some(acse::result::ACCEPTED) {
-                    self.associated(&a, now);
-                } else {
-                    self.rejected(&a, now);
-                }
+    fn on_association(&mut self, name: &'static str, what: Association, now: Instant) {
+        match (what, self.state.clone()) {
+            (Association::Accepted { detail }, State::ExpectAare { .. }) => {
+                self.associated(&detail, now)
             }
-            (AcseKind::Abrt, _) => {
-                let source = match a.abort_source() {
-                    Some(0) => "service-user",
-                    Some(1) => "service-provider",
-                    _ => "unknown source",
-                };
-                let diag = a
-                    .abort_diagnostic()
-                    .map(|d| format!(", diagnostic {}", abort_diagnostic_name(d)))
-                    .unwrap_or_default();
-                let reason = format!("the switch aborted the association (ABRT, {source}{diag})");
+            (Association::Rejected { result, diagnostic }, State::ExpectAare { .. }) => {
+                self.rejected(&result, diagnostic, now)
+            }
+            (Association::Abort { reason }, _) => {
                 if matches!(self.state, State::ExpectRlre { .. }) {
                     self.finish(&reason);
                 } else {
                     self.lose_link(now, LinkError::Aborted, reason);
                 }
             }
-            (AcseKind::Rlrq, State::Associated) => {
+            (Association::ReleaseRequest, State::Associated) => {
                 info!(link = %self.cfg.name, "the switch releases the association (RLRQ): answering RLRE");
-                self.transmit_acse(&Acse::rlre(0));
+                self.send(D::release_response);
                 self.lose_link(
                     now,
                     LinkError::Closed,
                     "the switch released the association (RLRQ)".into(),
                 );
             }
-            (AcseKind::Rlrq, State::ExpectRlre { .. }) => {
+            (Association::ReleaseRequest, State::ExpectRlre { .. }) => {
                 // release collision (X.227): answer and close
-                self.transmit_acse(&Acse::rlre(0));
+                self.send(D::release_response);
                 self.finish("released (release collision)");
             }
-            (AcseKind::Rlre, State::ExpectRlre { .. }) => {
+            (Association::ReleaseResponse, State::ExpectRlre { .. }) => {
                 self.finish("released (RLRQ answered by RLRE)");
             }
-            (k, st) => {
-                let reason = format!("unexpected {} from the switch while in {st:?}", k.name());
+            (_, st) => {
+                let reason = format!("unexpected {name} from the switch while in {st:?}");
                 warn!(link = %self.cfg.name, "{reason}: aborting");
                 self.abort(now, reason);
             }
         }
     }
 
-    fn associated(&mut self, a: &Acse, now: Instant) {
-        let versions = a.csta_user_info().map(|u| u.versions);
-        info!(link = %self.cfg.name, address = %self.cfg.address, context = %self.cfg.context, ?versions, "link up (associated)");
+    fn associated(&mut self, versions: &str, now: Instant) {
+        info!(link = %self.cfg.name, address = %self.cfg.address, context = %self.cfg.context, versions, "link up (associated)");
         self.state = State::Associated;
         self.backoff = self.cfg.reconnect_min.max(MIN_BACKOFF);
         self.refusal = None;
@@ -914,19 +931,7 @@ impl Session {
         self.pump_remonitor(now);
     }
 
-    fn rejected(&mut self, a: &Acse, now: Instant) {
-        let result = match a.result() {
-            Some(acse::result::REJECTED_PERMANENT) => "rejected-permanent".to_string(),
-            Some(acse::result::REJECTED_TRANSIENT) => "rejected-transient".to_string(),
-            Some(n) => format!("result {n}"),
-            None => "no result".to_string(),
-        };
-        let name = match a.diagnostic() {
-            Some(("service-user", v)) => acse::service_user_diagnostic_name(v).to_string(),
-            Some(("service-provider", v)) => service_provider_diagnostic_name(v).to_string(),
-            Some((_, v)) => format!("diagnostic {v}"),
-            None => "no diagnostic given".to_string(),
-        };
+    fn rejected(&mut self, result: &str, name: String, now: Instant) {
         warn!(link = %self.cfg.name, %result, diagnostic = %name, "the switch rejected the association (AARE)");
         self.lose_link(
             now,
@@ -935,49 +940,50 @@ impl Session {
         );
     }
 
-    fn on_rose(&mut self, r: Rose, now: Instant) {
+    /// Invokes, results, errors and rejects (X.880 ROSE operations, whatever the dialect).
+    fn on_operation(&mut self, m: Message, now: Instant) {
         if !matches!(self.state, State::Associated | State::ExpectRlre { .. }) {
-            self.abort(now, format!("ROSE {} before the association", r.kind()));
+            self.abort(now, format!("{} before the association", m.kind()));
             return;
         }
-        match r {
-            Rose::Invoke(inv) => self.on_switch_invoke(inv, now),
-            Rose::ReturnResult(rr) => {
-                let Some(id) = self.ours(rr.invoke_id, "result") else {
+        match m {
+            Message::Invoke {
+                invoke_id,
+                opcode,
+                argument,
+            } => self.on_switch_invoke(invoke_id, opcode, argument, now),
+            Message::EventReport(report) => self.on_event_report(report),
+            Message::Result { invoke_id, result } => {
+                let Some(id) = self.ours(invoke_id, "result") else {
                     return;
                 };
-                let outcome = self.result_outcome(id, &rr);
+                let outcome = self.result_outcome(id, result);
                 self.complete(id, Ok(outcome), now);
             }
-            Rose::ReturnError(re) => {
-                let Some(id) = self.ours(re.invoke_id, "error") else {
+            Message::Error { invoke_id, error } => {
+                let Some(id) = self.ours(invoke_id, "error") else {
                     return;
                 };
-                let outcome = self.error_outcome(id, &re);
+                let outcome = self.error_outcome(id, error);
                 self.complete(id, Ok(outcome), now);
             }
-            Rose::Reject(rj) => {
-                let name = match rj.problem.name() {
-                    Some(n) => n.to_string(),
-                    None => format!("{}/{}", rj.problem.kind(), rj.problem.value()),
-                };
-                let Some(id) = self.ours(rj.invoke_id, "reject") else {
-                    warn!(link = %self.cfg.name, problem = %name, "the switch rejected a PDU it could not attribute");
+            Message::Reject { invoke_id, problem } => {
+                let Some(id) = self.ours(invoke_id, "reject") else {
+                    warn!(link = %self.cfg.name, %problem, "the switch rejected a PDU it could not attribute");
                     return;
                 };
-                warn!(link = %self.cfg.name, invoke = id, problem = %name, "the switch rejected our invoke");
-                self.complete(
-                    id,
-                    Ok(Err(CstaError::Reject(format!("rejected:{name}")))),
-                    now,
-                );
+                warn!(link = %self.cfg.name, invoke = id, %problem, "the switch rejected our invoke");
+                self.complete(id, Ok(Err(CstaError::Reject(problem))), now);
             }
+            Message::Handshake { .. }
+            | Message::Association { .. }
+            | Message::Undecodable { .. } => {}
         }
     }
 
     /// The invoke id of an answer to one of ours (present and in flight).
-    fn ours(&self, id: InvokeId, what: &str) -> Option<i64> {
-        let v = id.value()?;
+    fn ours(&self, id: Option<i64>, what: &str) -> Option<i64> {
+        let v = id?;
         if self.pending.contains_key(&v) {
             Some(v)
         } else {
@@ -986,101 +992,96 @@ impl Session {
         }
     }
 
-    /// A returnResult read for its request: a result we cannot read, or of another
-    /// operation, is rejected (X.880 returnResult mistypedResult).
-    fn result_outcome(&mut self, id: i64, rr: &ReturnResult) -> Outcome {
+    /// A result read for its request: a result we cannot read, or of another operation, is
+    /// rejected (X.880 returnResult mistypedResult).
+    fn result_outcome(
+        &mut self,
+        id: i64,
+        result: Result<Option<OperationResult>, TypeError>,
+    ) -> Outcome {
         let op = self.pending.get(&id).map(|p| p.op);
-        match OperationResult::from_return_result(rr) {
+        match result {
             Ok(res) if res.as_ref().is_none_or(|r| Some(r.operation()) == op) => Ok(res),
             Ok(res) => {
                 warn!(link = %self.cfg.name, invoke = id, expected = ?op, got = ?res.map(|r| r.operation()), "result of another operation: rejected");
-                self.reject(
-                    InvokeId::Present(id),
-                    Problem::ReturnResult(problem::MISTYPED_RESULT),
-                );
-                Err(CstaError::Reject("rejected:mistypedResult".into()))
+                self.reject(Some(id), problem::MISTYPED_RESULT);
+                Err(CstaError::Reject(problem::MISTYPED_RESULT))
             }
             Err(e) => {
                 warn!(link = %self.cfg.name, invoke = id, error = %e, "result not understood: rejected");
-                self.reject(
-                    InvokeId::Present(id),
-                    Problem::ReturnResult(problem::MISTYPED_RESULT),
-                );
-                Err(CstaError::Reject("rejected:mistypedResult".into()))
+                self.reject(Some(id), problem::MISTYPED_RESULT);
+                Err(CstaError::Reject(problem::MISTYPED_RESULT))
             }
         }
     }
 
-    /// A returnError read for its request: universalFailure (local 1) with its parameter;
-    /// anything else is rejected (X.880 returnError unrecognizedError / mistypedParameter).
-    fn error_outcome(&mut self, id: i64, re: &ReturnError) -> Outcome {
-        if re.errcode != Code::Local(UniversalFailure::ERROR_CODE) {
-            warn!(link = %self.cfg.name, invoke = id, errcode = ?re.errcode, "unknown error code: rejected");
-            self.reject(
-                InvokeId::Present(id),
-                Problem::ReturnError(problem::UNRECOGNIZED_ERROR),
-            );
-            return Err(CstaError::Reject("rejected:unrecognizedError".into()));
-        }
-        match re
-            .parameter
-            .as_ref()
-            .map(|p| UniversalFailure::from_value(&p.value))
-        {
-            Some(Ok(f)) => {
+    /// An error answer read for its request: universalFailure with its parameter; anything
+    /// else is rejected (X.880 returnError unrecognizedError / mistypedParameter).
+    fn error_outcome(&mut self, id: i64, error: SwitchError) -> Outcome {
+        match error {
+            SwitchError::Failure(f) => {
                 debug!(link = %self.cfg.name, invoke = id, error = %f, "returnError");
                 Err(CstaError::Failure(f))
             }
-            other => {
-                warn!(link = %self.cfg.name, invoke = id, parameter = ?other, "universalFailure without a readable parameter: rejected");
-                self.reject(
-                    InvokeId::Present(id),
-                    Problem::ReturnError(problem::MISTYPED_PARAMETER),
-                );
-                Err(CstaError::Reject("rejected:mistypedParameter".into()))
+            SwitchError::Unrecognized(code) => {
+                warn!(link = %self.cfg.name, invoke = id, errcode = %code, "unknown error code: rejected");
+                self.reject(Some(id), problem::UNRECOGNIZED_ERROR);
+                Err(CstaError::Reject(problem::UNRECOGNIZED_ERROR))
+            }
+            SwitchError::Unreadable(parameter) => {
+                warn!(link = %self.cfg.name, invoke = id, %parameter, "universalFailure without a readable parameter: rejected");
+                self.reject(Some(id), problem::MISTYPED_PARAMETER);
+                Err(CstaError::Reject(problem::MISTYPED_PARAMETER))
             }
         }
     }
 
-    /// An invoke from the switch (its own invoke-id space).
-    fn on_switch_invoke(&mut self, inv: Invoke, now: Instant) {
-        match inv.opcode.local() {
-            Some(21) => {
-                // cSTAEventReport: ALWAYS RESPONDS FALSE
-                match EventReport::from_invoke_lenient(&inv) {
-                    Ok(report) => {
-                        let device = self.monitors.device_of(&report.xref).map(str::to_string);
-                        if device.is_none() {
-                            debug!(link = %self.cfg.name, xref = %hex(&report.xref.0), "event for an unknown cross reference");
-                        }
-                        self.event(LinkEvent::Report { device, report });
-                    }
-                    Err(e) => {
-                        warn!(link = %self.cfg.name, error = %e, "event report not understood: dropped (never answered)")
-                    }
+    /// cSTAEventReport (`ALWAYS RESPONDS FALSE`): routed through the monitor table.
+    fn on_event_report(&mut self, report: Result<EventReport, TypeError>) {
+        match report {
+            Ok(report) => {
+                let device = self.monitors.device_of(&report.xref).map(str::to_string);
+                if device.is_none() {
+                    debug!(link = %self.cfg.name, xref = %hex(&report.xref.0), "event for an unknown cross reference");
                 }
+                self.event(LinkEvent::Report { device, report });
             }
-            Some(211) => self.on_switch_status(&inv, now),
+            Err(e) => {
+                warn!(link = %self.cfg.name, error = %e, "event report not understood: dropped (never answered)")
+            }
+        }
+    }
+
+    /// An invoke from the switch (its own invoke-id space), other than an event report.
+    fn on_switch_invoke(
+        &mut self,
+        invoke_id: Option<i64>,
+        opcode: Option<i64>,
+        argument: Result<Argument, TypeError>,
+        now: Instant,
+    ) {
+        match opcode {
+            Some(opcode::SYSTEM_STATUS) => self.on_switch_status(invoke_id, argument, now),
             _ => {
-                warn!(link = %self.cfg.name, opcode = ?inv.opcode, "the switch invoked an operation we do not serve: rejected");
-                self.reject(
-                    inv.invoke_id,
-                    Problem::Invoke(problem::UNRECOGNIZED_OPERATION),
-                );
+                warn!(link = %self.cfg.name, ?opcode, "the switch invoked an operation we do not serve: rejected");
+                self.reject(invoke_id, problem::UNRECOGNIZED_OPERATION);
             }
         }
     }
 
     /// The switch's systemStatus: answered at once (returnResult noData, WIRE.md §9).
-    fn on_switch_status(&mut self, inv: &Invoke, now: Instant) {
-        let Some(id) = inv.invoke_id.value() else {
-            self.reject(InvokeId::Absent, Problem::General(problem::MISTYPED_PDU));
+    fn on_switch_status(
+        &mut self,
+        invoke_id: Option<i64>,
+        argument: Result<Argument, TypeError>,
+        now: Instant,
+    ) {
+        let Some(id) = invoke_id else {
+            self.reject(None, problem::MISTYPED_PDU);
             return;
         };
-        if let Some(r) = ops::no_data_result(Operation::SystemStatus, id) {
-            self.transmit_rose(r);
-        }
-        let status = match Argument::from_invoke(inv) {
+        self.send(|d| d.result(id, Operation::SystemStatus, None).ok());
+        let status = match argument {
             Ok(Argument::SystemStatus(a)) => Some(a.system_status),
             _ => None,
         };
@@ -1117,58 +1118,47 @@ impl Session {
         self.event(LinkEvent::SystemStatus { status: name });
     }
 
-    /// A PDU the codec could not read. Before the association: abort. After: reject it the
-    /// X.880 way (never an event report, never a reject) and fail the request it answers.
-    fn on_undecodable(&mut self, pdu: &Bytes, e: DecodeError, now: Instant) {
+    /// A frame the dialect could not read. Before the association: abort. After: reject it
+    /// the X.880 way (never an event report, never a reject) and fail the request it
+    /// answers.
+    fn on_undecodable(&mut self, error: &str, dump: &str, guess: Garbled, now: Instant) {
         if !matches!(self.state, State::Associated | State::ExpectRlre { .. }) {
-            self.abort(now, format!("undecodable PDU from the switch: {e}"));
+            self.abort(now, format!("undecodable PDU from the switch: {error}"));
             return;
         }
-        warn!(link = %self.cfg.name, error = %e, hex = %hex(pdu), "undecodable PDU from the switch");
-        let id = e.invoke_id;
-        match pdu.first().copied() {
-            Some(0xa1) => {
-                if peek_opcode(pdu) == Some(Operation::CstaEventReport.code()) {
-                    return; // never answered
-                }
-                match id {
-                    Some(i) => self.reject(
-                        InvokeId::Present(i),
-                        Problem::Invoke(problem::MISTYPED_ARGUMENT),
-                    ),
-                    None => self.reject(InvokeId::Absent, Problem::General(problem::MISTYPED_PDU)),
+        warn!(link = %self.cfg.name, error, hex = dump, "undecodable PDU from the switch");
+        match guess {
+            Garbled::Invoke {
+                event_report: true, ..
+            } => {} // never answered
+            Garbled::Invoke {
+                invoke_id: Some(i), ..
+            } => self.reject(Some(i), problem::MISTYPED_ARGUMENT),
+            Garbled::Invoke {
+                invoke_id: None, ..
+            } => self.reject(None, problem::MISTYPED_PDU),
+            Garbled::Result { invoke_id } | Garbled::Error { invoke_id } => {
+                match invoke_id.filter(|i| self.pending.contains_key(i)) {
+                    Some(i) => {
+                        let p = if matches!(guess, Garbled::Result { .. }) {
+                            problem::MISTYPED_RESULT
+                        } else {
+                            problem::MISTYPED_PARAMETER
+                        };
+                        self.reject(Some(i), p);
+                        self.complete(i, Ok(Err(CstaError::Reject(p))), now);
+                    }
+                    None => self.reject(None, problem::MISTYPED_PDU),
                 }
             }
-            Some(first @ (0xa2 | 0xa3)) => match id.filter(|i| self.pending.contains_key(i)) {
-                Some(i) => {
-                    let (p, name) = if first == 0xa2 {
-                        (
-                            Problem::ReturnResult(problem::MISTYPED_RESULT),
-                            "mistypedResult",
-                        )
-                    } else {
-                        (
-                            Problem::ReturnError(problem::MISTYPED_PARAMETER),
-                            "mistypedParameter",
-                        )
-                    };
-                    self.reject(InvokeId::Present(i), p);
-                    self.complete(
-                        i,
-                        Ok(Err(CstaError::Reject(format!("rejected:{name}")))),
-                        now,
-                    );
-                }
-                None => self.reject(InvokeId::Absent, Problem::General(problem::MISTYPED_PDU)),
-            },
-            Some(0xa4) | None => {}
-            Some(b) if b & 0xe0 == 0x60 => {
-                self.abort(now, format!("undecodable ACSE APDU from the switch: {e}"));
+            Garbled::Ignored => {}
+            Garbled::Association => {
+                self.abort(
+                    now,
+                    format!("undecodable ACSE APDU from the switch: {error}"),
+                );
             }
-            Some(_) => self.reject(
-                InvokeId::Absent,
-                Problem::General(problem::UNRECOGNIZED_PDU),
-            ),
+            Garbled::Unknown => self.reject(None, problem::UNRECOGNIZED_PDU),
         }
     }
 }
@@ -1189,101 +1179,8 @@ fn tokens_of(p: Purpose) -> Vec<Token> {
     }
 }
 
-fn build_aarq(cfg: &LinkConfig) -> Result<Bytes, String> {
-    let context: Oid = cfg.context.parse().map_err(|_| {
-        format!(
-            "context {:?} is not a dotted OID (e.g. 1.3.12.0.218)",
-            cfg.context
-        )
-    })?;
-    if let Some(v) = cfg.versions.iter().find(|v| **v > 23) {
-        return Err(format!(
-            "CSTA version bit {v} does not exist (0..=23; ECMA-285 ed1/ed2/ed3/ed4 = 2/4/14/18)"
-        ));
-    }
-    let p = AarqParams {
-        context,
-        versions: cfg.versions.clone(),
-        mechanism: None,
-        authentication: cfg.password.clone(),
-    };
-    let a = Acse::aarq(&p).map_err(|e| format!("cannot build the AARQ: {e}"))?;
-    a.encode()
-        .map(Bytes::from)
-        .map_err(|e| format!("cannot encode the AARQ: {e}"))
-}
-
-/// X.227 ABRT abort-diagnostic (ABRT-diagnostic ENUMERATED).
-fn abort_diagnostic_name(v: i64) -> String {
-    match v {
-        1 => "no-reason-given".into(),
-        2 => "protocol-error".into(),
-        3 => "authentication-mechanism-name-not-recognized".into(),
-        4 => "authentication-mechanism-name-required".into(),
-        5 => "authentication-failure".into(),
-        6 => "authentication-required".into(),
-        n => n.to_string(),
-    }
-}
-
-/// X.227 Associate-source-diagnostic acse-service-provider values.
-fn service_provider_diagnostic_name(v: i64) -> &'static str {
-    match v {
-        0 => "null",
-        1 => "no-reason-given",
-        2 => "no-common-acse-version",
-        _ => "unknown",
-    }
-}
-
-/// The opcode of an invoke PDU the codec could not read (to tell an event report, which is
-/// never answered, from the rest): `a1 L 02 L id [80 L .. | 81 00] 02 L opcode`.
-fn peek_opcode(pdu: &[u8]) -> Option<i64> {
-    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = b.split_first()?;
-        let (&l0, rest) = rest.split_first()?;
-        let (len, rest) = match l0 {
-            0..=0x7f => (usize::from(l0), rest),
-            0x81 => (usize::from(*rest.first()?), &rest[1..]),
-            0x82 => (
-                usize::from(*rest.first()?) << 8 | usize::from(*rest.get(1)?),
-                rest.get(2..)?,
-            ),
-            _ => return None,
-        };
-        if rest.len() < len {
-            return None;
-        }
-        Some((tag, &rest[..len], &rest[len..]))
-    }
-    let (tag, body, _) = tlv(pdu).or_else(|| {
-        // a truncated outer length: read the children that are there
-        pdu.get(2..).map(|body| (pdu[0], body, &[][..]))
-    })?;
-    if tag != 0xa1 {
-        return None;
-    }
-    let (t, _, mut rest) = tlv(body)?;
-    if t != 0x02 {
-        return None;
-    }
-    let (mut t, mut v, r) = tlv(rest)?;
-    if t == 0x80 || t == 0x81 {
-        rest = r;
-        (t, v, _) = tlv(rest)?;
-    }
-    if t != 0x02 || v.is_empty() || v.len() > 8 {
-        return None;
-    }
-    let mut n: i64 = if v[0] & 0x80 != 0 { -1 } else { 0 };
-    for b in v {
-        n = (n << 8) | i64::from(*b);
-    }
-    Some(n)
-}
-
 fn hex(b: &[u8]) -> String {
-    ctigate_csta::json::hex(b)
+    ctigate_csta_model::value::hex(b)
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 use super::tracker::{Out, Tracker, MAX_MEMBERS_PER_DEVICE};
 use super::view::{AgentState, AgentView};
 use bytes::Bytes;
-use ctigate_csta::events::Event;
-use ctigate_csta::types::{CommonArguments, DeviceId, Party, PrivateData};
+use ctigate_csta_model::events::Event;
+use ctigate_csta_model::types::{CommonArguments, DeviceId, Party, PrivateData};
 
 /// The longest reason code taken from private data.
 const MAX_REASON: usize = 64;

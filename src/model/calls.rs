@@ -10,8 +10,8 @@
 use super::tracker::{cause_name, Out, Seed, Tracker};
 use super::view::CallState;
 use bytes::Bytes;
-use ctigate_csta::events::Event;
-use ctigate_csta::types::{
+use ctigate_csta_model::events::Event;
+use ctigate_csta_model::types::{
     ConnectionId, ConnectionListEntry, DeviceIdentifier, EventCause, LocalConnectionState, Party,
     PublicTon,
 };

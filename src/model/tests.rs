@@ -8,16 +8,17 @@ use crate::sim::switch::{AssocId, Output, Switch};
 use bytes::Bytes;
 use ctigate_csta::acse::{AarqParams, Acse, AcseKind};
 use ctigate_csta::apdu::Apdu;
-use ctigate_csta::events::*;
 use ctigate_csta::framing::Frame;
-use ctigate_csta::ops::{
+use ctigate_csta::rose::Rose;
+use ctigate_csta::rose_ext::{FromInvoke, FromReturnResult, ToInvoke};
+use ctigate_csta_model::events::*;
+use ctigate_csta_model::ops::{
     AnswerCallArgument, Argument, ClearConnectionArgument, ConferenceCallArgument,
     ConsultationCallArgument, GenerateDigitsArgument, HoldCallArgument, MakeCallArgument,
     MonitorStartArgument, OperationResult, RetrieveCallArgument, SetAgentStateArgument,
     SingleStepTransArgument, TransferCallArgument,
 };
-use ctigate_csta::rose::Rose;
-use ctigate_csta::types::{
+use ctigate_csta_model::types::{
     CommonArguments, ConnectionId, ConnectionListEntry, CstaObject, DeviceId, EventCause,
     LocalConnectionState, Party, PrivateData, Redirection, ReqAgentState,
 };
@@ -97,7 +98,9 @@ impl H {
         while let Some(o) = self.sw.poll_output() {
             let Output::Pdu { pdu, .. } = o else { continue };
             match Apdu::decode(&pdu).expect("switch output decodes") {
-                Apdu::Rose(Rose::Invoke(i)) if i.opcode.local() == Some(21) => {
+                Apdu::Rose(Rose::Invoke(i))
+                    if i.opcode.local() == Some(ctigate_csta_model::opcode::CSTA_EVENT_REPORT) =>
+                {
                     let r = EventReport::from_invoke(&i).expect("typed event");
                     let dev = self.monitors.get(&r.xref.0).expect("a monitor").clone();
                     let outs = self.tracker.on_event(&dev, &r.event, now);
@@ -597,7 +600,7 @@ fn consultation_then_transfer_keeps_the_interaction() {
         let active = h.conn("201", Want::Connected);
         let rc = match h.ok(TransferCallArgument::new(held, active)) {
             Some(OperationResult::TransferCall(r)) => {
-                ctigate_csta::json::hex(r.transferred_call.call_id().unwrap())
+                ctigate_csta_model::value::hex(r.transferred_call.call_id().unwrap())
             }
             r => panic!("{r:?}"),
         };
@@ -1006,13 +1009,13 @@ fn unknown_and_unrelated_events_give_nothing() {
     let other = Event::Other {
         family: "",
         name: "",
-        value: ctigate_csta::Value::Null,
+        value: ctigate_csta_model::Value::Null,
     };
-    let private: Event = PrivateEvent::new(ctigate_csta::types::PrivateData::Private).into();
+    let private: Event = PrivateEvent::new(ctigate_csta_model::types::PrivateData::Private).into();
     let held_elsewhere: Event = HeldEvent::new(cid(1, "202"), p("202"), EventCause::NORMAL).into();
     let digits: Event = DigitsGeneratedEvent::new(cid(1, "201"), "1".into()).into();
     let call_only: Event = DeliveredEvent::new(
-        ConnectionId::device_only(ctigate_csta::types::LocalDeviceId::Dynamic(
+        ConnectionId::device_only(ctigate_csta_model::types::LocalDeviceId::Dynamic(
             Bytes::from_static(b"x"),
         )),
         p("201"),
@@ -1134,8 +1137,8 @@ fn call_type_from_the_switch_and_the_rule() {
     assert_eq!(t.calls("4930123456")[0].r#type, CallType::Internal);
     // a short number the switch marks as public national: outside
     let national = Party::Device(DeviceId::from(
-        ctigate_csta::types::DeviceIdentifier::ExplicitPublic {
-            ton: ctigate_csta::types::PublicTon::National,
+        ctigate_csta_model::types::DeviceIdentifier::ExplicitPublic {
+            ton: ctigate_csta_model::types::PublicTon::National,
             number: "911".into(),
         },
     ));

@@ -3,8 +3,8 @@
 
 use super::view::{rfc3339, set_variable, AgentState, AgentView, CallState, CallType, CallView};
 use bytes::Bytes;
-use ctigate_csta::events::Event;
-use ctigate_csta::types::{ConnectionId, EventCause, LocalConnectionState};
+use ctigate_csta_model::events::Event;
+use ctigate_csta_model::types::{ConnectionId, EventCause, LocalConnectionState};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -557,7 +557,7 @@ impl Tracker {
         let i = self.interactions.get(&v.interaction);
         CallView {
             id: v.interaction.clone(),
-            pbx_call_id: ctigate_csta::json::hex(&v.call),
+            pbx_call_id: ctigate_csta_model::value::hex(&v.call),
             state: state.unwrap_or(v.state),
             r#type: i.map_or(CallType::Internal, |i| self.call_type(i)),
             ani: i.and_then(|i| i.ani.clone()),

@@ -188,7 +188,11 @@ pub(crate) fn set_variable(vars: &mut BTreeMap<String, String>, key: &str, octet
     let hex_key = format!("{key}_hex");
     let (k, other, v) = match std::str::from_utf8(octets) {
         Ok(s) => (key.to_string(), hex_key, s.to_string()),
-        Err(_) => (hex_key, key.to_string(), ctigate_csta::json::hex(octets)),
+        Err(_) => (
+            hex_key,
+            key.to_string(),
+            ctigate_csta_model::value::hex(octets),
+        ),
     };
     let removed = vars.remove(&other).is_some();
     if vars.get(&k) == Some(&v) {

@@ -171,7 +171,7 @@ impl Switch {
                     m.clear_connection(
                         c,
                         &device,
-                        ctigate_csta::types::EventCause::NORMAL_CLEARING,
+                        ctigate_csta_model::types::EventCause::NORMAL_CLEARING,
                         now,
                     )
                 })
@@ -182,7 +182,7 @@ impl Switch {
                 let call = call_no(&call)?;
                 let c = self.model.pick(&device, call)?;
                 self.world(now, |m| {
-                    m.hold(c, &device, ctigate_csta::types::EventCause::NORMAL)
+                    m.hold(c, &device, ctigate_csta_model::types::EventCause::NORMAL)
                 })
                 .map_err(|f| format!("{device} cannot hold: {f}"))?;
                 Ok(json!({"call": format!("{c:04x}")}))

@@ -15,15 +15,15 @@
 
 use super::config::{expand, FarEnd, ResultingCallId, SimConfig};
 use bytes::Bytes;
-use ctigate_csta::events::{
+use ctigate_csta_model::events::{
     AgentBusyEvent, AgentLoggedOffEvent, AgentLoggedOnEvent, AgentNotReadyEvent, AgentReadyEvent,
     AgentWorkingAfterCallEvent, CallClearedEvent, ConferencedEvent, ConnectionClearedEvent,
     DeliveredEvent, DigitsGeneratedEvent, DivertedEvent, EstablishedEvent, Event, FailedEvent,
     HeldEvent, OriginatedEvent, QueuedEvent, RetrievedEvent, ServiceInitiatedEvent,
     TransferredEvent, WorkingAfterCallPendingState,
 };
-use ctigate_csta::ops::{AgentInfo, AgentStateEntry, SnapshotDeviceResponseInfo};
-use ctigate_csta::types::{
+use ctigate_csta_model::ops::{AgentInfo, AgentStateEntry, SnapshotDeviceResponseInfo};
+use ctigate_csta_model::types::{
     AgentState, CommonArguments, ConnectionId, ConnectionListEntry, DeviceId, EventCause,
     LocalConnectionState, Party, PendingAgentState, Redirection, UniversalFailure,
 };

@@ -8,19 +8,20 @@ use super::model::{call_bytes, failure, CallNo, Model, Note};
 use bytes::Bytes;
 use ctigate_csta::acse::{Acse, AcseKind};
 use ctigate_csta::apdu::Apdu;
-use ctigate_csta::events::EventReport;
 use ctigate_csta::framing::Frame;
-use ctigate_csta::ops::{
+use ctigate_csta::rose::{Code, Invoke, InvokeId, Problem, Reject, Rose};
+use ctigate_csta::rose_ext::{self, FromInvoke, ToInvoke, ToReturnError, ToReturnResult};
+use ctigate_csta::Oid;
+use ctigate_csta_model::events::EventReport;
+use ctigate_csta_model::ops::{
     self, Argument, ConferenceCallResult, ConsultationCallResult, GetAgentStateResult,
     MakeCallResult, MonitorStartResult, Operation, SetAgentStateResult, SingleStepTransResult,
     SnapshotData, SnapshotDeviceResult, SystemRegisterResult, SystemStatus, SystemStatusArg,
     TransferCallResult,
 };
-use ctigate_csta::rose::{Code, Invoke, InvokeId, Problem, Reject, Rose};
-use ctigate_csta::types::{
+use ctigate_csta_model::types::{
     ConnectionId, CstaObject, DeviceId, EventCause, MonitorCrossRefId, UniversalFailure,
 };
-use ctigate_csta::Oid;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -451,7 +452,7 @@ impl Switch {
                 debug!(assoc, "fault: systemStatus not answered");
                 return;
             }
-            if let Some(r) = ops::no_data_result(op, id) {
+            if let Some(r) = rose_ext::no_data_result(op, id) {
                 self.send(assoc, &Apdu::Rose(r));
             }
             return;

@@ -5,17 +5,18 @@ use super::switch::{AssocId, Output, Switch};
 use bytes::Bytes;
 use ctigate_csta::acse::{AarqParams, Acse, AcseKind};
 use ctigate_csta::apdu::Apdu;
-use ctigate_csta::events::{Event, EventReport};
 use ctigate_csta::framing::Frame;
-use ctigate_csta::ops::{
+use ctigate_csta::rose::{Problem, Rose};
+use ctigate_csta::rose_ext::{FromInvoke, FromReturnResult, ToInvoke};
+use ctigate_csta_model::events::{Event, EventReport};
+use ctigate_csta_model::ops::{
     AnswerCallArgument, Argument, ClearConnectionArgument, ConferenceCallArgument,
     ConsultationCallArgument, GenerateDigitsArgument, GetAgentStateArgument, HoldCallArgument,
     MakeCallArgument, MonitorStartArgument, MonitorStopArgument, OperationResult,
     RetrieveCallArgument, SetAgentStateArgument, SingleStepTransArgument, SnapshotData,
     SnapshotDeviceArgument, TransferCallArgument,
 };
-use ctigate_csta::rose::{Problem, Rose};
-use ctigate_csta::types::{
+use ctigate_csta_model::types::{
     ConnectionId, CstaObject, DeviceId, LocalConnectionState, MonitorCrossRefId, Party,
     ReqAgentState, UniversalFailure,
 };
@@ -196,7 +197,9 @@ impl H {
         self.take_pdus(assoc)
             .into_iter()
             .filter_map(|a| match a {
-                Apdu::Rose(Rose::Invoke(i)) if i.opcode.local() == Some(21) => {
+                Apdu::Rose(Rose::Invoke(i))
+                    if i.opcode.local() == Some(ctigate_csta_model::opcode::CSTA_EVENT_REPORT) =>
+                {
                     let r = EventReport::from_invoke(&i).expect("typed event");
                     Some((r.xref.0, r.event))
                 }
@@ -558,7 +561,7 @@ fn inbound_acd_call_with_agent_and_after_call_work() {
     ) {
         Some(OperationResult::SetAgentState(r)) => assert_eq!(
             r.pending_agent_state,
-            Some(ctigate_csta::types::PendingAgentState::NotReady)
+            Some(ctigate_csta_model::types::PendingAgentState::NotReady)
         ),
         r => panic!("{r:?}"),
     }
@@ -593,7 +596,7 @@ fn inbound_acd_call_with_agent_and_after_call_work() {
             assert_eq!(e.agent_id.as_deref(), Some(&b"1003"[..]));
             assert_eq!(
                 e.agent_info.as_ref().unwrap()[0].agent_state,
-                ctigate_csta::types::AgentState::Ready
+                ctigate_csta_model::types::AgentState::Ready
             );
         }
         r => panic!("{r:?}"),

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Generate codecs/csta/src/schema/generated.rs from the ASN.1 modules in codecs/csta/asn1/.
+"""Generate codecs/model/src/schema/generated.rs (the ECMA-285 abstract syntax of the
+wire-neutral model crate) from the ASN.1 modules in codecs/csta/asn1/.
 
     python3 codecs/csta/gen/gen_schema.py          # rewrites the generated file
     python3 codecs/csta/gen/gen_schema.py --check  # exits 1 when the committed file is stale
 
 Needs asn1tools==0.169.0 (its *parser* only: tag resolution, type layout and every table
 below are computed here). The output is a flat table of type nodes that the schema-driven
-BER codec in `src/codec.rs` walks; nothing in it is hand-edited.
+BER codec in `codecs/csta/src/codec.rs` and the typed layer of `codecs/model` walk; nothing
+in it is hand-edited.
 
 Edits to the ASN.1 text, in memory only (the .asn1 files stay verbatim):
   * X.880 information objects (`name OPERATION ::= {...}`, `name ERROR ::= {...}`) are
@@ -28,7 +30,7 @@ import asn1tools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ASN1 = os.path.join(HERE, '..', 'asn1')
-OUT = os.path.join(HERE, '..', 'src', 'schema', 'generated.rs')
+OUT = os.path.join(HERE, '..', '..', 'model', 'src', 'schema', 'generated.rs')
 
 OBJ = re.compile(r'\b([a-z][A-Za-z0-9-]*)\s+(OPERATION|ERROR)\s*::=\s*\{')
 IMP = re.compile(r'(.*?)\bFROM\s+([A-Za-z][A-Za-z0-9-]*)\s*(\{[^}]*\})?', re.S)

@@ -94,7 +94,7 @@ impl Apdu {
     /// (`callControlEvents`, `delivered`).
     pub fn event_name(&self) -> Option<(&'static str, &'static str)> {
         match self.rose()? {
-            Rose::Invoke(i) if i.opcode == Code::Local(21) => {
+            Rose::Invoke(i) if i.opcode == Code::Local(crate::opcode::CSTA_EVENT_REPORT) => {
                 let arg = &i.argument.as_ref()?.value;
                 let (family, inner) = arg.get("eventSpecificInfo")?.choice()?;
                 match inner {

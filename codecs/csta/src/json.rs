@@ -19,13 +19,7 @@ use crate::value::{Value, UNKNOWN};
 use serde_json::{json, Map, Value as Json};
 
 pub fn hex(b: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(H[(x >> 4) as usize] as char);
-        s.push(H[(x & 15) as usize] as char);
-    }
-    s
+    ctigate_csta_model::value::hex(b)
 }
 
 /// JSON of `v` read as type `ty`.
@@ -225,7 +219,7 @@ pub fn apdu_json(a: &Apdu) -> Map<String, Json> {
                             },
                         );
                     }
-                    if i.opcode == Code::Local(21) {
+                    if i.opcode == Code::Local(crate::opcode::CSTA_EVENT_REPORT) {
                         // an event report always says its family and event (null when unknown)
                         let (family, event) = a.event_name().unwrap_or(("", ""));
                         let name = |x: &str| if x.is_empty() { Json::Null } else { json!(x) };

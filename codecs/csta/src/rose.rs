@@ -56,43 +56,20 @@ impl Code {
     }
 }
 
-/// An argument, result or error parameter: typed when the code is known.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Payload {
-    /// The ECMA-285 type, or `None` for an unknown code (then `value` is [`Value::Raw`]).
-    pub ty: Option<TypeId>,
-    pub value: Value,
-}
+pub use ctigate_csta_model::Payload;
 
-impl Payload {
-    pub fn typed(ty: TypeId, value: Value) -> Payload {
-        Payload {
-            ty: Some(ty),
-            value,
-        }
-    }
-    /// The `noData NULL` alternative of the simple results (`CHOICE { extensions, noData }`).
-    pub fn no_data(ty: TypeId) -> Payload {
-        let v = match schema::alternatives(ty).iter().any(|a| a.name == "noData") {
-            true => Value::alt("noData", Value::Null),
-            false => Value::Null,
-        };
-        Payload {
-            ty: Some(ty),
-            value: v,
-        }
-    }
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        match self.ty {
-            Some(t) => codec::encode_into(t, &self.value, out),
-            None => match &self.value {
-                Value::Raw(b) => {
-                    out.extend_from_slice(b);
-                    Ok(())
-                }
-                _ => Err(EncodeError::new("an untyped payload must be a raw TLV")),
-            },
-        }
+/// BER of a payload: the schema-driven encoding of its value, or the raw TLV of an untyped
+/// one (unknown code).
+fn encode_payload(p: &Payload, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match p.ty {
+        Some(t) => codec::encode_into(t, &p.value, out),
+        None => match &p.value {
+            Value::Raw(b) => {
+                out.extend_from_slice(b);
+                Ok(())
+            }
+            _ => Err(EncodeError::new("an untyped payload must be a raw TLV")),
+        },
     }
 }
 
@@ -125,77 +102,16 @@ pub struct ReturnError {
     pub parameter: Option<Payload>,
 }
 
-/// Reject problem (X.880 §9.?: GeneralProblem, InvokeProblem, ReturnResultProblem,
-/// ReturnErrorProblem); the values are open integers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Problem {
-    General(i64),
-    Invoke(i64),
-    ReturnResult(i64),
-    ReturnError(i64),
-}
+pub use ctigate_csta_model::reject::Problem;
 
-impl Problem {
-    pub const GENERAL: &'static [&'static str] =
-        &["unrecognizedPDU", "mistypedPDU", "badlyStructuredPDU"];
-    pub const INVOKE: &'static [&'static str] = &[
-        "duplicateInvocation",
-        "unrecognizedOperation",
-        "mistypedArgument",
-        "resourceLimitation",
-        "releaseInProgress",
-        "unrecognizedLinkedId",
-        "linkedResponseUnexpected",
-        "unexpectedLinkedOperation",
-    ];
-    pub const RETURN_RESULT: &'static [&'static str] = &[
-        "unrecognizedInvocation",
-        "resultResponseUnexpected",
-        "mistypedResult",
-    ];
-    pub const RETURN_ERROR: &'static [&'static str] = &[
-        "unrecognizedInvocation",
-        "errorResponseUnexpected",
-        "unrecognizedError",
-        "unexpectedError",
-        "mistypedParameter",
-    ];
-    /// The CHOICE alternative name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Problem::General(_) => "general",
-            Problem::Invoke(_) => "invoke",
-            Problem::ReturnResult(_) => "returnResult",
-            Problem::ReturnError(_) => "returnError",
-        }
-    }
-    pub fn value(&self) -> i64 {
-        match *self {
-            Problem::General(v)
-            | Problem::Invoke(v)
-            | Problem::ReturnResult(v)
-            | Problem::ReturnError(v) => v,
-        }
-    }
-    /// The X.880 name of the problem value, when it is a known one.
-    pub fn name(&self) -> Option<&'static str> {
-        let table = match self {
-            Problem::General(_) => Self::GENERAL,
-            Problem::Invoke(_) => Self::INVOKE,
-            Problem::ReturnResult(_) => Self::RETURN_RESULT,
-            Problem::ReturnError(_) => Self::RETURN_ERROR,
-        };
-        usize::try_from(self.value())
-            .ok()
-            .and_then(|i| table.get(i).copied())
-    }
-    fn tag_number(&self) -> u32 {
-        match self {
-            Problem::General(_) => 0,
-            Problem::Invoke(_) => 1,
-            Problem::ReturnResult(_) => 2,
-            Problem::ReturnError(_) => 3,
-        }
+/// The context tag number of a problem's CHOICE alternative (`general [0]`, `invoke [1]`,
+/// `returnResult [2]`, `returnError [3]`).
+fn problem_tag_number(p: &Problem) -> u32 {
+    match p {
+        Problem::General(_) => 0,
+        Problem::Invoke(_) => 1,
+        Problem::ReturnResult(_) => 2,
+        Problem::ReturnError(_) => 3,
     }
 }
 
@@ -306,7 +222,7 @@ impl Rose {
                 }
                 write_code(out, &i.opcode);
                 if let Some(a) = &i.argument {
-                    a.encode(out).map_err(|e| e.within("argument"))?;
+                    encode_payload(a, out).map_err(|e| e.within("argument"))?;
                 }
                 ber::finish(out, m);
             }
@@ -316,7 +232,7 @@ impl Rose {
                 if let Some((code, p)) = &r.result {
                     let m2 = ber::begin(out, Tag::universal(16), true);
                     write_code(out, code);
-                    p.encode(out).map_err(|e| e.within("result"))?;
+                    encode_payload(p, out).map_err(|e| e.within("result"))?;
                     ber::finish(out, m2);
                 }
                 ber::finish(out, m);
@@ -326,7 +242,7 @@ impl Rose {
                 write_invoke_id(out, e.invoke_id);
                 write_code(out, &e.errcode);
                 if let Some(p) = &e.parameter {
-                    p.encode(out).map_err(|e| e.within("parameter"))?;
+                    encode_payload(p, out).map_err(|e| e.within("parameter"))?;
                 }
                 ber::finish(out, m);
             }
@@ -334,7 +250,7 @@ impl Rose {
                 let m = ber::begin(out, ctx(4), true);
                 write_invoke_id(out, r.invoke_id);
                 let (b, s) = ber::integer_content(r.problem.value());
-                ber::write_primitive(out, ctx(r.problem.tag_number()), &b[s..]);
+                ber::write_primitive(out, ctx(problem_tag_number(&r.problem)), &b[s..]);
                 ber::finish(out, m);
             }
         }

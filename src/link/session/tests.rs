@@ -1,8 +1,11 @@
 //! The session driven by hand: exact bytes in and out, a manual clock.
 
 use super::*;
-use ctigate_csta::ops::{AnswerCallArgument, MakeCallArgument};
-use ctigate_csta::types::{ConnectionId, MonitorCrossRefId};
+use bytes::Bytes;
+use ctigate_csta::acse::{Acse, AcseKind};
+use ctigate_csta::apdu::Apdu;
+use ctigate_csta_model::ops::{AnswerCallArgument, MakeCallArgument};
+use ctigate_csta_model::types::{ConnectionId, MonitorCrossRefId};
 
 /// Octets from hex (white space ignored).
 fn hex(s: &str) -> Bytes {
@@ -385,9 +388,7 @@ fn results_errors_and_rejects_are_correlated_by_invoke_id() {
         a[1],
         (
             10,
-            Ok(Err(CstaError::Reject(
-                "rejected:unrecognizedOperation".into()
-            )))
+            Ok(Err(CstaError::Reject(problem::UNRECOGNIZED_OPERATION)))
         )
     );
     assert_eq!(a[2].0, 30);
@@ -445,18 +446,9 @@ fn answers_we_cannot_read_are_rejected_and_reported() {
     assert_eq!(
         answers(&outs),
         vec![
-            (
-                1,
-                Ok(Err(CstaError::Reject("rejected:mistypedResult".into())))
-            ),
-            (
-                2,
-                Ok(Err(CstaError::Reject("rejected:unrecognizedError".into())))
-            ),
-            (
-                3,
-                Ok(Err(CstaError::Reject("rejected:mistypedResult".into())))
-            ),
+            (1, Ok(Err(CstaError::Reject(problem::MISTYPED_RESULT)))),
+            (2, Ok(Err(CstaError::Reject(problem::UNRECOGNIZED_ERROR)))),
+            (3, Ok(Err(CstaError::Reject(problem::MISTYPED_RESULT)))),
         ]
     );
 }
@@ -678,10 +670,10 @@ fn keep_alive_after_idle_time_and_dead_after_the_misses() {
     // now silence: keep-alive, keep-alive, dead
     h.now = t0 + Duration::from_secs(60);
     h.s.handle_timeout(h.now);
-    assert_eq!(opcode(&h.sent()[0]), Some(211));
+    assert_eq!(opcode(&h.sent()[0]), Some(opcode::SYSTEM_STATUS));
     h.now += Duration::from_secs(20);
     h.s.handle_timeout(h.now);
-    assert_eq!(opcode(&h.sent()[0]), Some(211));
+    assert_eq!(opcode(&h.sent()[0]), Some(opcode::SYSTEM_STATUS));
     assert!(h.s.is_associated());
     h.now += Duration::from_secs(20);
     h.s.handle_timeout(h.now);
@@ -775,7 +767,7 @@ fn unmonitor_sends_monitor_stop_and_forgets_the_device() {
         Out::Transmit(Frame::Pdu(p)) => p.clone(),
         o => panic!("{o:?}"),
     };
-    assert_eq!(opcode(&stop), Some(73));
+    assert_eq!(opcode(&stop), Some(opcode::MONITOR_STOP));
     assert_eq!(answers(&outs), vec![(4, Ok(Ok(None)))]);
     assert!(h.s.monitors().is_empty());
 }
@@ -807,7 +799,9 @@ fn reconnect_monitors_every_device_again_with_new_cross_references() {
         })
         .collect();
     assert_eq!(starts.len(), 2);
-    assert!(starts.iter().all(|p| opcode(p) == Some(71)));
+    assert!(starts
+        .iter()
+        .all(|p| opcode(p) == Some(opcode::MONITOR_START)));
     h.pdu(&monitor_result(invoke_id(&starts[0]), 11));
     h.pdu(&monitor_result(invoke_id(&starts[1]), 12));
     assert_eq!(
@@ -890,7 +884,7 @@ fn a_switch_restart_loses_the_monitors_and_they_come_back() {
     let Out::Transmit(Frame::Pdu(start)) = &outs[1] else {
         panic!("{outs:?}")
     };
-    assert_eq!(opcode(start), Some(71));
+    assert_eq!(opcode(start), Some(opcode::MONITOR_START));
     h.pdu(&monitor_result(invoke_id(start), 5));
     assert_eq!(
         h.drain(),
@@ -947,4 +941,22 @@ fn shutdown_while_down_just_closes() {
     let outs = h.drain();
     assert!(outs.contains(&Out::Close));
     assert!(h.s.is_closed());
+}
+
+/// The typed rejects display as the `rejected:…` codes the NDJSON port sends.
+#[test]
+fn rejects_display_as_before() {
+    for (p, text) in [
+        (
+            problem::UNRECOGNIZED_OPERATION,
+            "rejected:unrecognizedOperation",
+        ),
+        (problem::MISTYPED_ARGUMENT, "rejected:mistypedArgument"),
+        (problem::MISTYPED_RESULT, "rejected:mistypedResult"),
+        (problem::UNRECOGNIZED_ERROR, "rejected:unrecognizedError"),
+        (problem::MISTYPED_PARAMETER, "rejected:mistypedParameter"),
+        (Problem::Invoke(9), "rejected:invoke/9"),
+    ] {
+        assert_eq!(CstaError::Reject(p).to_string(), text);
+    }
 }

@@ -1,0 +1,350 @@
+//! The ECMA-285 BER dialect: X.880 ROSE APDUs after X.227 ACSE association, in 2-octet
+//! length framing (WIRE.md §2.1), with the optional pre-association `B`/`P` handshake
+//! (Alcatel OmniPCX Office, WIRE.md §2.2). Everything here is the `ctigate-csta` crate's
+//! code; this file only maps it onto [`Dialect`].
+
+use super::dialect::{Association, Dialect, Garbled, Message, SwitchError};
+use super::LinkConfig;
+use bytes::Bytes;
+use ctigate_csta::acse::{self, AarqParams, Acse, AcseKind};
+use ctigate_csta::apdu::Apdu;
+use ctigate_csta::framing::{Frame, U16Codec, HANDSHAKE_APP, HANDSHAKE_SWITCH, MAX_U16_FRAME};
+use ctigate_csta::rose::{Code, InvokeId, Reject, ReturnError, Rose};
+use ctigate_csta::rose_ext::{
+    self, FromInvoke, FromReturnResult, ReportFromInvoke, ToInvoke, ToReturnError, ToReturnResult,
+};
+use ctigate_csta::{DecodeError, Oid};
+use ctigate_csta_model::events::EventReport;
+use ctigate_csta_model::opcode;
+use ctigate_csta_model::ops::{Argument, Operation, OperationResult};
+use ctigate_csta_model::reject::Problem;
+use ctigate_csta_model::types::UniversalFailure;
+
+/// Highest invoke id; the next one is 1 again (public client code wraps here, WIRE.md §4).
+pub const MAX_INVOKE_ID: i64 = 32767;
+
+/// The ECMA-285 BER dialect (configured: the AARQ, built once; the handshake setting).
+#[derive(Debug, Clone)]
+pub struct Ber {
+    aarq: Bytes,
+    handshake: bool,
+}
+
+impl Dialect for Ber {
+    type Frame = Frame;
+    type Codec = U16Codec;
+
+    const MAX_INVOKE_ID: i64 = MAX_INVOKE_ID;
+
+    fn from_config(cfg: &LinkConfig) -> Result<Ber, String> {
+        Ok(Ber {
+            aarq: build_aarq(cfg)?,
+            handshake: cfg.handshake,
+        })
+    }
+
+    fn codec(&self) -> U16Codec {
+        let codec = U16Codec::new();
+        if self.handshake {
+            codec.expecting_handshake(HANDSHAKE_SWITCH)
+        } else {
+            codec
+        }
+    }
+
+    fn handshake(&self) -> Option<Frame> {
+        self.handshake.then_some(Frame::Handshake(HANDSHAKE_APP))
+    }
+
+    fn associate(&self) -> Frame {
+        Frame::Pdu(self.aarq.clone())
+    }
+
+    fn release(&self) -> Option<Frame> {
+        acse_frame(&Acse::rlrq(0))
+    }
+
+    fn release_response(&self) -> Option<Frame> {
+        acse_frame(&Acse::rlre(0))
+    }
+
+    fn abort(&self) -> Option<Frame> {
+        acse_frame(&Acse::abrt(0, None))
+    }
+
+    fn invoke(&self, invoke_id: i64, arg: &Argument) -> Result<Frame, String> {
+        match Apdu::Rose(arg.invoke(invoke_id)).encode() {
+            Ok(b) if b.len() <= MAX_U16_FRAME => Ok(Frame::Pdu(Bytes::from(b))),
+            Ok(b) => Err(format!(
+                "{} of {} octets exceeds the frame limit of {MAX_U16_FRAME}",
+                arg.operation(),
+                b.len()
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn result(
+        &self,
+        invoke_id: i64,
+        op: Operation,
+        result: Option<&OperationResult>,
+    ) -> Result<Frame, String> {
+        let rose = match result {
+            Some(r) => r.return_result(invoke_id),
+            None => rose_ext::no_data_result(op, invoke_id)
+                .ok_or_else(|| format!("{op} has no noData result"))?,
+        };
+        rose_frame(rose)
+    }
+
+    fn error(&self, invoke_id: i64, failure: &UniversalFailure) -> Result<Frame, String> {
+        rose_frame(failure.return_error(invoke_id))
+    }
+
+    fn reject(&self, invoke_id: Option<i64>, problem: Problem) -> Option<Frame> {
+        let invoke_id = invoke_id.map_or(InvokeId::Absent, InvokeId::Present);
+        rose_frame(Rose::Reject(Reject { invoke_id, problem })).ok()
+    }
+
+    fn decode(&mut self, frame: Frame) -> Message {
+        let pdu = match frame {
+            Frame::Handshake(b) => {
+                return Message::Handshake {
+                    expected: b == HANDSHAKE_SWITCH,
+                    text: format!(
+                        "unexpected pre-association byte 0x{b:02x}; check the handshake setting"
+                    ),
+                }
+            }
+            Frame::Pdu(p) => p,
+        };
+        match Apdu::decode(&pdu) {
+            Ok(Apdu::Acse(a)) => association(a),
+            Ok(Apdu::Rose(r)) => rose(r),
+            Err(e) => undecodable(&pdu, e),
+        }
+    }
+}
+
+fn acse_frame(a: &Acse) -> Option<Frame> {
+    match a.encode() {
+        Ok(b) => Some(Frame::Pdu(Bytes::from(b))),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode an ACSE APDU (bug)");
+            None
+        }
+    }
+}
+
+fn rose_frame(r: Rose) -> Result<Frame, String> {
+    Apdu::Rose(r)
+        .encode()
+        .map(|b| Frame::Pdu(Bytes::from(b)))
+        .map_err(|e| e.to_string())
+}
+
+/// An ACSE APDU from the switch (X.227).
+fn association(a: Acse) -> Message {
+    let what = match a.kind {
+        AcseKind::Aare if a.result() == Some(acse::result::ACCEPTED) => {
+            let versions = a.csta_user_info().map(|u| u.versions);
+            Association::Accepted {
+                detail: format!("{versions:?}"),
+            }
+        }
+        AcseKind::Aare => Association::Rejected {
+            result: match a.result() {
+                Some(acse::result::REJECTED_PERMANENT) => "rejected-permanent".to_string(),
+                Some(acse::result::REJECTED_TRANSIENT) => "rejected-transient".to_string(),
+                Some(n) => format!("result {n}"),
+                None => "no result".to_string(),
+            },
+            diagnostic: match a.diagnostic() {
+                Some(("service-user", v)) => acse::service_user_diagnostic_name(v).to_string(),
+                Some(("service-provider", v)) => service_provider_diagnostic_name(v).to_string(),
+                Some((_, v)) => format!("diagnostic {v}"),
+                None => "no diagnostic given".to_string(),
+            },
+        },
+        AcseKind::Abrt => {
+            let source = match a.abort_source() {
+                Some(0) => "service-user",
+                Some(1) => "service-provider",
+                _ => "unknown source",
+            };
+            let diag = a
+                .abort_diagnostic()
+                .map(|d| format!(", diagnostic {}", abort_diagnostic_name(d)))
+                .unwrap_or_default();
+            Association::Abort {
+                reason: format!("the switch aborted the association (ABRT, {source}{diag})"),
+            }
+        }
+        AcseKind::Rlrq => Association::ReleaseRequest,
+        AcseKind::Rlre => Association::ReleaseResponse,
+        _ => Association::Other,
+    };
+    Message::Association {
+        name: a.kind.name(),
+        what,
+    }
+}
+
+/// A ROSE APDU from the switch (X.880).
+fn rose(r: Rose) -> Message {
+    match r {
+        Rose::Invoke(inv) => match inv.opcode.local() {
+            Some(opcode::CSTA_EVENT_REPORT) => {
+                Message::EventReport(EventReport::from_invoke_lenient(&inv))
+            }
+            local => Message::Invoke {
+                invoke_id: inv.invoke_id.value(),
+                opcode: local,
+                argument: Argument::from_invoke(&inv),
+            },
+        },
+        Rose::ReturnResult(rr) => Message::Result {
+            invoke_id: rr.invoke_id.value(),
+            result: OperationResult::from_return_result(&rr),
+        },
+        Rose::ReturnError(re) => Message::Error {
+            invoke_id: re.invoke_id.value(),
+            error: switch_error(&re),
+        },
+        Rose::Reject(rj) => Message::Reject {
+            invoke_id: rj.invoke_id.value(),
+            problem: rj.problem,
+        },
+    }
+}
+
+/// A returnError: universalFailure (local 1) with its parameter, or what is wrong with it.
+fn switch_error(re: &ReturnError) -> SwitchError {
+    if re.errcode != Code::Local(UniversalFailure::ERROR_CODE) {
+        return SwitchError::Unrecognized(format!("{:?}", re.errcode));
+    }
+    match re
+        .parameter
+        .as_ref()
+        .map(|p| UniversalFailure::from_value(&p.value))
+    {
+        Some(Ok(f)) => SwitchError::Failure(f),
+        other => SwitchError::Unreadable(format!("{other:?}")),
+    }
+}
+
+/// A PDU the codec could not read, classified by its first octet (X.690 identifier: ROSE
+/// `[1]`..`[4]` constructed context tags, ACSE `[APPLICATION n]`).
+fn undecodable(pdu: &Bytes, e: DecodeError) -> Message {
+    let id = e.invoke_id;
+    let guess = match pdu.first().copied() {
+        Some(0xa1) => Garbled::Invoke {
+            invoke_id: id,
+            event_report: peek_opcode(pdu) == Some(opcode::CSTA_EVENT_REPORT),
+        },
+        Some(0xa2) => Garbled::Result { invoke_id: id },
+        Some(0xa3) => Garbled::Error { invoke_id: id },
+        Some(0xa4) | None => Garbled::Ignored,
+        Some(b) if b & 0xe0 == 0x60 => Garbled::Association,
+        Some(_) => Garbled::Unknown,
+    };
+    Message::Undecodable {
+        error: e.to_string(),
+        dump: ctigate_csta::json::hex(pdu),
+        guess,
+    }
+}
+
+fn build_aarq(cfg: &LinkConfig) -> Result<Bytes, String> {
+    let context: Oid = cfg.context.parse().map_err(|_| {
+        format!(
+            "context {:?} is not a dotted OID (e.g. 1.3.12.0.218)",
+            cfg.context
+        )
+    })?;
+    if let Some(v) = cfg.versions.iter().find(|v| **v > 23) {
+        return Err(format!(
+            "CSTA version bit {v} does not exist (0..=23; ECMA-285 ed1/ed2/ed3/ed4 = 2/4/14/18)"
+        ));
+    }
+    let p = AarqParams {
+        context,
+        versions: cfg.versions.clone(),
+        mechanism: None,
+        authentication: cfg.password.clone(),
+    };
+    let a = Acse::aarq(&p).map_err(|e| format!("cannot build the AARQ: {e}"))?;
+    a.encode()
+        .map(Bytes::from)
+        .map_err(|e| format!("cannot encode the AARQ: {e}"))
+}
+
+/// X.227 ABRT abort-diagnostic (ABRT-diagnostic ENUMERATED).
+fn abort_diagnostic_name(v: i64) -> String {
+    match v {
+        1 => "no-reason-given".into(),
+        2 => "protocol-error".into(),
+        3 => "authentication-mechanism-name-not-recognized".into(),
+        4 => "authentication-mechanism-name-required".into(),
+        5 => "authentication-failure".into(),
+        6 => "authentication-required".into(),
+        n => n.to_string(),
+    }
+}
+
+/// X.227 Associate-source-diagnostic acse-service-provider values.
+fn service_provider_diagnostic_name(v: i64) -> &'static str {
+    match v {
+        0 => "null",
+        1 => "no-reason-given",
+        2 => "no-common-acse-version",
+        _ => "unknown",
+    }
+}
+
+/// The opcode of an invoke PDU the codec could not read (to tell an event report, which is
+/// never answered, from the rest): `a1 L 02 L id [80 L .. | 81 00] 02 L opcode`.
+fn peek_opcode(pdu: &[u8]) -> Option<i64> {
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = b.split_first()?;
+        let (&l0, rest) = rest.split_first()?;
+        let (len, rest) = match l0 {
+            0..=0x7f => (usize::from(l0), rest),
+            0x81 => (usize::from(*rest.first()?), &rest[1..]),
+            0x82 => (
+                usize::from(*rest.first()?) << 8 | usize::from(*rest.get(1)?),
+                rest.get(2..)?,
+            ),
+            _ => return None,
+        };
+        if rest.len() < len {
+            return None;
+        }
+        Some((tag, &rest[..len], &rest[len..]))
+    }
+    let (tag, body, _) = tlv(pdu).or_else(|| {
+        // a truncated outer length: read the children that are there
+        pdu.get(2..).map(|body| (pdu[0], body, &[][..]))
+    })?;
+    if tag != 0xa1 {
+        return None;
+    }
+    let (t, _, mut rest) = tlv(body)?;
+    if t != 0x02 {
+        return None;
+    }
+    let (mut t, mut v, r) = tlv(rest)?;
+    if t == 0x80 || t == 0x81 {
+        rest = r;
+        (t, v, _) = tlv(rest)?;
+    }
+    if t != 0x02 || v.is_empty() || v.len() > 8 {
+        return None;
+    }
+    let mut n: i64 = if v[0] & 0x80 != 0 { -1 } else { 0 };
+    for b in v {
+        n = (n << 8) | i64::from(*b);
+    }
+    Some(n)
+}

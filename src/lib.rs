@@ -13,4 +13,7 @@ pub mod link;
 pub mod model;
 pub mod sim;
 
+#[cfg(test)]
+mod test_util;
+
 pub use ctigate_csta as csta;

@@ -5,6 +5,7 @@
 use super::*;
 use crate::sim::config::{ResultingCallId, SimConfig};
 use crate::sim::switch::{AssocId, Output, Switch};
+use crate::test_util::hex;
 use bytes::Bytes;
 use ctigate_csta::acse::{AarqParams, Acse, AcseKind};
 use ctigate_csta::apdu::Apdu;
@@ -27,15 +28,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// 2026-11-21T10:00:00.000Z
 fn t0() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_795_255_200)
-}
-
-fn hex(s: &str) -> Bytes {
-    Bytes::from(
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex"))
-            .collect::<Vec<_>>(),
-    )
 }
 
 /// The switch, one association, and the tracker fed with every event report.

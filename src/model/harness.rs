@@ -87,11 +87,11 @@ impl Pbx {
             let mut moved = false;
             while let Some(o) = self.link.poll_output() {
                 moved = true;
-                self.from_link(o);
+                self.on_link(o);
             }
             while let Some(o) = self.sw.poll_output() {
                 moved = true;
-                self.from_switch(o);
+                self.on_switch(o);
             }
             if !moved {
                 return;
@@ -100,7 +100,7 @@ impl Pbx {
         panic!("the session and the switch do not settle");
     }
 
-    fn from_link(&mut self, o: link::Out) {
+    fn on_link(&mut self, o: link::Out) {
         let now = self.now;
         match o {
             link::Out::Connect => {
@@ -135,7 +135,7 @@ impl Pbx {
         }
     }
 
-    fn from_switch(&mut self, o: Output) {
+    fn on_switch(&mut self, o: Output) {
         let now = self.now;
         match o {
             Output::Pdu { assoc, pdu } if Some(assoc) == self.assoc => {

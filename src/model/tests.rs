@@ -1398,3 +1398,34 @@ fn events_follow_the_new_cross_references_after_a_switch_restart() {
     );
     assert_eq!(h.seq("202"), ["call.offering/makeCall/offering"]);
 }
+
+#[test]
+fn a_far_end_that_rings_answers_only_when_told() {
+    // the virtual-time half of gateway_e2e's `ring` check: every timer due within an hour
+    // fires, and still nothing answers
+    let mut h = H::at_t0(SimConfig::default());
+    h.monitor("201");
+    h.control(r#"{"cmd":"far_end","number":"0891234567","behaviour":"ring"}"#);
+    h.ok(MakeCallArgument::new(
+        DeviceId::dialing("201"),
+        DeviceId::dialing("0891234567"),
+    ));
+    assert_eq!(
+        h.seq("201"),
+        [
+            "call.dialing/makeCall/dialing",
+            "call.updated/dialing",
+            "call.ringback/makeCall/ringback"
+        ]
+    );
+    h.advance(Duration::from_secs(3600));
+    assert!(h.take("201").is_empty());
+    assert!(h.link.is_associated());
+    h.control(r#"{"cmd":"answer","device":"0891234567"}"#);
+    let a = h.take("201");
+    assert_eq!(summary(&a), ["call.connected/normal/connected"]);
+    assert_eq!(
+        call(&a[0]).answered.as_deref(),
+        Some("2026-11-21T11:00:00.000Z")
+    );
+}

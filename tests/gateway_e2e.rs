@@ -499,6 +499,8 @@ async fn outbound_call_far_end_answers() {
     c.ok(json!({"op": "call.make", "device": "201", "to": "0891234567"}))
         .await;
     c.until("201", "call.ringback").await;
+    // not answered by the time the switch reported the marker call (that it never answers
+    // by itself is shown in virtual time: model tests, a_far_end_that_rings_...)
     e.barrier(&mut c).await;
     assert!(!c.events.iter().any(|e| e["event"] == "call.connected"));
     e.sim(r#"{"cmd":"answer","device":"0891234567"}"#).await;

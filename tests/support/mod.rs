@@ -247,14 +247,15 @@ impl Env {
         self.gw.client().await
     }
 
-    /// Prove that `c` has read everything the switch reported so far, and everything the
-    /// gateway published for it before: the marker station (monitored by `c` from its first
-    /// barrier on) calls another and hangs up; the switch reports that on the same
-    /// association after every earlier report, the link and the gateway's event pump keep
-    /// the order, the hub gives `c` its events in seq order, and `c` reads up to the marker's
-    /// release. Also proves every earlier request of `c` whose answer preceded an event
-    /// is read. The marker's events are kept apart ([`Client::marks`]), never in
-    /// [`Client::events`].
+    /// Prove that `c` has read every event the switch reported so far and the gateway
+    /// published for it: the marker station (monitored by `c` from its first barrier on)
+    /// calls another and hangs up; the switch reports that on the same association after
+    /// every earlier report, the link and the gateway's event pump keep the order, the hub
+    /// gives `c` its events in seq order, and `c` reads up to the marker call's release.
+    /// Responses the gateway queued for `c` before that are read too (its writer sends
+    /// queued responses before the next event). The marker's events are kept apart
+    /// ([`Client::marks`]), never in [`Client::events`]. Timers that fire later (a far end's
+    /// ring time) are not covered: those are shown in virtual time (`src/model/harness.rs`).
     pub async fn barrier(&self, c: &mut Client) {
         if !c.marking {
             let r = c.ok(json!({"op": "monitor.start", "device": MARKER})).await;

@@ -14,4 +14,7 @@ pub mod logging;
 pub mod model;
 pub mod sim;
 
+#[cfg(test)]
+mod test_util;
+
 pub use ctigate_csta as csta;

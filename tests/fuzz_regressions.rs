@@ -10,9 +10,12 @@
 #[allow(dead_code)]
 mod checks;
 
+mod support;
+
 use std::fs;
 use std::panic;
 use std::path::{Path, PathBuf};
+use support::hex;
 
 fn inputs(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -32,10 +35,6 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-fn hex(b: &[u8]) -> String {
-    ctigate::csta::json::hex(b)
 }
 
 /// Run every file under `fuzz/<kind>/<target>/` through the check of `<target>`; returns

@@ -1,24 +1,19 @@
 //! The golden test (house habit 8): every annotated fixture decodes, re-encodes and
 //! compares bytes; every negative fixture fails with the error its name says.
 
+mod support;
+
 use bytes::Bytes;
 use ctigate::csta::{Apdu, Limits};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use support::unhex;
 
 struct Fixture {
     path: PathBuf,
     bytes: Vec<u8>,
     expect: HashMap<String, String>,
     canonical: Option<Vec<u8>>,
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    let d: Vec<u8> = s.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
-    assert!(d.len() % 2 == 0, "odd hex digit count in {s:?}");
-    d.chunks(2)
-        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
-        .collect()
 }
 
 fn read(path: &Path) -> Fixture {

@@ -2,51 +2,16 @@
 //! monitors and events, errors, rejection, link loss and re-monitoring, a hung switch,
 //! keep-alives, release.
 
+mod support;
+
 use ctigate::csta::ops::{AnswerCallArgument, Argument};
 use ctigate::csta::types::ConnectionId;
-use ctigate::link::{CstaError, Link, LinkConfig, LinkError, LinkEvent};
-use ctigate::sim::{control, Sim, SimConfig};
-use serde_json::Value;
+use ctigate::link::{CstaError, LinkConfig, LinkError, LinkEvent};
+use ctigate::sim::SimConfig;
 use std::time::Duration;
+use support::{link_cfg as cfg, sim_cmd as cmd, sim_monitors, start_link as start, start_sim, T};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
-
-/// Bound on every wait in these tests.
-const T: Duration = Duration::from_secs(10);
-
-async fn sim(cfg: SimConfig) -> Sim {
-    timeout(T, Sim::start(cfg, "127.0.0.1:0", Some("127.0.0.1:0")))
-        .await
-        .expect("sim starts in time")
-        .expect("sim starts")
-}
-
-async fn cmd(sim: &Sim, line: &str) -> Value {
-    let c = control::parse(line).expect("control command");
-    let r = timeout(T, sim.command(c))
-        .await
-        .expect("sim answers in time");
-    assert_eq!(r["ok"], true, "{line}: {r}");
-    r
-}
-
-fn cfg(sim: &Sim) -> LinkConfig {
-    LinkConfig {
-        name: "test".into(),
-        address: sim.csta_addr.to_string(),
-        request_timeout: Duration::from_secs(2),
-        keepalive_idle: Duration::from_secs(5),
-        reconnect_min: Duration::from_millis(200),
-        reconnect_max: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        ..LinkConfig::default()
-    }
-}
-
-fn start(cfg: LinkConfig) -> (Link, mpsc::Receiver<LinkEvent>) {
-    let (tx, rx) = mpsc::channel(256);
-    (Link::start(cfg, tx), rx)
-}
 
 /// The first event that `pick` accepts (others skipped), within [`T`].
 async fn wait_for<R>(
@@ -99,28 +64,13 @@ async fn report(rx: &mut mpsc::Receiver<LinkEvent>) -> (Option<String>, String) 
     .await
 }
 
-/// The monitors the simulator holds, as (association, device).
-async fn sim_monitors(sim: &Sim) -> Vec<String> {
-    let st = cmd(sim, r#"{"cmd":"status"}"#).await;
-    let mut out = Vec::new();
-    for a in st["associations"].as_array().into_iter().flatten() {
-        for m in a["monitors"].as_array().into_iter().flatten() {
-            if let Some(d) = m["watches"]["device"].as_str() {
-                out.push(d.to_string());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn answer_unknown_call() -> Argument {
     AnswerCallArgument::new(ConnectionId::dialing([0x77, 0x77], "201")).into()
 }
 
 #[tokio::test]
 async fn associate_monitor_events_errors_and_release() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = start_sim(SimConfig::default()).await;
     let (link, mut rx) = start(cfg(&sim));
     up(&mut rx).await;
     assert!(link.is_up());
@@ -173,7 +123,7 @@ async fn associate_monitor_events_errors_and_release() {
 
 #[tokio::test]
 async fn a_wrong_context_is_rejected_with_the_diagnostic_named() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = start_sim(SimConfig::default()).await;
     let (link, mut rx) = start(LinkConfig {
         context: "1.3.12.0.180.1".into(),
         ..cfg(&sim)
@@ -199,7 +149,7 @@ async fn a_wrong_context_is_rejected_with_the_diagnostic_named() {
 async fn a_missing_password_is_rejected_and_the_right_one_accepted() {
     let mut sc = SimConfig::default();
     sc.link.password = Some("s3cret".into());
-    let sim = sim(sc).await;
+    let sim = start_sim(sc).await;
     let (link, mut rx) = start(cfg(&sim));
     assert!(down(&mut rx).await.ends_with("authentication-required"));
     timeout(T, link.shutdown()).await.unwrap();
@@ -213,7 +163,7 @@ async fn a_missing_password_is_rejected_and_the_right_one_accepted() {
 
 #[tokio::test]
 async fn link_loss_reconnects_with_backoff_and_monitors_again() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = start_sim(SimConfig::default()).await;
     let (link, mut rx) = start(cfg(&sim));
     up(&mut rx).await;
     for d in ["201", "202"] {
@@ -273,7 +223,7 @@ async fn link_loss_reconnects_with_backoff_and_monitors_again() {
 
 #[tokio::test]
 async fn a_hung_switch_times_out_requests_and_is_declared_dead() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = start_sim(SimConfig::default()).await;
     let (link, mut rx) = start(LinkConfig {
         request_timeout: Duration::from_millis(500),
         keepalive_idle: Duration::from_millis(300),
@@ -313,7 +263,7 @@ async fn a_hung_switch_times_out_requests_and_is_declared_dead() {
 async fn keep_alives_both_ways() {
     let mut sc = SimConfig::default();
     sc.link.keepalive_s = 1;
-    let sim = sim(sc).await;
+    let sim = start_sim(sc).await;
     let (link, mut rx) = start(LinkConfig {
         keepalive_idle: Duration::from_millis(300),
         ..cfg(&sim)
@@ -326,12 +276,31 @@ async fn keep_alives_both_ways() {
     })
     .await;
     assert_eq!(status, "normal");
-    // ours are answered: still up after many idle periods and switch keep-alives
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(link.is_up());
-    while let Ok(e) = rx.try_recv() {
-        assert!(!matches!(e, LinkEvent::Down { .. }), "{e:?}");
+    let assoc = |st: &serde_json::Value| {
+        let a = st["associations"].as_array().expect("associations");
+        assert_eq!(a.len(), 1, "{st}");
+        (a[0]["id"].clone(), a[0]["keepalives_unanswered"].clone())
+    };
+    let (first, _) = assoc(&cmd(&sim, r#"{"cmd":"status"}"#).await);
+    // ours are answered: still up, on the same association, after three more switch
+    // keep-alives (each one second apart: three of our idle periods and more) with no Down
+    // among the link's events before them
+    for _ in 0..3 {
+        let status = wait_for(&mut rx, "SystemStatus", |e| match e {
+            LinkEvent::Down { reason } => panic!("the link went down: {reason}"),
+            LinkEvent::SystemStatus { status } => Some(status.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(status, "normal");
     }
+    assert!(link.is_up());
+    let (now, unanswered) = assoc(&cmd(&sim, r#"{"cmd":"status"}"#).await);
+    assert_eq!(now, first, "the same association");
+    assert!(
+        unanswered.as_u64().is_some_and(|n| n <= 1),
+        "the switch's keep-alives are answered (the last may be on its way): {unanswered}"
+    );
     // the switch stops answering ours: dead after the misses
     cmd(&sim, r#"{"cmd":"fault","fault":"stop_keepalive"}"#).await;
     let reason = down(&mut rx).await;
@@ -364,10 +333,7 @@ async fn nothing_listening_is_down_then_up_when_the_switch_appears() {
         Err(LinkError::Down)
     );
     // the switch appears on that port: the backoff finds it
-    let sim = timeout(T, Sim::start(SimConfig::default(), &addr.to_string(), None))
-        .await
-        .unwrap()
-        .unwrap();
+    let sim = support::start_sim_at(SimConfig::default(), &addr.to_string()).await;
     up(&mut rx).await;
     assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
     assert_eq!(sim_monitors(&sim).await, ["201"]);

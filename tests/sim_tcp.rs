@@ -1,111 +1,19 @@
 //! The simulator over real TCP on 127.0.0.1:0: a CSTA client built from our codec, the
 //! NDJSON control port, and the ways input can be wrong.
 
-use bytes::{BufMut, BytesMut};
-use ctigate::csta::acse::{AarqParams, Acse, AcseKind};
+mod support;
+
+use ctigate::csta::acse::AcseKind;
 use ctigate::csta::apdu::Apdu;
 use ctigate::csta::events::{Event, EventReport};
-use ctigate::csta::framing::{Frame, U16Codec};
 use ctigate::csta::ops::{Argument, MonitorStartArgument, OperationResult};
 use ctigate::csta::rose::Rose;
 use ctigate::csta::rose_ext::*;
 use ctigate::csta::types::{CstaObject, DeviceId};
-use ctigate::sim::{Sim, SimConfig};
-use serde_json::Value;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use ctigate::sim::SimConfig;
+use support::{hex, start_sim as start, Control, CstaClient as Client, T};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
-use tokio_util::codec::Decoder;
-
-const T: Duration = Duration::from_secs(5);
-
-struct Client {
-    s: TcpStream,
-    buf: BytesMut,
-    codec: U16Codec,
-}
-
-impl Client {
-    async fn connect(addr: std::net::SocketAddr) -> Client {
-        Client {
-            s: timeout(T, TcpStream::connect(addr)).await.unwrap().unwrap(),
-            buf: BytesMut::new(),
-            codec: U16Codec::new(),
-        }
-    }
-    async fn send(&mut self, a: &Apdu) {
-        let p = a.encode().unwrap();
-        let mut b = BytesMut::new();
-        b.put_u16(p.len() as u16);
-        b.put_slice(&p);
-        self.s.write_all(&b).await.unwrap();
-    }
-    /// The next PDU, or None when the switch closed the connection.
-    async fn next(&mut self) -> Option<Apdu> {
-        loop {
-            if let Some(Frame::Pdu(p)) = self.codec.decode(&mut self.buf).unwrap() {
-                return Some(Apdu::decode(&p).expect("the switch sends valid PDUs"));
-            }
-            let n = timeout(T, self.s.read_buf(&mut self.buf))
-                .await
-                .expect("the switch answers in time")
-                .unwrap();
-            if n == 0 {
-                return None;
-            }
-        }
-    }
-    async fn associate(&mut self) {
-        self.send(&Apdu::Acse(Acse::aarq(&AarqParams::default()).unwrap()))
-            .await;
-        match self.next().await {
-            Some(Apdu::Acse(a)) if a.kind == AcseKind::Aare && a.result() == Some(0) => {}
-            o => panic!("{o:?}"),
-        }
-        // then systemStatus(normal) at once, as real switches send; answered (noData)
-        match self.next().await {
-            Some(Apdu::Rose(Rose::Invoke(i))) if i.opcode.local() == Some(211) => {
-                let id = i.invoke_id.value().unwrap() as u8;
-                let mut b = BytesMut::new();
-                b.put_slice(&[0x00, 0x0d, 0xa2, 0x0b, 0x02, 0x01, id]);
-                b.put_slice(&[0x30, 0x06, 0x02, 0x02, 0x00, 0xd3, 0x05, 0x00]);
-                self.s.write_all(&b).await.unwrap();
-            }
-            o => panic!("expected systemStatus after the AARE: {o:?}"),
-        }
-    }
-}
-
-struct Control {
-    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    w: tokio::net::tcp::OwnedWriteHalf,
-}
-
-impl Control {
-    async fn connect(addr: std::net::SocketAddr) -> Control {
-        let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
-        Control {
-            r: BufReader::new(r),
-            w,
-        }
-    }
-    async fn raw(&mut self, line: &[u8]) -> Value {
-        self.w.write_all(line).await.unwrap();
-        let mut s = String::new();
-        timeout(T, self.r.read_line(&mut s)).await.unwrap().unwrap();
-        serde_json::from_str(&s).unwrap()
-    }
-    async fn cmd(&mut self, line: &str) -> Value {
-        self.raw(format!("{line}\n").as_bytes()).await
-    }
-}
-
-async fn start(cfg: SimConfig) -> Sim {
-    Sim::start(cfg, "127.0.0.1:0", Some("127.0.0.1:0"))
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn inbound_call_over_tcp_reaches_the_monitor() {
@@ -136,7 +44,7 @@ async fn inbound_call_over_tcp_reaches_the_monitor() {
             };
             assert_eq!(d.user_data.as_deref(), Some(&b"acct=77"[..]));
             assert_eq!(
-                d.connection.call_id().map(|b| ctigate::csta::json::hex(b)),
+                d.connection.call_id().map(|b| hex(b)),
                 r["call"].as_str().map(str::to_string)
             );
         }

@@ -66,4 +66,6 @@ pub use tracker::{
 pub use view::{rfc3339, AgentState, AgentView, CallState, CallType, CallView, UnknownName};
 
 #[cfg(test)]
+pub(crate) mod harness;
+#[cfg(test)]
 mod tests;

@@ -1,173 +1,40 @@
-//! The tracker driven by the event reports of the sans-IO switch simulator (every report
-//! fed with the device of its monitor, as the link does), and by hand-written sequences
-//! for what a real PBX may do differently (missing, repeated, reordered, unknown events).
+//! The tracker driven by the event reports of the sans-IO switch simulator, through a real
+//! link session in virtual time (`harness.rs`: the session's invoke ids, the switch's
+//! crossRefIDs, every report fed with the device the session's monitor table names), and
+//! by hand-written sequences for what a real PBX may do differently (missing, repeated,
+//! reordered, unknown events).
 
+use super::harness::Pbx;
 use super::*;
 use crate::sim::config::{ResultingCallId, SimConfig};
-use crate::sim::switch::{AssocId, Output, Switch};
+use crate::test_util::hex;
 use bytes::Bytes;
-use ctigate_csta::acse::{AarqParams, Acse, AcseKind};
-use ctigate_csta::apdu::Apdu;
-use ctigate_csta::framing::Frame;
-use ctigate_csta::rose::Rose;
-use ctigate_csta::rose_ext::{FromInvoke, FromReturnResult, ToInvoke};
-use ctigate_csta_model::events::*;
-use ctigate_csta_model::ops::{
-    AnswerCallArgument, Argument, ClearConnectionArgument, ConferenceCallArgument,
-    ConsultationCallArgument, GenerateDigitsArgument, HoldCallArgument, MakeCallArgument,
-    MonitorStartArgument, OperationResult, RetrieveCallArgument, SetAgentStateArgument,
-    SingleStepTransArgument, TransferCallArgument,
+use ctigate_csta::events::*;
+use ctigate_csta::ops::{
+    AnswerCallArgument, ClearConnectionArgument, ConferenceCallArgument, ConsultationCallArgument,
+    GenerateDigitsArgument, HoldCallArgument, MakeCallArgument, OperationResult,
+    RetrieveCallArgument, SetAgentStateArgument, SingleStepTransArgument, TransferCallArgument,
 };
-use ctigate_csta_model::types::{
-    CommonArguments, ConnectionId, ConnectionListEntry, CstaObject, DeviceId, EventCause,
-    LocalConnectionState, Party, PrivateData, Redirection, ReqAgentState,
+use ctigate_csta::types::{
+    CommonArguments, ConnectionId, ConnectionListEntry, DeviceId, EventCause, LocalConnectionState,
+    Party, PrivateData, Redirection, ReqAgentState,
 };
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// 2026-11-21T10:00:00.000Z
 fn t0() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_795_255_200)
 }
 
-fn hex(s: &str) -> Bytes {
-    Bytes::from(
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex"))
-            .collect::<Vec<_>>(),
-    )
-}
+/// The switch, a real link session to it, and the tracker fed with every event report the
+/// session routes (see `harness.rs`): invoke ids and crossRefIDs are the session's and the
+/// switch's.
+type H = Pbx;
 
-/// The switch, one association, and the tracker fed with every event report.
-struct H {
-    sw: Switch,
-    start: Instant,
-    now: Instant,
-    next_id: i64,
-    a: AssocId,
-    /// monitor cross reference -> device
-    monitors: HashMap<Bytes, String>,
-    tracker: Tracker,
-    out: Vec<Out>,
-}
-
-impl H {
-    fn new(mut cfg: SimConfig) -> H {
-        // this harness plays the application by hand and does not answer systemStatus
-        cfg.link.status_at_association = false;
-        let start = Instant::now();
-        let mut sw = Switch::new(cfg);
-        let a = sw.connect("test", start).expect("accepted");
-        let mut h = H {
-            sw,
-            start,
-            now: start,
-            next_id: 1,
-            a,
-            monitors: HashMap::new(),
-            tracker: Tracker::new(TrackerConfig {
-                link: "pbx1".into(),
-                internal: InternalRule::default(),
-            }),
-            out: Vec::new(),
-        };
-        h.send(Apdu::Acse(Acse::aarq(&AarqParams::default()).unwrap()));
-        match &h.drain(None).1[..] {
-            [Apdu::Acse(x)] if x.kind == AcseKind::Aare && x.result() == Some(0) => {}
-            o => panic!("expected an accepting AARE, got {o:?}"),
-        }
-        h
-    }
-
-    fn time(&self) -> SystemTime {
-        t0() + (self.now - self.start)
-    }
-
-    fn send(&mut self, apdu: Apdu) {
-        let b = Bytes::from(apdu.encode().expect("test PDU encodes"));
-        self.sw.receive(self.a, Frame::Pdu(b), self.now);
-    }
-
-    /// Every PDU the switch sent: event reports go to the tracker; returns the answer to
-    /// invoke `id` and the other PDUs.
-    fn drain(&mut self, id: Option<i64>) -> (Option<Rose>, Vec<Apdu>) {
-        let mut answer = None;
-        let mut other = Vec::new();
-        let now = self.time();
-        while let Some(o) = self.sw.poll_output() {
-            let Output::Pdu { pdu, .. } = o else { continue };
-            match Apdu::decode(&pdu).expect("switch output decodes") {
-                Apdu::Rose(Rose::Invoke(i))
-                    if i.opcode.local() == Some(ctigate_csta_model::opcode::CSTA_EVENT_REPORT) =>
-                {
-                    let r = EventReport::from_invoke(&i).expect("typed event");
-                    let dev = self.monitors.get(&r.xref.0).expect("a monitor").clone();
-                    let outs = self.tracker.on_event(&dev, &r.event, now);
-                    self.out.extend(outs);
-                }
-                Apdu::Rose(r) if id.is_some() && r.invoke_id().value() == id => answer = Some(r),
-                p => other.push(p),
-            }
-        }
-        (answer, other)
-    }
-
-    fn ok(&mut self, arg: impl Into<Argument>) -> Option<OperationResult> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let arg: Argument = arg.into();
-        self.send(Apdu::Rose(arg.invoke(id)));
-        match self.drain(Some(id)).0 {
-            Some(Rose::ReturnResult(r)) => OperationResult::from_return_result(&r).unwrap(),
-            a => panic!("expected a result, got {a:?}"),
-        }
-    }
-
-    fn monitor(&mut self, device: &str) {
-        let r = self.ok(MonitorStartArgument::new(CstaObject::Device(
-            DeviceId::dialing(device),
-        )));
-        match r {
-            Some(OperationResult::MonitorStart(r)) => {
-                self.monitors
-                    .insert(r.cross_ref_identifier.0, device.to_string());
-            }
-            r => panic!("{r:?}"),
-        }
-    }
-
-    fn control(&mut self, cmd: &str) -> serde_json::Value {
-        let r = self
-            .sw
-            .control(crate::sim::control::parse(cmd).unwrap(), self.now);
-        assert_eq!(r["ok"], true, "{cmd}: {r}");
-        self.drain(None);
-        r
-    }
-
-    fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(t) = self.sw.poll_timeout() {
-            if t > end {
-                break;
-            }
-            self.now = t.max(self.now);
-            self.sw.handle_timeout(self.now);
-            self.drain(None);
-        }
-        self.now = end;
-        self.sw.handle_timeout(self.now);
-        self.drain(None);
-    }
-
-    /// The tracker's events for `device` since the last look.
-    fn take(&mut self, device: &str) -> Vec<Out> {
-        let (mine, rest) = std::mem::take(&mut self.out)
-            .into_iter()
-            .partition(|o| o.device() == device);
-        self.out = rest;
-        mine
+impl Pbx {
+    fn at_t0(cfg: SimConfig) -> H {
+        Pbx::new(cfg, t0())
     }
 
     /// `event/cause/state` of the tracker's events for `device` since the last look.
@@ -256,7 +123,7 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 #[test]
 fn inbound_acd_call_screen_pop_hold_dtmf_release_and_after_call_work() {
-    let mut h = H::new(SimConfig {
+    let mut h = H::at_t0(SimConfig {
         after_call_work_ms: 5000,
         ..SimConfig::default()
     });
@@ -393,7 +260,7 @@ fn inbound_acd_call_screen_pop_hold_dtmf_release_and_after_call_work() {
 
 #[test]
 fn internal_call() {
-    let mut h = H::new(SimConfig::default());
+    let mut h = H::at_t0(SimConfig::default());
     h.monitor("201");
     h.monitor("202");
     h.ok(MakeCallArgument::new(
@@ -444,7 +311,7 @@ fn internal_call() {
 
 #[test]
 fn outbound_call_and_a_busy_far_end() {
-    let mut h = H::new(SimConfig::default());
+    let mut h = H::at_t0(SimConfig::default());
     h.monitor("201");
     h.ok(MakeCallArgument::new(
         DeviceId::dialing("201"),
@@ -497,7 +364,7 @@ fn outbound_call_and_a_busy_far_end() {
 
 #[test]
 fn call_to_a_busy_station_fails_and_the_station_sees_nothing() {
-    let mut h = H::new(SimConfig::default());
+    let mut h = H::at_t0(SimConfig::default());
     h.monitor("201");
     h.monitor("203");
     h.control(r#"{"cmd":"busy","device":"203","on":true}"#);
@@ -588,7 +455,7 @@ fn consultation_then_transfer_keeps_the_interaction() {
         ResultingCallId::Active,
         ResultingCallId::New,
     ] {
-        let mut h = H::new(SimConfig {
+        let mut h = H::at_t0(SimConfig {
             resulting_call_id: policy,
             ..SimConfig::default()
         });
@@ -652,7 +519,7 @@ fn consultation_then_transfer_keeps_the_interaction() {
 
 #[test]
 fn conference_and_a_party_leaving() {
-    let mut h = H::new(SimConfig::default());
+    let mut h = H::at_t0(SimConfig::default());
     h.monitor("201");
     h.monitor("202");
     let first = warm_call(&mut h);
@@ -699,7 +566,7 @@ fn conference_and_a_party_leaving() {
 #[test]
 fn single_step_transfer() {
     for policy in [ResultingCallId::Held, ResultingCallId::New] {
-        let mut h = H::new(SimConfig {
+        let mut h = H::at_t0(SimConfig {
             resulting_call_id: policy,
             ..SimConfig::default()
         });
@@ -739,7 +606,7 @@ fn single_step_transfer() {
 
 #[test]
 fn agent_states_from_events_and_request_results() {
-    let mut h = H::new(SimConfig::default());
+    let mut h = H::at_t0(SimConfig::default());
     h.monitor("205");
     h.monitor("8000");
     let now = h.time();
@@ -1495,4 +1362,70 @@ fn random_sequences_keep_the_invariants() {
             assert_eq!(i.views, refs.get(id.as_str()).copied().unwrap_or(0), "{id}");
         }
     }
+}
+
+#[test]
+fn events_follow_the_new_cross_references_after_a_switch_restart() {
+    let mut h = H::at_t0(SimConfig::default());
+    h.monitor("201");
+    h.monitor("202");
+    // the switch restarts but keeps the link: the session monitors both devices again
+    // under the cross references the switch assigns now
+    h.control(r#"{"cmd":"fault","fault":"restart","keep_links":true}"#);
+    let again: Vec<&str> = h
+        .link_events
+        .iter()
+        .filter_map(|e| match e {
+            crate::link::LinkEvent::Monitored {
+                device,
+                again: true,
+            } => Some(device.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(again, ["201", "202"], "{:?}", h.link_events);
+    h.ok(MakeCallArgument::new(
+        DeviceId::dialing("201"),
+        DeviceId::dialing("202"),
+    ));
+    assert_eq!(
+        h.seq("201"),
+        [
+            "call.dialing/makeCall/dialing",
+            "call.updated/dialing",
+            "call.ringback/makeCall/ringback"
+        ]
+    );
+    assert_eq!(h.seq("202"), ["call.offering/makeCall/offering"]);
+}
+
+#[test]
+fn a_far_end_that_rings_answers_only_when_told() {
+    // the virtual-time half of gateway_e2e's `ring` check: every timer due within an hour
+    // fires, and still nothing answers
+    let mut h = H::at_t0(SimConfig::default());
+    h.monitor("201");
+    h.control(r#"{"cmd":"far_end","number":"0891234567","behaviour":"ring"}"#);
+    h.ok(MakeCallArgument::new(
+        DeviceId::dialing("201"),
+        DeviceId::dialing("0891234567"),
+    ));
+    assert_eq!(
+        h.seq("201"),
+        [
+            "call.dialing/makeCall/dialing",
+            "call.updated/dialing",
+            "call.ringback/makeCall/ringback"
+        ]
+    );
+    h.advance(Duration::from_secs(3600));
+    assert!(h.take("201").is_empty());
+    assert!(h.link.is_associated());
+    h.control(r#"{"cmd":"answer","device":"0891234567"}"#);
+    let a = h.take("201");
+    assert_eq!(summary(&a), ["call.connected/normal/connected"]);
+    assert_eq!(
+        call(&a[0]).answered.as_deref(),
+        Some("2026-11-21T11:00:00.000Z")
+    );
 }

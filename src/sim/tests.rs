@@ -2,6 +2,7 @@
 
 use super::config::{ResultingCallId, SimConfig};
 use super::switch::{AssocId, Output, Switch};
+use crate::test_util::hex;
 use bytes::Bytes;
 use ctigate_csta::acse::{AarqParams, Acse, AcseKind};
 use ctigate_csta::apdu::Apdu;
@@ -21,16 +22,6 @@ use ctigate_csta_model::types::{
     ReqAgentState, UniversalFailure,
 };
 use std::time::{Duration, Instant};
-
-fn hex(s: &str) -> Bytes {
-    let s: String = s.split_whitespace().collect();
-    Bytes::from(
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex"))
-            .collect::<Vec<_>>(),
-    )
-}
 
 /// What the switch answered.
 #[derive(Debug)]

@@ -36,7 +36,8 @@ Client steps (one key names the kind; "$name" anywhere in a string value that is
    whole event line}, "save": {"id": "call.id"}, "timeout": 10}}
       takes the first event not taken yet that matches (events of other kinds stay queued)
   {"expect_no_event": {"event", "device", "match", "seconds": 1}}
-      waits `seconds`, then fails if an event not taken yet matches
+      waits `seconds`, then fails if an event not taken yet matches (use 0 after a barrier:
+      a marker event the switch sends once it got a request, see README.md)
   {"wait_status": {"match": {subset of the status result}, "seconds": 10}}
       sends `status` every 0.2 s until its result matches
   {"hello": {"match": {subset of hello}}}

@@ -1,22 +1,12 @@
 //! The session driven by hand: exact bytes in and out, a manual clock.
 
 use super::*;
+use crate::test_util::hex;
 use bytes::Bytes;
 use ctigate_csta::acse::{Acse, AcseKind};
 use ctigate_csta::apdu::Apdu;
 use ctigate_csta_model::ops::{AnswerCallArgument, MakeCallArgument};
 use ctigate_csta_model::types::{ConnectionId, MonitorCrossRefId};
-
-/// Octets from hex (white space ignored).
-fn hex(s: &str) -> Bytes {
-    let s: String = s.split_whitespace().collect();
-    Bytes::from(
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex"))
-            .collect::<Vec<_>>(),
-    )
-}
 
 const AARQ_ED2: &str = "60 1f a1 07 06 05 2b 0c 00 81 5a be 14 28 12 06 07 2b 0c 00 82 1d 81 48 a0 07 a0 05 03 03 00 08 00";
 /// The real Panasonic AARE (WIRE.md §3.4), accepted.

@@ -148,7 +148,7 @@ impl Gateway {
                     );
                     m.insert("cause".into(), cause.map_or(Value::Null, Value::String));
                     m.extend(extra);
-                    self.hub.publish(link, Some(&device), event, m);
+                    self.hub.publish(link, Some(&device), event.as_str(), m);
                 }
                 Out::Agent { device, agent } => {
                     let m = match serde_json::to_value(&agent) {

@@ -8,7 +8,7 @@
 //! the monitored device's own and is used where it settles a doubt.
 
 use super::tracker::{cause_name, Out, Seed, Tracker};
-use super::view::CallState;
+use super::view::{CallState, EventKind};
 use bytes::Bytes;
 use ctigate_csta::events::Event;
 use ctigate_csta::types::{
@@ -315,7 +315,7 @@ impl Tracker {
                     ("digits", Some(e.digit_generated_list.as_str())),
                     ("party", party),
                 ]);
-                self.emit(dev, k, "call.dtmf", None, x, out);
+                self.emit(dev, k, EventKind::CallDtmf, None, x, out);
             }
             Event::CallInformation(e) => {
                 let Some(k) = e.connection.call_id().and_then(|c| self.find(dev, c)) else {
@@ -325,7 +325,7 @@ impl Tracker {
                     return;
                 };
                 if self.absorb(&id, e.user_data.as_ref(), e.correlator_data.as_ref()) {
-                    self.emit(dev, k, "call.updated", None, Map::new(), out);
+                    self.emit(dev, k, EventKind::CallUpdated, None, Map::new(), out);
                 }
             }
             other => {
@@ -420,7 +420,7 @@ impl Tracker {
                 self.emit(
                     dev,
                     k,
-                    "call.dialing",
+                    EventKind::CallDialing,
                     Some(cause_name(f.cause)),
                     Map::new(),
                     out,
@@ -446,7 +446,7 @@ impl Tracker {
                     }
                 }
                 if changed {
-                    self.emit(dev, k, "call.updated", None, Map::new(), out);
+                    self.emit(dev, k, EventKind::CallUpdated, None, Map::new(), out);
                 }
             }
         }
@@ -494,13 +494,13 @@ impl Tracker {
                 self.emit(
                     dev,
                     key,
-                    "call.offering",
+                    EventKind::CallOffering,
                     Some(cause_name(f.cause)),
                     Map::new(),
                     out,
                 );
             } else if changed {
-                self.emit(dev, key, "call.updated", None, Map::new(), out);
+                self.emit(dev, key, EventKind::CallUpdated, None, Map::new(), out);
             }
             return;
         }
@@ -523,7 +523,7 @@ impl Tracker {
             self.emit(
                 dev,
                 key,
-                "call.ringback",
+                EventKind::CallRingback,
                 Some(cause_name(f.cause)),
                 Map::new(),
                 out,
@@ -541,7 +541,7 @@ impl Tracker {
             }
         }
         if changed {
-            self.emit(dev, key, "call.updated", None, Map::new(), out);
+            self.emit(dev, key, EventKind::CallUpdated, None, Map::new(), out);
         }
     }
 
@@ -567,7 +567,7 @@ impl Tracker {
                 self.emit(
                     dev,
                     key,
-                    "call.offering",
+                    EventKind::CallOffering,
                     Some(cause_name(f.cause)),
                     Map::new(),
                     out,
@@ -581,7 +581,7 @@ impl Tracker {
             self.emit(
                 dev,
                 key,
-                "call.connected",
+                EventKind::CallConnected,
                 Some(cause_name(f.cause)),
                 Map::new(),
                 out,
@@ -608,7 +608,7 @@ impl Tracker {
             self.emit(
                 dev,
                 key,
-                "call.connected",
+                EventKind::CallConnected,
                 Some(cause_name(f.cause)),
                 Map::new(),
                 out,
@@ -619,7 +619,7 @@ impl Tracker {
             changed |= v.add_party(a);
         }
         if changed {
-            self.emit(dev, key, "call.updated", None, Map::new(), out);
+            self.emit(dev, key, EventKind::CallUpdated, None, Map::new(), out);
         }
     }
 
@@ -638,9 +638,9 @@ impl Tracker {
             return;
         }
         let (from, to, event) = if held {
-            (CallState::Connected, CallState::Held, "call.held")
+            (CallState::Connected, CallState::Held, EventKind::CallHeld)
         } else {
-            (CallState::Held, CallState::Connected, "call.retrieved")
+            (CallState::Held, CallState::Connected, EventKind::CallRetrieved)
         };
         let key = match self.find(dev, call) {
             Some(k) => k,
@@ -716,7 +716,7 @@ impl Tracker {
         self.emit(
             dev,
             key,
-            "call.queued",
+            EventKind::CallQueued,
             Some(cause_name(f.cause)),
             Map::new(),
             out,
@@ -744,7 +744,7 @@ impl Tracker {
         let x = extra([("from", from.as_deref()), ("to", to.as_deref())]);
         let cause = cause_name(f.cause);
         if f.here(dev) {
-            self.emit(dev, key, "call.diverted", Some(cause.clone()), x, out);
+            self.emit(dev, key, EventKind::CallDiverted, Some(cause.clone()), x, out);
             self.release(dev, key, cause, now, Map::new(), out);
             return;
         }
@@ -762,7 +762,7 @@ impl Tracker {
             }
             v.add_party(t);
         }
-        self.emit(dev, key, "call.diverted", Some(cause), x, out);
+        self.emit(dev, key, EventKind::CallDiverted, Some(cause), x, out);
     }
 
     /// Failed (ECMA-269 clause 17 event): the device's call cannot go on (busy, invalid number):
@@ -798,7 +798,7 @@ impl Tracker {
         self.emit(
             dev,
             key,
-            "call.failed",
+            EventKind::CallFailed,
             Some(cause_name(f.cause)),
             Map::new(),
             out,
@@ -840,7 +840,7 @@ impl Tracker {
         self.emit(
             dev,
             key,
-            "call.party_left",
+            EventKind::CallPartyLeft,
             Some(cause_name(f.cause)),
             x,
             out,
@@ -918,7 +918,7 @@ impl Tracker {
                 if n == 0 {
                     if let Some(v) = self.view(dev, k) {
                         out.push(Out::Call {
-                            event: "call.transferred",
+                            event: EventKind::CallTransferred,
                             device: dev.to_string(),
                             call: self.render(v, Some(CallState::Released), Some(now)),
                             cause: Some(cause.clone()),
@@ -1003,12 +1003,12 @@ impl Tracker {
         }
         let (event, mut x) = if j.transfer {
             (
-                "call.transferred",
+                EventKind::CallTransferred,
                 extra([("from", actor.as_deref()), ("to", target.as_deref())]),
             )
         } else {
             (
-                "call.conferenced",
+                EventKind::CallConferenced,
                 extra([
                     ("conferencing", actor.as_deref()),
                     ("added", target.as_deref()),

@@ -63,7 +63,9 @@ pub use tracker::{
     InternalRule, Out, PickError, Tracker, TrackerConfig, Want, MAX_CALLS_PER_DEVICE,
     MAX_MEMBERS_PER_DEVICE,
 };
-pub use view::{rfc3339, AgentState, AgentView, CallState, CallType, CallView, UnknownName};
+pub use view::{
+    rfc3339, AgentState, AgentView, CallState, CallType, CallView, EventKind, UnknownName,
+};
 
 #[cfg(test)]
 mod tests;

@@ -272,7 +272,7 @@ fn inbound_acd_call_screen_pop_hold_dtmf_release_and_after_call_work() {
         q.variables,
         vars(&[("correlator", "ivr7"), ("uui", "case=42")])
     );
-    assert_eq!(q.started, "2026-11-21T10:00:00.000Z");
+    assert_eq!(rfc3339(q.started), "2026-11-21T10:00:00.000Z");
 
     // the agent logs on and gets ready: the group hands it the call
     h.advance(Duration::from_secs(2));
@@ -306,7 +306,7 @@ fn inbound_acd_call_screen_pop_hold_dtmf_release_and_after_call_work() {
     assert_eq!(pop.parties, strings(&["205", "0891234567"]));
     assert_eq!(pop.variables, q.variables);
     assert_eq!(pop.related, None);
-    assert_eq!(pop.started, "2026-11-21T10:00:02.000Z");
+    assert_eq!(rfc3339(pop.started), "2026-11-21T10:00:02.000Z");
     let g = h.take("8000");
     assert_eq!(
         summary(&g),
@@ -334,7 +334,7 @@ fn inbound_acd_call_screen_pop_hold_dtmf_release_and_after_call_work() {
         ["call.connected/normal/connected", "agent.state/busy"]
     );
     assert_eq!(
-        call(&st[0]).answered.as_deref(),
+        call(&st[0]).answered.map(rfc3339).as_deref(),
         Some("2026-11-21T10:00:03.000Z")
     );
     assert_eq!(
@@ -372,7 +372,7 @@ fn inbound_acd_call_screen_pop_hold_dtmf_release_and_after_call_work() {
     );
     assert_eq!(extra(&st[0])["duration_ms"], 61_000);
     assert_eq!(
-        call(&st[0]).ended.as_deref(),
+        call(&st[0]).ended.map(rfc3339).as_deref(),
         Some("2026-11-21T10:01:03.000Z")
     );
     assert_eq!(call(&st[0]).id, pop.id);
@@ -461,7 +461,7 @@ fn outbound_call_and_a_busy_far_end() {
     assert_eq!(summary(&a), ["call.connected/normal/connected"]);
     assert_eq!(call(&a[0]).r#type, CallType::Outbound);
     assert_eq!(
-        call(&a[0]).answered.as_deref(),
+        call(&a[0]).answered.map(rfc3339).as_deref(),
         Some("2026-11-21T10:00:02.000Z")
     );
 
@@ -1454,7 +1454,7 @@ fn random_sequences_keep_the_invariants() {
                 }
             }
             let key = (device.clone(), call.id.clone());
-            match *event {
+            match event.as_str() {
                 "call.offering" => {
                     let offered = live.entry(key).or_insert(false);
                     assert!(!*offered, "a second offering: {o:?}");

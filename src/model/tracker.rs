@@ -1,7 +1,7 @@
 //! The tracker's state, its public API and the bookkeeping shared by the event handlers
 //! (`calls.rs`, `agents.rs`).
 
-use super::view::{rfc3339, set_variable, AgentState, AgentView, CallState, CallType, CallView};
+use super::view::{set_variable, AgentState, AgentView, CallState, CallType, CallView, EventKind};
 use bytes::Bytes;
 use ctigate_csta::events::Event;
 use ctigate_csta::types::{ConnectionId, EventCause, LocalConnectionState};
@@ -88,7 +88,7 @@ pub enum Out {
     /// `call.released`, `from`/`to` for `call.diverted` and `call.transferred`,
     /// `conferencing`/`added` for `call.conferenced`, `replaces`).
     Call {
-        event: &'static str,
+        event: EventKind,
         device: String,
         call: CallView,
         cause: Option<String>,
@@ -101,9 +101,13 @@ pub enum Out {
 impl Out {
     /// The protocol event name.
     pub fn event(&self) -> &'static str {
+        self.kind().as_str()
+    }
+    /// The event kind.
+    pub fn kind(&self) -> EventKind {
         match self {
-            Out::Call { event, .. } => event,
-            Out::Agent { .. } => "agent.state",
+            Out::Call { event, .. } => *event,
+            Out::Agent { .. } => EventKind::AgentState,
         }
     }
     /// The monitored device the event is for.
@@ -494,17 +498,17 @@ impl Tracker {
                 CallState::Offering if v.offered => continue,
                 CallState::Offering => {
                     v.offered = true;
-                    "call.offering"
+                    EventKind::CallOffering
                 }
-                CallState::Dialing => "call.dialing",
-                CallState::Connected if was == CallState::Held => "call.retrieved",
+                CallState::Dialing => EventKind::CallDialing,
+                CallState::Connected if was == CallState::Held => EventKind::CallRetrieved,
                 CallState::Connected => {
                     v.answered.get_or_insert(now);
-                    "call.connected"
+                    EventKind::CallConnected
                 }
-                CallState::Held => "call.held",
-                CallState::Queued => "call.queued",
-                CallState::Failed => "call.failed",
+                CallState::Held => EventKind::CallHeld,
+                CallState::Queued => EventKind::CallQueued,
+                CallState::Failed => EventKind::CallFailed,
                 CallState::Ringback | CallState::Released => continue,
             };
             self.emit(
@@ -566,9 +570,9 @@ impl Tracker {
             parties: v.parties.clone(),
             related: i.and_then(|i| i.related.clone()),
             variables: i.map(|i| i.variables.clone()).unwrap_or_default(),
-            started: rfc3339(v.started),
-            answered: v.answered.map(rfc3339),
-            ended: ended.map(rfc3339),
+            started: v.started,
+            answered: v.answered,
+            ended,
         }
     }
 
@@ -577,7 +581,7 @@ impl Tracker {
         &self,
         device: &str,
         key: u64,
-        event: &'static str,
+        event: EventKind,
         cause: Option<String>,
         extra: Map<String, Value>,
         out: &mut Vec<Out>,
@@ -821,7 +825,7 @@ impl Tracker {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         extra.insert("duration_ms".into(), Value::from(ms));
         out.push(Out::Call {
-            event: "call.released",
+            event: EventKind::CallReleased,
             device: device.to_string(),
             call: self.render(&v, Some(CallState::Released), Some(now)),
             cause: Some(cause),

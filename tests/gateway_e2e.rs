@@ -1,7 +1,7 @@
 //! End to end: the switch simulator and the gateway in-process on loopback, NDJSON clients
 //! over TCP, exact event sequences per device (PROTOCOL.md).
 
-use ctigate::api::{server, Gateway};
+use ctigate::api::{server, Api};
 use ctigate::config::{ApiConfig, Config, LinkSection};
 use ctigate::sim::{control, Sim, SimConfig};
 use serde_json::{json, Value};
@@ -19,7 +19,7 @@ const T: Duration = Duration::from_secs(10);
 
 struct Env {
     sim: Sim,
-    gw: Arc<Gateway>,
+    gw: Arc<Api>,
     api: SocketAddr,
 }
 
@@ -48,11 +48,11 @@ async fn env_with(api: ApiConfig, link: LinkSection) -> Env {
         .expect("bind in time")
         .expect("bind");
     let api = l.local_addr().expect("api address");
-    let gw = Gateway::start(cfg);
+    let gw = ctigate::api::start(cfg);
     tokio::spawn(server::serve(gw.clone(), l));
     // up, and `link.up` published (a client connecting now does not get it)
     let up = async {
-        while !gw.links.values().all(|l| l.link.is_up()) || gw.hub.last_seq() == 0 {
+        while !gw.gateway.links.values().all(|l| l.link.is_up()) || gw.hub.last_seq() == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };

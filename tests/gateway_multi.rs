@@ -1,7 +1,7 @@
 //! Several PBX links in one gateway (a site with two switches): each link has a name, events
 //! carry it, requests must name it.
 
-use ctigate::api::{server, Gateway};
+use ctigate::api::server;
 use ctigate::config::{ApiConfig, Config, LinkSection};
 use ctigate::sim::{control, Sim, SimConfig};
 use serde_json::{json, Value};
@@ -48,10 +48,10 @@ async fn two_links_events_carry_the_link_and_requests_name_it() {
     cfg.validate().unwrap();
     let l = server::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let gw = Gateway::start(cfg);
+    let gw = ctigate::api::start(cfg);
     tokio::spawn(server::serve(gw.clone(), l));
     timeout(T, async {
-        while !gw.links.values().all(|l| l.link.is_up()) {
+        while !gw.gateway.links.values().all(|l| l.link.is_up()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })

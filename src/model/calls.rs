@@ -640,7 +640,11 @@ impl Tracker {
         let (from, to, event) = if held {
             (CallState::Connected, CallState::Held, EventKind::CallHeld)
         } else {
-            (CallState::Held, CallState::Connected, EventKind::CallRetrieved)
+            (
+                CallState::Held,
+                CallState::Connected,
+                EventKind::CallRetrieved,
+            )
         };
         let key = match self.find(dev, call) {
             Some(k) => k,
@@ -744,7 +748,14 @@ impl Tracker {
         let x = extra([("from", from.as_deref()), ("to", to.as_deref())]);
         let cause = cause_name(f.cause);
         if f.here(dev) {
-            self.emit(dev, key, EventKind::CallDiverted, Some(cause.clone()), x, out);
+            self.emit(
+                dev,
+                key,
+                EventKind::CallDiverted,
+                Some(cause.clone()),
+                x,
+                out,
+            );
             self.release(dev, key, cause, now, Map::new(), out);
             return;
         }

@@ -22,8 +22,9 @@ use crate::gateway::Gateway;
 use hub::Hub;
 use session::{Auth, LineSink, LineSource, Open};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio_util::task::TaskTracker;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 /// The client side of a gateway: the hub on its bus, the sessions, the auth hook.
@@ -34,7 +35,34 @@ pub struct Api {
     /// Every request is answered within this time, whatever the PBX does.
     pub deadline: Duration,
     pub auth: Arc<dyn Auth>,
-    sessions: TaskTracker,
+    sessions: Sessions,
+}
+
+/// The running sessions: each holds a sender; shutdown waits until every one is dropped.
+struct Sessions {
+    alive: Mutex<Option<mpsc::Sender<()>>>,
+    ended: tokio::sync::Mutex<mpsc::Receiver<()>>,
+}
+
+impl Sessions {
+    fn new() -> Sessions {
+        let (tx, rx) = mpsc::channel(1);
+        Sessions {
+            alive: Mutex::new(Some(tx)),
+            ended: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    /// A token for a new session; `None` once shutting down.
+    fn enter(&self) -> Option<mpsc::Sender<()>> {
+        self.alive.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// No new sessions; wait until the running ones have ended.
+    async fn close_and_wait(&self) {
+        self.alive.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let _ = self.ended.lock().await.recv().await;
+    }
 }
 
 /// Start a gateway from the configuration (links and all) and its API.
@@ -80,7 +108,7 @@ impl Api {
             cfg,
             deadline,
             auth,
-            sessions: TaskTracker::new(),
+            sessions: Sessions::new(),
         })
     }
 
@@ -92,9 +120,14 @@ impl Api {
         src: S,
         sink: K,
     ) {
+        let Some(alive) = self.sessions.enter() else {
+            return; // shutting down: the transport's connection is dropped
+        };
         let api = self.clone();
-        self.sessions
-            .spawn(async move { session::run(api, peer, src, sink).await });
+        tokio::spawn(async move {
+            session::run(api, peer, src, sink).await;
+            drop(alive);
+        });
     }
 
     /// Shut down: every session writes what it has queued and the `shutdown` line and
@@ -102,8 +135,7 @@ impl Api {
     pub async fn shutdown(&self) {
         info!("shutting down: clients first, then the PBX links");
         self.gateway.shutdown_token().cancel();
-        self.sessions.close();
-        if tokio::time::timeout(session::WRITE_TIMEOUT * 3, self.sessions.wait())
+        if tokio::time::timeout(session::WRITE_TIMEOUT * 3, self.sessions.close_and_wait())
             .await
             .is_err()
         {

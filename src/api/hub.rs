@@ -291,7 +291,9 @@ impl Subscriber for Hub {
                     "cause".into(),
                     cause.clone().map_or(Value::Null, Value::String),
                 );
-                m.extend(extra.clone());
+                if let Ok(Value::Object(x)) = serde_json::to_value(extra) {
+                    m.extend(x);
+                }
             }
             Body::Agent(agent) => {
                 if let Ok(Value::Object(a)) = serde_json::to_value(agent) {

@@ -13,8 +13,7 @@
 //! before the events that follow: a loss is never silent, and never slows the publisher
 //! or the other subscribers.
 
-use crate::model::{AgentView, CallView, EventKind};
-use serde_json::{Map, Value};
+use crate::model::{AgentView, CallExtra, CallView, EventKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -34,6 +33,8 @@ pub struct Event {
 }
 
 /// What an event carries besides its kind, link and device.
+// Most events are call events: boxing their view would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     /// `call.*`: the device's view of the call, the ECMA-285 cause name, and the event's
@@ -41,7 +42,7 @@ pub enum Body {
     Call {
         call: CallView,
         cause: Option<String>,
-        extra: Map<String, Value>,
+        extra: CallExtra,
     },
     /// `agent.state`.
     Agent(AgentView),

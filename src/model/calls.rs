@@ -8,14 +8,14 @@
 //! the monitored device's own and is used where it settles a doubt.
 
 use super::tracker::{cause_name, Out, Seed, Tracker};
-use super::view::{CallState, EventKind};
+use super::view::{CallExtra, CallState, EventKind};
 use bytes::Bytes;
 use ctigate_csta::events::Event;
 use ctigate_csta::types::{
     ConnectionId, ConnectionListEntry, DeviceIdentifier, EventCause, LocalConnectionState, Party,
     PublicTon,
 };
-use serde_json::{Map, Value};
+
 use std::time::SystemTime;
 
 /// What the handlers use of a call event.
@@ -126,14 +126,17 @@ fn early(s: CallState) -> bool {
     )
 }
 
-fn extra<const N: usize>(pairs: [(&str, Option<&str>); N]) -> Map<String, Value> {
-    let mut m = Map::new();
-    for (k, v) in pairs {
-        if let Some(v) = v {
-            m.insert(k.to_string(), Value::from(v));
-        }
+fn owned(s: Option<&str>) -> Option<String> {
+    s.map(str::to_string)
+}
+
+/// `from` and `to` of a diversion or transfer.
+fn from_to(from: Option<&str>, to: Option<&str>) -> CallExtra {
+    CallExtra {
+        from: owned(from),
+        to: owned(to),
+        ..CallExtra::default()
     }
-    m
 }
 
 /// A Transferred or Conferenced event.
@@ -267,7 +270,7 @@ impl Tracker {
                     let mut ids = Vec::new();
                     while let Some(k) = self.find(dev, call) {
                         ids.push(self.iid(dev, k));
-                        self.release(dev, k, cause_name(e.cause), now, Map::new(), out);
+                        self.release(dev, k, cause_name(e.cause), now, CallExtra::default(), out);
                     }
                     self.call_cleared(call, &ids);
                 }
@@ -311,10 +314,11 @@ impl Tracker {
                     return;
                 };
                 let party = e.connection.device_number().filter(|n| *n != dev);
-                let x = extra([
-                    ("digits", Some(e.digit_generated_list.as_str())),
-                    ("party", party),
-                ]);
+                let x = CallExtra {
+                    digits: Some(e.digit_generated_list.clone()),
+                    party: owned(party),
+                    ..CallExtra::default()
+                };
                 self.emit(dev, k, EventKind::CallDtmf, None, x, out);
             }
             Event::CallInformation(e) => {
@@ -325,7 +329,14 @@ impl Tracker {
                     return;
                 };
                 if self.absorb(&id, e.user_data.as_ref(), e.correlator_data.as_ref()) {
-                    self.emit(dev, k, EventKind::CallUpdated, None, Map::new(), out);
+                    self.emit(
+                        dev,
+                        k,
+                        EventKind::CallUpdated,
+                        None,
+                        CallExtra::default(),
+                        out,
+                    );
                 }
             }
             other => {
@@ -395,7 +406,7 @@ impl Tracker {
             let st = self.view(dev, k).map(|v| v.state);
             if !originated && st != Some(CallState::Dialing) {
                 // a new call with the callID of a call still here: its end was missed
-                self.release(dev, k, "superseded".into(), now, Map::new(), out);
+                self.release(dev, k, "superseded".into(), now, CallExtra::default(), out);
                 key = None;
                 fresh = true;
             }
@@ -422,7 +433,7 @@ impl Tracker {
                     k,
                     EventKind::CallDialing,
                     Some(cause_name(f.cause)),
-                    Map::new(),
+                    CallExtra::default(),
                     out,
                 );
             }
@@ -446,7 +457,14 @@ impl Tracker {
                     }
                 }
                 if changed {
-                    self.emit(dev, k, EventKind::CallUpdated, None, Map::new(), out);
+                    self.emit(
+                        dev,
+                        k,
+                        EventKind::CallUpdated,
+                        None,
+                        CallExtra::default(),
+                        out,
+                    );
                 }
             }
         }
@@ -496,11 +514,18 @@ impl Tracker {
                     key,
                     EventKind::CallOffering,
                     Some(cause_name(f.cause)),
-                    Map::new(),
+                    CallExtra::default(),
                     out,
                 );
             } else if changed {
-                self.emit(dev, key, EventKind::CallUpdated, None, Map::new(), out);
+                self.emit(
+                    dev,
+                    key,
+                    EventKind::CallUpdated,
+                    None,
+                    CallExtra::default(),
+                    out,
+                );
             }
             return;
         }
@@ -525,7 +550,7 @@ impl Tracker {
                 key,
                 EventKind::CallRingback,
                 Some(cause_name(f.cause)),
-                Map::new(),
+                CallExtra::default(),
                 out,
             );
             return;
@@ -541,7 +566,14 @@ impl Tracker {
             }
         }
         if changed {
-            self.emit(dev, key, EventKind::CallUpdated, None, Map::new(), out);
+            self.emit(
+                dev,
+                key,
+                EventKind::CallUpdated,
+                None,
+                CallExtra::default(),
+                out,
+            );
         }
     }
 
@@ -569,7 +601,7 @@ impl Tracker {
                     key,
                     EventKind::CallOffering,
                     Some(cause_name(f.cause)),
-                    Map::new(),
+                    CallExtra::default(),
                     out,
                 );
             }
@@ -583,7 +615,7 @@ impl Tracker {
                 key,
                 EventKind::CallConnected,
                 Some(cause_name(f.cause)),
-                Map::new(),
+                CallExtra::default(),
                 out,
             );
             return;
@@ -610,7 +642,7 @@ impl Tracker {
                 key,
                 EventKind::CallConnected,
                 Some(cause_name(f.cause)),
-                Map::new(),
+                CallExtra::default(),
                 out,
             );
             return;
@@ -619,7 +651,14 @@ impl Tracker {
             changed |= v.add_party(a);
         }
         if changed {
-            self.emit(dev, key, EventKind::CallUpdated, None, Map::new(), out);
+            self.emit(
+                dev,
+                key,
+                EventKind::CallUpdated,
+                None,
+                CallExtra::default(),
+                out,
+            );
         }
     }
 
@@ -663,7 +702,14 @@ impl Tracker {
         if !held {
             v.answered.get_or_insert(now);
         }
-        self.emit(dev, key, event, Some(cause_name(f.cause)), Map::new(), out);
+        self.emit(
+            dev,
+            key,
+            event,
+            Some(cause_name(f.cause)),
+            CallExtra::default(),
+            out,
+        );
     }
 
     /// Queued (ECMA-269 clause 17 event): at the device (an ACD group) or the caller's call
@@ -722,7 +768,7 @@ impl Tracker {
             key,
             EventKind::CallQueued,
             Some(cause_name(f.cause)),
-            Map::new(),
+            CallExtra::default(),
             out,
         );
     }
@@ -745,7 +791,7 @@ impl Tracker {
         self.absorb(&id, f.uui, f.corr);
         let to = to.number().map(str::to_string);
         let from = f.subject_number();
-        let x = extra([("from", from.as_deref()), ("to", to.as_deref())]);
+        let x = from_to(from.as_deref(), to.as_deref());
         let cause = cause_name(f.cause);
         if f.here(dev) {
             self.emit(
@@ -756,7 +802,7 @@ impl Tracker {
                 x,
                 out,
             );
-            self.release(dev, key, cause, now, Map::new(), out);
+            self.release(dev, key, cause, now, CallExtra::default(), out);
             return;
         }
         if let (Some(v), Some(t)) = (self.view_mut(dev, key), &to) {
@@ -811,7 +857,7 @@ impl Tracker {
             key,
             EventKind::CallFailed,
             Some(cause_name(f.cause)),
-            Map::new(),
+            CallExtra::default(),
             out,
         );
     }
@@ -829,7 +875,14 @@ impl Tracker {
             return;
         };
         if f.here(dev) || f.lcs == Some(LocalConnectionState::Null) {
-            self.release(dev, key, cause_name(f.cause), now, Map::new(), out);
+            self.release(
+                dev,
+                key,
+                cause_name(f.cause),
+                now,
+                CallExtra::default(),
+                out,
+            );
             return;
         }
         let Some(party) = f.subject_number() else {
@@ -847,7 +900,10 @@ impl Tracker {
         } else if v.other.as_deref() == Some(party.as_str()) {
             v.other = None;
         }
-        let x = extra([("party", Some(party.as_str()))]);
+        let x = CallExtra {
+            party: Some(party.clone()),
+            ..CallExtra::default()
+        };
         self.emit(
             dev,
             key,
@@ -933,11 +989,11 @@ impl Tracker {
                             device: dev.to_string(),
                             call: self.render(v, Some(CallState::Released), Some(now)),
                             cause: Some(cause.clone()),
-                            extra: extra([("from", Some(dev)), ("to", target.as_deref())]),
+                            extra: from_to(Some(dev), target.as_deref()),
                         });
                     }
                 }
-                self.release(dev, k, cause.clone(), now, Map::new(), out);
+                self.release(dev, k, cause.clone(), now, CallExtra::default(), out);
             }
             return;
         }
@@ -1015,26 +1071,19 @@ impl Tracker {
         let (event, mut x) = if j.transfer {
             (
                 EventKind::CallTransferred,
-                extra([("from", actor.as_deref()), ("to", target.as_deref())]),
+                from_to(actor.as_deref(), target.as_deref()),
             )
         } else {
             (
                 EventKind::CallConferenced,
-                extra([
-                    ("conferencing", actor.as_deref()),
-                    ("added", target.as_deref()),
-                ]),
+                CallExtra {
+                    conferencing: owned(actor.as_deref()),
+                    added: owned(target.as_deref()),
+                    ..CallExtra::default()
+                },
             )
         };
-        match replaced.len() {
-            0 => {}
-            1 => {
-                x.insert("replaces".into(), Value::from(replaced.remove(0)));
-            }
-            _ => {
-                x.insert("replaces".into(), Value::from(replaced));
-            }
-        }
+        x.replaces = replaced;
         self.emit(dev, keep, event, Some(cause), x, out);
     }
 }

@@ -64,7 +64,8 @@ pub use tracker::{
     MAX_MEMBERS_PER_DEVICE,
 };
 pub use view::{
-    rfc3339, AgentState, AgentView, CallState, CallType, CallView, EventKind, UnknownName,
+    rfc3339, AgentState, AgentView, CallExtra, CallState, CallType, CallView, EventKind,
+    UnknownName,
 };
 
 #[cfg(test)]

@@ -218,9 +218,9 @@ fn call(o: &Out) -> &CallView {
     }
 }
 
-fn extra(o: &Out) -> &serde_json::Map<String, serde_json::Value> {
+fn extra(o: &Out) -> serde_json::Value {
     match o {
-        Out::Call { extra, .. } => extra,
+        Out::Call { extra, .. } => serde_json::to_value(extra).unwrap(),
         o => panic!("not a call event: {o:?}"),
     }
 }
@@ -1448,10 +1448,8 @@ fn random_sequences_keep_the_invariants() {
             else {
                 continue;
             };
-            if let Some(r) = extra.get("replaces") {
-                for id in r.as_array().cloned().unwrap_or_else(|| vec![r.clone()]) {
-                    live.remove(&(device.clone(), id.as_str().unwrap().to_string()));
-                }
+            for id in &extra.replaces {
+                live.remove(&(device.clone(), id.clone()));
             }
             let key = (device.clone(), call.id.clone());
             match event.as_str() {

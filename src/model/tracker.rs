@@ -1,11 +1,13 @@
 //! The tracker's state, its public API and the bookkeeping shared by the event handlers
 //! (`calls.rs`, `agents.rs`).
 
-use super::view::{set_variable, AgentState, AgentView, CallState, CallType, CallView, EventKind};
+use super::view::{
+    set_variable, AgentState, AgentView, CallExtra, CallState, CallType, CallView, EventKind,
+};
 use bytes::Bytes;
 use ctigate_csta::events::Event;
 use ctigate_csta::types::{ConnectionId, EventCause, LocalConnectionState};
-use serde_json::{Map, Value};
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -92,7 +94,7 @@ pub enum Out {
         device: String,
         call: CallView,
         cause: Option<String>,
-        extra: Map<String, Value>,
+        extra: CallExtra,
     },
     /// `agent.state`.
     Agent { device: String, agent: AgentView },
@@ -448,7 +450,14 @@ impl Tracker {
                 .collect()
         });
         for k in gone {
-            self.release(device, k, "resync".into(), now, Map::new(), &mut out);
+            self.release(
+                device,
+                k,
+                "resync".into(),
+                now,
+                CallExtra::default(),
+                &mut out,
+            );
         }
         for (conn, lcs) in snapshot {
             let Some(call) = conn.call_id() else { continue };
@@ -516,7 +525,7 @@ impl Tracker {
                 key,
                 event,
                 Some("resync".into()),
-                Map::new(),
+                CallExtra::default(),
                 &mut out,
             );
         }
@@ -583,7 +592,7 @@ impl Tracker {
         key: u64,
         event: EventKind,
         cause: Option<String>,
-        extra: Map<String, Value>,
+        extra: CallExtra,
         out: &mut Vec<Out>,
     ) {
         if let Some(v) = self.view(device, key) {
@@ -798,7 +807,7 @@ impl Tracker {
                 device,
                 "too many calls at the device: the oldest is dropped"
             );
-            self.release(device, k, "evicted".into(), now, Map::new(), out);
+            self.release(device, k, "evicted".into(), now, CallExtra::default(), out);
         }
     }
 
@@ -810,7 +819,7 @@ impl Tracker {
         key: u64,
         cause: String,
         now: SystemTime,
-        mut extra: Map<String, Value>,
+        mut extra: CallExtra,
         out: &mut Vec<Out>,
     ) {
         let Some(d) = self.devices.get_mut(device) else {
@@ -823,7 +832,7 @@ impl Tracker {
         let ms = now
             .duration_since(v.started)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        extra.insert("duration_ms".into(), Value::from(ms));
+        extra.duration_ms = Some(ms);
         out.push(Out::Call {
             event: EventKind::CallReleased,
             device: device.to_string(),

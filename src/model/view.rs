@@ -167,6 +167,42 @@ pub struct CallView {
     pub ended: Option<SystemTime>,
 }
 
+/// The fields a call event carries besides the view and the cause (PROTOCOL.md
+/// "Refinements", event fields); only those set are serialized.
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallExtra {
+    /// `call.dtmf`: the digits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digits: Option<String>,
+    /// `call.party_left`, `call.dtmf`: the other party.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub party: Option<String>,
+    /// `call.diverted`, `call.transferred`: where the call was and where it went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `call.conferenced`: who conferenced and who was added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conferencing: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added: Option<String>,
+    /// The interaction ids this view took over (transfer, conference): one is given as a
+    /// string, several as a list.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "ser_replaces")]
+    pub replaces: Vec<String>,
+    /// `call.released`: how long the call was at the device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+fn ser_replaces<S: serde::Serializer>(r: &[String], s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        [one] => s.serialize_str(one),
+        many => many.serialize(s),
+    }
+}
+
 /// An agent's state at a device (PROTOCOL.md `agent.state`).
 #[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct AgentView {

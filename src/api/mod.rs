@@ -134,6 +134,8 @@ impl Api {
     /// closes, listeners close, then every link is released (RLRQ). Bounded.
     pub async fn shutdown(&self) {
         info!("shutting down: clients first, then the PBX links");
+        // the shutdown line's seq: after every event published, nothing after it
+        self.hub.close();
         self.gateway.shutdown_token().cancel();
         if tokio::time::timeout(session::WRITE_TIMEOUT * 3, self.sessions.close_and_wait())
             .await

@@ -11,7 +11,9 @@
 //!
 //! Order (PROTOCOL.md "Order"): requests that act ([`Op::in_order`]) are run one after
 //! another, in the order received; `ping`, `status` and lines rejected before running
-//! (bad JSON, unknown op, a bad field, rate limit, auth) are answered at once. Responses
+//! (bad JSON, unknown op, a bad field, rate limit, auth) are answered at once. The
+//! deadline counts from receipt: a request still waiting when it passes is answered
+//! `link`/`timeout` without being run. Responses
 //! are never dropped (reading stops while [`IN_FLIGHT`] requests wait); events beyond
 //! the client's queue are dropped and reported with `lagged`.
 
@@ -111,7 +113,7 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
     ));
     // the requests that act, one after another
     let gone = CancellationToken::new();
-    let (req_tx, req_rx) = mpsc::channel::<Request>(IN_FLIGHT);
+    let (req_tx, req_rx) = mpsc::channel::<(Request, Instant)>(IN_FLIGHT);
     let exec = tokio::spawn(exec_loop(
         api.clone(),
         id,
@@ -173,13 +175,13 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
             // waits while IN_FLIGHT requests are queued (stops reading this client)
             let sent = tokio::select! {
                 _ = stop.cancelled() => break,
-                s = req_tx.send(req) => s,
+                s = req_tx.send((req, Instant::now())) => s,
             };
             if sent.is_err() {
                 break;
             }
         } else {
-            let line = run_one(&api, id, req).await;
+            let line = run_one(&api, id, req, Instant::now()).await;
             if resp_tx.send(line).await.is_err() {
                 break;
             }
@@ -215,20 +217,30 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
     info!(client = id, peer = %info.peer, "client gone");
 }
 
-/// Run one request within the deadline; its response line.
-async fn run_one(api: &Api, client: ClientId, req: Request) -> Arc<str> {
+/// Run one request received at `received` within the deadline from then; its response
+/// line. A request whose deadline passed while it waited is not run.
+async fn run_one(api: &Api, client: ClientId, req: Request, received: Instant) -> Arc<str> {
     let cx = Cx {
         gw: &api.gateway,
         hub: &api.hub,
         client,
     };
-    let res = match tokio::time::timeout(api.deadline, ops::handle(&cx, req.op)).await {
-        Ok(r) => r,
-        Err(_) => Err(ApiError::new(
+    let left = api.deadline.saturating_sub(received.elapsed());
+    let res = if left.is_zero() {
+        Err(ApiError::new(
             "link",
             "timeout",
-            "the request took too long",
-        )),
+            "not carried out: the requests before it on this connection took its time",
+        ))
+    } else {
+        match tokio::time::timeout(left, ops::handle(&cx, req.op)).await {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::new(
+                "link",
+                "timeout",
+                "the request took too long",
+            )),
+        }
     };
     match res {
         Ok(v) => ok_line(&req.id, v),
@@ -240,15 +252,15 @@ async fn run_one(api: &Api, client: ClientId, req: Request) -> Arc<str> {
 async fn exec_loop(
     api: Arc<Api>,
     client: ClientId,
-    mut rx: mpsc::Receiver<Request>,
+    mut rx: mpsc::Receiver<(Request, Instant)>,
     tx: mpsc::Sender<Arc<str>>,
     gone: CancellationToken,
 ) {
-    while let Some(req) = rx.recv().await {
+    while let Some((req, received)) = rx.recv().await {
         if gone.is_cancelled() {
             break;
         }
-        let line = run_one(&api, client, req).await;
+        let line = run_one(&api, client, req, received).await;
         if tx.send(line).await.is_err() {
             break;
         }

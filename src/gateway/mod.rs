@@ -198,19 +198,27 @@ impl Gateway {
         self.shutdown.clone()
     }
 
-    /// Stop: cancel every task and release every link (RLRQ), bounded. Idempotent.
+    /// Stop: cancel every task and release every link (RLRQ), all at once, bounded.
+    /// Idempotent.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
-        let releases = self.links.values().map(|s| async move {
-            if tokio::time::timeout(RELEASE_BOUND, s.link.shutdown())
-                .await
-                .is_err()
-            {
-                warn!(link = %s.name, "the link did not release in time");
-            }
-        });
+        let releases: Vec<_> = self
+            .links
+            .values()
+            .map(|s| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    if tokio::time::timeout(RELEASE_BOUND, s.link.shutdown())
+                        .await
+                        .is_err()
+                    {
+                        warn!(link = %s.name, "the link did not release in time");
+                    }
+                })
+            })
+            .collect();
         for r in releases {
-            r.await;
+            let _ = r.await;
         }
     }
 

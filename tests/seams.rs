@@ -685,3 +685,31 @@ async fn shutdown_flushes_every_client_then_says_so_and_releases_the_link() {
         .emit("pbx1", None, EventKind::LinkUp, Body::Empty);
     assert_eq!(api.hub.last_seq(), 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn requests_sent_before_the_end_of_input_are_still_answered() {
+    let mut link = ScriptedLink::accepting();
+    link.monitor_delay = Duration::from_millis(500);
+    let link = Arc::new(link);
+    let (api, _events) = api_over(link.clone(), api_cfg());
+    let mut c = mem_client(&api);
+    c.must().await;
+    c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    c.send(json!({"id": 2, "op": "call.make", "device": "201", "to": "202"}))
+        .await;
+    c.to = None; // the client closes its sending side and keeps reading
+    let (a, b) = (c.must().await, c.must().await);
+    assert_eq!((a["id"].clone(), a["ok"].clone()), (json!(1), json!(true)));
+    assert_eq!((b["id"].clone(), b["ok"].clone()), (json!(2), json!(true)));
+    assert_eq!(c.line().await, None);
+    assert_eq!(
+        link.log(),
+        [
+            "monitor 201",
+            "request snapshotDevice",
+            "request makeCall",
+            "unmonitor 201"
+        ]
+    );
+}

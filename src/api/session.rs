@@ -187,10 +187,13 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
             }
         }
     }
-    // no more requests: the one running finishes (bounded by its deadline), the queued
-    // ones are dropped (nobody is there for their answers)
+    // no more requests. At the end of input the queued ones still run and are answered
+    // (the client may only have closed its sending side); all of them within the deadline
+    // from receipt. A client that is gone gets only the running one finished.
     drop(req_tx);
-    gone.cancel();
+    if writer_done {
+        gone.cancel();
+    }
     let shutting_down = stop.is_cancelled();
     if shutting_down {
         exec.abort();

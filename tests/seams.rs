@@ -482,8 +482,13 @@ struct MemClient {
 }
 
 fn mem_client(api: &Arc<Api>) -> MemClient {
+    mem_client_reading(api, 1024)
+}
+
+/// A client whose transport holds at most `room` lines it has not read.
+fn mem_client_reading(api: &Arc<Api>, room: usize) -> MemClient {
     let (to, rx) = mpsc::channel(64);
-    let (tx, from) = mpsc::channel(1024);
+    let (tx, from) = mpsc::channel(room);
     api.spawn_session("mem".into(), MemSource(rx), MemSink(Some(tx)));
     MemClient { to: Some(to), from }
 }
@@ -502,6 +507,14 @@ impl MemClient {
             .await
             .expect("a line in time")?;
         Some(serde_json::from_str(&l).expect("json"))
+    }
+    /// Every line that comes until nothing has come for a second.
+    async fn drain(&mut self) -> Vec<Value> {
+        let mut v = Vec::new();
+        while let Ok(Some(l)) = timeout(Duration::from_secs(1), self.from.recv()).await {
+            v.push(serde_json::from_str(&l).expect("json"));
+        }
+        v
     }
     async fn must(&mut self) -> Value {
         self.line().await.expect("the connection is open")
@@ -712,4 +725,83 @@ async fn requests_sent_before_the_end_of_input_are_still_answered() {
             "unmonitor 201"
         ]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_reader_is_told_it_lagged_and_resumes_with_after() {
+    let (api, _events) = api_over(
+        Arc::new(ScriptedLink::accepting()),
+        ApiConfig {
+            client_queue: 2,
+            ..api_cfg()
+        },
+    );
+    let mut c = mem_client_reading(&api, 1);
+    c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    assert_eq!(c.must().await["type"], "hello");
+    assert_eq!(c.must().await["id"], 1);
+    let oos = |api: &Api| {
+        api.gateway.emit(
+            "pbx1",
+            Some("201"),
+            EventKind::DeviceOutOfService,
+            Body::Empty,
+        )
+    };
+    // the client reads nothing: one line fits its transport, one the writer holds, two
+    // the queue; the rest are dropped
+    for _ in 0..6 {
+        oos(&api);
+        tokio::task::yield_now().await;
+    }
+    let mut lines = c.drain().await;
+    oos(&api); // seq 7: `lagged` before it if not told yet
+    lines.extend(c.drain().await);
+    let lagged: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["event"] == "lagged")
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lagged.len(), 1, "told once: {lines:?}");
+    let from = lagged[0];
+    let seqs: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["event"] != "lagged")
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
+    let mut want: Vec<u64> = (1..from).collect();
+    want.push(7);
+    assert_eq!(
+        seqs, want,
+        "all before the drop, none of the dropped, then 7"
+    );
+    assert!(from > 1 && from < 7, "{from}");
+    assert_eq!(api.hub.dropped(), 7 - from);
+    // resume: the dropped events are replayed from the buffer
+    c.send(json!({"id": 2, "op": "monitor.start", "device": "201"}))
+        .await;
+    let r = c.must().await;
+    assert_eq!(r["result"]["already"], true, "{r}");
+    c.send(json!({"id": 3, "op": "monitor.stop", "device": "201"}))
+        .await;
+    assert_eq!(c.must().await["ok"], true);
+    c.send(json!({"id": 4, "op": "monitor.start", "device": "201", "after": from - 1}))
+        .await;
+    let mut replayed = Vec::new();
+    let r = loop {
+        let l = c.must().await;
+        if l["type"] == "response" {
+            break l;
+        }
+        replayed.push(l["seq"].as_u64().unwrap());
+    };
+    // as many as the client's queue takes (2); `gap` when some did not fit
+    let n = (8 - from).min(2);
+    assert_eq!(r["result"]["replayed"], json!(n), "{r}");
+    assert_eq!(r["result"]["gap"], json!(8 - from > 2), "{r}");
+    while replayed.len() < n as usize {
+        replayed.push(c.must().await["seq"].as_u64().unwrap());
+    }
+    assert_eq!(replayed, (from..from + n).collect::<Vec<_>>());
 }

@@ -1,5 +1,5 @@
 //! The typed requests (PROTOCOL.md "Operations"): one [`Op`] variant per operation, tagged by
-//! `op`, with its parameters typed. Adding an operation is one line in [`ops!`] plus its
+//! `op`, with its parameters typed. Adding an operation is one line in `ops!` below plus its
 //! parameter struct and its handler ([`super::ops::Handle`]); the operation names for
 //! `unknown_op`, the decoding and the dispatch all come from that one list.
 //!

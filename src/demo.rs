@@ -2,7 +2,7 @@
 //! scripted inbound call (screen pop, answer, consult, transfer, hang up) shown as the
 //! NDJSON events an adapter receives, then the port stays open for people to use.
 
-use crate::api::{server, Gateway};
+use crate::api::{server, Api};
 use crate::client::pretty;
 use crate::config::{ApiConfig, Config, LinkSection};
 use crate::sim::control::parse as sim_command;
@@ -18,7 +18,8 @@ use tokio::net::TcpStream;
 /// A running demo: the simulator, the gateway and where they listen.
 pub struct Demo {
     pub sim: Sim,
-    pub gateway: Arc<Gateway>,
+    /// The gateway and its API ([`Demo::shutdown`] stops them).
+    pub service: Arc<Api>,
     pub api: SocketAddr,
 }
 
@@ -45,17 +46,24 @@ pub async fn start(listen: &str, sim_control: &str) -> Result<Demo, String> {
         format!("cannot listen on {listen} (the gateway's NDJSON port): {e}; move it with --listen (e.g. --listen 127.0.0.1:7701)")
     })?;
     let api = l.local_addr().map_err(|e| e.to_string())?;
-    let gateway = Gateway::start(cfg);
-    tokio::spawn(server::serve(gateway.clone(), l));
+    let service = crate::api::start(cfg);
+    tokio::spawn(server::serve(service.clone(), l));
     let up = async {
-        while !gateway.links.values().all(|l| l.link.is_up()) {
+        while !service.gateway.links.values().all(|l| l.link.is_up()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
     tokio::time::timeout(Duration::from_secs(10), up)
         .await
         .map_err(|_| "the gateway did not associate with the simulator in 10 s".to_string())?;
-    Ok(Demo { sim, gateway, api })
+    Ok(Demo { sim, service, api })
+}
+
+impl Demo {
+    /// Stop the gateway: clients get `shutdown`, the link is released.
+    pub async fn shutdown(&self) {
+        self.service.shutdown().await;
+    }
 }
 
 /// An NDJSON client that prints every line it reads.

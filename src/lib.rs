@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod gateway;
 pub mod lines;
 pub mod link;
 pub mod logging;

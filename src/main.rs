@@ -411,18 +411,35 @@ async fn run_sim(
 async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
     let l = ctigate::api::server::bind(&cfg.api.listen).await?;
     let addr = l.local_addr()?;
-    let gw = ctigate::api::Gateway::start(cfg);
-    tokio::spawn(ctigate::api::server::serve(gw.clone(), l));
+    let api = ctigate::api::start(cfg);
+    let serving = tokio::spawn(ctigate::api::server::serve(api.clone(), l));
     println!(
         "ctigate run: NDJSON port {addr}; links: {}",
-        gw.link_states()
+        ctigate::api::ops::link_states(&api.gateway)
     );
-    tokio::signal::ctrl_c().await?;
-    tracing::info!("shutting down: releasing the PBX links");
-    for l in gw.links.values() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), l.link.shutdown()).await;
-    }
+    stop_signal().await?;
+    api.shutdown().await;
+    let _ = serving.await;
     Ok(0)
+}
+
+/// SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+async fn stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
+            _ = term.recv() => {}
+        }
+        tracing::info!("stop signal");
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
+    }
 }
 
 async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Result<i32> {
@@ -441,6 +458,7 @@ async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Re
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("the scripted call failed")?;
     if once {
+        d.shutdown().await;
         return Ok(0);
     }
     println!();
@@ -464,7 +482,8 @@ async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Re
         );
     }
     println!("Ctrl-C stops.");
-    tokio::signal::ctrl_c().await?;
+    stop_signal().await?;
+    d.shutdown().await;
     Ok(0)
 }
 

@@ -3,6 +3,7 @@
 //! from which `seq` on, and may re-monitor with `after`).
 
 use super::protocol::rfc3339;
+use crate::gateway::{Body, Event, Subscriber};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,8 @@ struct State {
     next_client: ClientId,
     /// Events lost to slow clients, for `status`.
     dropped: u64,
+    /// The `shutdown` line, once the hub is closed: nothing is published after it.
+    closed: Option<Arc<str>>,
 }
 
 pub struct Hub {
@@ -66,6 +69,7 @@ impl Hub {
                 clients: HashMap::new(),
                 next_client: 1,
                 dropped: 0,
+                closed: None,
             }),
             max_clients,
             queue: queue.max(1),
@@ -131,14 +135,30 @@ impl Hub {
         event: &str,
         body: Map<String, Value>,
     ) -> u64 {
+        self.publish_at(SystemTime::now(), link, device, event, body)
+    }
+
+    /// [`Hub::publish`] with the event's time. After [`Hub::close`] nothing is published
+    /// (the last seq is returned).
+    pub fn publish_at(
+        &self,
+        time: SystemTime,
+        link: &str,
+        device: Option<&str>,
+        event: &str,
+        body: Map<String, Value>,
+    ) -> u64 {
         let mut s = self.lock();
+        if s.closed.is_some() {
+            return s.seq;
+        }
         s.seq += 1;
         let seq = s.seq;
         let mut m = Map::new();
         m.insert("type".into(), json!("event"));
         m.insert("event".into(), json!(event));
         m.insert("seq".into(), json!(seq));
-        m.insert("time".into(), json!(rfc3339(SystemTime::now())));
+        m.insert("time".into(), json!(rfc3339(time)));
         m.insert("link".into(), json!(link));
         if let Some(d) = device {
             m.insert("device".into(), json!(d));
@@ -179,6 +199,23 @@ impl Hub {
         }
         s.dropped += dropped;
         seq
+    }
+
+    /// Close the hub for shutdown: the `shutdown` event line (its own seq, after every
+    /// event published); the same line on every call. Nothing is published afterwards.
+    pub fn close(&self) -> Arc<str> {
+        let mut s = self.lock();
+        if let Some(l) = &s.closed {
+            return l.clone();
+        }
+        s.seq += 1;
+        let line: Arc<str> = json!({"type": "event", "event": "shutdown", "seq": s.seq,
+            "time": rfc3339(SystemTime::now()),
+            "message": "the gateway is shutting down; reconnect and re-monitor with `after`"})
+        .to_string()
+        .into();
+        s.closed = Some(line.clone());
+        line
     }
 
     /// Subscribe a client to a device; with `after`, buffered events of that device with a
@@ -238,6 +275,37 @@ impl Hub {
             }
         }
         m
+    }
+}
+
+impl Subscriber for Hub {
+    fn on_event(&self, ev: &Event) {
+        let mut m = Map::new();
+        match &ev.body {
+            Body::Call { call, cause, extra } => {
+                m.insert(
+                    "call".into(),
+                    serde_json::to_value(call).unwrap_or(Value::Null),
+                );
+                m.insert(
+                    "cause".into(),
+                    cause.clone().map_or(Value::Null, Value::String),
+                );
+                if let Ok(Value::Object(x)) = serde_json::to_value(extra) {
+                    m.extend(x);
+                }
+            }
+            Body::Agent(agent) => {
+                if let Ok(Value::Object(a)) = serde_json::to_value(agent) {
+                    m = a;
+                }
+            }
+            Body::LinkDown { reason } => {
+                m.insert("reason".into(), json!(reason));
+            }
+            Body::Empty => {}
+        }
+        self.publish_at(ev.time, &ev.link, ev.device.as_deref(), ev.kind.as_str(), m);
     }
 }
 

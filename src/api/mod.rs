@@ -1,271 +1,148 @@
-//! The NDJSON port (docs/PROTOCOL.md): the gateway that ties PBX links, call trackers and
-//! clients together.
+//! The API layer: the client protocol of docs/PROTOCOL.md. JSON exists here and only here.
 //!
-//! - [`protocol`]: request / response / event lines and error kinds;
-//! - [`hub`]: seq numbers, replay buffer, subscriptions, bounded fan-out, `lagged`;
-//! - [`ops`]: every operation of PROTOCOL.md, mapped onto CSTA services;
-//! - [`server`]: the TCP listener and client sessions.
+//! One direction of flow: link → gateway (tracker, bus) → api (hub, session) → transport.
+//!
+//! - [`protocol`]: response and error lines, error kinds;
+//! - [`request`]: the typed requests ([`request::Op`], one variant per operation);
+//! - [`ops`]: one handler per operation, mapped onto CSTA services;
+//! - [`hub`]: the bus subscriber that makes event lines: seq numbers, replay buffer,
+//!   subscriptions, bounded fan-out, `lagged`;
+//! - [`session`]: one client session over any transport (lines in, lines out);
+//! - [`server`]: the TCP transport (NDJSON over a socket).
 
 pub mod hub;
 pub mod ops;
 pub mod protocol;
+pub mod request;
 pub mod server;
+pub mod session;
 
-use crate::config::{Config, LinkSection};
-use crate::link::{Link, LinkConfig, LinkEvent};
-use crate::model::{AgentView, InternalRule, Out, Tracker, TrackerConfig};
-use ctigate_csta_model::events::Event;
+use crate::config::{ApiConfig, Config};
+use crate::gateway::Gateway;
 use hub::Hub;
-use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use session::{Auth, LineSink, LineSource, Open};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-/// One PBX link with its tracker and monitor reference counts.
-pub struct LinkSlot {
-    pub name: String,
-    pub link: Link,
-    pub tracker: Mutex<Tracker>,
-    /// Clients watching each device (one PBX monitor however many).
-    pub refs: tokio::sync::Mutex<BTreeMap<String, usize>>,
-    /// Devices monitored from the configuration (never stopped).
-    pub pinned: BTreeSet<String>,
-    /// The link's event pump, for the agent states of request results (agent.login,
-    /// agent.state, ...): queued after the PBX events that came before the result and
-    /// before those after it, so that no event reports a state older than one published.
-    pub pump: mpsc::Sender<PumpIn>,
+/// The client side of a gateway: the hub on its bus, the sessions, the auth hook.
+pub struct Api {
+    pub gateway: Arc<Gateway>,
+    pub hub: Arc<Hub>,
+    pub cfg: ApiConfig,
+    /// Every request is answered within this time, whatever the PBX does.
+    pub deadline: Duration,
+    pub auth: Arc<dyn Auth>,
+    sessions: Sessions,
 }
 
-/// What a link's event pump publishes, in the order it was queued.
-// A `LinkEvent` is as large as an event report, as on the link's own channel.
-#[allow(clippy::large_enum_variant)]
-pub enum PumpIn {
-    Link(LinkEvent),
-    /// An agent state from a request's result ([`Tracker::set_agent`]); `done` gets the
-    /// state as completed from what is known ([`Tracker::fill_agent`]).
-    Agent {
-        device: String,
-        agent: AgentView,
-        done: tokio::sync::oneshot::Sender<AgentView>,
-    },
+/// The running sessions: each holds a sender; shutdown waits until every one is dropped.
+struct Sessions {
+    alive: Mutex<Option<mpsc::Sender<()>>>,
+    ended: tokio::sync::Mutex<mpsc::Receiver<()>>,
 }
 
-impl From<LinkEvent> for PumpIn {
-    fn from(e: LinkEvent) -> PumpIn {
-        PumpIn::Link(e)
-    }
-}
-
-impl LinkSlot {
-    pub fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
-        self.tracker.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-pub struct Gateway {
-    pub hub: Hub,
-    pub links: BTreeMap<String, Arc<LinkSlot>>,
-    pub cfg: Config,
-    pub started: Instant,
-}
-
-fn link_config(l: &LinkSection) -> LinkConfig {
-    LinkConfig {
-        name: l.name.clone(),
-        address: l.address.clone(),
-        context: l.context.clone(),
-        versions: l.versions.clone(),
-        password: l.password.clone(),
-        handshake: l.handshake,
-        request_timeout: l.request_timeout(),
-        keepalive_idle: std::time::Duration::from_secs(l.keepalive_idle_s),
-        keepalive_misses: l.keepalive_misses,
-        reconnect_min: std::time::Duration::from_millis(l.reconnect_min_ms),
-        reconnect_max: std::time::Duration::from_millis(l.reconnect_max_ms),
-        ..LinkConfig::default()
-    }
-}
-
-impl Gateway {
-    /// Start every link (they connect and reconnect by themselves) and the event pumps.
-    pub fn start(cfg: Config) -> Arc<Gateway> {
-        let mut links = BTreeMap::new();
-        let mut pumps = Vec::new();
-        for l in &cfg.links {
-            let (tx, rx) = mpsc::channel(4096);
-            let link = Link::start(link_config(l), tx.clone());
-            let tracker = Tracker::new(TrackerConfig {
-                link: l.name.clone(),
-                internal: InternalRule {
-                    max_len: l.internal_max_len,
-                    prefixes: l.internal_prefixes.clone(),
-                },
-            });
-            let slot = Arc::new(LinkSlot {
-                name: l.name.clone(),
-                link,
-                tracker: Mutex::new(tracker),
-                refs: tokio::sync::Mutex::new(BTreeMap::new()),
-                pinned: l.monitor.iter().cloned().collect(),
-                pump: tx,
-            });
-            links.insert(l.name.clone(), slot.clone());
-            pumps.push((slot, rx));
+impl Sessions {
+    fn new() -> Sessions {
+        let (tx, rx) = mpsc::channel(1);
+        Sessions {
+            alive: Mutex::new(Some(tx)),
+            ended: tokio::sync::Mutex::new(rx),
         }
-        let gw = Arc::new(Gateway {
-            hub: Hub::new(
-                cfg.api.max_clients,
-                cfg.api.client_queue,
-                cfg.api.replay_buffer,
-            ),
-            links,
+    }
+
+    /// A token for a new session; `None` once shutting down.
+    fn enter(&self) -> Option<mpsc::Sender<()>> {
+        self.alive.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// No new sessions; wait until the running ones have ended.
+    async fn close_and_wait(&self) {
+        self.alive.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let _ = self.ended.lock().await.recv().await;
+    }
+}
+
+/// Start a gateway from the configuration (links and all) and its API.
+pub fn start(cfg: Config) -> Arc<Api> {
+    let gateway = Gateway::start(&cfg);
+    Api::new(gateway, cfg.api.clone(), request_deadline(&cfg))
+}
+
+/// Every request is answered within this time: a few link timeouts (monitor.start makes
+/// two requests) plus a margin.
+pub fn request_deadline(cfg: &Config) -> Duration {
+    let t = cfg
+        .links
+        .iter()
+        .map(|l| l.request_timeout())
+        .max()
+        .unwrap_or(Duration::from_secs(5));
+    t * 2 + Duration::from_secs(1)
+}
+
+impl Api {
+    /// The API of `gateway`: its hub subscribes to the gateway's bus.
+    pub fn new(gateway: Arc<Gateway>, cfg: ApiConfig, deadline: Duration) -> Arc<Api> {
+        Api::with_auth(gateway, cfg, deadline, Arc::new(Open))
+    }
+
+    /// [`Api::new`] with an auth hook.
+    pub fn with_auth(
+        gateway: Arc<Gateway>,
+        cfg: ApiConfig,
+        deadline: Duration,
+        auth: Arc<dyn Auth>,
+    ) -> Arc<Api> {
+        let hub = Arc::new(Hub::new(
+            cfg.max_clients,
+            cfg.client_queue,
+            cfg.replay_buffer,
+        ));
+        gateway.bus.subscribe(hub.clone());
+        Arc::new(Api {
+            gateway,
+            hub,
             cfg,
-            started: Instant::now(),
-        });
-        for (slot, rx) in pumps {
-            tokio::spawn(pump(gw.clone(), slot, rx));
-        }
-        gw
+            deadline,
+            auth,
+            sessions: Sessions::new(),
+        })
     }
 
-    /// Publish tracker output.
-    pub fn publish(&self, link: &str, outs: Vec<Out>) {
-        for o in outs {
-            match o {
-                Out::Call {
-                    event,
-                    device,
-                    call,
-                    cause,
-                    extra,
-                } => {
-                    let mut m = Map::new();
-                    m.insert(
-                        "call".into(),
-                        serde_json::to_value(&call).unwrap_or(Value::Null),
-                    );
-                    m.insert("cause".into(), cause.map_or(Value::Null, Value::String));
-                    m.extend(extra);
-                    self.hub.publish(link, Some(&device), event, m);
-                }
-                Out::Agent { device, agent } => {
-                    let m = match serde_json::to_value(&agent) {
-                        Ok(Value::Object(m)) => m,
-                        _ => Map::new(),
-                    };
-                    self.hub.publish(link, Some(&device), "agent.state", m);
-                }
-            }
-        }
-    }
-
-    /// Links for `hello` and `status`.
-    pub fn link_states(&self) -> Value {
-        Value::Array(
-            self.links
-                .values()
-                .map(|l| json!({"name": l.name, "state": if l.link.is_up() { "up" } else { "down" }}))
-                .collect(),
-        )
-    }
-}
-
-/// Monitor a configured device (once the link is up) and take its snapshot.
-async fn monitor_configured(gw: &Gateway, slot: &LinkSlot, device: &str) {
-    match slot.link.monitor(device).await {
-        Ok(Ok(())) => {
-            info!(link = %slot.name, device, "monitoring (configured)");
-            ops::resync(gw, slot, device).await;
-        }
-        Ok(Err(e)) => {
-            warn!(link = %slot.name, device, error = ?e, "the PBX refused the configured monitor")
-        }
-        Err(e) => {
-            debug!(link = %slot.name, device, error = %e, "configured monitor waits for the link")
-        }
-    }
-}
-
-/// Turn a link's events, and the agent states of request results, into published events.
-async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<PumpIn>) {
-    while let Some(item) = rx.recv().await {
-        let ev = match item {
-            PumpIn::Link(ev) => ev,
-            PumpIn::Agent {
-                device,
-                agent,
-                done,
-            } => {
-                let outs = {
-                    let mut t = slot.tracker();
-                    let agent = t.fill_agent(&device, agent);
-                    let _ = done.send(agent.clone()); // the request may have given up
-                    t.set_agent(&device, agent, SystemTime::now())
-                };
-                gw.publish(&slot.name, outs);
-                continue;
-            }
+    /// Run a session over a transport's lines as a task of this API (shutdown waits for
+    /// it).
+    pub fn spawn_session<S: LineSource, K: LineSink>(
+        self: &Arc<Api>,
+        peer: String,
+        src: S,
+        sink: K,
+    ) {
+        let Some(alive) = self.sessions.enter() else {
+            return; // shutting down: the transport's connection is dropped
         };
-        match ev {
-            LinkEvent::Up => {
-                info!(link = %slot.name, "link up");
-                gw.hub.publish(&slot.name, None, "link.up", Map::new());
-                // configured devices: the link remembers them once monitored (then this
-                // joins its own re-monitor); before that, a start needs the link up
-                for d in slot.pinned.clone() {
-                    let (gw, slot) = (gw.clone(), slot.clone());
-                    tokio::spawn(async move { monitor_configured(&gw, &slot, &d).await });
-                }
-            }
-            LinkEvent::Down { reason } => {
-                warn!(link = %slot.name, %reason, "link down");
-                let mut m = Map::new();
-                m.insert("reason".into(), json!(reason));
-                gw.hub.publish(&slot.name, None, "link.down", m);
-            }
-            LinkEvent::Monitored { again: false, .. } => {
-                // whoever asked (monitor.start, a configured device) takes the snapshot
-            }
-            LinkEvent::Monitored {
-                device,
-                again: true,
-            } => {
-                // re-monitored by the link after an outage: bring the view up to date
-                let (gw, slot) = (gw.clone(), slot.clone());
-                tokio::spawn(async move { ops::resync(&gw, &slot, &device).await });
-            }
-            LinkEvent::MonitorLost { device, reason } => {
-                warn!(link = %slot.name, %device, %reason, "monitor lost");
-            }
-            LinkEvent::SystemStatus { status } => {
-                debug!(link = %slot.name, %status, "PBX system status");
-            }
-            LinkEvent::Report { device, report } => {
-                let Some(device) = device else {
-                    debug!(link = %slot.name, "event for an unknown monitor: ignored");
-                    continue;
-                };
-                match &report.event {
-                    Event::OutOfService(_) => {
-                        gw.hub.publish(
-                            &slot.name,
-                            Some(&device),
-                            "device.out_of_service",
-                            Map::new(),
-                        );
-                    }
-                    Event::BackInService(_) => {
-                        gw.hub
-                            .publish(&slot.name, Some(&device), "device.in_service", Map::new());
-                    }
-                    e => {
-                        let outs = slot.tracker().on_event(&device, e, SystemTime::now());
-                        gw.publish(&slot.name, outs);
-                    }
-                }
-            }
+        let api = self.clone();
+        tokio::spawn(async move {
+            session::run(api, peer, src, sink).await;
+            drop(alive);
+        });
+    }
+
+    /// Shut down: every session writes what it has queued and the `shutdown` line and
+    /// closes, listeners close, then every link is released (RLRQ). Bounded.
+    pub async fn shutdown(&self) {
+        info!("shutting down: clients first, then the PBX links");
+        // the shutdown line's seq: after every event published, nothing after it
+        self.hub.close();
+        self.gateway.shutdown_token().cancel();
+        if tokio::time::timeout(session::WRITE_TIMEOUT * 3, self.sessions.close_and_wait())
+            .await
+            .is_err()
+        {
+            warn!("some client sessions did not end in time");
         }
+        self.gateway.shutdown().await;
     }
 }

@@ -1,7 +1,7 @@
-//! The client protocol's wire forms (docs/PROTOCOL.md): requests, responses, errors, event
-//! lines. One JSON object per line.
+//! The client protocol's wire forms (docs/PROTOCOL.md): responses, errors, the lines the
+//! session writes itself. One JSON object per line. Requests are in [`super::request`].
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 pub const PROTOCOL: &str = "ctigate/1";
 
@@ -39,84 +39,6 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-/// A parsed request line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
-    /// Echoed in the response (number or string).
-    pub id: Value,
-    pub op: String,
-    pub params: Map<String, Value>,
-}
-
-/// Parse a request line. On error, the id (when one could be read) and the error.
-pub fn parse_request(line: &str) -> Result<Request, Box<(Value, ApiError)>> {
-    let v: Value = serde_json::from_str(line).map_err(|e| {
-        Box::new((
-            Value::Null,
-            ApiError::request("bad_json", format!("not a JSON object: {e}")),
-        ))
-    })?;
-    let Value::Object(mut m) = v else {
-        return Err(Box::new((
-            Value::Null,
-            ApiError::request("bad_json", "a request is a JSON object"),
-        )));
-    };
-    let id = m.remove("id").unwrap_or(Value::Null);
-    if !(id.is_number() || id.is_string()) {
-        return Err(Box::new((
-            id,
-            ApiError::request("missing_field", "`id` (a number or a string) is required"),
-        )));
-    }
-    let op = match m.remove("op") {
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(Box::new((id, ApiError::invalid("op", "a string")))),
-        None => return Err(Box::new((id, ApiError::missing("op")))),
-    };
-    Ok(Request { id, op, params: m })
-}
-
-impl Request {
-    /// A required string parameter.
-    pub fn str(&self, key: &str) -> Result<&str, ApiError> {
-        match self.params.get(key) {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s),
-            Some(Value::Null) | None => Err(ApiError::missing(key)),
-            Some(_) => Err(ApiError::invalid(key, "a non-empty string")),
-        }
-    }
-    /// An optional string parameter.
-    pub fn opt_str(&self, key: &str) -> Result<Option<&str>, ApiError> {
-        match self.params.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
-            Some(_) => Err(ApiError::invalid(key, "a non-empty string")),
-        }
-    }
-    /// An optional non-negative integer.
-    pub fn opt_u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
-        match self.params.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| ApiError::invalid(key, "a non-negative integer")),
-        }
-    }
-    /// `variables`: an object of strings (`uui`, `correlator`).
-    pub fn variables(&self) -> Result<Map<String, Value>, ApiError> {
-        match self.params.get("variables") {
-            None | Some(Value::Null) => Ok(Map::new()),
-            Some(Value::Object(m)) if m.values().all(Value::is_string) => Ok(m.clone()),
-            Some(_) => Err(ApiError::invalid(
-                "variables",
-                "an object of strings, e.g. {\"uui\": \"case=42\"}",
-            )),
-        }
-    }
-}
-
 /// A success response line.
 pub fn ok_line(id: &Value, result: Value) -> String {
     json!({"type": "response", "id": id, "ok": true, "result": result}).to_string()
@@ -140,11 +62,16 @@ mod tests {
 
     #[test]
     fn requests_parse_and_errors_are_typed() {
+        use crate::api::request::{parse_request, CallAnswer, Op};
         let r = parse_request(r#"{"id":7,"op":"call.answer","device":"4001"}"#).unwrap();
         assert_eq!(r.id, json!(7));
-        assert_eq!(r.str("device").unwrap(), "4001");
-        assert_eq!(r.opt_str("call").unwrap(), None);
-        assert_eq!(r.str("call").unwrap_err().code, "missing_field");
+        let Op::CallAnswer(CallAnswer { device, call, .. }) = &r.op else {
+            panic!("{r:?}")
+        };
+        assert_eq!(device, "4001");
+        assert_eq!(*call, None);
+        let (_, e) = *parse_request(r#"{"id":7,"op":"call.clear","device":"4001"}"#).unwrap_err();
+        assert_eq!(e.code, "missing_field");
         let (id, e) = *parse_request("{nope").unwrap_err();
         assert_eq!((id, e.code.as_str()), (Value::Null, "bad_json"));
         let (id, e) = *parse_request(r#"{"id":"a","op":3}"#).unwrap_err();

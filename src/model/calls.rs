@@ -8,14 +8,14 @@
 //! the monitored device's own and is used where it settles a doubt.
 
 use super::tracker::{cause_name, Out, Seed, Tracker};
-use super::view::CallState;
+use super::view::{CallExtra, CallState, EventKind};
 use bytes::Bytes;
 use ctigate_csta_model::events::Event;
 use ctigate_csta_model::types::{
     ConnectionId, ConnectionListEntry, DeviceIdentifier, EventCause, LocalConnectionState, Party,
     PublicTon,
 };
-use serde_json::{Map, Value};
+
 use std::time::SystemTime;
 
 /// What the handlers use of a call event.
@@ -126,14 +126,17 @@ fn early(s: CallState) -> bool {
     )
 }
 
-fn extra<const N: usize>(pairs: [(&str, Option<&str>); N]) -> Map<String, Value> {
-    let mut m = Map::new();
-    for (k, v) in pairs {
-        if let Some(v) = v {
-            m.insert(k.to_string(), Value::from(v));
-        }
+fn owned(s: Option<&str>) -> Option<String> {
+    s.map(str::to_string)
+}
+
+/// `from` and `to` of a diversion or transfer.
+fn from_to(from: Option<&str>, to: Option<&str>) -> CallExtra {
+    CallExtra {
+        from: owned(from),
+        to: owned(to),
+        ..CallExtra::default()
     }
-    m
 }
 
 /// A Transferred or Conferenced event.
@@ -267,7 +270,7 @@ impl Tracker {
                     let mut ids = Vec::new();
                     while let Some(k) = self.find(dev, call) {
                         ids.push(self.iid(dev, k));
-                        self.release(dev, k, cause_name(e.cause), now, Map::new(), out);
+                        self.release(dev, k, cause_name(e.cause), now, CallExtra::default(), out);
                     }
                     self.call_cleared(call, &ids);
                 }
@@ -311,11 +314,12 @@ impl Tracker {
                     return;
                 };
                 let party = e.connection.device_number().filter(|n| *n != dev);
-                let x = extra([
-                    ("digits", Some(e.digit_generated_list.as_str())),
-                    ("party", party),
-                ]);
-                self.emit(dev, k, "call.dtmf", None, x, out);
+                let x = CallExtra {
+                    digits: Some(e.digit_generated_list.clone()),
+                    party: owned(party),
+                    ..CallExtra::default()
+                };
+                self.emit(dev, k, EventKind::CallDtmf, None, x, out);
             }
             Event::CallInformation(e) => {
                 let Some(k) = e.connection.call_id().and_then(|c| self.find(dev, c)) else {
@@ -325,7 +329,14 @@ impl Tracker {
                     return;
                 };
                 if self.absorb(&id, e.user_data.as_ref(), e.correlator_data.as_ref()) {
-                    self.emit(dev, k, "call.updated", None, Map::new(), out);
+                    self.emit(
+                        dev,
+                        k,
+                        EventKind::CallUpdated,
+                        None,
+                        CallExtra::default(),
+                        out,
+                    );
                 }
             }
             other => {
@@ -395,7 +406,7 @@ impl Tracker {
             let st = self.view(dev, k).map(|v| v.state);
             if !originated && st != Some(CallState::Dialing) {
                 // a new call with the callID of a call still here: its end was missed
-                self.release(dev, k, "superseded".into(), now, Map::new(), out);
+                self.release(dev, k, "superseded".into(), now, CallExtra::default(), out);
                 key = None;
                 fresh = true;
             }
@@ -420,9 +431,9 @@ impl Tracker {
                 self.emit(
                     dev,
                     k,
-                    "call.dialing",
+                    EventKind::CallDialing,
                     Some(cause_name(f.cause)),
-                    Map::new(),
+                    CallExtra::default(),
                     out,
                 );
             }
@@ -446,7 +457,14 @@ impl Tracker {
                     }
                 }
                 if changed {
-                    self.emit(dev, k, "call.updated", None, Map::new(), out);
+                    self.emit(
+                        dev,
+                        k,
+                        EventKind::CallUpdated,
+                        None,
+                        CallExtra::default(),
+                        out,
+                    );
                 }
             }
         }
@@ -494,13 +512,20 @@ impl Tracker {
                 self.emit(
                     dev,
                     key,
-                    "call.offering",
+                    EventKind::CallOffering,
                     Some(cause_name(f.cause)),
-                    Map::new(),
+                    CallExtra::default(),
                     out,
                 );
             } else if changed {
-                self.emit(dev, key, "call.updated", None, Map::new(), out);
+                self.emit(
+                    dev,
+                    key,
+                    EventKind::CallUpdated,
+                    None,
+                    CallExtra::default(),
+                    out,
+                );
             }
             return;
         }
@@ -523,9 +548,9 @@ impl Tracker {
             self.emit(
                 dev,
                 key,
-                "call.ringback",
+                EventKind::CallRingback,
                 Some(cause_name(f.cause)),
-                Map::new(),
+                CallExtra::default(),
                 out,
             );
             return;
@@ -541,7 +566,14 @@ impl Tracker {
             }
         }
         if changed {
-            self.emit(dev, key, "call.updated", None, Map::new(), out);
+            self.emit(
+                dev,
+                key,
+                EventKind::CallUpdated,
+                None,
+                CallExtra::default(),
+                out,
+            );
         }
     }
 
@@ -567,9 +599,9 @@ impl Tracker {
                 self.emit(
                     dev,
                     key,
-                    "call.offering",
+                    EventKind::CallOffering,
                     Some(cause_name(f.cause)),
-                    Map::new(),
+                    CallExtra::default(),
                     out,
                 );
             }
@@ -581,9 +613,9 @@ impl Tracker {
             self.emit(
                 dev,
                 key,
-                "call.connected",
+                EventKind::CallConnected,
                 Some(cause_name(f.cause)),
-                Map::new(),
+                CallExtra::default(),
                 out,
             );
             return;
@@ -608,9 +640,9 @@ impl Tracker {
             self.emit(
                 dev,
                 key,
-                "call.connected",
+                EventKind::CallConnected,
                 Some(cause_name(f.cause)),
-                Map::new(),
+                CallExtra::default(),
                 out,
             );
             return;
@@ -619,7 +651,14 @@ impl Tracker {
             changed |= v.add_party(a);
         }
         if changed {
-            self.emit(dev, key, "call.updated", None, Map::new(), out);
+            self.emit(
+                dev,
+                key,
+                EventKind::CallUpdated,
+                None,
+                CallExtra::default(),
+                out,
+            );
         }
     }
 
@@ -638,9 +677,13 @@ impl Tracker {
             return;
         }
         let (from, to, event) = if held {
-            (CallState::Connected, CallState::Held, "call.held")
+            (CallState::Connected, CallState::Held, EventKind::CallHeld)
         } else {
-            (CallState::Held, CallState::Connected, "call.retrieved")
+            (
+                CallState::Held,
+                CallState::Connected,
+                EventKind::CallRetrieved,
+            )
         };
         let key = match self.find(dev, call) {
             Some(k) => k,
@@ -659,7 +702,14 @@ impl Tracker {
         if !held {
             v.answered.get_or_insert(now);
         }
-        self.emit(dev, key, event, Some(cause_name(f.cause)), Map::new(), out);
+        self.emit(
+            dev,
+            key,
+            event,
+            Some(cause_name(f.cause)),
+            CallExtra::default(),
+            out,
+        );
     }
 
     /// Queued (ECMA-269 clause 17 event): at the device (an ACD group) or the caller's call
@@ -716,9 +766,9 @@ impl Tracker {
         self.emit(
             dev,
             key,
-            "call.queued",
+            EventKind::CallQueued,
             Some(cause_name(f.cause)),
-            Map::new(),
+            CallExtra::default(),
             out,
         );
     }
@@ -741,11 +791,18 @@ impl Tracker {
         self.absorb(&id, f.uui, f.corr);
         let to = to.number().map(str::to_string);
         let from = f.subject_number();
-        let x = extra([("from", from.as_deref()), ("to", to.as_deref())]);
+        let x = from_to(from.as_deref(), to.as_deref());
         let cause = cause_name(f.cause);
         if f.here(dev) {
-            self.emit(dev, key, "call.diverted", Some(cause.clone()), x, out);
-            self.release(dev, key, cause, now, Map::new(), out);
+            self.emit(
+                dev,
+                key,
+                EventKind::CallDiverted,
+                Some(cause.clone()),
+                x,
+                out,
+            );
+            self.release(dev, key, cause, now, CallExtra::default(), out);
             return;
         }
         if let (Some(v), Some(t)) = (self.view_mut(dev, key), &to) {
@@ -762,7 +819,7 @@ impl Tracker {
             }
             v.add_party(t);
         }
-        self.emit(dev, key, "call.diverted", Some(cause), x, out);
+        self.emit(dev, key, EventKind::CallDiverted, Some(cause), x, out);
     }
 
     /// Failed (ECMA-269 clause 17 event): the device's call cannot go on (busy, invalid number):
@@ -798,9 +855,9 @@ impl Tracker {
         self.emit(
             dev,
             key,
-            "call.failed",
+            EventKind::CallFailed,
             Some(cause_name(f.cause)),
-            Map::new(),
+            CallExtra::default(),
             out,
         );
     }
@@ -818,7 +875,14 @@ impl Tracker {
             return;
         };
         if f.here(dev) || f.lcs == Some(LocalConnectionState::Null) {
-            self.release(dev, key, cause_name(f.cause), now, Map::new(), out);
+            self.release(
+                dev,
+                key,
+                cause_name(f.cause),
+                now,
+                CallExtra::default(),
+                out,
+            );
             return;
         }
         let Some(party) = f.subject_number() else {
@@ -836,11 +900,14 @@ impl Tracker {
         } else if v.other.as_deref() == Some(party.as_str()) {
             v.other = None;
         }
-        let x = extra([("party", Some(party.as_str()))]);
+        let x = CallExtra {
+            party: Some(party.clone()),
+            ..CallExtra::default()
+        };
         self.emit(
             dev,
             key,
-            "call.party_left",
+            EventKind::CallPartyLeft,
             Some(cause_name(f.cause)),
             x,
             out,
@@ -918,15 +985,15 @@ impl Tracker {
                 if n == 0 {
                     if let Some(v) = self.view(dev, k) {
                         out.push(Out::Call {
-                            event: "call.transferred",
+                            event: EventKind::CallTransferred,
                             device: dev.to_string(),
                             call: self.render(v, Some(CallState::Released), Some(now)),
                             cause: Some(cause.clone()),
-                            extra: extra([("from", Some(dev)), ("to", target.as_deref())]),
+                            extra: from_to(Some(dev), target.as_deref()),
                         });
                     }
                 }
-                self.release(dev, k, cause.clone(), now, Map::new(), out);
+                self.release(dev, k, cause.clone(), now, CallExtra::default(), out);
             }
             return;
         }
@@ -1003,27 +1070,20 @@ impl Tracker {
         }
         let (event, mut x) = if j.transfer {
             (
-                "call.transferred",
-                extra([("from", actor.as_deref()), ("to", target.as_deref())]),
+                EventKind::CallTransferred,
+                from_to(actor.as_deref(), target.as_deref()),
             )
         } else {
             (
-                "call.conferenced",
-                extra([
-                    ("conferencing", actor.as_deref()),
-                    ("added", target.as_deref()),
-                ]),
+                EventKind::CallConferenced,
+                CallExtra {
+                    conferencing: owned(actor.as_deref()),
+                    added: owned(target.as_deref()),
+                    ..CallExtra::default()
+                },
             )
         };
-        match replaced.len() {
-            0 => {}
-            1 => {
-                x.insert("replaces".into(), Value::from(replaced.remove(0)));
-            }
-            _ => {
-                x.insert("replaces".into(), Value::from(replaced));
-            }
-        }
+        x.replaces = replaced;
         self.emit(dev, keep, event, Some(cause), x, out);
     }
 }

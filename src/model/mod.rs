@@ -63,7 +63,10 @@ pub use tracker::{
     InternalRule, Out, PickError, Tracker, TrackerConfig, Want, MAX_CALLS_PER_DEVICE,
     MAX_MEMBERS_PER_DEVICE,
 };
-pub use view::{rfc3339, AgentState, AgentView, CallState, CallType, CallView, UnknownName};
+pub use view::{
+    rfc3339, AgentState, AgentView, CallExtra, CallState, CallType, CallView, EventKind,
+    UnknownName,
+};
 
 #[cfg(test)]
 pub(crate) mod harness;

@@ -1,11 +1,12 @@
 //! The tracker's state, its public API and the bookkeeping shared by the event handlers
 //! (`calls.rs`, `agents.rs`).
 
-use super::view::{rfc3339, set_variable, AgentState, AgentView, CallState, CallType, CallView};
+use super::view::{
+    set_variable, AgentState, AgentView, CallExtra, CallState, CallType, CallView, EventKind,
+};
 use bytes::Bytes;
 use ctigate_csta_model::events::Event;
 use ctigate_csta_model::types::{ConnectionId, EventCause, LocalConnectionState};
-use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -88,11 +89,11 @@ pub enum Out {
     /// `call.released`, `from`/`to` for `call.diverted` and `call.transferred`,
     /// `conferencing`/`added` for `call.conferenced`, `replaces`).
     Call {
-        event: &'static str,
+        event: EventKind,
         device: String,
         call: CallView,
         cause: Option<String>,
-        extra: Map<String, Value>,
+        extra: CallExtra,
     },
     /// `agent.state`.
     Agent { device: String, agent: AgentView },
@@ -101,9 +102,13 @@ pub enum Out {
 impl Out {
     /// The protocol event name.
     pub fn event(&self) -> &'static str {
+        self.kind().as_str()
+    }
+    /// The event kind.
+    pub fn kind(&self) -> EventKind {
         match self {
-            Out::Call { event, .. } => event,
-            Out::Agent { .. } => "agent.state",
+            Out::Call { event, .. } => *event,
+            Out::Agent { .. } => EventKind::AgentState,
         }
     }
     /// The monitored device the event is for.
@@ -444,7 +449,14 @@ impl Tracker {
                 .collect()
         });
         for k in gone {
-            self.release(device, k, "resync".into(), now, Map::new(), &mut out);
+            self.release(
+                device,
+                k,
+                "resync".into(),
+                now,
+                CallExtra::default(),
+                &mut out,
+            );
         }
         for (conn, lcs) in snapshot {
             let Some(call) = conn.call_id() else { continue };
@@ -494,17 +506,17 @@ impl Tracker {
                 CallState::Offering if v.offered => continue,
                 CallState::Offering => {
                     v.offered = true;
-                    "call.offering"
+                    EventKind::CallOffering
                 }
-                CallState::Dialing => "call.dialing",
-                CallState::Connected if was == CallState::Held => "call.retrieved",
+                CallState::Dialing => EventKind::CallDialing,
+                CallState::Connected if was == CallState::Held => EventKind::CallRetrieved,
                 CallState::Connected => {
                     v.answered.get_or_insert(now);
-                    "call.connected"
+                    EventKind::CallConnected
                 }
-                CallState::Held => "call.held",
-                CallState::Queued => "call.queued",
-                CallState::Failed => "call.failed",
+                CallState::Held => EventKind::CallHeld,
+                CallState::Queued => EventKind::CallQueued,
+                CallState::Failed => EventKind::CallFailed,
                 CallState::Ringback | CallState::Released => continue,
             };
             self.emit(
@@ -512,7 +524,7 @@ impl Tracker {
                 key,
                 event,
                 Some("resync".into()),
-                Map::new(),
+                CallExtra::default(),
                 &mut out,
             );
         }
@@ -566,9 +578,9 @@ impl Tracker {
             parties: v.parties.clone(),
             related: i.and_then(|i| i.related.clone()),
             variables: i.map(|i| i.variables.clone()).unwrap_or_default(),
-            started: rfc3339(v.started),
-            answered: v.answered.map(rfc3339),
-            ended: ended.map(rfc3339),
+            started: v.started,
+            answered: v.answered,
+            ended,
         }
     }
 
@@ -577,9 +589,9 @@ impl Tracker {
         &self,
         device: &str,
         key: u64,
-        event: &'static str,
+        event: EventKind,
         cause: Option<String>,
-        extra: Map<String, Value>,
+        extra: CallExtra,
         out: &mut Vec<Out>,
     ) {
         if let Some(v) = self.view(device, key) {
@@ -794,7 +806,7 @@ impl Tracker {
                 device,
                 "too many calls at the device: the oldest is dropped"
             );
-            self.release(device, k, "evicted".into(), now, Map::new(), out);
+            self.release(device, k, "evicted".into(), now, CallExtra::default(), out);
         }
     }
 
@@ -806,7 +818,7 @@ impl Tracker {
         key: u64,
         cause: String,
         now: SystemTime,
-        mut extra: Map<String, Value>,
+        mut extra: CallExtra,
         out: &mut Vec<Out>,
     ) {
         let Some(d) = self.devices.get_mut(device) else {
@@ -819,9 +831,9 @@ impl Tracker {
         let ms = now
             .duration_since(v.started)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        extra.insert("duration_ms".into(), Value::from(ms));
+        extra.duration_ms = Some(ms);
         out.push(Out::Call {
-            event: "call.released",
+            event: EventKind::CallReleased,
             device: device.to_string(),
             call: self.render(&v, Some(CallState::Released), Some(now)),
             cause: Some(cause),

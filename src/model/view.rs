@@ -103,6 +103,33 @@ names! {
     }
 }
 
+names! {
+    /// The kind of an event the gateway publishes (PROTOCOL.md "Events"): the call events
+    /// the tracker emits, `agent.state`, and the link and device events.
+    pub enum EventKind {
+        CallOffering = "call.offering",
+        CallDialing = "call.dialing",
+        CallRingback = "call.ringback",
+        CallConnected = "call.connected",
+        CallHeld = "call.held",
+        CallRetrieved = "call.retrieved",
+        CallQueued = "call.queued",
+        CallDiverted = "call.diverted",
+        CallFailed = "call.failed",
+        CallTransferred = "call.transferred",
+        CallConferenced = "call.conferenced",
+        CallPartyLeft = "call.party_left",
+        CallReleased = "call.released",
+        CallDtmf = "call.dtmf",
+        CallUpdated = "call.updated",
+        AgentState = "agent.state",
+        LinkUp = "link.up",
+        LinkDown = "link.down",
+        DeviceOutOfService = "device.out_of_service",
+        DeviceInService = "device.in_service",
+    }
+}
+
 /// One device's view of one interaction (PROTOCOL.md "The call view").
 ///
 /// `variables` holds the call's user data (`uui`, ECMA-269 UserData) and correlator data
@@ -129,12 +156,51 @@ pub struct CallView {
     /// For a consultation leg: the interaction it was made from.
     pub related: Option<String>,
     pub variables: BTreeMap<String, String>,
-    /// When the call appeared at this device (RFC 3339 UTC, milliseconds).
-    pub started: String,
+    /// When the call appeared at this device (serialized as RFC 3339 UTC, milliseconds).
+    #[serde(serialize_with = "ser_time")]
+    pub started: SystemTime,
     /// When this device's call got connected (answered here, or the far end answered).
-    pub answered: Option<String>,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub answered: Option<SystemTime>,
     /// When the call ended at this device (set in `call.released`).
-    pub ended: Option<String>,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub ended: Option<SystemTime>,
+}
+
+/// The fields a call event carries besides the view and the cause (PROTOCOL.md
+/// "Refinements", event fields); only those set are serialized.
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallExtra {
+    /// `call.dtmf`: the digits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digits: Option<String>,
+    /// `call.party_left`, `call.dtmf`: the other party.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub party: Option<String>,
+    /// `call.diverted`, `call.transferred`: where the call was and where it went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `call.conferenced`: who conferenced and who was added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conferencing: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added: Option<String>,
+    /// The interaction ids this view took over (transfer, conference): one is given as a
+    /// string, several as a list.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "ser_replaces")]
+    pub replaces: Vec<String>,
+    /// `call.released`: how long the call was at the device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+fn ser_replaces<S: serde::Serializer>(r: &[String], s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        [one] => s.serialize_str(one),
+        many => many.serialize(s),
+    }
 }
 
 /// An agent's state at a device (PROTOCOL.md `agent.state`).
@@ -147,6 +213,17 @@ pub struct AgentView {
     pub reason: Option<String>,
     /// The ACD group the agent is logged on to, if known.
     pub group: Option<String>,
+}
+
+fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
+}
+
+fn ser_opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&rfc3339(*t)),
+        None => s.serialize_none(),
+    }
 }
 
 /// `t` as RFC 3339 UTC with milliseconds (`2026-11-21T10:00:00.123Z`); times before

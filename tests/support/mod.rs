@@ -12,7 +12,7 @@
 #![allow(dead_code)]
 
 use bytes::{BufMut, BytesMut};
-use ctigate::api::{server, Gateway};
+use ctigate::api::{server, Api};
 use ctigate::config::{ApiConfig, Config, LinkSection};
 use ctigate::csta::acse::{AarqParams, Acse, AcseKind};
 use ctigate::csta::apdu::Apdu;
@@ -133,7 +133,7 @@ pub fn start_link(cfg: LinkConfig) -> (Link, mpsc::Receiver<LinkEvent>) {
 
 /// A running gateway and its API address.
 pub struct Gw {
-    pub gw: Arc<Gateway>,
+    pub gw: Arc<Api>,
     pub api: SocketAddr,
 }
 
@@ -148,7 +148,7 @@ impl Gw {
             .expect("bind in time")
             .expect("bind");
         let api = l.local_addr().expect("api address");
-        let gw = Gateway::start(cfg);
+        let gw = ctigate::api::start(cfg);
         tokio::spawn(server::serve(gw.clone(), l));
         let g = Gw { gw, api };
         let up = async {
@@ -161,7 +161,7 @@ impl Gw {
     }
 
     pub fn links_up(&self) -> bool {
-        self.gw.links.values().all(|l| l.link.is_up())
+        self.gw.gateway.links.values().all(|l| l.link.is_up())
     }
 
     /// The hub's last published seq.
@@ -171,9 +171,8 @@ impl Gw {
 
     /// Clients holding `device` of link `link` (the gateway's reference count; 0 when none).
     pub async fn monitor_refs(&self, link: &str, device: &str) -> usize {
-        let slot = self.gw.links.get(link).expect("a configured link");
-        let n = slot.refs.lock().await.get(device).copied().unwrap_or(0);
-        n
+        let slot = self.gw.gateway.links.get(link).expect("a configured link");
+        slot.monitor_refs(device).await
     }
 
     pub async fn client(&self) -> Client {

@@ -1,0 +1,51 @@
+//! The gateway's view of a PBX link: the [`PbxLink`] trait the request handlers and the
+//! monitor bookkeeping talk to. [`crate::link::Link`] implements it; tests implement it
+//! with a scripted double (answers and errors from a script, link events pushed by hand).
+
+use crate::link::{Answer, CstaError, Link, LinkError};
+use ctigate_csta::ops::Argument;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, for the object-safe [`PbxLink`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a monitor start or stop answers: the link could not carry it (outer), or the switch
+/// refused it (inner).
+pub type MonitorAnswer = Result<Result<(), CstaError>, LinkError>;
+
+/// One PBX link as the gateway uses it. Every call is bounded in time by the
+/// implementation (the link's request timeout).
+///
+/// The link tells what happens (up, down, event reports, re-monitors) on the channel the
+/// gateway gives it when it is made ([`super::Gateway::with_links`]).
+pub trait PbxLink: Send + Sync + 'static {
+    /// Any ECMA-285 request.
+    fn request(&self, arg: Argument) -> BoxFuture<'_, Answer>;
+    /// MonitorStart on `device` (kept across reconnects).
+    fn monitor<'a>(&'a self, device: &'a str) -> BoxFuture<'a, MonitorAnswer>;
+    /// MonitorStop on `device`.
+    fn unmonitor<'a>(&'a self, device: &'a str) -> BoxFuture<'a, MonitorAnswer>;
+    /// Associated right now.
+    fn is_up(&self) -> bool;
+    /// Release the association (RLRQ) and stop; bounded.
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+impl PbxLink for Link {
+    fn request(&self, arg: Argument) -> BoxFuture<'_, Answer> {
+        Box::pin(Link::request(self, arg))
+    }
+    fn monitor<'a>(&'a self, device: &'a str) -> BoxFuture<'a, MonitorAnswer> {
+        Box::pin(Link::monitor(self, device))
+    }
+    fn unmonitor<'a>(&'a self, device: &'a str) -> BoxFuture<'a, MonitorAnswer> {
+        Box::pin(Link::unmonitor(self, device))
+    }
+    fn is_up(&self) -> bool {
+        Link::is_up(self)
+    }
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Link::shutdown(self))
+    }
+}

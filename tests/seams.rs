@@ -1,0 +1,809 @@
+//! The seams of the gateway, each with a small test double and no PBX, no socket:
+//! - a scripted link ([`ScriptedLink`], a `PbxLink`): request handlers unit-tested;
+//! - an in-memory transport ([`mem_client`]): sessions tested in virtual time;
+//! - a counting subscriber on the bus ([`Counter`]): every event, in order.
+
+use ctigate::api::ops::{self, Cx};
+use ctigate::api::request::parse_request;
+use ctigate::api::session::{Auth, LineSink, LineSource, SessionInfo};
+use ctigate::api::{protocol::ApiError, request::Op, Api};
+use ctigate::config::ApiConfig;
+use ctigate::csta::ops::Argument;
+use ctigate::csta::types::UniversalFailure;
+use ctigate::gateway::{
+    Body, BoxFuture, Delivery, Event, Gateway, LinkSpec, MonitorAnswer, PbxLink, PumpIn, Subscriber,
+};
+use ctigate::lines::Line;
+use ctigate::link::{Answer, CstaError, LinkError, LinkEvent};
+use ctigate::model::{AgentState, EventKind, InternalRule};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+
+/// Bound on every wait (virtual time in the session tests).
+const T: Duration = Duration::from_secs(60);
+/// The request deadline of the API under test.
+const DEADLINE: Duration = Duration::from_secs(3);
+
+// ---- the scripted link ----------------------------------------------------------------
+
+/// What the scripted switch answers a request with; `None`: it never answers.
+type Script = Box<dyn Fn(&Argument) -> Option<Answer> + Send + Sync>;
+
+/// A `PbxLink` double: requests answered by a script, monitor starts by a queue (default:
+/// accepted), after an optional delay; everything asked is logged in order.
+struct ScriptedLink {
+    script: Script,
+    monitors: Mutex<VecDeque<MonitorAnswer>>,
+    monitor_delay: Duration,
+    up: AtomicBool,
+    log: Mutex<Vec<String>>,
+}
+
+impl ScriptedLink {
+    fn new(script: impl Fn(&Argument) -> Option<Answer> + Send + Sync + 'static) -> ScriptedLink {
+        ScriptedLink {
+            script: Box::new(script),
+            monitors: Mutex::new(VecDeque::new()),
+            monitor_delay: Duration::ZERO,
+            up: AtomicBool::new(true),
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every request accepted with an empty result.
+    fn accepting() -> ScriptedLink {
+        ScriptedLink::new(|_| Some(Ok(Ok(None))))
+    }
+
+    fn note(&self, s: String) {
+        self.log.lock().unwrap().push(s);
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl PbxLink for ScriptedLink {
+    fn request(&self, arg: Argument) -> BoxFuture<'_, Answer> {
+        self.note(format!("request {}", arg.operation()));
+        let a = (self.script)(&arg);
+        Box::pin(async move {
+            match a {
+                Some(a) => a,
+                None => std::future::pending().await,
+            }
+        })
+    }
+    fn monitor<'a>(&'a self, device: &'a str) -> BoxFuture<'a, MonitorAnswer> {
+        Box::pin(async move {
+            tokio::time::sleep(self.monitor_delay).await;
+            self.note(format!("monitor {device}"));
+            self.monitors
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok(Ok(())))
+        })
+    }
+    fn unmonitor<'a>(&'a self, device: &'a str) -> BoxFuture<'a, MonitorAnswer> {
+        self.note(format!("unmonitor {device}"));
+        Box::pin(async { Ok(Ok(())) })
+    }
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        self.note("shutdown".into());
+        self.up.store(false, Ordering::Release);
+        Box::pin(async {})
+    }
+}
+
+fn refused(value: &str) -> Answer {
+    Ok(Err(CstaError::Failure(
+        UniversalFailure::from_names("operation", value).expect("a known value"),
+    )))
+}
+
+/// A gateway of one link `pbx1` over `link`; the sender the link's events go to.
+fn gateway(link: Arc<ScriptedLink>) -> (Arc<Gateway>, mpsc::Sender<PumpIn>) {
+    let events = Arc::new(Mutex::new(None));
+    let spec = LinkSpec {
+        name: "pbx1".into(),
+        internal: InternalRule::default(),
+        monitor: Vec::new(),
+    };
+    let e = events.clone();
+    let gw = Gateway::with_links(vec![spec], move |_, tx| {
+        *e.lock().unwrap() = Some(tx);
+        link.clone() as Arc<dyn PbxLink>
+    });
+    let tx = events.lock().unwrap().take().expect("the link was made");
+    (gw, tx)
+}
+
+fn api_over(link: Arc<ScriptedLink>, cfg: ApiConfig) -> (Arc<Api>, mpsc::Sender<PumpIn>) {
+    let (gw, tx) = gateway(link);
+    (Api::new(gw, cfg, DEADLINE), tx)
+}
+
+fn api_cfg() -> ApiConfig {
+    ApiConfig {
+        requests_per_s: 0,
+        ..ApiConfig::default()
+    }
+}
+
+// ---- the counting subscriber ----------------------------------------------------------
+
+/// Counts every event and keeps them in the order received.
+#[derive(Default)]
+struct Counter {
+    seen: Mutex<Vec<Event>>,
+}
+
+impl Subscriber for Counter {
+    fn on_event(&self, e: &Event) {
+        self.seen.lock().unwrap().push(e.clone());
+    }
+}
+
+impl Counter {
+    fn kinds(&self) -> Vec<EventKind> {
+        self.seen.lock().unwrap().iter().map(|e| e.kind).collect()
+    }
+}
+
+// ---- handlers with the scripted link --------------------------------------------------
+
+async fn run(api: &Api, client: u64, line: Value) -> Result<Value, ApiError> {
+    let req = parse_request(&line.to_string()).expect("a valid request");
+    let cx = Cx {
+        gw: &api.gateway,
+        hub: &api.hub,
+        client,
+    };
+    timeout(T, ops::handle(&cx, req.op))
+        .await
+        .expect("answered in time")
+}
+
+fn code(r: Result<Value, ApiError>) -> (&'static str, String) {
+    let e = r.expect_err("an error");
+    (e.kind, e.code)
+}
+
+#[tokio::test]
+async fn handlers_map_switch_and_link_answers() {
+    let link = Arc::new(ScriptedLink::new(|a| match a.operation().name() {
+        "makeCall" => Some(refused("invalidDeviceID")),
+        "getAgentState" => Some(Err(LinkError::Down)),
+        "setAgentState" => Some(Err(LinkError::TooManyRequests)),
+        _ => Some(Ok(Ok(None))),
+    }));
+    let (api, _events) = api_over(link.clone(), api_cfg());
+    let (c, _rx, _) = api.hub.register().expect("a client");
+    let r = run(
+        &api,
+        c,
+        json!({"id": 1, "op": "call.make", "device": "201", "to": "9"}),
+    )
+    .await;
+    assert_eq!(code(r), ("switch", "invalidDeviceID".into()));
+    let r = run(
+        &api,
+        c,
+        json!({"id": 1, "op": "agent.state", "device": "201"}),
+    )
+    .await;
+    assert_eq!(code(r), ("link", "link_down".into()));
+    let r = run(
+        &api,
+        c,
+        json!({"id": 1, "op": "agent.ready", "device": "201"}),
+    )
+    .await;
+    assert_eq!(code(r), ("busy", "congestion".into()));
+    let r = run(
+        &api,
+        c,
+        json!({"id": 1, "op": "call.answer", "device": "201"}),
+    )
+    .await;
+    assert_eq!(code(r), ("request", "not_monitored".into()));
+    let r = run(
+        &api,
+        c,
+        json!({"id": 1, "op": "call.answer", "device": "201", "link": "x"}),
+    )
+    .await;
+    assert_eq!(code(r), ("request", "invalid_field".into()));
+    let m = run(
+        &api,
+        c,
+        json!({"id": 1, "op": "monitor.start", "device": "201"}),
+    )
+    .await
+    .expect("monitored");
+    assert_eq!(
+        (m["device"].clone(), m["calls"].clone()),
+        (json!("201"), json!([]))
+    );
+    let r = run(
+        &api,
+        c,
+        json!({"id": 1, "op": "call.answer", "device": "201"}),
+    )
+    .await;
+    assert_eq!(code(r), ("request", "no_such_call_state".into()));
+    let r = run(
+        &api,
+        c,
+        json!({"id": 1, "op": "call.dtmf", "device": "201", "digits": "1"}),
+    )
+    .await;
+    // picking the call comes after the digits check, and there is no connected call
+    assert_eq!(code(r), ("request", "no_such_call_state".into()));
+    // nothing but the monitor, its snapshot and the two requests reached the link
+    assert_eq!(
+        link.log(),
+        [
+            "request makeCall",
+            "request getAgentState",
+            "request setAgentState",
+            "monitor 201",
+            "request snapshotDevice"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn monitors_are_shared_and_released_with_the_last_watcher() {
+    let link = Arc::new(ScriptedLink::accepting());
+    link.monitors
+        .lock()
+        .unwrap()
+        .push_back(Ok(Err(CstaError::Reject(
+            ctigate::csta::rose::Problem::Invoke(9),
+        ))));
+    let (api, _events) = api_over(link.clone(), api_cfg());
+    let (a, _ra, _) = api.hub.register().unwrap();
+    let (b, _rb, _) = api.hub.register().unwrap();
+    let start = json!({"id": 1, "op": "monitor.start", "device": "201"});
+    // refused by the switch: no reference taken, the next start asks again
+    assert_eq!(
+        code(run(&api, a, start.clone()).await),
+        ("switch", "rejected:invoke/9".into())
+    );
+    run(&api, a, start.clone()).await.unwrap();
+    let again = run(&api, a, start.clone()).await.unwrap();
+    assert_eq!(again["already"], true);
+    run(&api, b, start.clone()).await.unwrap();
+    let stop = json!({"id": 2, "op": "monitor.stop", "device": "201"});
+    run(&api, a, stop.clone()).await.unwrap();
+    assert!(!link.log().contains(&"unmonitor 201".to_string()));
+    run(&api, b, stop.clone()).await.unwrap();
+    assert_eq!(
+        code(run(&api, b, stop).await),
+        ("request", "not_monitored".into())
+    );
+    let log = link.log();
+    assert_eq!(
+        log.iter().filter(|l| *l == "monitor 201").count(),
+        2,
+        "{log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| *l == "unmonitor 201").count(),
+        1,
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
+async fn agent_results_and_link_events_reach_the_bus_in_order() {
+    let link = Arc::new(ScriptedLink::accepting());
+    let (api, events) = api_over(link, api_cfg());
+    let counter = Arc::new(Counter::default());
+    api.gateway.bus.subscribe(counter.clone());
+    let (c, _rx, _) = api.hub.register().unwrap();
+    let r = run(
+        &api,
+        c,
+        json!({"id": 1, "op": "agent.login", "device": "201", "agent": "1001", "group": "8000"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, json!({"pending": null}));
+    events
+        .send(
+            LinkEvent::Down {
+                reason: "gone".into(),
+            }
+            .into(),
+        )
+        .await
+        .unwrap();
+    events.send(LinkEvent::Up.into()).await.unwrap();
+    let end = Instant::now() + T;
+    while counter.kinds().len() < 3 {
+        assert!(Instant::now() < end, "{:?}", counter.kinds());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        counter.kinds(),
+        [
+            EventKind::AgentState,
+            EventKind::LinkDown,
+            EventKind::LinkUp
+        ]
+    );
+    let seen = counter.seen.lock().unwrap().clone();
+    match &seen[0].body {
+        Body::Agent(a) => {
+            assert_eq!((a.agent.as_str(), a.state), ("1001", AgentState::NotReady));
+            assert_eq!(a.group.as_deref(), Some("8000"));
+        }
+        b => panic!("{b:?}"),
+    }
+    assert_eq!(
+        seen[1].body,
+        Body::LinkDown {
+            reason: "gone".into()
+        }
+    );
+    assert_eq!(api.hub.last_seq(), 3, "the hub numbered the same three");
+}
+
+// ---- the bus --------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscriber_sees_every_event_in_one_order() {
+    let (api, _events) = api_over(
+        Arc::new(ScriptedLink::accepting()),
+        ApiConfig {
+            client_queue: 4096,
+            ..api_cfg()
+        },
+    );
+    let counter = Arc::new(Counter::default());
+    api.gateway.bus.subscribe(counter.clone());
+    let (_, mut lines, _) = api.hub.register().unwrap();
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let gw = api.gateway.clone();
+            tokio::spawn(async move {
+                for i in 0..250 {
+                    let reason = format!("{t}-{i}");
+                    gw.emit("pbx1", None, EventKind::LinkDown, Body::LinkDown { reason });
+                    if i % 50 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen: Vec<String> = counter
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| match &e.body {
+            Body::LinkDown { reason } => reason.clone(),
+            b => panic!("{b:?}"),
+        })
+        .collect();
+    assert_eq!(seen.len(), 1000);
+    let mut hub_order = Vec::new();
+    for seq in 1..=1000u64 {
+        let l: Value = serde_json::from_str(&lines.recv().await.unwrap()).unwrap();
+        assert_eq!(l["seq"], seq);
+        hub_order.push(l["reason"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen, hub_order, "the hub and the counter saw one order");
+    // each publisher's own events in its order
+    for t in 0..4 {
+        let mine: Vec<&String> = seen
+            .iter()
+            .filter(|r| r.starts_with(&format!("{t}-")))
+            .collect();
+        let want: Vec<String> = (0..250).map(|i| format!("{t}-{i}")).collect();
+        assert_eq!(mine.len(), 250);
+        assert!(mine.iter().zip(&want).all(|(a, b)| *a == b));
+    }
+}
+
+#[tokio::test]
+async fn a_queue_subscriber_is_told_what_it_lost() {
+    let (gw, _events) = gateway(Arc::new(ScriptedLink::accepting()));
+    let mut q = gw.bus.queue(2);
+    let ev = |n: u32| Body::LinkDown {
+        reason: n.to_string(),
+    };
+    for n in 1..=5 {
+        gw.emit("pbx1", None, EventKind::LinkDown, ev(n));
+    }
+    let reason = |d: Option<Delivery>| match d {
+        Some(Delivery::Event(e)) => match &e.body {
+            Body::LinkDown { reason } => reason.clone(),
+            b => panic!("{b:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(reason(q.recv().await), "1");
+    assert_eq!(reason(q.recv().await), "2");
+    gw.emit("pbx1", None, EventKind::LinkDown, ev(6));
+    assert_eq!(
+        q.recv().await,
+        Some(Delivery::Lost(3)),
+        "3, 4 and 5, in their place"
+    );
+    assert_eq!(reason(q.recv().await), "6");
+}
+
+// ---- sessions over the in-memory transport, in virtual time ---------------------------
+
+struct MemSource(mpsc::Receiver<Line>);
+
+impl LineSource for MemSource {
+    async fn next_line(&mut self) -> std::io::Result<Line> {
+        Ok(self.0.recv().await.unwrap_or(Line::Eof))
+    }
+}
+
+struct MemSink(Option<mpsc::Sender<String>>);
+
+impl LineSink for MemSink {
+    async fn send(&mut self, lines: &[Arc<str>]) -> std::io::Result<()> {
+        let tx = self.0.as_ref().ok_or(std::io::ErrorKind::NotConnected)?;
+        for l in lines {
+            tx.send(l.to_string())
+                .await
+                .map_err(|_| std::io::ErrorKind::BrokenPipe)?;
+        }
+        Ok(())
+    }
+    async fn close(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// The client's end of an in-memory connection.
+struct MemClient {
+    to: Option<mpsc::Sender<Line>>,
+    from: mpsc::Receiver<String>,
+}
+
+fn mem_client(api: &Arc<Api>) -> MemClient {
+    mem_client_reading(api, 1024)
+}
+
+/// A client whose transport holds at most `room` lines it has not read.
+fn mem_client_reading(api: &Arc<Api>, room: usize) -> MemClient {
+    let (to, rx) = mpsc::channel(64);
+    let (tx, from) = mpsc::channel(room);
+    api.spawn_session("mem".into(), MemSource(rx), MemSink(Some(tx)));
+    MemClient { to: Some(to), from }
+}
+
+impl MemClient {
+    async fn send(&mut self, v: Value) {
+        let to = self.to.as_ref().expect("open");
+        to.send(Line::Text(v.to_string())).await.unwrap();
+    }
+    async fn send_line(&mut self, l: Line) {
+        self.to.as_ref().expect("open").send(l).await.unwrap();
+    }
+    /// The next line; `None` when the session closed the connection.
+    async fn line(&mut self) -> Option<Value> {
+        let l = timeout(T, self.from.recv())
+            .await
+            .expect("a line in time")?;
+        Some(serde_json::from_str(&l).expect("json"))
+    }
+    /// Every line that comes until nothing has come for a second.
+    async fn drain(&mut self) -> Vec<Value> {
+        let mut v = Vec::new();
+        while let Ok(Some(l)) = timeout(Duration::from_secs(1), self.from.recv()).await {
+            v.push(serde_json::from_str(&l).expect("json"));
+        }
+        v
+    }
+    async fn must(&mut self) -> Value {
+        self.line().await.expect("the connection is open")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_apply_in_order_and_ping_answers_at_once() {
+    let mut link = ScriptedLink::accepting();
+    link.monitor_delay = Duration::from_millis(500);
+    let link = Arc::new(link);
+    let (api, _events) = api_over(link.clone(), api_cfg());
+    let mut c = mem_client(&api);
+    let hello = c.must().await;
+    assert_eq!(
+        (hello["type"].clone(), hello["protocol"].clone()),
+        (json!("hello"), json!("ctigate/1"))
+    );
+    assert_eq!(hello["links"], json!([{"name": "pbx1", "state": "up"}]));
+    c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    c.send(json!({"id": 2, "op": "call.make", "device": "201", "to": "202"}))
+        .await;
+    c.send(json!({"id": 3, "op": "ping"})).await;
+    c.send(json!({"id": 4, "op": "nope"})).await;
+    let ids: Vec<Value> = [
+        c.must().await,
+        c.must().await,
+        c.must().await,
+        c.must().await,
+    ]
+    .iter()
+    .map(|r| r["id"].clone())
+    .collect();
+    assert_eq!(ids, [json!(3), json!(4), json!(1), json!(2)]);
+    // the make went to the link only once the monitor (and its snapshot) had taken effect
+    assert_eq!(
+        link.log(),
+        ["monitor 201", "request snapshotDevice", "request makeCall"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_request_is_answered_within_the_deadline() {
+    let link = Arc::new(ScriptedLink::new(|a| match a.operation().name() {
+        "getAgentState" => None, // the switch never answers
+        _ => Some(Ok(Ok(None))),
+    }));
+    let (api, _events) = api_over(link.clone(), api_cfg());
+    let mut c = mem_client(&api);
+    c.must().await;
+    let t0 = Instant::now();
+    c.send(json!({"id": 1, "op": "agent.state", "device": "201"}))
+        .await;
+    c.send(json!({"id": 2, "op": "agent.state", "device": "201"}))
+        .await;
+    for id in [1, 2] {
+        let r = c.must().await;
+        assert_eq!(r["id"], id);
+        assert_eq!(
+            (r["error"]["kind"].as_str(), r["error"]["code"].as_str()),
+            (Some("link"), Some("timeout")),
+            "{r}"
+        );
+    }
+    // the deadline counts from receipt: the second waited out its time behind the first
+    // and was not sent
+    assert_eq!(t0.elapsed(), DEADLINE);
+    assert_eq!(link.log(), ["request getAgentState"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_long_lines_and_the_auth_hook() {
+    struct NoCalls;
+    impl Auth for NoCalls {
+        fn authorize(&self, _: &SessionInfo, op: &Op) -> Result<(), ApiError> {
+            if op.name().starts_with("call.") {
+                return Err(ApiError::new("auth", "forbidden", "no calls for you"));
+            }
+            Ok(())
+        }
+    }
+    let (gw, _events) = gateway(Arc::new(ScriptedLink::accepting()));
+    let cfg = ApiConfig {
+        requests_per_s: 2,
+        ..ApiConfig::default()
+    };
+    let api = Api::with_auth(gw, cfg, DEADLINE, Arc::new(NoCalls));
+    let mut c = mem_client(&api);
+    c.must().await;
+    c.send_line(Line::TooLong).await;
+    let r = c.must().await;
+    assert_eq!(
+        (r["id"].clone(), r["error"]["code"].clone()),
+        (Value::Null, json!("line_too_long"))
+    );
+    c.send(json!({"id": 1, "op": "call.hold", "device": "201"}))
+        .await;
+    let r = c.must().await;
+    assert_eq!(r["error"]["kind"], "auth", "{r}");
+    for id in 2..=4 {
+        c.send(json!({"id": id, "op": "ping"})).await;
+    }
+    let oks: Vec<bool> = [c.must().await, c.must().await, c.must().await]
+        .iter()
+        .map(|r| r["ok"] == true)
+        .collect();
+    assert_eq!(oks, [true, true, false]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.send(json!({"id": 5, "op": "ping"})).await;
+    assert_eq!(c.must().await["ok"], true);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_goes_releases_its_monitors() {
+    let link = Arc::new(ScriptedLink::accepting());
+    let (api, _events) = api_over(link.clone(), api_cfg());
+    let mut c = mem_client(&api);
+    c.must().await;
+    c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    assert_eq!(c.must().await["ok"], true);
+    c.to = None; // the client hangs up
+    assert_eq!(c.line().await, None, "the session closes");
+    let end = Instant::now() + T;
+    while !link.log().contains(&"unmonitor 201".to_string()) {
+        assert!(Instant::now() < end, "{:?}", link.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(api.hub.clients(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_flushes_every_client_then_says_so_and_releases_the_link() {
+    let link = Arc::new(ScriptedLink::accepting());
+    let (api, _events) = api_over(link.clone(), api_cfg());
+    let mut a = mem_client(&api);
+    let mut b = mem_client(&api);
+    a.must().await;
+    b.must().await;
+    a.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    assert_eq!(a.must().await["ok"], true);
+    for _ in 0..3 {
+        api.gateway.emit(
+            "pbx1",
+            Some("201"),
+            EventKind::DeviceOutOfService,
+            Body::Empty,
+        );
+    }
+    api.shutdown().await;
+    let mut seqs = Vec::new();
+    loop {
+        let l = a.must().await;
+        seqs.push(l["seq"].as_u64().unwrap());
+        if l["event"] == "shutdown" {
+            break;
+        }
+        assert_eq!(l["event"], "device.out_of_service");
+    }
+    assert_eq!(
+        seqs,
+        [1, 2, 3, 4],
+        "the queue, then shutdown with the next seq"
+    );
+    assert_eq!(a.line().await, None, "closed after the shutdown line");
+    let l = b.must().await;
+    assert_eq!(
+        (l["event"].clone(), l["seq"].clone()),
+        (json!("shutdown"), json!(4))
+    );
+    assert_eq!(b.line().await, None);
+    assert!(
+        link.log().ends_with(&["shutdown".to_string()]),
+        "{:?}",
+        link.log()
+    );
+    // published after the shutdown: nobody gets it, the seq stays
+    api.gateway
+        .emit("pbx1", None, EventKind::LinkUp, Body::Empty);
+    assert_eq!(api.hub.last_seq(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_sent_before_the_end_of_input_are_still_answered() {
+    let mut link = ScriptedLink::accepting();
+    link.monitor_delay = Duration::from_millis(500);
+    let link = Arc::new(link);
+    let (api, _events) = api_over(link.clone(), api_cfg());
+    let mut c = mem_client(&api);
+    c.must().await;
+    c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    c.send(json!({"id": 2, "op": "call.make", "device": "201", "to": "202"}))
+        .await;
+    c.to = None; // the client closes its sending side and keeps reading
+    let (a, b) = (c.must().await, c.must().await);
+    assert_eq!((a["id"].clone(), a["ok"].clone()), (json!(1), json!(true)));
+    assert_eq!((b["id"].clone(), b["ok"].clone()), (json!(2), json!(true)));
+    assert_eq!(c.line().await, None);
+    assert_eq!(
+        link.log(),
+        [
+            "monitor 201",
+            "request snapshotDevice",
+            "request makeCall",
+            "unmonitor 201"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_reader_is_told_it_lagged_and_resumes_with_after() {
+    let (api, _events) = api_over(
+        Arc::new(ScriptedLink::accepting()),
+        ApiConfig {
+            client_queue: 2,
+            ..api_cfg()
+        },
+    );
+    let mut c = mem_client_reading(&api, 1);
+    c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    assert_eq!(c.must().await["type"], "hello");
+    assert_eq!(c.must().await["id"], 1);
+    let oos = |api: &Api| {
+        api.gateway.emit(
+            "pbx1",
+            Some("201"),
+            EventKind::DeviceOutOfService,
+            Body::Empty,
+        )
+    };
+    // the client reads nothing: one line fits its transport, one the writer holds, two
+    // the queue; the rest are dropped
+    for _ in 0..6 {
+        oos(&api);
+        tokio::task::yield_now().await;
+    }
+    let mut lines = c.drain().await;
+    oos(&api); // seq 7: `lagged` before it if not told yet
+    lines.extend(c.drain().await);
+    let lagged: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["event"] == "lagged")
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lagged.len(), 1, "told once: {lines:?}");
+    let from = lagged[0];
+    let seqs: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["event"] != "lagged")
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
+    let mut want: Vec<u64> = (1..from).collect();
+    want.push(7);
+    assert_eq!(
+        seqs, want,
+        "all before the drop, none of the dropped, then 7"
+    );
+    assert!(from > 1 && from < 7, "{from}");
+    assert_eq!(api.hub.dropped(), 7 - from);
+    // resume: the dropped events are replayed from the buffer
+    c.send(json!({"id": 2, "op": "monitor.start", "device": "201"}))
+        .await;
+    let r = c.must().await;
+    assert_eq!(r["result"]["already"], true, "{r}");
+    c.send(json!({"id": 3, "op": "monitor.stop", "device": "201"}))
+        .await;
+    assert_eq!(c.must().await["ok"], true);
+    c.send(json!({"id": 4, "op": "monitor.start", "device": "201", "after": from - 1}))
+        .await;
+    let mut replayed = Vec::new();
+    let r = loop {
+        let l = c.must().await;
+        if l["type"] == "response" {
+            break l;
+        }
+        replayed.push(l["seq"].as_u64().unwrap());
+    };
+    // as many as the client's queue takes (2); `gap` when some did not fit
+    let n = (8 - from).min(2);
+    assert_eq!(r["result"]["replayed"], json!(n), "{r}");
+    assert_eq!(r["result"]["gap"], json!(8 - from > 2), "{r}");
+    while replayed.len() < n as usize {
+        replayed.push(c.must().await["seq"].as_u64().unwrap());
+    }
+    assert_eq!(replayed, (from..from + n).collect::<Vec<_>>());
+}

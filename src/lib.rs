@@ -1,7 +1,30 @@
 //! ctigate: a CTI gateway between a PBX's CSTA Phase III link and NDJSON adapters.
 //!
-//! This crate holds the command-line tools; the wire codec is the `ctigate-csta` crate
-//! in `codecs/csta`.
+//! # Layout
+//!
+//! Events flow one way, from the PBX up to the clients; requests flow back down. A layer
+//! knows the layers below it and never those above.
+//!
+//! ```text
+//! codecs/model  ctigate-csta-model: typed CSTA operations, results, errors, events
+//!               (wire-neutral; every dialect fills them)
+//! codecs/csta   ctigate-csta: the BER dialect's codec (BER, ACSE, ROSE, framing)
+//!      |
+//! link          the PBX link: a sans-IO Session generic over a wire Dialect (link::ber
+//!               today), correlation, keep-alive, monitors, backoff; a tokio driver
+//!      |
+//! model         the call tracker: CSTA events -> normalized call and agent views
+//!      |
+//! gateway       links + trackers + shared monitors; publishes typed events on the Bus
+//!      |        (subscribers: the hub today; history, metrics, cluster later)
+//! api           JSON starts here: typed requests (request::Op, one handler each in
+//!      |        ops), the hub (seq, replay, lagged), one Session for every transport
+//! transport     api::server (TCP NDJSON lines); WebSocket goes beside it
+//! ```
+//!
+//! Beside them: [`sim`] (a switch simulator speaking the same wire protocol), [`config`],
+//! [`decode`], [`demo`], [`client`], [`logging`]. Where each kind of change goes:
+//! `docs/ARCHITECTURE.md`.
 
 pub mod api;
 pub mod client;

@@ -31,6 +31,7 @@ pub mod client;
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod fuzzing;
 pub mod gateway;
 pub mod lines;
 pub mod link;

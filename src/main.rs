@@ -411,16 +411,51 @@ async fn run_sim(
 async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
     let l = ctigate::api::server::bind(&cfg.api.listen).await?;
     let addr = l.local_addr()?;
+    let targets: Vec<(String, String)> = cfg
+        .links
+        .iter()
+        .map(|l| (l.name.clone(), l.address.clone()))
+        .collect();
     let api = ctigate::api::start(cfg);
     let serving = tokio::spawn(ctigate::api::server::serve(api.clone(), l));
-    println!(
-        "ctigate run: NDJSON port {addr}; links: {}",
-        ctigate::api::ops::link_states(&api.gateway)
-    );
+    println!("ctigate run: NDJSON port {addr}");
+    for (name, address) in &targets {
+        println!("link {name}: connecting to {address}");
+    }
+    let reported = tokio::spawn(report_links(api.gateway.clone()));
     stop_signal().await?;
+    reported.abort();
     api.shutdown().await;
     let _ = serving.await;
     Ok(0)
+}
+
+/// Say how each link's first attempt ended: up (and how long it took) or why not.
+async fn report_links(gw: std::sync::Arc<ctigate::gateway::Gateway>) {
+    let started = std::time::Instant::now();
+    let mut pending: std::collections::BTreeSet<String> = gw.links.keys().cloned().collect();
+    let mut warned = false;
+    while !pending.is_empty() {
+        for l in gw.link_states() {
+            if !pending.contains(&l.name) || l.state == "connecting" {
+                continue;
+            }
+            pending.remove(&l.name);
+            match l.reason {
+                None => println!(
+                    "link {}: up in {} ms",
+                    l.name,
+                    started.elapsed().as_millis()
+                ),
+                Some(r) => println!("link {}: down: {r} (retrying with backoff)", l.name),
+            }
+        }
+        if !warned && started.elapsed() > std::time::Duration::from_secs(30) {
+            warned = true;
+            println!("links still connecting after 30 s: {pending:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// SIGINT (Ctrl-C) or, on Unix, SIGTERM.

@@ -1033,7 +1033,10 @@ async fn link_down_then_up_resyncs_and_events_flow_again() {
     )
     .await;
     let st = c.ok(json!({"op": "status"})).await;
-    assert_eq!(st["links"], json!([{"name": "pbx1", "state": "down"}]));
+    assert_eq!(
+        st["links"],
+        json!([{"name": "pbx1", "state": "down", "reason": down["reason"]}])
+    );
     // the call ends while nobody watches
     e.sim(r#"{"cmd":"hangup","device":"201"}"#).await;
 

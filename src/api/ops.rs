@@ -167,7 +167,10 @@ pub fn link_states(gw: &Gateway) -> Value {
     Value::Array(
         gw.link_states()
             .into_iter()
-            .map(|l| json!({"name": l.name, "state": if l.up { "up" } else { "down" }}))
+            .map(|l| match l.reason {
+                Some(r) => json!({"name": l.name, "state": l.state, "reason": r}),
+                None => json!({"name": l.name, "state": l.state}),
+            })
             .collect(),
     )
 }

@@ -50,6 +50,9 @@ pub struct LinkSlot {
     refs: tokio::sync::Mutex<BTreeMap<String, usize>>,
     /// Devices monitored from the configuration (never stopped).
     pub pinned: BTreeSet<String>,
+    /// The last `Down` reason since the link was last up; `None` before any attempt
+    /// ended (connecting) or while up.
+    down: Mutex<Option<String>>,
     /// The link's event pump, for the agent states of request results (agent.login,
     /// agent.state, ...): queued after the PBX events that came before the result and
     /// before those after it, so that no event reports a state older than one published.
@@ -135,6 +138,10 @@ pub fn link_config(l: &LinkSection) -> LinkConfig {
 pub struct LinkState {
     pub name: String,
     pub up: bool,
+    /// `connecting` (no attempt has ended yet), `up`, or `down`.
+    pub state: &'static str,
+    /// Why it is down (the last reason the link gave).
+    pub reason: Option<String>,
 }
 
 /// The links, their trackers and the bus.
@@ -181,6 +188,7 @@ impl Gateway {
                 tracker: Mutex::new(tracker),
                 refs: tokio::sync::Mutex::new(BTreeMap::new()),
                 pinned: spec.monitor.iter().cloned().collect(),
+                down: Mutex::new(None),
                 pump: tx,
             });
             links.insert(spec.name.clone(), slot.clone());
@@ -269,9 +277,24 @@ impl Gateway {
     pub fn link_states(&self) -> Vec<LinkState> {
         self.links
             .values()
-            .map(|l| LinkState {
-                name: l.name.clone(),
-                up: l.link.is_up(),
+            .map(|l| {
+                let up = l.link.is_up();
+                let reason = if up {
+                    None
+                } else {
+                    l.down.lock().unwrap_or_else(|p| p.into_inner()).clone()
+                };
+                let state = match (up, &reason) {
+                    (true, _) => "up",
+                    (false, None) => "connecting",
+                    (false, Some(_)) => "down",
+                };
+                LinkState {
+                    name: l.name.clone(),
+                    up,
+                    state,
+                    reason,
+                }
             })
             .collect()
     }
@@ -435,6 +458,7 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
     match ev {
         LinkEvent::Up => {
             info!(link = %slot.name, "link up");
+            *slot.down.lock().unwrap_or_else(|p| p.into_inner()) = None;
             gw.emit(&slot.name, None, EventKind::LinkUp, Body::Empty);
             // configured devices: the link remembers them once monitored (then this
             // joins its own re-monitor); before that, a start needs the link up
@@ -445,6 +469,7 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
         }
         LinkEvent::Down { reason } => {
             warn!(link = %slot.name, %reason, "link down");
+            *slot.down.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
             gw.emit(
                 &slot.name,
                 None,

@@ -1257,3 +1257,33 @@ async fn monitor_start_snapshot_and_replay_after() {
     let eb = b.until("201", "call.released").await;
     assert_eq!(ea, eb);
 }
+
+#[tokio::test]
+async fn monitor_start_shows_an_agent_logged_on_before_anyone_watched() {
+    let e = env().await;
+    let mut c = e.client().await;
+    // the agent logs on and gets ready while a client watches 205, which then lets go:
+    // the gateway forgets the device
+    c.ok(json!({"op": "monitor.start", "device": "205"})).await;
+    agent_ready(&mut c, "205", "1005").await;
+    c.ok(json!({"op": "monitor.stop", "device": "205"})).await;
+    // another client starts watching: the snapshot has the agent, asked of the switch
+    let mut d = e.client().await;
+    let r = d.ok(json!({"op": "monitor.start", "device": "205"})).await;
+    assert_eq!(
+        (
+            r["agent"]["agent"].as_str(),
+            r["agent"]["state"].as_str(),
+            r["agent"]["group"].as_str()
+        ),
+        (Some("1005"), Some("ready"), Some("8000")),
+        "{r}"
+    );
+    // a station without an agent: still null
+    let r = d.ok(json!({"op": "monitor.start", "device": "206"})).await;
+    assert_eq!(r["agent"], Value::Null, "{r}");
+    assert_eq!(
+        d.ok(json!({"op": "agent.state", "device": "205"})).await["state"],
+        "ready"
+    );
+}

@@ -3,8 +3,8 @@
 //! Shared by the libFuzzer binaries in `fuzz_targets/` and by the root crate's
 //! `tests/fuzz_regressions.rs` (which includes this file with `#[path]`), so a committed
 //! corpus or regression input is replayed through exactly the same asserts under plain
-//! `cargo test`. Keep it free of inner attributes and of anything the root crate does not
-//! depend on (`ctigate-csta`, `bytes`, `tokio-util`, `serde_json`).
+//! `cargo test`. Keep it free of inner attributes and of anything the root crate's tests
+//! cannot name (`ctigate`, `ctigate-csta`, `bytes`, `tokio-util`, `serde_json`).
 //!
 //! Every check takes arbitrary bytes and panics only when the codec breaks a property:
 //! decoders must not panic, framing must be exact, and canonical re-encoding must be a
@@ -18,7 +18,15 @@ use ctigate_csta::{Apdu, Limits};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// The fuzz targets, by the name of their binary and corpus directory.
-pub const TARGETS: [&str; 4] = ["frame", "acse", "apdu", "roundtrip"];
+pub const TARGETS: [&str; 7] = [
+    "frame",
+    "acse",
+    "apdu",
+    "roundtrip",
+    "request",
+    "sim_control",
+    "sim_switch",
+];
 
 /// Run the check of `target` on `data`; `false` for an unknown target name.
 pub fn check(target: &str, data: &[u8]) -> bool {
@@ -27,6 +35,10 @@ pub fn check(target: &str, data: &[u8]) -> bool {
         "acse" => check_acse(data),
         "apdu" => check_apdu(data),
         "roundtrip" => check_roundtrip(data),
+        // the gateway's and the simulator's parsers (src/fuzzing.rs)
+        "request" => ctigate::fuzzing::request_line(data),
+        "sim_control" => ctigate::fuzzing::sim_control(data),
+        "sim_switch" => ctigate::fuzzing::sim_switch(data),
         _ => return false,
     }
     true

@@ -23,7 +23,7 @@ use ctigate_csta::types::{
 use serde_json::{json, Map, Value};
 use std::future::Future;
 use std::sync::Arc;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// What a handler works with: the gateway, the hub, and the client asking.
 pub struct Cx<'a> {
@@ -211,6 +211,16 @@ impl Handle for MonitorStart {
         answer(cx.gw.monitor_acquire(s, device).await)?;
         if let Err(e) = answer(cx.gw.resync_now(s, device).await) {
             warn!(device, error = %e, "snapshot after monitor.start failed; the view is built from events");
+        }
+        if s.tracker().agent(device).is_none() {
+            // an agent logged on before anyone watched: the switch knows it
+            match pbx_agent(cx, s, device).await {
+                Ok(Some(a)) if a.state != ModelAgentState::LoggedOut => {
+                    cx.gw.agent_update(s, device, a).await;
+                }
+                Ok(_) => {}
+                Err(e) => debug!(device, error = %e, "no agent state from the PBX"),
+            }
         }
         let rep = cx.hub.subscribe(cx.client, key, self.after);
         let mut m = Map::new();
@@ -492,47 +502,53 @@ async fn agent_change(cx: &Cx<'_>, c: AgentChange) -> Result<Value, ApiError> {
     Ok(json!({"pending": pending}))
 }
 
+/// The agent at `device` as the PBX tells it (GetAgentState); `None` when it gives none.
+async fn pbx_agent(cx: &Cx<'_>, s: &LinkSlot, device: &str) -> Result<Option<AgentView>, ApiError> {
+    let Some(OperationResult::GetAgentState(g)) =
+        csta(cx, s, GetAgentStateArgument::new(DeviceId::dialing(device))).await?
+    else {
+        return Ok(None);
+    };
+    let e = g.agent_state_list.first();
+    let info = e
+        .and_then(|e| e.agent_info.as_ref())
+        .and_then(|i| i.first());
+    let state = match (e.map(|e| e.logged_on), info) {
+        (Some(true), Some(i)) => agent_state(i.agent_state),
+        (Some(true), None) => ModelAgentState::NotReady,
+        _ => ModelAgentState::LoggedOut,
+    };
+    Ok(Some(AgentView {
+        agent: e
+            .and_then(|e| e.agent_id.as_ref())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default(),
+        state,
+        reason: None,
+        group: info
+            .and_then(|i| i.acd_group.as_ref())
+            .and_then(|g| g.number())
+            .map(str::to_string),
+    }))
+}
+
 impl Handle for AgentStateQuery {
     async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
         let s = slot(cx, &self.link)?;
         let device = self.device.as_str();
-        match csta(cx, s, GetAgentStateArgument::new(DeviceId::dialing(device))).await? {
-            Some(OperationResult::GetAgentState(g)) => {
-                let e = g.agent_state_list.first();
-                let info = e
-                    .and_then(|e| e.agent_info.as_ref())
-                    .and_then(|i| i.first());
-                let state = match (e.map(|e| e.logged_on), info) {
-                    (Some(true), Some(i)) => agent_state(i.agent_state),
-                    (Some(true), None) => ModelAgentState::NotReady,
-                    _ => ModelAgentState::LoggedOut,
-                };
-                let agent = AgentView {
-                    agent: e
-                        .and_then(|e| e.agent_id.as_ref())
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                        .unwrap_or_default(),
-                    state,
-                    reason: None,
-                    group: info
-                        .and_then(|i| i.acd_group.as_ref())
-                        .and_then(|g| g.number())
-                        .map(str::to_string),
-                };
-                // what the PBX leaves out keeps its known value: an unchanged agent
-                // gives no event
-                let shown = cx
-                    .gw
-                    .agent_update(s, device, agent.clone())
-                    .await
-                    .unwrap_or(agent);
-                Ok(serde_json::to_value(shown).unwrap_or(Value::Null))
-            }
-            _ => Err(ApiError::new(
+        let Some(agent) = pbx_agent(cx, s, device).await? else {
+            return Err(ApiError::new(
                 "switch",
                 "noData",
                 "the PBX gave no agent state",
-            )),
-        }
+            ));
+        };
+        // what the PBX leaves out keeps its known value: an unchanged agent gives no event
+        let shown = cx
+            .gw
+            .agent_update(s, device, agent.clone())
+            .await
+            .unwrap_or(agent);
+        Ok(serde_json::to_value(shown).unwrap_or(Value::Null))
     }
 }

@@ -66,7 +66,7 @@ MAX_TIMEOUT = 30.0
 START_TIMEOUT = 10.0
 CASE_KEYS = {'name', 'about', 'switch', 'switch_args', 'link', 'switch_invokes', 'client', 'timeout'}
 STEP_KINDS = ('send', 'expect_event', 'expect_no_event', 'wait_status', 'hello', 'sleep')
-GW_LISTEN_RE = re.compile(r'ctigate run: NDJSON port (\S+);')
+GW_LISTEN_RE = re.compile(r'ctigate run: NDJSON port (\S+)')
 
 
 def spawn(cmd, log_path):

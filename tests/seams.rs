@@ -250,7 +250,8 @@ async fn handlers_map_switch_and_link_answers() {
     .await;
     // picking the call comes after the digits check, and there is no connected call
     assert_eq!(code(r), ("request", "no_such_call_state".into()));
-    // nothing but the monitor, its snapshot and the two requests reached the link
+    // nothing but the monitor, its snapshot, the agent query (the device's agent is not
+    // known) and the two requests reached the link
     assert_eq!(
         link.log(),
         [
@@ -258,7 +259,8 @@ async fn handlers_map_switch_and_link_answers() {
             "request getAgentState",
             "request setAgentState",
             "monitor 201",
-            "request snapshotDevice"
+            "request snapshotDevice",
+            "request getAgentState"
         ]
     );
 }
@@ -552,10 +554,16 @@ async fn requests_apply_in_order_and_ping_answers_at_once() {
     .map(|r| r["id"].clone())
     .collect();
     assert_eq!(ids, [json!(3), json!(4), json!(1), json!(2)]);
-    // the make went to the link only once the monitor (and its snapshot) had taken effect
+    // the make went to the link only once the monitor (its snapshot and agent query) had
+    // taken effect
     assert_eq!(
         link.log(),
-        ["monitor 201", "request snapshotDevice", "request makeCall"]
+        [
+            "monitor 201",
+            "request snapshotDevice",
+            "request getAgentState",
+            "request makeCall"
+        ]
     );
 }
 
@@ -723,6 +731,7 @@ async fn requests_sent_before_the_end_of_input_are_still_answered() {
         [
             "monitor 201",
             "request snapshotDevice",
+            "request getAgentState",
             "request makeCall",
             "unmonitor 201"
         ]

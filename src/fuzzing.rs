@@ -76,13 +76,13 @@ pub fn sim_switch(data: &[u8]) {
     drain(&mut sw);
     let mut rest = data;
     while let Some((&len, tail)) = rest.split_first() {
-        let n = usize::from(len).min(tail.len());
-        let frame = if len == 0 {
-            Frame::Handshake(tail.first().copied().unwrap_or(b'B'))
-        } else {
-            Frame::Pdu(Bytes::copy_from_slice(&tail[..n]))
+        // a handshake takes the one octet after it; a PDU `len` octets (or what is left)
+        let n = usize::from(len).max(1).min(tail.len());
+        let frame = match len {
+            0 => Frame::Handshake(tail.first().copied().unwrap_or(b'B')),
+            _ => Frame::Pdu(Bytes::copy_from_slice(&tail[..n])),
         };
-        rest = &tail[n.max(usize::from(len == 0)).min(tail.len())..];
+        rest = &tail[n..];
         sw.receive(a, frame, now);
         drain(&mut sw);
         now += Duration::from_secs(1);

@@ -137,7 +137,6 @@ pub fn link_config(l: &LinkSection) -> LinkConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkState {
     pub name: String,
-    pub up: bool,
     /// `connecting` (no attempt has ended yet), `up`, or `down`.
     pub state: &'static str,
     /// Why it is down (the last reason the link gave).
@@ -291,7 +290,6 @@ impl Gateway {
                 };
                 LinkState {
                     name: l.name.clone(),
-                    up,
                     state,
                     reason,
                 }

@@ -7,7 +7,7 @@
 //! `user_data`). Every command is checked here with the simulator's own parser before it
 //! is sent, so a mistake is reported without a round trip.
 
-use super::control::parse as parse_command;
+use super::control::{parse as parse_command, Command};
 use serde_json::{Map, Number, Value};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -126,6 +126,11 @@ fn value(field: &str, kind: Kind, word: &str) -> Result<Value, String> {
 /// One command line (JSON or short words) as the JSON object to send; checked with the
 /// simulator's parser.
 pub fn command_line(line: &str) -> Result<Value, String> {
+    checked(line).map(|(v, _)| v)
+}
+
+/// The JSON object to send and the command the simulator will read from it.
+fn checked(line: &str) -> Result<(Value, Command), String> {
     let line = line.trim();
     let v = if line.starts_with('{') {
         serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?
@@ -157,19 +162,19 @@ pub fn command_line(line: &str) -> Result<Value, String> {
         }
         Value::Object(m)
     };
-    parse_command(&v.to_string())?;
-    Ok(v)
+    let cmd = parse_command(&v.to_string())?;
+    Ok((v, cmd))
 }
 
-/// How long to wait for an answer: sleep and wait_for take as long as they say.
-fn answer_timeout(cmd: &Value) -> Duration {
-    let asked = ["ms", "timeout_ms"]
-        .iter()
-        .filter_map(|k| cmd.get(k).and_then(Value::as_u64))
-        .max()
-        .unwrap_or(0);
-    let default_wait = if cmd["cmd"] == "wait_for" { 30_000 } else { 0 };
-    Duration::from_millis(asked.max(default_wait)) + Duration::from_secs(10)
+/// How long to wait for an answer: sleep and wait_for take as long as they say (with the
+/// simulator's own defaults), delays up to their `ms`.
+fn answer_timeout(cmd: &Command) -> Duration {
+    let ms = match cmd {
+        Command::Sleep { ms } | Command::Fault { ms, .. } => *ms,
+        Command::WaitFor { timeout_ms, .. } => *timeout_ms,
+        _ => 0,
+    };
+    Duration::from_millis(ms) + Duration::from_secs(10)
 }
 
 /// A connection to the control port.
@@ -193,15 +198,15 @@ impl Ctl {
         })
     }
 
-    /// Send one command and read its answer line.
-    pub async fn send(&mut self, cmd: &Value) -> Result<Value, String> {
+    /// Send one command (as [`checked`] gives it) and read its answer line.
+    async fn send(&mut self, (cmd, typed): &(Value, Command)) -> Result<Value, String> {
         let line = format!("{cmd}\n");
         self.w
             .write_all(line.as_bytes())
             .await
             .map_err(|e| format!("control port: {e}"))?;
         let mut answer = String::new();
-        let n = tokio::time::timeout(answer_timeout(cmd), self.r.read_line(&mut answer))
+        let n = tokio::time::timeout(answer_timeout(typed), self.r.read_line(&mut answer))
             .await
             .map_err(|_| "the simulator did not answer in time".to_string())?
             .map_err(|e| format!("control port: {e}"))?;
@@ -216,7 +221,7 @@ impl Ctl {
 /// or, with no words, an interactive session over stdin.
 pub async fn run(control: &str, words: &[String]) -> Result<i32, String> {
     if !words.is_empty() {
-        let cmd = command_line(&words.join(" "))?;
+        let cmd = checked(&words.join(" "))?;
         let mut c = Ctl::connect(control).await?;
         let a = c.send(&cmd).await?;
         println!("{a}");
@@ -245,7 +250,7 @@ pub async fn run(control: &str, words: &[String]) -> Result<i32, String> {
             "quit" | "exit" => break,
             _ => {}
         }
-        match command_line(&line) {
+        match checked(&line) {
             Ok(cmd) => {
                 let a = c.send(&cmd).await?;
                 failed |= a["ok"] != true;

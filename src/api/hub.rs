@@ -303,6 +303,13 @@ impl Subscriber for Hub {
             Body::LinkDown { reason } => {
                 m.insert("reason".into(), json!(reason));
             }
+            Body::Unconfirmed {
+                reason,
+                retry_in_ms,
+            } => {
+                m.insert("reason".into(), json!(reason));
+                m.insert("retry_in_ms".into(), json!(retry_in_ms));
+            }
             Body::Empty => {}
         }
         self.publish_at(ev.time, &ev.link, ev.device.as_deref(), ev.kind.as_str(), m);

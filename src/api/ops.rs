@@ -23,7 +23,7 @@ use ctigate_csta::types::{
 use serde_json::{json, Map, Value};
 use std::future::Future;
 use std::sync::Arc;
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// What a handler works with: the gateway, the hub, and the client asking.
 pub struct Cx<'a> {
@@ -209,9 +209,8 @@ impl Handle for MonitorStart {
             );
         }
         answer(cx.gw.monitor_acquire(s, device).await)?;
-        if let Err(e) = answer(cx.gw.resync_now(s, device).await) {
-            warn!(device, error = %e, "snapshot after monitor.start failed; the view is built from events");
-        }
+        // a failed snapshot leaves the device unconfirmed (device.unconfirmed) and retried
+        cx.gw.resync(s, device).await;
         if s.tracker().agent(device).is_none() {
             // an agent logged on before anyone watched: the switch knows it
             match pbx_agent(cx, s, device).await {
@@ -262,7 +261,7 @@ impl Handle for Snapshot {
             .map(|(c, st)| {
                 json!({
                     "pbx_call_id": c.call_id().map(|b| ctigate_csta::json::hex(b)),
-                    "state": st.name(),
+                    "state": st.map_or("unknown", |s| s.name().unwrap_or("unknown")),
                 })
             })
             .collect();

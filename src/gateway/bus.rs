@@ -48,6 +48,8 @@ pub enum Body {
     Agent(AgentView),
     /// `link.down`.
     LinkDown { reason: String },
+    /// `device.unconfirmed`: why the snapshot failed, when it is tried again.
+    Unconfirmed { reason: String, retry_in_ms: u64 },
     /// `link.up`, `device.out_of_service`, `device.in_service`.
     Empty,
 }

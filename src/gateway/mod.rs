@@ -18,11 +18,18 @@ pub use link::{BoxFuture, MonitorAnswer, PbxLink};
 
 use crate::config::{Config, LinkSection};
 use crate::link::{Answer, CstaError, Link, LinkConfig, LinkError, LinkEvent};
-use crate::model::{AgentView, EventKind, InternalRule, Out, Tracker, TrackerConfig};
+use crate::model::{
+    AgentView, EventKind, InternalRule, Out, SnapCall, SnapEntry, Tracker, TrackerConfig,
+};
 use ctigate_csta::events::Event as CstaEvent;
-use ctigate_csta::ops::{Argument, OperationResult, SnapshotData, SnapshotDeviceArgument};
-use ctigate_csta::types::{ConnectionId, DeviceId, LocalConnectionState};
+use ctigate_csta::ops::{
+    Argument, OperationResult, SnapshotCallArgument, SnapshotCallInfo, SnapshotData,
+    SnapshotDeviceArgument, SnapshotState,
+};
+use ctigate_csta::types::{ConnectionId, DeviceId, LocalConnectionState, Party};
+use ctigate_csta_model::reject::Problem;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
@@ -38,8 +45,14 @@ const RELEASE_BOUND: Duration = Duration::from_secs(10);
 /// (outer), or the switch refused it (inner).
 pub type Reply<T> = Result<Result<T, CstaError>, LinkError>;
 
-/// A device's calls as SnapshotDevice gives them: (connection, state) per call.
-pub type SnapshotList = Vec<(ConnectionId, LocalConnectionState)>;
+/// A device's calls as SnapshotDevice gives them: (connection, state) per call (`None`:
+/// the answer does not say).
+pub type SnapshotList = Vec<(ConnectionId, Option<LocalConnectionState>)>;
+/// At most this many SnapshotCall requests per resync (calls the gateway did not know).
+const MAX_SNAPSHOT_CALLS: usize = 64;
+/// Retry delays of a failed snapshot (doubling).
+const RESYNC_RETRY_MIN: Duration = Duration::from_secs(1);
+const RESYNC_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// One PBX link with its tracker and monitor reference counts.
 pub struct LinkSlot {
@@ -57,6 +70,11 @@ pub struct LinkSlot {
     /// agent.state, ...): queued after the PBX events that came before the result and
     /// before those after it, so that no event reports a state older than one published.
     pump: mpsc::Sender<PumpIn>,
+    /// Devices whose calls are unconfirmed: their last snapshot failed (a retry is
+    /// scheduled while the device is here).
+    stale: Mutex<BTreeSet<String>>,
+    /// Snapshots that failed (answer refused, unreadable, late, link down).
+    resync_failures: AtomicU64,
 }
 
 /// What a link's event pump publishes, in the order it was queued.
@@ -70,6 +88,13 @@ pub enum PumpIn {
         device: String,
         agent: AgentView,
         done: tokio::sync::oneshot::Sender<AgentView>,
+    },
+    /// A snapshot to apply ([`Tracker::apply_resync`]); `done` when it is published.
+    Resync {
+        mark: u64,
+        device: String,
+        entries: Vec<SnapEntry>,
+        done: tokio::sync::oneshot::Sender<()>,
     },
 }
 
@@ -89,6 +114,35 @@ impl LinkSlot {
     /// The link's call tracker.
     pub fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
         self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Devices whose calls are unconfirmed (their last snapshot failed; retried).
+    pub fn unconfirmed(&self) -> Vec<String> {
+        self.stale
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Snapshots that failed since the start.
+    pub fn resync_failures(&self) -> u64 {
+        self.resync_failures.load(Ordering::Relaxed)
+    }
+
+    fn set_stale(&self, device: &str, stale: bool) -> bool {
+        let mut s = self.stale.lock().unwrap_or_else(|p| p.into_inner());
+        if stale {
+            s.insert(device.to_string())
+        } else {
+            s.remove(device)
+        }
+    }
+
+    /// Whether anyone still wants `device` monitored (a client or the configuration).
+    async fn wanted(&self, device: &str) -> bool {
+        self.pinned.contains(device) || self.monitor_refs(device).await > 0
     }
 }
 
@@ -149,6 +203,8 @@ pub struct Gateway {
     pub bus: Bus,
     pub started: Instant,
     shutdown: CancellationToken,
+    /// Itself, for the tasks it starts (snapshot retries).
+    me: std::sync::Weak<Gateway>,
 }
 
 impl Gateway {
@@ -189,15 +245,18 @@ impl Gateway {
                 pinned: spec.monitor.iter().cloned().collect(),
                 down: Mutex::new(None),
                 pump: tx,
+                stale: Mutex::new(BTreeSet::new()),
+                resync_failures: AtomicU64::new(0),
             });
             links.insert(spec.name.clone(), slot.clone());
             pumps.push((slot, rx));
         }
-        let gw = Arc::new(Gateway {
+        let gw = Arc::new_cyclic(|me| Gateway {
             links,
             bus: Bus::new(),
             started: Instant::now(),
             shutdown: CancellationToken::new(),
+            me: me.clone(),
         });
         for (slot, rx) in pumps {
             tokio::spawn(pump(gw.clone(), slot, rx));
@@ -331,46 +390,197 @@ impl Gateway {
         }
     }
 
-    /// SnapshotDevice: (connection, state) per call.
-    pub async fn snapshot_list(&self, s: &LinkSlot, device: &str) -> Reply<SnapshotList> {
+    /// SnapshotDevice: one entry per call, whichever form the switch answers in (inline or
+    /// by reference: the link collects the Snapshot Device Data segments).
+    pub async fn snapshot_entries(&self, s: &LinkSlot, device: &str) -> Reply<Vec<SnapEntry>> {
         let arg = SnapshotDeviceArgument::new(DeviceId::dialing(device));
-        let list = match s.link.request(arg.into()).await? {
+        match s.link.request(arg.into()).await? {
             Ok(Some(OperationResult::SnapshotDevice(r))) => match r.data {
-                SnapshotData::Data(l) => l
+                SnapshotData::Data(l) => Ok(Ok(l
                     .iter()
-                    .map(|i| {
-                        let st = i
-                            .compound_states()
-                            .and_then(|v| v.last().copied())
-                            .unwrap_or(LocalConnectionState::Null);
-                        (i.connection_identifier.clone(), st)
-                    })
-                    .collect(),
-                SnapshotData::ServiceCrossRefId(_) => Vec::new(),
+                    .map(|i| SnapEntry::new(i.connection_identifier.clone(), i.state()))
+                    .collect())),
+                // the link answers with the collected data; a reference here is a link bug
+                SnapshotData::ServiceCrossRefId(_) => {
+                    Ok(Err(CstaError::Reject(Problem::MISTYPED_RESULT)))
+                }
             },
-            Ok(_) => Vec::new(),
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(Ok(list))
+            Ok(_) => Ok(Err(CstaError::Reject(Problem::MISTYPED_RESULT))),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
-    /// Take a snapshot of `device` and bring its view up to date (events for what changed).
-    pub async fn resync_now(&self, s: &LinkSlot, device: &str) -> Reply<()> {
-        let list = match self.snapshot_list(s, device).await? {
-            Ok(l) => l,
-            Err(e) => return Ok(Err(e)),
+    /// SnapshotDevice as (connection, state) pairs (`None`: the answer does not say).
+    pub async fn snapshot_list(&self, s: &LinkSlot, device: &str) -> Reply<SnapshotList> {
+        Ok(self.snapshot_entries(s, device).await?.map(|l| {
+            l.into_iter()
+                .map(|e| {
+                    let st = match e.state {
+                        SnapshotState::Known(s) => Some(s),
+                        SnapshotState::Unknown => None,
+                    };
+                    (e.conn, st)
+                })
+                .collect()
+        }))
+    }
+
+    /// SnapshotCall of a call: its parties (`None` when the switch does not say).
+    async fn snapshot_call(&self, s: &LinkSlot, conn: &ConnectionId) -> Option<SnapCall> {
+        let arg = SnapshotCallArgument::new(conn.clone());
+        let r = match s.link.request(arg.into()).await {
+            Ok(Ok(Some(OperationResult::SnapshotCall(r)))) => r,
+            other => {
+                debug!(link = %s.name, error = ?other.err(), "SnapshotCall gave nothing: the call's parties stay unknown");
+                return None;
+            }
         };
-        let outs = s.tracker().resync(device, &list, SystemTime::now());
-        self.publish(&s.name, outs);
+        let number = |p: &Party| p.number().map(str::to_string);
+        let parties = match &r.data {
+            SnapshotCallInfo::Data(l) => l
+                .iter()
+                .filter_map(|i| Some((number(&i.device_on_call)?, i.local_connection_state)))
+                .collect(),
+            SnapshotCallInfo::ServiceCrossRefId(_) => Vec::new(),
+        };
+        Some(SnapCall {
+            calling: r.calling_device.as_ref().and_then(number),
+            called: r.called_device.as_ref().and_then(number),
+            parties,
+        })
+    }
+
+    /// Take a snapshot of `device` and bring its view up to date (events for what
+    /// changed, in order with the PBX's events; see [`Tracker::apply_resync`]).
+    pub async fn resync_now(&self, s: &LinkSlot, device: &str) -> Reply<()> {
+        let mark = s.tracker().begin_resync(device);
+        let mut entries = match self.snapshot_entries(s, device).await {
+            Ok(Ok(e)) => e,
+            Ok(Err(e)) => {
+                s.tracker().cancel_resync(mark);
+                return Ok(Err(e));
+            }
+            Err(e) => {
+                s.tracker().cancel_resync(mark);
+                return Err(e);
+            }
+        };
+        // calls that appeared meanwhile: their parties from SnapshotCall
+        let unknown: Vec<ConnectionId> = s
+            .tracker()
+            .unknown_calls(device, &entries)
+            .into_iter()
+            .take(MAX_SNAPSHOT_CALLS)
+            .cloned()
+            .collect();
+        for conn in unknown {
+            let info = self.snapshot_call(s, &conn).await;
+            if let Some(e) = entries.iter_mut().find(|e| e.conn == conn) {
+                e.call = info;
+            }
+        }
+        let (done, applied) = tokio::sync::oneshot::channel();
+        let item = PumpIn::Resync {
+            mark,
+            device: device.to_string(),
+            entries,
+            done,
+        };
+        if s.pump.send(item).await.is_err() {
+            s.tracker().cancel_resync(mark);
+            return Err(LinkError::Closed);
+        }
+        applied.await.map_err(|_| LinkError::Closed)?;
         Ok(Ok(()))
     }
 
-    /// After a (re)monitor: bring the device's calls up to date (failures are logged).
-    pub async fn resync(&self, s: &LinkSlot, device: &str) {
-        match self.resync_now(s, device).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(link = %s.name, device, error = %e, "resync snapshot refused"),
-            Err(e) => warn!(link = %s.name, device, error = %e, "resync snapshot failed"),
+    /// Bring `device` up to date (after a (re)monitor, a switch restart, lost messages).
+    /// When the snapshot fails nothing is released: the device is marked unconfirmed
+    /// (`device.unconfirmed`, logged and counted) and the snapshot retried with backoff
+    /// until it succeeds (`device.confirmed`) or nobody watches the device any more.
+    pub async fn resync(&self, s: &Arc<LinkSlot>, device: &str) {
+        let e = match self.resync_now(s, device).await {
+            Ok(Ok(())) => {
+                if s.set_stale(device, false) {
+                    info!(link = %s.name, device, "snapshot taken: the device's calls are confirmed");
+                    self.emit(
+                        &s.name,
+                        Some(device),
+                        EventKind::DeviceConfirmed,
+                        Body::Empty,
+                    );
+                }
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        s.resync_failures.fetch_add(1, Ordering::Relaxed);
+        warn!(link = %s.name, device, error = %e, "snapshot failed: the device's calls are unconfirmed (kept as they are); retrying");
+        self.emit(
+            &s.name,
+            Some(device),
+            EventKind::DeviceUnconfirmed,
+            Body::Unconfirmed {
+                reason: e,
+                retry_in_ms: RESYNC_RETRY_MIN.as_millis() as u64,
+            },
+        );
+        if !s.set_stale(device, true) {
+            return; // a retry loop runs already
+        }
+        let Some(gw) = self.me.upgrade() else {
+            return; // shutting down
+        };
+        let (slot, device) = (s.clone(), device.to_string());
+        tokio::spawn(async move { gw.retry_resync(&slot, &device).await });
+    }
+
+    /// The retry loop of an unconfirmed device (one per device).
+    async fn retry_resync(self: &Arc<Self>, s: &Arc<LinkSlot>, device: &str) {
+        let stop = self.shutdown_token();
+        let mut wait = RESYNC_RETRY_MIN;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if !s.unconfirmed().iter().any(|d| d == device) {
+                return; // confirmed by another snapshot
+            }
+            if !s.wanted(device).await {
+                s.set_stale(device, false);
+                debug!(link = %s.name, device, "nobody watches the device any more: no more snapshots");
+                return;
+            }
+            if !s.link.is_up() {
+                // the re-monitor after the link comes back takes the snapshot
+                wait = (wait * 2).min(RESYNC_RETRY_MAX);
+                continue;
+            }
+            match self.resync_now(s, device).await {
+                Ok(Ok(())) => {
+                    if s.set_stale(device, false) {
+                        info!(link = %s.name, device, "snapshot taken: the device's calls are confirmed");
+                        self.emit(
+                            &s.name,
+                            Some(device),
+                            EventKind::DeviceConfirmed,
+                            Body::Empty,
+                        );
+                    }
+                    return;
+                }
+                Ok(Err(e)) => {
+                    s.resync_failures.fetch_add(1, Ordering::Relaxed);
+                    warn!(link = %s.name, device, error = %e, retry_in = ?wait, "snapshot failed again");
+                }
+                Err(e) => {
+                    s.resync_failures.fetch_add(1, Ordering::Relaxed);
+                    warn!(link = %s.name, device, error = %e, retry_in = ?wait, "snapshot failed again");
+                }
+            }
+            wait = (wait * 2).min(RESYNC_RETRY_MAX);
         }
     }
 
@@ -403,7 +613,7 @@ impl Gateway {
 }
 
 /// Monitor a configured device (once the link is up) and take its snapshot.
-async fn monitor_configured(gw: &Gateway, slot: &LinkSlot, device: &str) {
+async fn monitor_configured(gw: &Gateway, slot: &Arc<LinkSlot>, device: &str) {
     match slot.link.monitor(device).await {
         Ok(Ok(())) => {
             info!(link = %slot.name, device, "monitoring (configured)");
@@ -450,6 +660,22 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
                 t.set_agent(&device, agent, SystemTime::now())
             };
             gw.publish(&slot.name, outs);
+            return;
+        }
+        PumpIn::Resync {
+            mark,
+            device,
+            entries,
+            done,
+        } => {
+            let outs = slot
+                .tracker()
+                .apply_resync(mark, &entries, SystemTime::now());
+            if !outs.is_empty() {
+                info!(link = %slot.name, %device, events = outs.len(), "resync: the device's calls brought up to date");
+            }
+            gw.publish(&slot.name, outs);
+            let _ = done.send(());
             return;
         }
     };

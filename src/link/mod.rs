@@ -65,6 +65,9 @@ pub struct LinkConfig {
     pub reconnect_max: Duration,
     /// TCP connect, and then the association (handshake, AARQ/AARE), each within this.
     pub connect_timeout: Duration,
+    /// Calls a SnapshotDevice answered by reference may bring (Snapshot Device Data
+    /// segments); beyond it the snapshot fails with `LinkError::TooLarge`.
+    pub snapshot_max_calls: usize,
 }
 
 impl Default for LinkConfig {
@@ -82,6 +85,7 @@ impl Default for LinkConfig {
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            snapshot_max_calls: 1024,
         }
     }
 }
@@ -105,6 +109,8 @@ pub enum LinkError {
     Encode(String),
     /// Too many requests outstanding on this link.
     TooManyRequests,
+    /// An answer larger than a configured limit (its name, its value).
+    TooLarge(&'static str, usize),
 }
 
 impl fmt::Display for LinkError {
@@ -127,6 +133,10 @@ impl fmt::Display for LinkError {
                 "the link closed (connection lost or shut down) before the answer came; retry when it is up",
             ),
             LinkError::Encode(m) => write!(f, "cannot encode the request: {m}; nothing was sent"),
+            LinkError::TooLarge(name, n) => write!(
+                f,
+                "the PBX's answer is larger than {name} = {n}; raise it in the link's configuration"
+            ),
             LinkError::TooManyRequests => write!(
                 f,
                 "too many requests outstanding on the PBX link (limit {MAX_IN_FLIGHT}); slow down and retry"

@@ -33,11 +33,13 @@ use super::ber::Ber;
 use super::dialect::{Association, Dialect, Garbled, Message, SwitchError};
 use super::monitors::{MonitorState, MonitorTable};
 use super::{CstaError, LinkConfig, LinkError, LinkEvent};
+use bytes::Bytes;
 use ctigate_csta::framing::Frame;
 use ctigate_csta_model::events::EventReport;
 use ctigate_csta_model::opcode;
 use ctigate_csta_model::ops::{
-    Argument, MonitorStartArgument, MonitorStopArgument, Operation, OperationResult, SystemStatus,
+    Argument, MonitorStartArgument, MonitorStopArgument, Operation, OperationResult, SnapshotData,
+    SnapshotDeviceResponseInfo, SnapshotDeviceResult, SystemStatus,
 };
 use ctigate_csta_model::reject::Problem;
 use ctigate_csta_model::types::{CstaObject, DeviceId, TypeError};
@@ -126,6 +128,14 @@ enum Purpose {
     MonitorStart { device: String, waiters: Vec<Token> },
     /// MonitorStop; `None` when we stop a monitor nobody wants any more.
     MonitorStop { token: Option<Token> },
+    /// A SnapshotDevice answered by reference (`serviceCrossRefID`): its calls come in the
+    /// switch's Snapshot Device Data invocations; the caller gets them all as one
+    /// `snapshotData` answer after the last segment (or the error when they stop coming).
+    SnapshotData {
+        token: Token,
+        xref: Bytes,
+        rows: Vec<SnapshotDeviceResponseInfo>,
+    },
 }
 
 #[derive(Debug)]
@@ -631,7 +641,34 @@ impl<D: Dialect> Session<D> {
         };
         self.callers -= callers_of(&p.purpose);
         match p.purpose {
-            Purpose::Request { token } => self.answer(token, outcome),
+            Purpose::Request { token } => match outcome {
+                Ok(Ok(Some(OperationResult::SnapshotDevice(SnapshotDeviceResult {
+                    data: SnapshotData::ServiceCrossRefId(xref),
+                    ..
+                })))) => {
+                    // the calls follow (Snapshot Device Data): wait for them, same deadline rule
+                    debug!(link = %self.cfg.name, invoke = id, xref = %hex(&xref), "snapshot answered by reference: collecting its segments");
+                    let purpose = Purpose::SnapshotData {
+                        token,
+                        xref,
+                        rows: Vec::new(),
+                    };
+                    self.callers += callers_of(&purpose);
+                    self.pending.insert(
+                        id,
+                        Pending {
+                            op: p.op,
+                            purpose,
+                            deadline: Some(now + self.cfg.request_timeout),
+                        },
+                    );
+                }
+                outcome => self.answer(token, outcome),
+            },
+            Purpose::SnapshotData { token, .. } => {
+                // its deadline passed, or the link went: the snapshot is incomplete
+                self.answer(token, outcome.and(Err(LinkError::Timeout)))
+            }
             Purpose::KeepAlive => match outcome {
                 Ok(Ok(_)) => debug!(link = %self.cfg.name, "keep-alive answered"),
                 Ok(Err(e)) => {
@@ -1062,9 +1099,68 @@ impl<D: Dialect> Session<D> {
     ) {
         match opcode {
             Some(opcode::SYSTEM_STATUS) => self.on_switch_status(invoke_id, argument, now),
+            Some(opcode::SNAPSHOT_DEVICE_DATA) => self.on_snapshot_data(invoke_id, argument, now),
             _ => {
                 warn!(link = %self.cfg.name, ?opcode, "the switch invoked an operation we do not serve: rejected");
                 self.reject(invoke_id, problem::UNRECOGNIZED_OPERATION);
+            }
+        }
+    }
+
+    /// Snapshot Device Data (`ALWAYS RESPONDS FALSE`: never answered): one segment of the
+    /// calls of a SnapshotDevice answered by reference. The request is answered after the
+    /// last segment; each segment gives it `request_timeout` more.
+    fn on_snapshot_data(
+        &mut self,
+        invoke_id: Option<i64>,
+        argument: Result<Argument, TypeError>,
+        now: Instant,
+    ) {
+        let arg = match argument {
+            Ok(Argument::SnapshotDeviceData(a)) => a,
+            Ok(_) | Err(_) => {
+                warn!(link = %self.cfg.name, "Snapshot Device Data not understood: rejected");
+                self.reject(invoke_id, problem::MISTYPED_ARGUMENT);
+                return;
+            }
+        };
+        let found = self.pending.iter().find_map(|(id, p)| match &p.purpose {
+            Purpose::SnapshotData { xref, .. } if *xref == arg.service_cross_ref_id => Some(*id),
+            _ => None,
+        });
+        let Some(id) = found else {
+            warn!(link = %self.cfg.name, xref = %hex(&arg.service_cross_ref_id), "Snapshot Device Data for no snapshot in progress (late, or an unknown serviceCrossRefID): ignored");
+            return;
+        };
+        let max = self.cfg.snapshot_max_calls;
+        let timeout = self.cfg.request_timeout;
+        let Some(p) = self.pending.get_mut(&id) else {
+            return;
+        };
+        let Purpose::SnapshotData { rows, .. } = &mut p.purpose else {
+            return;
+        };
+        if rows.len() + arg.snapshot_data.len() > max {
+            warn!(link = %self.cfg.name, invoke = id, limit = max, "snapshot_max_calls: the snapshot has more calls than the limit; it fails (the device stays as it was)");
+            if let Some(p) = self.pending.remove(&id) {
+                self.callers -= callers_of(&p.purpose);
+                for t in tokens_of(p.purpose) {
+                    self.answer(t, Err(LinkError::TooLarge("snapshot_max_calls", max)));
+                }
+            }
+            return;
+        }
+        rows.extend(arg.snapshot_data);
+        p.deadline = Some(now + timeout);
+        if !arg.last_segment {
+            return;
+        }
+        if let Some(p) = self.pending.remove(&id) {
+            self.callers -= callers_of(&p.purpose);
+            if let Purpose::SnapshotData { token, rows, .. } = p.purpose {
+                debug!(link = %self.cfg.name, invoke = id, calls = rows.len(), "snapshot by reference complete");
+                let r = SnapshotDeviceResult::new(SnapshotData::Data(rows));
+                self.answer(token, Ok(Ok(Some(OperationResult::SnapshotDevice(r)))));
             }
         }
     }
@@ -1165,7 +1261,9 @@ impl<D: Dialect> Session<D> {
 
 fn callers_of(p: &Purpose) -> usize {
     match p {
-        Purpose::Request { .. } | Purpose::MonitorStop { token: Some(_) } => 1,
+        Purpose::Request { .. }
+        | Purpose::MonitorStop { token: Some(_) }
+        | Purpose::SnapshotData { .. } => 1,
         Purpose::MonitorStart { waiters, .. } => waiters.len(),
         Purpose::KeepAlive | Purpose::MonitorStop { token: None } => 0,
     }
@@ -1173,7 +1271,9 @@ fn callers_of(p: &Purpose) -> usize {
 
 fn tokens_of(p: Purpose) -> Vec<Token> {
     match p {
-        Purpose::Request { token } | Purpose::MonitorStop { token: Some(token) } => vec![token],
+        Purpose::Request { token }
+        | Purpose::MonitorStop { token: Some(token) }
+        | Purpose::SnapshotData { token, .. } => vec![token],
         Purpose::MonitorStart { waiters, .. } => waiters,
         Purpose::KeepAlive | Purpose::MonitorStop { token: None } => Vec::new(),
     }

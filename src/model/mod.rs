@@ -56,9 +56,11 @@
 
 mod agents;
 mod calls;
+mod resync;
 mod tracker;
 mod view;
 
+pub use resync::{SnapCall, SnapEntry};
 pub use tracker::{
     InternalRule, Out, PickError, Tracker, TrackerConfig, Want, MAX_CALLS_PER_DEVICE,
     MAX_MEMBERS_PER_DEVICE,

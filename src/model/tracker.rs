@@ -6,7 +6,7 @@ use super::view::{
 };
 use bytes::Bytes;
 use ctigate_csta_model::events::Event;
-use ctigate_csta_model::types::{ConnectionId, EventCause, LocalConnectionState};
+use ctigate_csta_model::types::{ConnectionId, EventCause};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -277,7 +277,10 @@ pub struct Tracker {
     orphan_seq: u64,
     pub(super) devices: HashMap<String, Device>,
     /// The latest `now` given (for `forget_device`, which is not given one).
-    clock: SystemTime,
+    pub(super) clock: SystemTime,
+    /// Resyncs in progress ([`Tracker::begin_resync`]).
+    pub(super) marks: Vec<super::resync::Mark>,
+    pub(super) next_mark: u64,
 }
 
 /// 48 bits of interaction counter.
@@ -303,6 +306,8 @@ impl Tracker {
             orphan_seq: 0,
             devices: HashMap::new(),
             clock: UNIX_EPOCH,
+            marks: Vec::new(),
+            next_mark: 0,
         }
     }
 
@@ -416,119 +421,13 @@ impl Tracker {
 
     /// Forget a device (its monitor stopped): no events.
     pub fn forget_device(&mut self, device: &str) {
+        self.marks.retain(|m| m.device() != device);
         if let Some(d) = self.devices.remove(device) {
             let now = self.clock;
             for v in d.calls {
                 self.detach(&v.interaction, now);
             }
         }
-    }
-
-    /// Align the device with a SnapshotDevice result (after a link outage, the ECMA-269
-    /// Snapshot Device service): calls that vanished are released (cause `resync`), new ones
-    /// appear with the event of their state, changed ones get the event of their new
-    /// state.
-    pub fn resync(
-        &mut self,
-        device: &str,
-        snapshot: &[(ConnectionId, LocalConnectionState)],
-        now: SystemTime,
-    ) -> Vec<Out> {
-        self.clock = self.clock.max(now);
-        let mut out = Vec::new();
-        let present = |call: &Bytes| {
-            snapshot
-                .iter()
-                .any(|(c, s)| c.call_id() == Some(call) && *s != LocalConnectionState::Null)
-        };
-        let gone: Vec<u64> = self.devices.get(device).map_or_else(Vec::new, |d| {
-            d.calls
-                .iter()
-                .filter(|v| !present(&v.call))
-                .map(|v| v.key)
-                .collect()
-        });
-        for k in gone {
-            self.release(
-                device,
-                k,
-                "resync".into(),
-                now,
-                CallExtra::default(),
-                &mut out,
-            );
-        }
-        for (conn, lcs) in snapshot {
-            let Some(call) = conn.call_id() else { continue };
-            let st = match lcs {
-                LocalConnectionState::Initiated => CallState::Dialing,
-                LocalConnectionState::Alerting => CallState::Offering,
-                LocalConnectionState::Connected => CallState::Connected,
-                LocalConnectionState::Hold => CallState::Held,
-                LocalConnectionState::Queued => CallState::Queued,
-                LocalConnectionState::Fail => CallState::Failed,
-                _ => continue,
-            };
-            let key = match self.find(device, call) {
-                Some(k) => k,
-                None => {
-                    let seed = Seed {
-                        inside: st == CallState::Dialing,
-                        ..Seed::default()
-                    };
-                    // created as released so that its state gives its event below
-                    let k = self.create(device, call, seed, CallState::Released, &mut out, now);
-                    if let Some(v) = self.view_mut(device, k) {
-                        v.conn = Some(conn.clone());
-                        v.outgoing = st == CallState::Dialing;
-                    }
-                    k
-                }
-            };
-            let Some(v) = self.view_mut(device, key) else {
-                continue;
-            };
-            let was = v.state;
-            // the caller's connection is connected (ECMA-269) while dialing / ringback /
-            // queued: the snapshot cannot tell these apart
-            let same = was == st
-                || (st == CallState::Connected
-                    && v.outgoing
-                    && matches!(
-                        was,
-                        CallState::Dialing | CallState::Ringback | CallState::Queued
-                    ));
-            if same {
-                continue;
-            }
-            v.state = st;
-            let event = match st {
-                CallState::Offering if v.offered => continue,
-                CallState::Offering => {
-                    v.offered = true;
-                    EventKind::CallOffering
-                }
-                CallState::Dialing => EventKind::CallDialing,
-                CallState::Connected if was == CallState::Held => EventKind::CallRetrieved,
-                CallState::Connected => {
-                    v.answered.get_or_insert(now);
-                    EventKind::CallConnected
-                }
-                CallState::Held => EventKind::CallHeld,
-                CallState::Queued => EventKind::CallQueued,
-                CallState::Failed => EventKind::CallFailed,
-                CallState::Ringback | CallState::Released => continue,
-            };
-            self.emit(
-                device,
-                key,
-                event,
-                Some("resync".into()),
-                CallExtra::default(),
-                &mut out,
-            );
-        }
-        out
     }
 
     // ---- bookkeeping shared by the handlers -------------------------------------------------
@@ -828,6 +727,7 @@ impl Tracker {
             return;
         };
         let v = d.calls.remove(pos);
+        self.note_gone(device, &v.call);
         let ms = now
             .duration_since(v.started)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -847,6 +747,7 @@ impl Tracker {
         let d = self.devices.get_mut(device)?;
         let pos = d.calls.iter().position(|v| v.key == key)?;
         let v = d.calls.remove(pos);
+        self.note_gone(device, &v.call);
         self.detach(&v.interaction, self.clock);
         Some(v.interaction)
     }

@@ -127,6 +127,8 @@ names! {
         LinkDown = "link.down",
         DeviceOutOfService = "device.out_of_service",
         DeviceInService = "device.in_service",
+        DeviceUnconfirmed = "device.unconfirmed",
+        DeviceConfirmed = "device.confirmed",
     }
 }
 

@@ -94,6 +94,41 @@ pub struct LinkConfig {
     pub aarq_timeout_s: u64,
     /// Event reports waiting for a rate-limited association.
     pub event_queue: usize,
+    /// How SnapshotDevice answers give the calls (ECMA-269 allows each): `compound` (the
+    /// connection states, this device's last), `simple` (a SimpleCallState), `unknown`, or
+    /// `reference` (a serviceCrossRefID; the calls follow in Snapshot Device Data
+    /// invocations, `snapshot_segment_calls` a segment, compound states).
+    pub snapshot_form: SnapshotForm,
+    /// The form for some devices: `{ "201" = "simple" }`.
+    pub snapshot_forms: BTreeMap<String, SnapshotForm>,
+    /// Calls per Snapshot Device Data segment (form `reference`).
+    pub snapshot_segment_calls: usize,
+}
+
+/// How the simulator answers SnapshotDevice (`[link] snapshot_form`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotForm {
+    /// `snapshotData`, `compoundCallState` (the other connections, then this device's).
+    #[default]
+    Compound,
+    /// `snapshotData`, `simpleCallState`.
+    Simple,
+    /// `snapshotData`, `unknown`.
+    Unknown,
+    /// `serviceCrossRefID`, then Snapshot Device Data segments.
+    #[serde(rename = "reference")]
+    CrossRef,
+}
+
+impl LinkConfig {
+    /// The SnapshotDevice form for `device`.
+    pub fn snapshot_form_of(&self, device: &str) -> SnapshotForm {
+        self.snapshot_forms
+            .get(device)
+            .copied()
+            .unwrap_or(self.snapshot_form)
+    }
 }
 
 impl Default for LinkConfig {
@@ -110,6 +145,9 @@ impl Default for LinkConfig {
             handshake: false,
             aarq_timeout_s: 30,
             event_queue: 1000,
+            snapshot_form: SnapshotForm::Compound,
+            snapshot_forms: BTreeMap::new(),
+            snapshot_segment_calls: 1,
         }
     }
 }

@@ -303,6 +303,7 @@ impl Switch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::config::SnapshotForm;
 
     #[test]
     fn commands_parse_and_errors_say_what_to_do() {
@@ -422,9 +423,13 @@ mod tests {
             run(&mut sw, r#"{"cmd":"dial","from":"201","to":"202"}"#, now)["ok"],
             true
         );
-        assert_eq!(sw.model.snapshot("201").len(), 1, "the caller has its call");
+        assert_eq!(
+            sw.model.snapshot("201", SnapshotForm::Compound).len(),
+            1,
+            "the caller has its call"
+        );
         assert!(
-            sw.model.snapshot("202").is_empty(),
+            sw.model.snapshot("202", SnapshotForm::Compound).is_empty(),
             "the busy device never saw it"
         );
     }

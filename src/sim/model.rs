@@ -13,7 +13,7 @@
 //!   the longest-idle ready agent (Diverted at the group, cause distributed) and alerts there
 //!   (Delivered, cause distributed, lastRedirectionDevice the group).
 
-use super::config::{expand, FarEnd, ResultingCallId, SimConfig};
+use super::config::{expand, FarEnd, ResultingCallId, SimConfig, SnapshotForm};
 use bytes::Bytes;
 use ctigate_csta_model::events::{
     AgentBusyEvent, AgentLoggedOffEvent, AgentLoggedOnEvent, AgentNotReadyEvent, AgentReadyEvent,
@@ -22,7 +22,10 @@ use ctigate_csta_model::events::{
     HeldEvent, OriginatedEvent, QueuedEvent, RetrievedEvent, ServiceInitiatedEvent,
     TransferredEvent, WorkingAfterCallPendingState,
 };
-use ctigate_csta_model::ops::{AgentInfo, AgentStateEntry, SnapshotDeviceResponseInfo};
+use ctigate_csta_model::ops::{
+    AgentInfo, AgentStateEntry, SimpleCallState, SnapshotCallInfo, SnapshotCallResponseInfo,
+    SnapshotCallResult, SnapshotDeviceResponseInfo,
+};
 use ctigate_csta_model::types::{
     AgentState, CommonArguments, ConnectionId, ConnectionListEntry, DeviceId, EventCause,
     LocalConnectionState, Party, PendingAgentState, Redirection, UniversalFailure,
@@ -104,6 +107,25 @@ pub struct Call {
     /// lastRedirectionDevice.
     pub redirected_from: Option<String>,
     pub started: Instant,
+}
+
+/// The SimpleCallState for this device's connection `local` and the far end's `other`
+/// (`other-local` in ECMA-285's notation); `None` when the standard names no such pair
+/// and no state with the same local part.
+fn simple_state(other: Option<ConnState>, local: ConnState) -> Option<SimpleCallState> {
+    let nibble = |s: ConnState| s.lcs().to_i64() & 0x0f;
+    let code = other.map_or(0, |o| nibble(o) << 4) | nibble(local);
+    match SimpleCallState::from_i64(code) {
+        SimpleCallState::Other(_) => match local {
+            ConnState::Initiated => Some(SimpleCallState::CallPending),
+            ConnState::Alerting => Some(SimpleCallState::CallReceived),
+            ConnState::Connected => Some(SimpleCallState::CallEstablished),
+            ConnState::Hold => Some(SimpleCallState::CallEstablishedHeld),
+            ConnState::Fail => Some(SimpleCallState::CallBlocked),
+            ConnState::Queued => None,
+        },
+        s => Some(s),
+    }
 }
 
 fn party(n: &str) -> Party {
@@ -568,22 +590,59 @@ impl Model {
         self.calls.get(&call).and_then(|c| c.state_of(device))
     }
 
-    /// SnapshotDevice: the device's calls.
-    pub fn snapshot(&self, device: &str) -> Vec<SnapshotDeviceResponseInfo> {
+    /// SnapshotDevice: the device's calls, their state in `form` (`reference` gives the
+    /// compound form: the segments carry the same entries).
+    pub fn snapshot(&self, device: &str, form: SnapshotForm) -> Vec<SnapshotDeviceResponseInfo> {
         self.calls
             .values()
             .filter_map(|c| {
                 // a busy target's failed connection: the device was never told of the call
                 // (no event reached it), so it is not one of its calls
                 let st = c.state_of(device).filter(|s| *s != ConnState::Fail)?;
-                let mut i = SnapshotDeviceResponseInfo::new(
-                    c.conn(device),
-                    SnapshotDeviceResponseInfo::compound(&[st.lcs()]),
-                );
+                let others = c.conns.iter().filter(|x| x.device != device);
+                let state = match form {
+                    SnapshotForm::Compound | SnapshotForm::CrossRef => {
+                        let mut l: Vec<_> = others.map(|x| x.state.lcs()).collect();
+                        l.push(st.lcs());
+                        SnapshotDeviceResponseInfo::compound(&l)
+                    }
+                    SnapshotForm::Simple => {
+                        let other = others.map(|x| x.state).next();
+                        match simple_state(other, st) {
+                            Some(s) => SnapshotDeviceResponseInfo::simple(s),
+                            None => SnapshotDeviceResponseInfo::unknown(),
+                        }
+                    }
+                    SnapshotForm::Unknown => SnapshotDeviceResponseInfo::unknown(),
+                };
+                let mut i = SnapshotDeviceResponseInfo::new(c.conn(device), state);
                 i.endpoint_device = Some(Party::dialing(device));
                 Some(i)
             })
             .collect()
+    }
+
+    /// SnapshotCall: every device on the call with its connection, and the call's parties.
+    pub fn snapshot_call(&self, call: CallNo) -> Result<SnapshotCallResult, UniversalFailure> {
+        let c = self
+            .calls
+            .get(&call)
+            .ok_or_else(|| failure("operation", "invalidCallID"))?;
+        let rows = c
+            .conns
+            .iter()
+            .map(|x| {
+                let mut r = SnapshotCallResponseInfo::new(Party::dialing(&x.device));
+                r.call_identifier = Some(c.conn(&x.device));
+                r.local_connection_state = Some(x.state.lcs());
+                r
+            })
+            .collect();
+        let mut r = SnapshotCallResult::new(SnapshotCallInfo::Data(rows));
+        r.calling_device = Some(party(&c.calling));
+        r.called_device = Some(party(&c.called));
+        r.correlator_data = c.correlator.clone();
+        Ok(r)
     }
 
     /// GetAgentState: the agent logged on at a station (or an empty loggedOn=false entry).

@@ -3,7 +3,7 @@
 //! Driven by plain calls — bytes in, [`Output`]s out, `now` passed in — so tests run it
 //! without sockets or a runtime; `super::server` is the tokio driver around it.
 
-use super::config::{Profile, SimConfig};
+use super::config::{Profile, SimConfig, SnapshotForm};
 use super::model::{call_bytes, failure, CallNo, Model, Note};
 use bytes::Bytes;
 use ctigate_csta::acse::{Acse, AcseKind};
@@ -16,8 +16,8 @@ use ctigate_csta_model::events::EventReport;
 use ctigate_csta_model::ops::{
     self, Argument, ConferenceCallResult, ConsultationCallResult, GetAgentStateResult,
     MakeCallResult, MonitorStartResult, Operation, SetAgentStateResult, SingleStepTransResult,
-    SnapshotData, SnapshotDeviceResult, SystemRegisterResult, SystemStatus, SystemStatusArg,
-    TransferCallResult,
+    SnapshotData, SnapshotDeviceDataArgument, SnapshotDeviceResult, SystemRegisterResult,
+    SystemStatus, SystemStatusArg, TransferCallResult,
 };
 use ctigate_csta_model::types::{
     ConnectionId, CstaObject, DeviceId, EventCause, MonitorCrossRefId, UniversalFailure,
@@ -73,6 +73,8 @@ struct Delayed {
     due: Instant,
     invoke_id: i64,
     pdu: Bytes,
+    /// Sent after the answer it follows (Snapshot Device Data): not a request in progress.
+    follow_up: bool,
 }
 
 struct Assoc {
@@ -120,6 +122,10 @@ pub struct Switch {
     next_assoc: AssocId,
     next_xref: u32,
     out: VecDeque<Output>,
+    /// PDUs to send right after the answer being built (see `receive`).
+    follow_ups: Vec<Bytes>,
+    /// The last Snapshot Device serviceCrossRefID given.
+    next_service_ref: u32,
     pub counters: Counters,
 }
 
@@ -157,6 +163,8 @@ impl Switch {
             next_assoc: 1,
             next_xref: 1,
             out: VecDeque::new(),
+            follow_ups: Vec::new(),
+            next_service_ref: 0,
             counters: Counters::default(),
         }
     }
@@ -493,7 +501,9 @@ impl Switch {
             && a.recent_requests.len() >= limits.requests_per_s as usize
         {
             Some(failure("performanceManagement", "performanceLimitExceeded"))
-        } else if limits.max_outstanding > 0 && a.delayed.len() >= limits.max_outstanding as usize {
+        } else if limits.max_outstanding > 0
+            && a.delayed.iter().filter(|d| !d.follow_up).count() >= limits.max_outstanding as usize
+        {
             Some(failure(
                 "subscribedResourceAvailability",
                 "outstandingReqLimitExceeded",
@@ -518,14 +528,28 @@ impl Switch {
         let Some(pdu) = encode(&Apdu::Rose(rose)) else {
             return;
         };
+        // what follows the answer (the segments of a Snapshot Device answer by reference)
+        let follow = std::mem::take(&mut self.follow_ups);
         if delay.is_zero() || limited.is_some() {
             self.out.push_back(Output::Pdu { assoc, pdu });
+            for pdu in follow {
+                self.out.push_back(Output::Pdu { assoc, pdu });
+            }
         } else if let Some(a) = self.assocs.get_mut(&assoc) {
             a.delayed.push_back(Delayed {
                 due: now + delay,
                 invoke_id: id,
                 pdu,
+                follow_up: false,
             });
+            for pdu in follow {
+                a.delayed.push_back(Delayed {
+                    due: now + delay,
+                    invoke_id: id,
+                    pdu,
+                    follow_up: true,
+                });
+            }
         }
         self.deliver(now);
     }
@@ -592,7 +616,38 @@ impl Switch {
                 if !m.monitorable(n) {
                     return Err(failure("operation", "invalidDeviceID"));
                 }
-                SnapshotDeviceResult::new(SnapshotData::Data(m.snapshot(n))).into()
+                let form = self.cfg.link.snapshot_form_of(n);
+                let rows = m.snapshot(n, form);
+                if form != SnapshotForm::CrossRef {
+                    return Ok(SnapshotDeviceResult::new(SnapshotData::Data(rows)).into());
+                }
+                // by reference: the calls follow in Snapshot Device Data invocations
+                let Some(asc) = self.assocs.get_mut(&assoc) else {
+                    return Err(failure("systemResourceAvailability", "generic"));
+                };
+                self.next_service_ref = self.next_service_ref.wrapping_add(1);
+                let xref = Bytes::copy_from_slice(&self.next_service_ref.to_be_bytes());
+                let per = self.cfg.link.snapshot_segment_calls.max(1);
+                let mut segments: Vec<Vec<_>> = rows.chunks(per).map(<[_]>::to_vec).collect();
+                if segments.is_empty() {
+                    segments.push(Vec::new());
+                }
+                let last = segments.len() - 1;
+                for (i, seg) in segments.into_iter().enumerate() {
+                    let mut d = SnapshotDeviceDataArgument::new(xref.clone(), i == last, seg);
+                    d.segment_id = Some(i as i64 + 1);
+                    if let Some(pdu) = encode(&Apdu::Rose(d.invoke(asc.invoke_id()))) {
+                        self.follow_ups.push(pdu);
+                    }
+                }
+                SnapshotDeviceResult::new(SnapshotData::ServiceCrossRefId(xref)).into()
+            }
+            Argument::SnapshotCall(a) => {
+                let (c, _) = m.resolve(&a.snapshot_object)?;
+                m.snapshot_call(c)?.into()
+            }
+            Argument::SnapshotDeviceData(_) => {
+                return Err(failure("operation", "serviceNotSupported"))
             }
             Argument::MakeCall(a) => {
                 let from = number(&a.calling_device)

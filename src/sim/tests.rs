@@ -15,7 +15,7 @@ use ctigate_csta_model::ops::{
     ConsultationCallArgument, GenerateDigitsArgument, GetAgentStateArgument, HoldCallArgument,
     MakeCallArgument, MonitorStartArgument, MonitorStopArgument, OperationResult,
     RetrieveCallArgument, SetAgentStateArgument, SingleStepTransArgument, SnapshotData,
-    SnapshotDeviceArgument, TransferCallArgument,
+    SnapshotDeviceArgument, SnapshotState, TransferCallArgument,
 };
 use ctigate_csta_model::types::{
     ConnectionId, CstaObject, DeviceId, LocalConnectionState, MonitorCrossRefId, Party,
@@ -853,9 +853,17 @@ fn single_step_transfer_busy_and_dtmf() {
             SnapshotData::Data(l) => {
                 assert_eq!(l.len(), 1);
                 assert_eq!(l[0].connection_identifier, conn(&c1, "203"));
+                // the other connection, then this device's
                 assert_eq!(
                     l[0].compound_states(),
-                    Some(vec![LocalConnectionState::Connected])
+                    Some(vec![
+                        LocalConnectionState::Connected,
+                        LocalConnectionState::Connected
+                    ])
+                );
+                assert_eq!(
+                    l[0].state(),
+                    SnapshotState::Known(LocalConnectionState::Connected)
                 );
             }
             d => panic!("{d:?}"),

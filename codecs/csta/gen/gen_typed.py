@@ -51,7 +51,8 @@ TYPEMAP = {
     'PresenceState': 'Value', 'PrimaryOrSecondaryCall': 'Value', 'ProgressIndicator': 'Value',
     'RedirectionDeviceID': 'Redirection', 'ReqAgentState': 'ReqAgentState',
     'RequestTypes': 'Value', 'ServicesPermitted': 'Value', 'StatusFilter': 'Value',
-    'SubjectDeviceID': 'Party', 'SubjectOfCall': 'Value', 'SysStatRegisterID': 'Bytes',
+    'SubjectDeviceID': 'Party', 'ServiceCrossRefID': 'Bytes',
+    'SnapshotDeviceData': 'Vec<SnapshotDeviceResponseInfo>', 'SubjectOfCall': 'Value', 'SysStatRegisterID': 'Bytes',
     'SystemStatus': 'SystemStatus', 'TelephonyTone': 'Value', 'UserData': 'Bytes',
 }
 

@@ -37,6 +37,11 @@ pub const MONITOR_START: i64 = 71;
 pub const MONITOR_STOP: i64 = 73;
 /// `snapshotDevice ... CODE local: 74` (snapshot-device.asn1).
 pub const SNAPSHOT_DEVICE: i64 = 74;
+/// `snapshotCall ... CODE local: 75` (snapshot-call.asn1).
+pub const SNAPSHOT_CALL: i64 = 75;
+/// `snapshotDeviceData ... CODE local: 77` (snapshot-device-data.asn1): the switch sends the
+/// calls of a Snapshot Device answer that gave a `serviceCrossRefID`; never answered.
+pub const SNAPSHOT_DEVICE_DATA: i64 = 77;
 /// `systemRegister ... CODE local: 207` (system-register.asn1).
 pub const SYSTEM_REGISTER: i64 = 207;
 /// `systemStatus ... CODE local: 211` (system-status.asn1): either side sends it; the link's
@@ -78,6 +83,8 @@ mod tests {
             (super::MONITOR_START, Operation::MonitorStart),
             (super::MONITOR_STOP, Operation::MonitorStop),
             (super::SNAPSHOT_DEVICE, Operation::SnapshotDevice),
+            (super::SNAPSHOT_CALL, Operation::SnapshotCall),
+            (super::SNAPSHOT_DEVICE_DATA, Operation::SnapshotDeviceData),
             (super::SYSTEM_REGISTER, Operation::SystemRegister),
             (super::SYSTEM_STATUS, Operation::SystemStatus),
             (super::GENERATE_DIGITS, Operation::GenerateDigits),

@@ -39,7 +39,7 @@ macro_rules! operations {
         }
 
         impl Operation {
-            pub const ALL: [Operation; 22] = [$(Operation::$v),*];
+            pub const ALL: [Operation; 24] = [$(Operation::$v),*];
 
             /// The local operation code.
             pub fn code(self) -> i64 {
@@ -94,6 +94,8 @@ operations! {
     MonitorStart = MONITOR_START "monitorStart" MonitorStartArgument Some(ty::MonitorStartResult),
     MonitorStop = MONITOR_STOP "monitorStop" MonitorStopArgument Some(ty::MonitorStopResult),
     SnapshotDevice = SNAPSHOT_DEVICE "snapshotDevice" SnapshotDeviceArgument Some(ty::SnapshotDeviceResult),
+    SnapshotCall = SNAPSHOT_CALL "snapshotCall" SnapshotCallArgument Some(ty::SnapshotCallResult),
+    SnapshotDeviceData = SNAPSHOT_DEVICE_DATA "snapshotDeviceData" SnapshotDeviceDataArgument None,
     SystemRegister = SYSTEM_REGISTER "systemRegister" SystemRegisterArgument Some(ty::SystemRegisterResult),
     SystemStatus = SYSTEM_STATUS "systemStatus" SystemStatusArg Some(ty::SystemStatusRes),
     GenerateDigits = GENERATE_DIGITS "generateDigits" GenerateDigitsArgument Some(ty::GenerateDigitsResult),
@@ -275,6 +277,8 @@ arguments! {
     MonitorStart(MonitorStartArgument),
     MonitorStop(MonitorStopArgument),
     SnapshotDevice(SnapshotDeviceArgument),
+    SnapshotCall(SnapshotCallArgument),
+    SnapshotDeviceData(SnapshotDeviceDataArgument),
     SystemRegister(SystemRegisterArgument),
     SystemStatus(SystemStatusArg),
     GenerateDigits(GenerateDigitsArgument),
@@ -305,6 +309,77 @@ impl TypedArgument for Argument {
 
 // ---- results ------------------------------------------------------------------------------
 
+open_enum! {
+    /// `SimpleCallState ::= ENUMERATED` (status-reporting.asn1): a call state in one value.
+    /// The standard writes each as two connection states, `other-local` (callDelivered is
+    /// `alerting-connect`: the far end alerts, this device's connection is connected);
+    /// see [`SimpleCallState::local`].
+    pub enum SimpleCallState = "SimpleCallState" {
+        CallNull = 0 "callNull",
+        CallPending = 1 "callPending",
+        CallOriginated = 3 "callOriginated",
+        CallDelivered = 35 "callDelivered",
+        CallDeliveredHeld = 36 "callDeliveredHeld",
+        CallReceived = 50 "callReceived",
+        CallEstablished = 51 "callEstablished",
+        CallEstablishedHeld = 52 "callEstablishedHeld",
+        CallReceivedOnHold = 66 "callReceivedOnHold",
+        CallEstablishedOnHold = 67 "callEstablishedOnHold",
+        CallQueued = 83 "callQueued",
+        CallQueuedHeld = 84 "callQueuedHeld",
+        CallFailed = 99 "callFailed",
+        CallFailedHeld = 100 "callFailedHeld",
+        CallBlocked = 96 "callBlocked",
+    }
+}
+
+impl SimpleCallState {
+    /// This device's own connection state: the low hex digit (0 null, 1 initiated,
+    /// 2 alerting, 3 connected, 4 hold, 5 queued, 6 fail), so callReceived
+    /// (`connect-alerting`) is alerting here and callQueued (`queued-connect`) is the
+    /// caller's connected connection while the far end queues. callBlocked (`failed-null`)
+    /// is this device's failed attempt (fail). `None` for a value the standard does not
+    /// name whose low digit is not a state.
+    pub fn local(self) -> Option<LocalConnectionState> {
+        if self == SimpleCallState::CallBlocked {
+            return Some(LocalConnectionState::Fail);
+        }
+        Some(match self.to_i64() & 0x0f {
+            0 => LocalConnectionState::Null,
+            1 => LocalConnectionState::Initiated,
+            2 => LocalConnectionState::Alerting,
+            3 => LocalConnectionState::Connected,
+            4 => LocalConnectionState::Hold,
+            5 => LocalConnectionState::Queued,
+            6 => LocalConnectionState::Fail,
+            _ => return None,
+        })
+    }
+    /// The far end's connection state (the high hex digit), when it is one.
+    pub fn other(self) -> Option<LocalConnectionState> {
+        Some(match (self.to_i64() >> 4) & 0x0f {
+            0 => LocalConnectionState::Null,
+            1 => LocalConnectionState::Initiated,
+            2 => LocalConnectionState::Alerting,
+            3 => LocalConnectionState::Connected,
+            4 => LocalConnectionState::Hold,
+            5 => LocalConnectionState::Queued,
+            6 => LocalConnectionState::Fail,
+            _ => return None,
+        })
+    }
+}
+
+/// What a snapshot says about a device's own connection in one call (`CallState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotState {
+    /// Its connection state (from any of the forms).
+    Known(LocalConnectionState),
+    /// `unknown`, or a form this code cannot read: the call is there, its state is not
+    /// known.
+    Unknown,
+}
+
 impl SnapshotDeviceResponseInfo {
     /// A `compoundCallState` value from connection states.
     pub fn compound(states: &[LocalConnectionState]) -> Value {
@@ -312,6 +387,14 @@ impl SnapshotDeviceResponseInfo {
             "compoundCallState",
             Value::List(states.iter().map(|s| s.to_value()).collect()),
         )
+    }
+    /// A `simpleCallState` value.
+    pub fn simple(state: SimpleCallState) -> Value {
+        Value::alt("simpleCallState", Value::Enumerated(state.to_i64()))
+    }
+    /// The `unknown` value.
+    pub fn unknown() -> Value {
+        Value::alt("unknown", Value::Null)
     }
     /// The states of a `compoundCallState`; `None` for the other forms.
     pub fn compound_states(&self) -> Option<Vec<LocalConnectionState>> {
@@ -321,6 +404,23 @@ impl SnapshotDeviceResponseInfo {
                 .map(|v| LocalConnectionState::from_value(v).ok())
                 .collect(),
             _ => None,
+        }
+    }
+    /// This device's connection state in the call, from any form of `localCallState`:
+    /// a compound state's last entry (the list ends with the local connection, as the
+    /// simple states' `other-local` pairs do), a simple state's local part, `unknown`.
+    pub fn state(&self) -> SnapshotState {
+        match self.local_call_state.choice() {
+            Some(("compoundCallState", _)) => match self.compound_states() {
+                Some(l) => l
+                    .last()
+                    .map_or(SnapshotState::Unknown, |s| SnapshotState::Known(*s)),
+                None => SnapshotState::Unknown,
+            },
+            Some(("simpleCallState", Value::Enumerated(n))) => SimpleCallState::from_i64(*n)
+                .local()
+                .map_or(SnapshotState::Unknown, SnapshotState::Known),
+            _ => SnapshotState::Unknown,
         }
     }
 }
@@ -360,12 +460,50 @@ impl Typed for SnapshotData {
     }
 }
 
+/// `SnapshotCallResult.crossRefIDorSnapshotData`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SnapshotCallInfo {
+    /// `serviceCrossRefID [0] IMPLICIT`: the data follows (Snapshot Call Data, not read
+    /// by this gateway: the call's parties then stay unknown).
+    ServiceCrossRefId(Bytes),
+    /// `snapshotData [APPLICATION 23] IMPLICIT SEQUENCE OF SnapshotCallResponseInfo`.
+    Data(Vec<SnapshotCallResponseInfo>),
+}
+
+impl Typed for SnapshotCallInfo {
+    fn from_value(v: &Value) -> Result<SnapshotCallInfo, TypeError> {
+        const T: &str = "SnapshotCallResult.crossRefIDorSnapshotData";
+        match v.choice() {
+            Some(("serviceCrossRefID", b)) => Bytes::from_value(b)
+                .map(SnapshotCallInfo::ServiceCrossRefId)
+                .map_err(|e| e.within("serviceCrossRefID")),
+            Some(("snapshotData", l)) => Vec::from_value(l)
+                .map(SnapshotCallInfo::Data)
+                .map_err(|e| e.within("snapshotData")),
+            _ => Err(TypeError::new(
+                T,
+                "expected serviceCrossRefID or snapshotData",
+            )),
+        }
+    }
+    fn to_value(&self) -> Value {
+        match self {
+            SnapshotCallInfo::ServiceCrossRefId(b) => {
+                Value::alt("serviceCrossRefID", Value::Octets(b.clone()))
+            }
+            SnapshotCallInfo::Data(l) => Value::alt("snapshotData", l.to_value()),
+        }
+    }
+}
+
 macro_rules! results {
     ($( $op:ident($st:ident) ),* $(,)?) => {
         $( operation_payload!($op, $st, OperationResult, "result", TypedResult); )*
 
         /// The typed result of an operation: the ones with data, and `Simple` for the
         /// `CHOICE { extensions, noData }` results.
+        // results are moved once (link -> caller); SnapshotCall's is the large one
+        #[allow(clippy::large_enum_variant)]
         #[derive(Debug, Clone, PartialEq)]
         pub enum OperationResult {
             $( $op($st), )*
@@ -430,6 +568,7 @@ results! {
     SingleStepTransfer(SingleStepTransResult),
     MonitorStart(MonitorStartResult),
     SnapshotDevice(SnapshotDeviceResult),
+    SnapshotCall(SnapshotCallResult),
     SystemRegister(SystemRegisterResult),
     GetAgentState(GetAgentStateResult),
     SetAgentState(SetAgentStateResult),

@@ -238,6 +238,32 @@ typed_struct! {
 }
 
 typed_struct! {
+    /// `SnapshotCallArgument` (op 75).
+    pub struct SnapshotCallArgument = ty::SnapshotCallArgument;
+    required {
+        snapshot_object: ConnectionId = "snapshotObject",
+    }
+    optional {
+        extensions: CommonArguments = "extensions",
+    }
+}
+
+typed_struct! {
+    /// `SnapshotDeviceDataArgument` (op 77, from the switch, never answered): one segment
+    /// of the calls of a Snapshot Device answer that gave a `serviceCrossRefID`.
+    pub struct SnapshotDeviceDataArgument = ty::SnapshotDeviceDataArgument;
+    required {
+        service_cross_ref_id: Bytes = "serviceCrossRefID",
+        last_segment: bool = "lastSegment",
+        snapshot_data: Vec<SnapshotDeviceResponseInfo> = "snapshotData",
+    }
+    optional {
+        segment_id: i64 = "segmentID",
+        extensions: CommonArguments = "extensions",
+    }
+}
+
+typed_struct! {
     /// `SystemRegisterArgument` (op 207): requestTypes is a BIT STRING {systemStatus 0,
     /// requestSystemStatus 1, switchingFunctionCapsChanged 2, switchingFunctionDevicesChanged
     /// 3} (build it with [`Value::bits_from`]).
@@ -418,6 +444,34 @@ typed_struct! {
         data: SnapshotData = "crossRefIDorSnapshotData",
     }
     optional {
+        extensions: CommonArguments = "extensions",
+    }
+}
+
+typed_struct! {
+    /// One `SnapshotCallResponseInfo`: a device on the call.
+    pub struct SnapshotCallResponseInfo = ty::SnapshotCallResponseInfo;
+    required {
+        device_on_call: Party = "deviceOnCall",
+    }
+    optional {
+        call_identifier: ConnectionId = "callIdentifier",
+        local_connection_state: LocalConnectionState = "localConnectionState",
+    }
+}
+
+typed_struct! {
+    /// `SnapshotCallResult`.
+    pub struct SnapshotCallResult = ty::SnapshotCallResult;
+    required {
+        data: SnapshotCallInfo = "crossRefIDorSnapshotData",
+    }
+    optional {
+        calling_device: Party = "callingDevice",
+        called_device: Party = "calledDevice",
+        associated_calling_device: Party = "associatedCallingDeviceID",
+        associated_called_device: Party = "associatedCalledDeviceID",
+        correlator_data: Bytes = "correlatorData",
         extensions: CommonArguments = "extensions",
     }
 }

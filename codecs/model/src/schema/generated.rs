@@ -7,7 +7,7 @@ use super::{
 };
 
 /// Every type node; `TypeId` indexes this table.
-pub static TYPES: [TypeDef; 1161] = [
+pub static TYPES: [TypeDef; 1174] = [
     /* 0 */
     TypeDef {
         name: "A-DT-apdu",
@@ -17413,11 +17413,11 @@ pub static TYPES: [TypeDef; 1161] = [
     },
     /* 1106 */
     TypeDef {
-        name: "SnapshotDeviceArgument",
+        name: "SnapshotCallArgument",
         kind: Kind::Sequence(&[
             Field {
                 name: "snapshotObject",
-                ty: 183,
+                ty: 275,
                 optional: false,
                 default: None,
             },
@@ -17433,12 +17433,84 @@ pub static TYPES: [TypeDef; 1161] = [
     },
     /* 1107 */
     TypeDef {
-        name: "SnapshotDeviceResult",
+        name: "SnapshotCallResult",
         kind: Kind::Sequence(&[
             Field {
                 name: "crossRefIDorSnapshotData",
                 ty: 1108,
                 optional: false,
+                default: None,
+            },
+            Field {
+                name: "mediaCallCharacteristics",
+                ty: 226,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "callCharacteristics",
+                ty: 351,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "callingDevice",
+                ty: 452,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "calledDevice",
+                ty: 556,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "associatedCallingDeviceID",
+                ty: 586,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "associatedCalledDeviceID",
+                ty: 592,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "correlatorData",
+                ty: 1124,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "callLinkageData",
+                ty: 1125,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "subjectOfCall",
+                ty: 1126,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "messageInfo",
+                ty: 1127,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "languagePreferences",
+                ty: 1128,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "deviceHistory",
+                ty: 1129,
+                optional: true,
                 default: None,
             },
             Field {
@@ -17453,499 +17525,50 @@ pub static TYPES: [TypeDef; 1161] = [
     },
     /* 1108 */
     TypeDef {
-        name: "SnapshotDeviceResult.crossRefIDorSnapshotData",
+        name: "SnapshotCallResult.crossRefIDorSnapshotData",
         kind: Kind::Choice(&[
             Alt {
                 name: "serviceCrossRefID",
-                ty: 473,
+                ty: 1109,
             },
             Alt {
                 name: "snapshotData",
-                ty: 1109,
+                ty: 1110,
             },
         ]),
-        first: &[0x4, 0x100000016],
+        first: &[0x100000017, 0x200000000],
         open: false,
     },
     /* 1109 */
     TypeDef {
-        name: "SnapshotDeviceData",
+        name: "SnapshotCallResult.crossRefIDorSnapshotData.serviceCrossRefID",
         kind: Kind::Tagged {
-            tag: Tag::new(Class::Application, 22),
+            tag: Tag::new(Class::Context, 0),
             explicit: false,
-            inner: 1110,
+            inner: 473,
         },
-        first: &[0x100000016],
+        first: &[0x200000000],
         open: false,
     },
     /* 1110 */
-    TypeDef {
-        name: "SnapshotDeviceData",
-        kind: Kind::SequenceOf(1111),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1111 */
-    TypeDef {
-        name: "SnapshotDeviceResponseInfo",
-        kind: Kind::Sequence(&[
-            Field {
-                name: "connectionIdentifier",
-                ty: 275,
-                optional: false,
-                default: None,
-            },
-            Field {
-                name: "endpointDevice",
-                ty: 1112,
-                optional: true,
-                default: None,
-            },
-            Field {
-                name: "localCallState",
-                ty: 1113,
-                optional: false,
-                default: None,
-            },
-            Field {
-                name: "servicesPermitted",
-                ty: 1120,
-                optional: true,
-                default: None,
-            },
-            Field {
-                name: "mediaServiceInfoList",
-                ty: 1121,
-                optional: true,
-                default: None,
-            },
-            Field {
-                name: "mediaCallCharacteristics",
-                ty: 1124,
-                optional: true,
-                default: None,
-            },
-            Field {
-                name: "callLinkageData",
-                ty: 1125,
-                optional: true,
-                default: None,
-            },
-        ]),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1112 */
-    TypeDef {
-        name: "SnapshotDeviceResponseInfo.endpointDevice",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 3),
-            explicit: false,
-            inner: 181,
-        },
-        first: &[0x200000003],
-        open: false,
-    },
-    /* 1113 */
-    TypeDef {
-        name: "CallState",
-        kind: Kind::Choice(&[
-            Alt {
-                name: "compoundCallState",
-                ty: 1114,
-            },
-            Alt {
-                name: "simpleCallState",
-                ty: 1116,
-            },
-            Alt {
-                name: "unknown",
-                ty: 1118,
-            },
-        ]),
-        first: &[0x200000000, 0x200000001, 0x200000002],
-        open: false,
-    },
-    /* 1114 */
-    TypeDef {
-        name: "CallState.compoundCallState",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 0),
-            explicit: false,
-            inner: 1115,
-        },
-        first: &[0x200000000],
-        open: false,
-    },
-    /* 1115 */
-    TypeDef {
-        name: "CompoundCallState",
-        kind: Kind::SequenceOf(344),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1116 */
-    TypeDef {
-        name: "CallState.simpleCallState",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 1),
-            explicit: false,
-            inner: 1117,
-        },
-        first: &[0x200000001],
-        open: false,
-    },
-    /* 1117 */
-    TypeDef {
-        name: "SimpleCallState",
-        kind: Kind::Enumerated(&[
-            ("callNull", 0),
-            ("callPending", 1),
-            ("callOriginated", 3),
-            ("callDelivered", 35),
-            ("callDeliveredHeld", 36),
-            ("callReceived", 50),
-            ("callEstablished", 51),
-            ("callEstablishedHeld", 52),
-            ("callReceivedOnHold", 66),
-            ("callEstablishedOnHold", 67),
-            ("callQueued", 83),
-            ("callQueuedHeld", 84),
-            ("callFailed", 99),
-            ("callFailedHeld", 100),
-            ("callBlocked", 96),
-        ]),
-        first: &[0xa],
-        open: false,
-    },
-    /* 1118 */
-    TypeDef {
-        name: "CallState.unknown",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 2),
-            explicit: false,
-            inner: 1119,
-        },
-        first: &[0x200000002],
-        open: false,
-    },
-    /* 1119 */
-    TypeDef {
-        name: "CallState.unknown",
-        kind: Kind::Null,
-        first: &[0x5],
-        open: false,
-    },
-    /* 1120 */
-    TypeDef {
-        name: "SnapshotDeviceResponseInfo.servicesPermitted",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 0),
-            explicit: false,
-            inner: 348,
-        },
-        first: &[0x200000000],
-        open: false,
-    },
-    /* 1121 */
-    TypeDef {
-        name: "SnapshotDeviceResponseInfo.mediaServiceInfoList",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 1),
-            explicit: false,
-            inner: 1122,
-        },
-        first: &[0x200000001],
-        open: false,
-    },
-    /* 1122 */
-    TypeDef {
-        name: "DeviceMediaInfoList",
-        kind: Kind::SequenceOf(1123),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1123 */
-    TypeDef {
-        name: "DeviceMediaInfoList[]",
-        kind: Kind::Sequence(&[
-            Field {
-                name: "mediaStreamID",
-                ty: 1060,
-                optional: true,
-                default: None,
-            },
-            Field {
-                name: "connectionInformation",
-                ty: 353,
-                optional: true,
-                default: None,
-            },
-        ]),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1124 */
-    TypeDef {
-        name: "SnapshotDeviceResponseInfo.mediaCallCharacteristics",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 2),
-            explicit: false,
-            inner: 226,
-        },
-        first: &[0x200000002],
-        open: false,
-    },
-    /* 1125 */
-    TypeDef {
-        name: "SnapshotDeviceResponseInfo.callLinkageData",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 4),
-            explicit: false,
-            inner: 358,
-        },
-        first: &[0x200000004],
-        open: false,
-    },
-    /* 1126 */
-    TypeDef {
-        name: "CallMediaInfoList",
-        kind: Kind::SequenceOf(1127),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1127 */
-    TypeDef {
-        name: "CallMediaInfoList[]",
-        kind: Kind::Sequence(&[
-            Field {
-                name: "mediaServiceType",
-                ty: 1128,
-                optional: false,
-                default: None,
-            },
-            Field {
-                name: "mediaServiceVersion",
-                ty: 1129,
-                optional: true,
-                default: None,
-            },
-            Field {
-                name: "mediaServiceInstance",
-                ty: 1131,
-                optional: true,
-                default: None,
-            },
-            Field {
-                name: "mediaStreamID",
-                ty: 1132,
-                optional: true,
-                default: None,
-            },
-            Field {
-                name: "connectionInformation",
-                ty: 1133,
-                optional: true,
-                default: None,
-            },
-        ]),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1128 */
-    TypeDef {
-        name: "CallMediaInfoList[].mediaServiceType",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 0),
-            explicit: false,
-            inner: 1059,
-        },
-        first: &[0x200000000],
-        open: false,
-    },
-    /* 1129 */
-    TypeDef {
-        name: "CallMediaInfoList[].mediaServiceVersion",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 1),
-            explicit: false,
-            inner: 1130,
-        },
-        first: &[0x200000001],
-        open: false,
-    },
-    /* 1130 */
-    TypeDef {
-        name: "CallMediaInfoList[].mediaServiceVersion",
-        kind: Kind::Integer(&[]),
-        first: &[0x2],
-        open: false,
-    },
-    /* 1131 */
-    TypeDef {
-        name: "CallMediaInfoList[].mediaServiceInstance",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 2),
-            explicit: false,
-            inner: 1058,
-        },
-        first: &[0x200000002],
-        open: false,
-    },
-    /* 1132 */
-    TypeDef {
-        name: "CallMediaInfoList[].mediaStreamID",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 3),
-            explicit: false,
-            inner: 1060,
-        },
-        first: &[0x200000003],
-        open: false,
-    },
-    /* 1133 */
-    TypeDef {
-        name: "CallMediaInfoList[].connectionInformation",
-        kind: Kind::Tagged {
-            tag: Tag::new(Class::Context, 4),
-            explicit: false,
-            inner: 353,
-        },
-        first: &[0x200000004],
-        open: false,
-    },
-    /* 1134 */
-    TypeDef {
-        name: "LocationSessionInfoList",
-        kind: Kind::SequenceOf(1135),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1135 */
-    TypeDef {
-        name: "LocationSessionListEntry",
-        kind: Kind::Sequence(&[
-            Field {
-                name: "locCrossRefID",
-                ty: 658,
-                optional: false,
-                default: None,
-            },
-            Field {
-                name: "locDevice",
-                ty: 183,
-                optional: false,
-                default: None,
-            },
-        ]),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1136 */
-    TypeDef {
-        name: "MonitorList",
-        kind: Kind::SequenceOf(1137),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1137 */
-    TypeDef {
-        name: "MonitorListEntry",
-        kind: Kind::Sequence(&[
-            Field {
-                name: "monitorCrossRefID",
-                ty: 754,
-                optional: false,
-                default: None,
-            },
-            Field {
-                name: "monitorObject",
-                ty: 183,
-                optional: false,
-                default: None,
-            },
-        ]),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1138 */
-    TypeDef {
-        name: "RegistrationList",
-        kind: Kind::SequenceOf(1139),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1139 */
-    TypeDef {
-        name: "RegistrationListEntry",
-        kind: Kind::Sequence(&[
-            Field {
-                name: "registrationType",
-                ty: 1140,
-                optional: false,
-                default: None,
-            },
-            Field {
-                name: "registrationID",
-                ty: 1141,
-                optional: false,
-                default: None,
-            },
-            Field {
-                name: "registrationObject",
-                ty: 183,
-                optional: true,
-                default: None,
-            },
-        ]),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1140 */
-    TypeDef {
-        name: "RegistrationType",
-        kind: Kind::Enumerated(&[
-            ("escapeRegister", 1),
-            ("ioRegister", 2),
-            ("routeRegister", 3),
-            ("sysStatRegister", 4),
-        ]),
-        first: &[0xa],
-        open: false,
-    },
-    /* 1141 */
-    TypeDef {
-        name: "RegistrationListEntry.registrationID",
-        kind: Kind::String(StringKind::IA5String),
-        first: &[0x16],
-        open: false,
-    },
-    /* 1142 */
-    TypeDef {
-        name: "RegistrationTypeList",
-        kind: Kind::SequenceOf(1140),
-        first: &[0x10],
-        open: false,
-    },
-    /* 1143 */
     TypeDef {
         name: "SnapshotCallData",
         kind: Kind::Tagged {
             tag: Tag::new(Class::Application, 23),
             explicit: false,
-            inner: 1144,
+            inner: 1111,
         },
         first: &[0x100000017],
         open: false,
     },
-    /* 1144 */
+    /* 1111 */
     TypeDef {
         name: "SnapshotCallData",
-        kind: Kind::SequenceOf(1145),
+        kind: Kind::SequenceOf(1112),
         first: &[0x10],
         open: false,
     },
-    /* 1145 */
+    /* 1112 */
     TypeDef {
         name: "SnapshotCallResponseInfo",
         kind: Kind::Sequence(&[
@@ -17969,19 +17592,19 @@ pub static TYPES: [TypeDef; 1161] = [
             },
             Field {
                 name: "servicesPermitted",
-                ty: 1146,
+                ty: 1113,
                 optional: true,
                 default: None,
             },
             Field {
                 name: "mediaServiceInfoList",
-                ty: 1147,
+                ty: 1114,
                 optional: true,
                 default: None,
             },
             Field {
                 name: "locationInfo",
-                ty: 1148,
+                ty: 1123,
                 optional: true,
                 default: None,
             },
@@ -17989,7 +17612,7 @@ pub static TYPES: [TypeDef; 1161] = [
         first: &[0x10],
         open: false,
     },
-    /* 1146 */
+    /* 1113 */
     TypeDef {
         name: "SnapshotCallResponseInfo.servicesPermitted",
         kind: Kind::Tagged {
@@ -18000,18 +17623,125 @@ pub static TYPES: [TypeDef; 1161] = [
         first: &[0x200000000],
         open: false,
     },
-    /* 1147 */
+    /* 1114 */
     TypeDef {
         name: "SnapshotCallResponseInfo.mediaServiceInfoList",
         kind: Kind::Tagged {
             tag: Tag::new(Class::Context, 1),
             explicit: false,
-            inner: 1126,
+            inner: 1115,
         },
         first: &[0x200000001],
         open: false,
     },
-    /* 1148 */
+    /* 1115 */
+    TypeDef {
+        name: "CallMediaInfoList",
+        kind: Kind::SequenceOf(1116),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1116 */
+    TypeDef {
+        name: "CallMediaInfoList[]",
+        kind: Kind::Sequence(&[
+            Field {
+                name: "mediaServiceType",
+                ty: 1117,
+                optional: false,
+                default: None,
+            },
+            Field {
+                name: "mediaServiceVersion",
+                ty: 1118,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "mediaServiceInstance",
+                ty: 1120,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "mediaStreamID",
+                ty: 1121,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "connectionInformation",
+                ty: 1122,
+                optional: true,
+                default: None,
+            },
+        ]),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1117 */
+    TypeDef {
+        name: "CallMediaInfoList[].mediaServiceType",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 0),
+            explicit: false,
+            inner: 1059,
+        },
+        first: &[0x200000000],
+        open: false,
+    },
+    /* 1118 */
+    TypeDef {
+        name: "CallMediaInfoList[].mediaServiceVersion",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 1),
+            explicit: false,
+            inner: 1119,
+        },
+        first: &[0x200000001],
+        open: false,
+    },
+    /* 1119 */
+    TypeDef {
+        name: "CallMediaInfoList[].mediaServiceVersion",
+        kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
+    },
+    /* 1120 */
+    TypeDef {
+        name: "CallMediaInfoList[].mediaServiceInstance",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 2),
+            explicit: false,
+            inner: 1058,
+        },
+        first: &[0x200000002],
+        open: false,
+    },
+    /* 1121 */
+    TypeDef {
+        name: "CallMediaInfoList[].mediaStreamID",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 3),
+            explicit: false,
+            inner: 1060,
+        },
+        first: &[0x200000003],
+        open: false,
+    },
+    /* 1122 */
+    TypeDef {
+        name: "CallMediaInfoList[].connectionInformation",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 4),
+            explicit: false,
+            inner: 353,
+        },
+        first: &[0x200000004],
+        open: false,
+    },
+    /* 1123 */
     TypeDef {
         name: "SnapshotCallResponseInfo.locationInfo",
         kind: Kind::Tagged {
@@ -18022,7 +17752,534 @@ pub static TYPES: [TypeDef; 1161] = [
         first: &[0x200000002],
         open: false,
     },
+    /* 1124 */
+    TypeDef {
+        name: "SnapshotCallResult.correlatorData",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 1),
+            explicit: false,
+            inner: 291,
+        },
+        first: &[0x200000001],
+        open: false,
+    },
+    /* 1125 */
+    TypeDef {
+        name: "SnapshotCallResult.callLinkageData",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 2),
+            explicit: false,
+            inner: 358,
+        },
+        first: &[0x200000002],
+        open: false,
+    },
+    /* 1126 */
+    TypeDef {
+        name: "SnapshotCallResult.subjectOfCall",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 3),
+            explicit: false,
+            inner: 468,
+        },
+        first: &[0x200000003],
+        open: false,
+    },
+    /* 1127 */
+    TypeDef {
+        name: "SnapshotCallResult.messageInfo",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 4),
+            explicit: false,
+            inner: 604,
+        },
+        first: &[0x200000004],
+        open: false,
+    },
+    /* 1128 */
+    TypeDef {
+        name: "SnapshotCallResult.languagePreferences",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 5),
+            explicit: false,
+            inner: 374,
+        },
+        first: &[0x200000005],
+        open: false,
+    },
+    /* 1129 */
+    TypeDef {
+        name: "SnapshotCallResult.deviceHistory",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 6),
+            explicit: false,
+            inner: 520,
+        },
+        first: &[0x200000006],
+        open: false,
+    },
+    /* 1130 */
+    TypeDef {
+        name: "SnapshotDeviceArgument",
+        kind: Kind::Sequence(&[
+            Field {
+                name: "snapshotObject",
+                ty: 183,
+                optional: false,
+                default: None,
+            },
+            Field {
+                name: "extensions",
+                ty: 246,
+                optional: true,
+                default: None,
+            },
+        ]),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1131 */
+    TypeDef {
+        name: "SnapshotDeviceResult",
+        kind: Kind::Sequence(&[
+            Field {
+                name: "crossRefIDorSnapshotData",
+                ty: 1132,
+                optional: false,
+                default: None,
+            },
+            Field {
+                name: "extensions",
+                ty: 246,
+                optional: true,
+                default: None,
+            },
+        ]),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1132 */
+    TypeDef {
+        name: "SnapshotDeviceResult.crossRefIDorSnapshotData",
+        kind: Kind::Choice(&[
+            Alt {
+                name: "serviceCrossRefID",
+                ty: 473,
+            },
+            Alt {
+                name: "snapshotData",
+                ty: 1133,
+            },
+        ]),
+        first: &[0x4, 0x100000016],
+        open: false,
+    },
+    /* 1133 */
+    TypeDef {
+        name: "SnapshotDeviceData",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Application, 22),
+            explicit: false,
+            inner: 1134,
+        },
+        first: &[0x100000016],
+        open: false,
+    },
+    /* 1134 */
+    TypeDef {
+        name: "SnapshotDeviceData",
+        kind: Kind::SequenceOf(1135),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1135 */
+    TypeDef {
+        name: "SnapshotDeviceResponseInfo",
+        kind: Kind::Sequence(&[
+            Field {
+                name: "connectionIdentifier",
+                ty: 275,
+                optional: false,
+                default: None,
+            },
+            Field {
+                name: "endpointDevice",
+                ty: 1136,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "localCallState",
+                ty: 1137,
+                optional: false,
+                default: None,
+            },
+            Field {
+                name: "servicesPermitted",
+                ty: 1144,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "mediaServiceInfoList",
+                ty: 1145,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "mediaCallCharacteristics",
+                ty: 1148,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "callLinkageData",
+                ty: 1149,
+                optional: true,
+                default: None,
+            },
+        ]),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1136 */
+    TypeDef {
+        name: "SnapshotDeviceResponseInfo.endpointDevice",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 3),
+            explicit: false,
+            inner: 181,
+        },
+        first: &[0x200000003],
+        open: false,
+    },
+    /* 1137 */
+    TypeDef {
+        name: "CallState",
+        kind: Kind::Choice(&[
+            Alt {
+                name: "compoundCallState",
+                ty: 1138,
+            },
+            Alt {
+                name: "simpleCallState",
+                ty: 1140,
+            },
+            Alt {
+                name: "unknown",
+                ty: 1142,
+            },
+        ]),
+        first: &[0x200000000, 0x200000001, 0x200000002],
+        open: false,
+    },
+    /* 1138 */
+    TypeDef {
+        name: "CallState.compoundCallState",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 0),
+            explicit: false,
+            inner: 1139,
+        },
+        first: &[0x200000000],
+        open: false,
+    },
+    /* 1139 */
+    TypeDef {
+        name: "CompoundCallState",
+        kind: Kind::SequenceOf(344),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1140 */
+    TypeDef {
+        name: "CallState.simpleCallState",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 1),
+            explicit: false,
+            inner: 1141,
+        },
+        first: &[0x200000001],
+        open: false,
+    },
+    /* 1141 */
+    TypeDef {
+        name: "SimpleCallState",
+        kind: Kind::Enumerated(&[
+            ("callNull", 0),
+            ("callPending", 1),
+            ("callOriginated", 3),
+            ("callDelivered", 35),
+            ("callDeliveredHeld", 36),
+            ("callReceived", 50),
+            ("callEstablished", 51),
+            ("callEstablishedHeld", 52),
+            ("callReceivedOnHold", 66),
+            ("callEstablishedOnHold", 67),
+            ("callQueued", 83),
+            ("callQueuedHeld", 84),
+            ("callFailed", 99),
+            ("callFailedHeld", 100),
+            ("callBlocked", 96),
+        ]),
+        first: &[0xa],
+        open: false,
+    },
+    /* 1142 */
+    TypeDef {
+        name: "CallState.unknown",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 2),
+            explicit: false,
+            inner: 1143,
+        },
+        first: &[0x200000002],
+        open: false,
+    },
+    /* 1143 */
+    TypeDef {
+        name: "CallState.unknown",
+        kind: Kind::Null,
+        first: &[0x5],
+        open: false,
+    },
+    /* 1144 */
+    TypeDef {
+        name: "SnapshotDeviceResponseInfo.servicesPermitted",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 0),
+            explicit: false,
+            inner: 348,
+        },
+        first: &[0x200000000],
+        open: false,
+    },
+    /* 1145 */
+    TypeDef {
+        name: "SnapshotDeviceResponseInfo.mediaServiceInfoList",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 1),
+            explicit: false,
+            inner: 1146,
+        },
+        first: &[0x200000001],
+        open: false,
+    },
+    /* 1146 */
+    TypeDef {
+        name: "DeviceMediaInfoList",
+        kind: Kind::SequenceOf(1147),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1147 */
+    TypeDef {
+        name: "DeviceMediaInfoList[]",
+        kind: Kind::Sequence(&[
+            Field {
+                name: "mediaStreamID",
+                ty: 1060,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "connectionInformation",
+                ty: 353,
+                optional: true,
+                default: None,
+            },
+        ]),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1148 */
+    TypeDef {
+        name: "SnapshotDeviceResponseInfo.mediaCallCharacteristics",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 2),
+            explicit: false,
+            inner: 226,
+        },
+        first: &[0x200000002],
+        open: false,
+    },
     /* 1149 */
+    TypeDef {
+        name: "SnapshotDeviceResponseInfo.callLinkageData",
+        kind: Kind::Tagged {
+            tag: Tag::new(Class::Context, 4),
+            explicit: false,
+            inner: 358,
+        },
+        first: &[0x200000004],
+        open: false,
+    },
+    /* 1150 */
+    TypeDef {
+        name: "SnapshotDeviceDataArgument",
+        kind: Kind::Sequence(&[
+            Field {
+                name: "serviceCrossRefID",
+                ty: 473,
+                optional: false,
+                default: None,
+            },
+            Field {
+                name: "segmentID",
+                ty: 1151,
+                optional: true,
+                default: None,
+            },
+            Field {
+                name: "lastSegment",
+                ty: 1152,
+                optional: false,
+                default: None,
+            },
+            Field {
+                name: "snapshotData",
+                ty: 1133,
+                optional: false,
+                default: None,
+            },
+            Field {
+                name: "extensions",
+                ty: 246,
+                optional: true,
+                default: None,
+            },
+        ]),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1151 */
+    TypeDef {
+        name: "SnapshotDeviceDataArgument.segmentID",
+        kind: Kind::Integer(&[]),
+        first: &[0x2],
+        open: false,
+    },
+    /* 1152 */
+    TypeDef {
+        name: "SnapshotDeviceDataArgument.lastSegment",
+        kind: Kind::Boolean,
+        first: &[0x1],
+        open: false,
+    },
+    /* 1153 */
+    TypeDef {
+        name: "LocationSessionInfoList",
+        kind: Kind::SequenceOf(1154),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1154 */
+    TypeDef {
+        name: "LocationSessionListEntry",
+        kind: Kind::Sequence(&[
+            Field {
+                name: "locCrossRefID",
+                ty: 658,
+                optional: false,
+                default: None,
+            },
+            Field {
+                name: "locDevice",
+                ty: 183,
+                optional: false,
+                default: None,
+            },
+        ]),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1155 */
+    TypeDef {
+        name: "MonitorList",
+        kind: Kind::SequenceOf(1156),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1156 */
+    TypeDef {
+        name: "MonitorListEntry",
+        kind: Kind::Sequence(&[
+            Field {
+                name: "monitorCrossRefID",
+                ty: 754,
+                optional: false,
+                default: None,
+            },
+            Field {
+                name: "monitorObject",
+                ty: 183,
+                optional: false,
+                default: None,
+            },
+        ]),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1157 */
+    TypeDef {
+        name: "RegistrationList",
+        kind: Kind::SequenceOf(1158),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1158 */
+    TypeDef {
+        name: "RegistrationListEntry",
+        kind: Kind::Sequence(&[
+            Field {
+                name: "registrationType",
+                ty: 1159,
+                optional: false,
+                default: None,
+            },
+            Field {
+                name: "registrationID",
+                ty: 1160,
+                optional: false,
+                default: None,
+            },
+            Field {
+                name: "registrationObject",
+                ty: 183,
+                optional: true,
+                default: None,
+            },
+        ]),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1159 */
+    TypeDef {
+        name: "RegistrationType",
+        kind: Kind::Enumerated(&[
+            ("escapeRegister", 1),
+            ("ioRegister", 2),
+            ("routeRegister", 3),
+            ("sysStatRegister", 4),
+        ]),
+        first: &[0xa],
+        open: false,
+    },
+    /* 1160 */
+    TypeDef {
+        name: "RegistrationListEntry.registrationID",
+        kind: Kind::String(StringKind::IA5String),
+        first: &[0x16],
+        open: false,
+    },
+    /* 1161 */
+    TypeDef {
+        name: "RegistrationTypeList",
+        kind: Kind::SequenceOf(1159),
+        first: &[0x10],
+        open: false,
+    },
+    /* 1162 */
     TypeDef {
         name: "RequestTypes",
         kind: Kind::BitString(&[
@@ -18034,7 +18291,7 @@ pub static TYPES: [TypeDef; 1161] = [
         first: &[0x3],
         open: false,
     },
-    /* 1150 */
+    /* 1163 */
     TypeDef {
         name: "StatusFilter",
         kind: Kind::BitString(&[
@@ -18051,19 +18308,19 @@ pub static TYPES: [TypeDef; 1161] = [
         first: &[0x3],
         open: false,
     },
-    /* 1151 */
+    /* 1164 */
     TypeDef {
         name: "SystemRegisterArgument",
         kind: Kind::Sequence(&[
             Field {
                 name: "requestTypes",
-                ty: 1149,
+                ty: 1162,
                 optional: false,
                 default: None,
             },
             Field {
                 name: "requestedStatusFilter",
-                ty: 1150,
+                ty: 1163,
                 optional: true,
                 default: None,
             },
@@ -18077,7 +18334,7 @@ pub static TYPES: [TypeDef; 1161] = [
         first: &[0x10],
         open: false,
     },
-    /* 1152 */
+    /* 1165 */
     TypeDef {
         name: "SystemRegisterResult",
         kind: Kind::Sequence(&[
@@ -18089,7 +18346,7 @@ pub static TYPES: [TypeDef; 1161] = [
             },
             Field {
                 name: "actualStatusFilter",
-                ty: 1150,
+                ty: 1163,
                 optional: true,
                 default: None,
             },
@@ -18103,7 +18360,7 @@ pub static TYPES: [TypeDef; 1161] = [
         first: &[0x10],
         open: false,
     },
-    /* 1153 */
+    /* 1166 */
     TypeDef {
         name: "SystemStatusArg",
         kind: Kind::Sequence(&[
@@ -18129,7 +18386,7 @@ pub static TYPES: [TypeDef; 1161] = [
         first: &[0x10],
         open: false,
     },
-    /* 1154 */
+    /* 1167 */
     TypeDef {
         name: "SystemStatusRes",
         kind: Kind::Choice(&[
@@ -18139,20 +18396,20 @@ pub static TYPES: [TypeDef; 1161] = [
             },
             Alt {
                 name: "noData",
-                ty: 1155,
+                ty: 1168,
             },
         ]),
         first: &[0x5, 0x10000001e],
         open: false,
     },
-    /* 1155 */
+    /* 1168 */
     TypeDef {
         name: "SystemStatusRes.noData",
         kind: Kind::Null,
         first: &[0x5],
         open: false,
     },
-    /* 1156 */
+    /* 1169 */
     TypeDef {
         name: "TransferCallArgument",
         kind: Kind::Sequence(&[
@@ -18178,7 +18435,7 @@ pub static TYPES: [TypeDef; 1161] = [
         first: &[0x10],
         open: false,
     },
-    /* 1157 */
+    /* 1170 */
     TypeDef {
         name: "TransferCallResult",
         kind: Kind::Sequence(&[
@@ -18190,19 +18447,19 @@ pub static TYPES: [TypeDef; 1161] = [
             },
             Field {
                 name: "connections",
-                ty: 1158,
+                ty: 1171,
                 optional: true,
                 default: None,
             },
             Field {
                 name: "transferredCallInfo",
-                ty: 1159,
+                ty: 1172,
                 optional: true,
                 default: None,
             },
             Field {
                 name: "callLinkageDataList",
-                ty: 1160,
+                ty: 1173,
                 optional: true,
                 default: None,
             },
@@ -18216,7 +18473,7 @@ pub static TYPES: [TypeDef; 1161] = [
         first: &[0x10],
         open: false,
     },
-    /* 1158 */
+    /* 1171 */
     TypeDef {
         name: "TransferCallResult.connections",
         kind: Kind::Tagged {
@@ -18227,7 +18484,7 @@ pub static TYPES: [TypeDef; 1161] = [
         first: &[0x200000000],
         open: false,
     },
-    /* 1159 */
+    /* 1172 */
     TypeDef {
         name: "TransferCallResult.transferredCallInfo",
         kind: Kind::Tagged {
@@ -18238,7 +18495,7 @@ pub static TYPES: [TypeDef; 1161] = [
         first: &[0x200000001],
         open: false,
     },
-    /* 1160 */
+    /* 1173 */
     TypeDef {
         name: "TransferCallResult.callLinkageDataList",
         kind: Kind::Tagged {
@@ -18252,7 +18509,7 @@ pub static TYPES: [TypeDef; 1161] = [
 ];
 
 /// ECMA-285 operations: `CODE local` value, ASN.1 value name, argument and result types.
-pub static OPERATIONS: [OperationDef; 22] = [
+pub static OPERATIONS: [OperationDef; 24] = [
     OperationDef {
         code: 1,
         name: "alternateCall",
@@ -18316,8 +18573,8 @@ pub static OPERATIONS: [OperationDef; 22] = [
     OperationDef {
         code: 16,
         name: "transferCall",
-        argument: 1156,
-        result: Some(1157),
+        argument: 1169,
+        result: Some(1170),
     },
     OperationDef {
         code: 21,
@@ -18352,20 +18609,32 @@ pub static OPERATIONS: [OperationDef; 22] = [
     OperationDef {
         code: 74,
         name: "snapshotDevice",
+        argument: 1130,
+        result: Some(1131),
+    },
+    OperationDef {
+        code: 75,
+        name: "snapshotCall",
         argument: 1106,
         result: Some(1107),
     },
     OperationDef {
+        code: 77,
+        name: "snapshotDeviceData",
+        argument: 1150,
+        result: None,
+    },
+    OperationDef {
         code: 207,
         name: "systemRegister",
-        argument: 1151,
-        result: Some(1152),
+        argument: 1164,
+        result: Some(1165),
     },
     OperationDef {
         code: 211,
         name: "systemStatus",
-        argument: 1153,
-        result: Some(1154),
+        argument: 1166,
+        result: Some(1167),
     },
     OperationDef {
         code: 232,
@@ -18582,13 +18851,13 @@ pub mod ty {
     /// `CSTA-call-control`
     pub const CallLinkageDataList: TypeId = 443;
     /// `CSTA-status-reporting`
-    pub const CallMediaInfoList: TypeId = 1126;
+    pub const CallMediaInfoList: TypeId = 1115;
     /// `CSTA-device-feature-types`
     pub const CallOrigination: TypeId = 632;
     /// `CSTA-call-control`
     pub const CallQualifyingData: TypeId = 444;
     /// `CSTA-status-reporting`
-    pub const CallState: TypeId = 1113;
+    pub const CallState: TypeId = 1137;
     /// `CSTA-device-identifiers`
     pub const CalledDevice: TypeId = 556;
     /// `CSTA-device-identifiers`
@@ -18614,7 +18883,7 @@ pub mod ty {
     /// `CSTA-completed-event`
     pub const CompletedEvent: TypeId = 494;
     /// `CSTA-status-reporting`
-    pub const CompoundCallState: TypeId = 1115;
+    pub const CompoundCallState: TypeId = 1139;
     /// `CSTA-application-context-information-csta3`
     pub const ComputingFunctionServicesC2: TypeId = 305;
     /// `ACSE-1`
@@ -18668,7 +18937,7 @@ pub mod ty {
     /// `CSTA-event-report-definitions`
     pub const DeviceMaintenanceEvents__event_report_definitions: TypeId = 972;
     /// `CSTA-status-reporting`
-    pub const DeviceMediaInfoList: TypeId = 1122;
+    pub const DeviceMediaInfoList: TypeId = 1146;
     /// `CSTA-device-identifiers`
     pub const DeviceNumber: TypeId = 188;
     /// `CSTA-generate-digits`
@@ -18778,9 +19047,9 @@ pub mod ty {
     /// `CSTA-application-context-information-csta3`
     pub const LocationServices: TypeId = 326;
     /// `CSTA-status-reporting`
-    pub const LocationSessionInfoList: TypeId = 1134;
+    pub const LocationSessionInfoList: TypeId = 1153;
     /// `CSTA-status-reporting`
-    pub const LocationSessionListEntry: TypeId = 1135;
+    pub const LocationSessionListEntry: TypeId = 1154;
     /// `CSTA-application-context-information-csta3`
     pub const LogicalDeviceFeatureEvents__application_context_information_csta3: TypeId = 327;
     /// `CSTA-event-report-definitions`
@@ -18828,9 +19097,9 @@ pub mod ty {
     /// `CSTA-status-reporting`
     pub const MonitorFilter: TypeId = 1064;
     /// `CSTA-status-reporting`
-    pub const MonitorList: TypeId = 1136;
+    pub const MonitorList: TypeId = 1155;
     /// `CSTA-status-reporting`
-    pub const MonitorListEntry: TypeId = 1137;
+    pub const MonitorListEntry: TypeId = 1156;
     /// `CSTA-status-reporting`
     pub const MonitorMediaClass: TypeId = 1075;
     /// `CSTA-status-reporting`
@@ -18944,13 +19213,13 @@ pub mod ty {
     /// `CSTA-device-identifiers`
     pub const RedirectionDeviceID: TypeId = 562;
     /// `CSTA-status-reporting`
-    pub const RegistrationList: TypeId = 1138;
+    pub const RegistrationList: TypeId = 1157;
     /// `CSTA-status-reporting`
-    pub const RegistrationListEntry: TypeId = 1139;
+    pub const RegistrationListEntry: TypeId = 1158;
     /// `CSTA-status-reporting`
-    pub const RegistrationType: TypeId = 1140;
+    pub const RegistrationType: TypeId = 1159;
     /// `CSTA-status-reporting`
-    pub const RegistrationTypeList: TypeId = 1142;
+    pub const RegistrationTypeList: TypeId = 1161;
     /// `InformationFramework`
     pub const RelativeDistinguishedName: TypeId = 4;
     /// `ACSE-1`
@@ -18960,7 +19229,7 @@ pub mod ty {
     /// `CSTA-set-agent-state`
     pub const ReqAgentState: TypeId = 1089;
     /// `CSTA-system-register`
-    pub const RequestTypes: TypeId = 1149;
+    pub const RequestTypes: TypeId = 1162;
     /// `CSTA-device-feature-types`
     pub const ResourceID: TypeId = 663;
     /// `ACSE-1`
@@ -19006,25 +19275,31 @@ pub mod ty {
     /// `CSTA-silence-timeout-expired-event`
     pub const SilenceTimeoutExpiredEvent: TypeId = 998;
     /// `CSTA-status-reporting`
-    pub const SimpleCallState: TypeId = 1117;
+    pub const SimpleCallState: TypeId = 1141;
     /// `ACSE-1`
     pub const Simply_encoded_data: TypeId = 28;
     /// `CSTA-single-step-transfer`
     pub const SingleStepTransArgument: TypeId = 1094;
     /// `CSTA-single-step-transfer`
     pub const SingleStepTransResult: TypeId = 1102;
+    /// `CSTA-snapshot-call`
+    pub const SnapshotCallArgument: TypeId = 1106;
     /// `CSTA-status-reporting`
-    pub const SnapshotCallData: TypeId = 1143;
+    pub const SnapshotCallData: TypeId = 1110;
     /// `CSTA-status-reporting`
-    pub const SnapshotCallResponseInfo: TypeId = 1145;
+    pub const SnapshotCallResponseInfo: TypeId = 1112;
+    /// `CSTA-snapshot-call`
+    pub const SnapshotCallResult: TypeId = 1107;
     /// `CSTA-snapshot-device`
-    pub const SnapshotDeviceArgument: TypeId = 1106;
+    pub const SnapshotDeviceArgument: TypeId = 1130;
     /// `CSTA-status-reporting`
-    pub const SnapshotDeviceData: TypeId = 1109;
+    pub const SnapshotDeviceData: TypeId = 1133;
+    /// `CSTA-snapshot-device-data`
+    pub const SnapshotDeviceDataArgument: TypeId = 1150;
     /// `CSTA-status-reporting`
-    pub const SnapshotDeviceResponseInfo: TypeId = 1111;
+    pub const SnapshotDeviceResponseInfo: TypeId = 1135;
     /// `CSTA-snapshot-device`
-    pub const SnapshotDeviceResult: TypeId = 1107;
+    pub const SnapshotDeviceResult: TypeId = 1131;
     /// `CSTA-speaker-mute-event`
     pub const SpeakerMuteEvent: TypeId = 935;
     /// `CSTA-speaker-volume-event`
@@ -19036,7 +19311,7 @@ pub mod ty {
     /// `CSTA-error-definition`
     pub const StateIncompatibilityErrors: TypeId = 725;
     /// `CSTA-system-register`
-    pub const StatusFilter: TypeId = 1150;
+    pub const StatusFilter: TypeId = 1163;
     /// `CSTA-application-context-information-csta3`
     pub const StatusReportingServicesC2: TypeId = 309;
     /// `CSTA-stop-event`
@@ -19058,17 +19333,17 @@ pub mod ty {
     /// `CSTA-device-feature-types`
     pub const SysStatRegisterID: TypeId = 675;
     /// `CSTA-system-register`
-    pub const SystemRegisterArgument: TypeId = 1151;
+    pub const SystemRegisterArgument: TypeId = 1164;
     /// `CSTA-system-register`
-    pub const SystemRegisterResult: TypeId = 1152;
+    pub const SystemRegisterResult: TypeId = 1165;
     /// `CSTA-error-definition`
     pub const SystemResourceAvailabilityErrors: TypeId = 727;
     /// `CSTA-device-feature-types`
     pub const SystemStatus: TypeId = 676;
     /// `CSTA-system-status`
-    pub const SystemStatusArg: TypeId = 1153;
+    pub const SystemStatusArg: TypeId = 1166;
     /// `CSTA-system-status`
-    pub const SystemStatusRes: TypeId = 1154;
+    pub const SystemStatusRes: TypeId = 1167;
     /// `CSTA-call-control`
     pub const TelUri247Type: TypeId = 427;
     /// `CSTA-device-feature-types`
@@ -19084,9 +19359,9 @@ pub mod ty {
     /// `CSTA-security`
     pub const TimeInfo: TypeId = 252;
     /// `CSTA-transfer-call`
-    pub const TransferCallArgument: TypeId = 1156;
+    pub const TransferCallArgument: TypeId = 1169;
     /// `CSTA-transfer-call`
-    pub const TransferCallResult: TypeId = 1157;
+    pub const TransferCallResult: TypeId = 1170;
     /// `ACSE-1`
     pub const TransferSyntaxName: TypeId = 31;
     /// `CSTA-transferred-event`

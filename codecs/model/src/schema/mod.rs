@@ -326,6 +326,6 @@ mod tests {
         assert_eq!(operation(10).unwrap().name, "makeCall");
         assert_eq!(operation(211).unwrap().name, "systemStatus");
         assert_eq!(error(1).unwrap().name, "universalFailure");
-        assert_eq!(OPERATIONS.len(), 22);
+        assert_eq!(OPERATIONS.len(), 24);
     }
 }

@@ -80,6 +80,9 @@ pub struct LinkSection {
     pub internal_prefixes: Vec<String>,
     /// Devices monitored from the start, whether or not a client watches them.
     pub monitor: Vec<String>,
+    /// Calls a SnapshotDevice answered by reference may bring (its Snapshot Device Data
+    /// segments); a larger snapshot fails and the device stays unconfirmed.
+    pub snapshot_max_calls: usize,
 }
 
 impl Default for LinkSection {
@@ -104,6 +107,7 @@ impl Default for LinkSection {
             internal_max_len: internal.max_len,
             internal_prefixes: internal.prefixes,
             monitor: Vec::new(),
+            snapshot_max_calls: l.snapshot_max_calls,
         }
     }
 }
@@ -201,6 +205,9 @@ impl Config {
             }
             if l.request_timeout_ms == 0 || l.request_timeout_ms > 600_000 {
                 return e(format!("{k}.request_timeout_ms: between 1 and 600000"));
+            }
+            if l.snapshot_max_calls == 0 {
+                return e(format!("{k}.snapshot_max_calls: at least 1"));
             }
             if l.keepalive_misses == 0 {
                 return e(format!("{k}.keepalive_misses: at least 1"));

@@ -824,3 +824,87 @@ async fn a_slow_reader_is_told_it_lagged_and_resumes_with_after() {
     }
     assert_eq!(replayed, (from..from + n).collect::<Vec<_>>());
 }
+
+/// A snapshot of 201 with one alerting call (callID 0001).
+fn snapshot_with_call() -> Answer {
+    use ctigate::csta::ops::SnapshotDeviceResponseInfo;
+    use ctigate::csta::types::{ConnectionId, LocalConnectionState};
+    Ok(Ok(Some(OperationResult::SnapshotDevice(
+        SnapshotDeviceResult::new(SnapshotData::Data(vec![SnapshotDeviceResponseInfo::new(
+            ConnectionId::dialing([0, 1], "201"),
+            SnapshotDeviceResponseInfo::compound(&[LocalConnectionState::Alerting]),
+        )])),
+    ))))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_snapshot_leaves_the_device_unconfirmed_and_releases_nothing() {
+    // SnapshotDevice: no answer in time, then the call, then a refusal, then the call
+    let answers = Arc::new(Mutex::new(VecDeque::from([
+        Err(LinkError::Timeout),
+        snapshot_with_call(),
+        Ok(Err(CstaError::Failure(
+            UniversalFailure::from_names("systemResourceAvailability", "resourceBusy").unwrap(),
+        ))),
+    ])));
+    let script = answers.clone();
+    let link = Arc::new(ScriptedLink::new(move |a| {
+        Some(match a {
+            Argument::SnapshotDevice(_) => script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(snapshot_with_call),
+            _ => Ok(Ok(None)),
+        })
+    }));
+    let (api, events) = api_over(link.clone(), api_cfg());
+    let mut c = mem_client(&api);
+    c.must().await;
+    c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    // (the device.unconfirmed event came before the subscription: the answer says it)
+    let r = c.must().await;
+    assert_eq!(
+        (&r["ok"], &r["result"]["calls"], &r["result"]["unconfirmed"]),
+        (&json!(true), &json!([]), &json!(true))
+    );
+    // the retry a second later: the call, then the confirmation
+    let o = c.must().await;
+    assert_eq!(
+        (&o["event"], &o["cause"]),
+        (&json!("call.offering"), &json!("resync"))
+    );
+    let id = o["call"]["id"].clone();
+    assert_eq!(c.must().await["event"], "device.confirmed");
+    let slot = &api.gateway.links["pbx1"];
+    assert_eq!(slot.unconfirmed(), Vec::<String>::new());
+    assert_eq!(slot.resync_failures(), 1);
+
+    // the link monitored the device again by itself (an outage): the snapshot is refused,
+    // so the call is kept, unconfirmed, until a snapshot says otherwise
+    events
+        .send(PumpIn::Link(LinkEvent::Monitored {
+            device: "201".into(),
+            again: true,
+        }))
+        .await
+        .unwrap();
+    let e = c.must().await;
+    assert_eq!(
+        (&e["event"], &e["device"], &e["reason"], &e["retry_in_ms"]),
+        (
+            &json!("device.unconfirmed"),
+            &json!("201"),
+            &json!("systemResourceAvailability/resourceBusy"),
+            &json!(1000)
+        )
+    );
+    assert_eq!(slot.unconfirmed(), ["201"]);
+    assert_eq!(slot.tracker().calls("201").len(), 1, "nothing released");
+    assert_eq!(c.must().await["event"], "device.confirmed");
+    assert_eq!(slot.resync_failures(), 2);
+    assert_eq!(slot.tracker().calls("201")[0].id, id.as_str().unwrap());
+    assert!(answers.lock().unwrap().is_empty());
+    assert_eq!(slot.tracker().resyncs_in_progress(), 0);
+}

@@ -194,6 +194,10 @@ impl Handle for Status {
             "monitors": hub.subscriptions().into_iter()
                 .map(|((l, d), n)| json!({"link": l, "device": d, "clients": n}))
                 .collect::<Vec<_>>(),
+            "resync": cx.gw.links.values()
+                .map(|s| json!({"link": s.name, "snapshots": s.resyncs(),
+                    "failed": s.resync_failures(), "unconfirmed": s.unconfirmed()}))
+                .collect::<Vec<_>>(),
         }))
     }
 }
@@ -227,6 +231,10 @@ impl Handle for MonitorStart {
         m.insert("calls".into(), json!(s.tracker().calls(device)));
         m.insert("agent".into(), json!(s.tracker().agent(device)));
         m.insert("seq".into(), json!(cx.hub.last_seq()));
+        if s.unconfirmed().iter().any(|d| d == device) {
+            // the snapshot failed: `device.confirmed` follows when a retry succeeds
+            m.insert("unconfirmed".into(), json!(true));
+        }
         if self.after.is_some() {
             m.insert("replayed".into(), json!(rep.replayed));
             m.insert("gap".into(), json!(rep.gap));

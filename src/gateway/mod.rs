@@ -23,10 +23,9 @@ use crate::model::{
 };
 use ctigate_csta::events::Event as CstaEvent;
 use ctigate_csta::ops::{
-    Argument, OperationResult, SnapshotCallArgument, SnapshotCallInfo, SnapshotData,
-    SnapshotDeviceArgument, SnapshotState,
+    Argument, OperationResult, SnapshotCallArgument, SnapshotDeviceArgument, SnapshotState,
 };
-use ctigate_csta::types::{ConnectionId, DeviceId, LocalConnectionState, Party};
+use ctigate_csta::types::{ConnectionId, DeviceId, LocalConnectionState};
 use ctigate_csta_model::reject::Problem;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +74,8 @@ pub struct LinkSlot {
     stale: Mutex<BTreeSet<String>>,
     /// Snapshots that failed (answer refused, unreadable, late, link down).
     resync_failures: AtomicU64,
+    /// Resyncs finished (applied or failed).
+    resyncs: AtomicU64,
 }
 
 /// What a link's event pump publishes, in the order it was queued.
@@ -131,6 +132,11 @@ impl LinkSlot {
         self.resync_failures.load(Ordering::Relaxed)
     }
 
+    /// Resyncs finished since the start (applied, or failed: see `resync_failures`).
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs.load(Ordering::Acquire)
+    }
+
     fn set_stale(&self, device: &str, stale: bool) -> bool {
         let mut s = self.stale.lock().unwrap_or_else(|p| p.into_inner());
         if stale {
@@ -183,6 +189,7 @@ pub fn link_config(l: &LinkSection) -> LinkConfig {
         keepalive_misses: l.keepalive_misses,
         reconnect_min: Duration::from_millis(l.reconnect_min_ms),
         reconnect_max: Duration::from_millis(l.reconnect_max_ms),
+        snapshot_max_calls: l.snapshot_max_calls,
         ..LinkConfig::default()
     }
 }
@@ -247,6 +254,7 @@ impl Gateway {
                 pump: tx,
                 stale: Mutex::new(BTreeSet::new()),
                 resync_failures: AtomicU64::new(0),
+                resyncs: AtomicU64::new(0),
             });
             links.insert(spec.name.clone(), slot.clone());
             pumps.push((slot, rx));
@@ -394,18 +402,13 @@ impl Gateway {
     /// by reference: the link collects the Snapshot Device Data segments).
     pub async fn snapshot_entries(&self, s: &LinkSlot, device: &str) -> Reply<Vec<SnapEntry>> {
         let arg = SnapshotDeviceArgument::new(DeviceId::dialing(device));
+        let unreadable = || CstaError::Reject(Problem::MISTYPED_RESULT);
         match s.link.request(arg.into()).await? {
-            Ok(Some(OperationResult::SnapshotDevice(r))) => match r.data {
-                SnapshotData::Data(l) => Ok(Ok(l
-                    .iter()
-                    .map(|i| SnapEntry::new(i.connection_identifier.clone(), i.state()))
-                    .collect())),
-                // the link answers with the collected data; a reference here is a link bug
-                SnapshotData::ServiceCrossRefId(_) => {
-                    Ok(Err(CstaError::Reject(Problem::MISTYPED_RESULT)))
-                }
-            },
-            Ok(_) => Ok(Err(CstaError::Reject(Problem::MISTYPED_RESULT))),
+            // (the link answers by-reference snapshots with the collected segments)
+            Ok(Some(OperationResult::SnapshotDevice(r))) => {
+                Ok(SnapEntry::from_result(&r).ok_or_else(unreadable))
+            }
+            Ok(_) => Ok(Err(unreadable())),
             Err(e) => Ok(Err(e)),
         }
     }
@@ -428,31 +431,24 @@ impl Gateway {
     /// SnapshotCall of a call: its parties (`None` when the switch does not say).
     async fn snapshot_call(&self, s: &LinkSlot, conn: &ConnectionId) -> Option<SnapCall> {
         let arg = SnapshotCallArgument::new(conn.clone());
-        let r = match s.link.request(arg.into()).await {
-            Ok(Ok(Some(OperationResult::SnapshotCall(r)))) => r,
+        match s.link.request(arg.into()).await {
+            Ok(Ok(Some(OperationResult::SnapshotCall(r)))) => Some(SnapCall::from_result(&r)),
             other => {
                 debug!(link = %s.name, error = ?other.err(), "SnapshotCall gave nothing: the call's parties stay unknown");
-                return None;
+                None
             }
-        };
-        let number = |p: &Party| p.number().map(str::to_string);
-        let parties = match &r.data {
-            SnapshotCallInfo::Data(l) => l
-                .iter()
-                .filter_map(|i| Some((number(&i.device_on_call)?, i.local_connection_state)))
-                .collect(),
-            SnapshotCallInfo::ServiceCrossRefId(_) => Vec::new(),
-        };
-        Some(SnapCall {
-            calling: r.calling_device.as_ref().and_then(number),
-            called: r.called_device.as_ref().and_then(number),
-            parties,
-        })
+        }
     }
 
     /// Take a snapshot of `device` and bring its view up to date (events for what
     /// changed, in order with the PBX's events; see [`Tracker::apply_resync`]).
     pub async fn resync_now(&self, s: &LinkSlot, device: &str) -> Reply<()> {
+        let r = self.resync_inner(s, device).await;
+        s.resyncs.fetch_add(1, Ordering::Release);
+        r
+    }
+
+    async fn resync_inner(&self, s: &LinkSlot, device: &str) -> Reply<()> {
         let mark = s.tracker().begin_resync(device);
         let mut entries = match self.snapshot_entries(s, device).await {
             Ok(Ok(e)) => e,

@@ -8,12 +8,13 @@
 //! public methods (`poll_output`, `connected`, `handle_frame`, `transport_closed`,
 //! `poll_timeout`, `handle_timeout`, `request`, `monitor`).
 
-use super::{Out, Tracker, TrackerConfig};
+use super::{Out, SnapCall, SnapEntry, Tracker, TrackerConfig};
 use crate::link::{self, Answer, LinkConfig, LinkEvent, Session, Token};
 use crate::sim::config::SimConfig;
 use crate::sim::switch::{AssocId, Output, Switch};
 use ctigate_csta::framing::Frame;
-use ctigate_csta::ops::{Argument, OperationResult};
+use ctigate_csta::ops::{Argument, OperationResult, SnapshotCallArgument, SnapshotDeviceArgument};
+use ctigate_csta::types::{ConnectionId, DeviceId};
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -234,6 +235,36 @@ impl Pbx {
         self.pump();
     }
 
+    /// Resync `device` as the gateway does: mark, SnapshotDevice (by reference too: the
+    /// session collects the segments), SnapshotCall for the calls the tracker does not
+    /// know, apply. The snapshot must succeed.
+    pub fn resync(&mut self, device: &str) -> Vec<Out> {
+        let mark = self.tracker.begin_resync(device);
+        let arg = SnapshotDeviceArgument::new(DeviceId::dialing(device));
+        let mut entries = match self.ok(arg) {
+            Some(OperationResult::SnapshotDevice(r)) => {
+                SnapEntry::from_result(&r).expect("the session collects the segments")
+            }
+            r => panic!("snapshot of {device}: {r:?}"),
+        };
+        let unknown: Vec<ConnectionId> = self
+            .tracker
+            .unknown_calls(device, &entries)
+            .into_iter()
+            .cloned()
+            .collect();
+        for conn in unknown {
+            let info = match self.request(SnapshotCallArgument::new(conn.clone())) {
+                Ok(Ok(Some(OperationResult::SnapshotCall(r)))) => Some(SnapCall::from_result(&r)),
+                _ => None,
+            };
+            if let Some(e) = entries.iter_mut().find(|e| e.conn == conn) {
+                e.call = info;
+            }
+        }
+        self.tracker.apply_resync(mark, &entries, self.time())
+    }
+
     /// The tracker's events for `device` since the last look.
     pub fn take(&mut self, device: &str) -> Vec<Out> {
         let (mine, rest) = std::mem::take(&mut self.out)
@@ -248,7 +279,6 @@ impl Pbx {
 mod tests {
     use super::*;
     use ctigate_csta::ops::{AnswerCallArgument, MakeCallArgument};
-    use ctigate_csta::types::{ConnectionId, DeviceId};
 
     #[test]
     fn invoke_ids_and_cross_references_come_from_the_session_and_the_switch() {

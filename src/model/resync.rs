@@ -14,7 +14,10 @@
 use super::tracker::{Out, Seed, Tracker};
 use super::view::{CallExtra, CallState, EventKind};
 use bytes::Bytes;
-use ctigate_csta_model::ops::SnapshotState;
+use ctigate_csta_model::ops::{
+    SnapshotCallInfo, SnapshotCallResult, SnapshotData, SnapshotDeviceResult, SnapshotState,
+};
+use ctigate_csta_model::types::Party;
 use ctigate_csta_model::types::{ConnectionId, LocalConnectionState};
 use std::time::SystemTime;
 
@@ -58,6 +61,40 @@ impl SnapEntry {
             conn,
             state,
             call: None,
+        }
+    }
+
+    /// The calls of a SnapshotDevice result; `None` for an answer by reference (the link
+    /// gives the collected segments as `snapshotData`, so this means they were not).
+    pub fn from_result(r: &SnapshotDeviceResult) -> Option<Vec<SnapEntry>> {
+        match &r.data {
+            SnapshotData::Data(l) => Some(
+                l.iter()
+                    .map(|i| SnapEntry::new(i.connection_identifier.clone(), i.state()))
+                    .collect(),
+            ),
+            SnapshotData::ServiceCrossRefId(_) => None,
+        }
+    }
+}
+
+impl SnapCall {
+    /// What a SnapshotCall result tells: the calling and called numbers, the devices on the
+    /// call with their states (none for an answer by reference, which this gateway does
+    /// not collect).
+    pub fn from_result(r: &SnapshotCallResult) -> SnapCall {
+        let number = |p: &Party| p.number().map(str::to_string);
+        let parties = match &r.data {
+            SnapshotCallInfo::Data(l) => l
+                .iter()
+                .filter_map(|i| Some((number(&i.device_on_call)?, i.local_connection_state)))
+                .collect(),
+            SnapshotCallInfo::ServiceCrossRefId(_) => Vec::new(),
+        };
+        SnapCall {
+            calling: r.calling_device.as_ref().and_then(number),
+            called: r.called_device.as_ref().and_then(number),
+            parties,
         }
     }
 }

@@ -13,7 +13,8 @@ use ctigate_csta::events::*;
 use ctigate_csta::ops::{
     AnswerCallArgument, ClearConnectionArgument, ConferenceCallArgument, ConsultationCallArgument,
     GenerateDigitsArgument, HoldCallArgument, MakeCallArgument, OperationResult,
-    RetrieveCallArgument, SetAgentStateArgument, SingleStepTransArgument, TransferCallArgument,
+    RetrieveCallArgument, SetAgentStateArgument, SingleStepTransArgument, SnapshotState,
+    TransferCallArgument,
 };
 use ctigate_csta::types::{
     CommonArguments, ConnectionId, ConnectionListEntry, DeviceId, EventCause, LocalConnectionState,
@@ -1426,4 +1427,185 @@ fn a_far_end_that_rings_answers_only_when_told() {
         call(&a[0]).answered.map(crate::model::rfc3339).as_deref(),
         Some("2026-11-21T11:00:00.000Z")
     );
+}
+
+#[test]
+fn every_snapshot_form_confirms_a_matching_view_and_rebuilds_a_lost_one() {
+    use crate::sim::config::SnapshotForm;
+    for form in [
+        SnapshotForm::Compound,
+        SnapshotForm::Simple,
+        SnapshotForm::Unknown,
+        SnapshotForm::CrossRef,
+    ] {
+        let mut cfg = SimConfig::default();
+        cfg.link.snapshot_form = form;
+        let mut h = H::at_t0(cfg);
+        h.monitor("201");
+        h.monitor("202");
+        h.control(r#"{"cmd":"dial","from":"201","to":"202"}"#);
+        h.control(r#"{"cmd":"answer","device":"202"}"#);
+        h.control(r#"{"cmd":"hold","device":"201"}"#);
+        let before = (h.tracker.calls("201"), h.tracker.calls("202"));
+        h.out.clear();
+        // the switch agrees with the view: nothing
+        assert_eq!(summary(&h.resync("201")), Vec::<String>::new(), "{form:?}");
+        assert_eq!(summary(&h.resync("202")), Vec::<String>::new(), "{form:?}");
+        assert_eq!((h.tracker.calls("201"), h.tracker.calls("202")), before);
+        // a gateway that knows nothing (restarted): the calls come back, complete
+        h.tracker = Tracker::new(TrackerConfig::default());
+        let a = h.resync("201");
+        assert_eq!(summary(&a), ["call.held/resync/held"], "{form:?}");
+        let v = call(&a[0]);
+        assert_eq!(
+            (v.ani.as_deref(), v.dnis.as_deref(), v.other.as_deref()),
+            (Some("201"), Some("202"), Some("202")),
+            "{form:?}: SnapshotCall gives the parties"
+        );
+        assert_eq!(v.parties, ["201", "202"], "{form:?}");
+        assert_eq!(v.r#type, CallType::Internal);
+        let b = h.resync("202");
+        assert_eq!(summary(&b), ["call.connected/resync/connected"], "{form:?}");
+        assert_eq!(call(&b[0]).other.as_deref(), Some("201"), "{form:?}");
+        assert_eq!(call(&b[0]).id, v.id, "{form:?}: one interaction");
+        // and live events go on from there
+        h.control(r#"{"cmd":"hangup","device":"202"}"#);
+        assert_eq!(
+            h.seq("202"),
+            ["call.released/normalClearing/released"],
+            "{form:?}"
+        );
+        assert_eq!(
+            h.seq("201"),
+            ["call.released/normalClearing/released"],
+            "{form:?}"
+        );
+        assert_eq!(h.tracker.resyncs_in_progress(), 0);
+    }
+}
+
+#[test]
+fn a_resync_keeps_a_failed_call_failed_and_the_busy_target_sees_nothing() {
+    let mut h = H::at_t0(SimConfig::default());
+    h.monitor("201");
+    h.monitor("202");
+    h.control(r#"{"cmd":"busy","device":"202","on":true}"#);
+    h.ok(MakeCallArgument::new(
+        DeviceId::dialing("201"),
+        DeviceId::dialing("202"),
+    ));
+    assert_eq!(
+        h.seq("201").last().map(String::as_str),
+        Some("call.failed/busy/failed")
+    );
+    assert!(h.seq("202").is_empty());
+    // the switch has 201 connected (busy tone) and 202's connection failed
+    assert_eq!(summary(&h.resync("201")), Vec::<String>::new());
+    assert_eq!(summary(&h.resync("202")), Vec::<String>::new());
+    assert_eq!(h.tracker.calls("201")[0].state, CallState::Failed);
+    assert!(h.tracker.calls("202").is_empty());
+}
+
+#[test]
+fn events_after_the_mark_win_over_the_snapshot() {
+    let mut t = tracker();
+    feed(
+        &mut t,
+        "201",
+        &[
+            delivered(1, "201", "0891234567", "201", EventCause::NEW_CALL),
+            delivered(3, "201", "0891234568", "201", EventCause::NEW_CALL),
+        ],
+        t0(),
+    );
+    let mark = t.begin_resync("201");
+    // while the snapshot is asked for: call 1 answered, call 2 arrives, call 3 ends
+    feed(
+        &mut t,
+        "201",
+        &[
+            established(1, "201", "0891234567", "201"),
+            delivered(2, "201", "0891234569", "201", EventCause::NEW_CALL),
+            cleared(3, "201"),
+        ],
+        t0(),
+    );
+    // the snapshot was taken before those: 1 and 3 alerting, no 2
+    let snap = [
+        SnapEntry::new(
+            cid(1, "201"),
+            SnapshotState::Known(LocalConnectionState::Alerting),
+        ),
+        SnapEntry::new(
+            cid(3, "201"),
+            SnapshotState::Known(LocalConnectionState::Alerting),
+        ),
+    ];
+    assert!(t.apply_resync(mark, &snap, t0()).is_empty());
+    let states: Vec<(String, CallState)> = t
+        .calls("201")
+        .into_iter()
+        .map(|c| (c.pbx_call_id, c.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("0001".to_string(), CallState::Connected),
+            ("0002".to_string(), CallState::Offering)
+        ]
+    );
+    assert_eq!(t.resyncs_in_progress(), 0);
+    // a mark that got no answer is forgotten
+    let m = t.begin_resync("201");
+    t.cancel_resync(m);
+    assert!(t.apply_resync(m, &[], t0()).is_empty(), "nothing released");
+    assert_eq!(t.calls("201").len(), 2);
+}
+
+#[test]
+fn unknown_states_and_incomplete_answers_release_nothing() {
+    use ctigate_csta::types::LocalDeviceId;
+    let mut t = tracker();
+    feed(
+        &mut t,
+        "201",
+        &[
+            delivered(1, "201", "0891234567", "201", EventCause::NEW_CALL),
+            delivered(2, "201", "0891234568", "201", EventCause::NEW_CALL),
+        ],
+        t0(),
+    );
+    // an entry without its callID: the answer cannot prove call 2 gone
+    let mark = t.begin_resync("201");
+    let snap = [
+        SnapEntry::new(cid(1, "201"), SnapshotState::Unknown),
+        SnapEntry::new(
+            ConnectionId::device_only(LocalDeviceId::Static(DeviceId::dialing("201"))),
+            SnapshotState::Known(LocalConnectionState::Connected),
+        ),
+    ];
+    assert!(t.apply_resync(mark, &snap, t0()).is_empty());
+    assert_eq!(t.calls("201").len(), 2);
+    // a complete answer without call 2 proves it gone; call 1's unknown state is kept
+    let mark = t.begin_resync("201");
+    let out = t.apply_resync(
+        mark,
+        &[SnapEntry::new(cid(1, "201"), SnapshotState::Unknown)],
+        t0(),
+    );
+    assert_eq!(summary(&out), ["call.released/resync/released"]);
+    assert_eq!(call(&out[0]).pbx_call_id, "0002");
+    assert_eq!(t.calls("201")[0].state, CallState::Offering);
+    // null is gone too
+    let mark = t.begin_resync("201");
+    let out = t.apply_resync(
+        mark,
+        &[SnapEntry::new(
+            cid(1, "201"),
+            SnapshotState::Known(LocalConnectionState::Null),
+        )],
+        t0(),
+    );
+    assert_eq!(summary(&out), ["call.released/resync/released"]);
+    assert!(t.calls("201").is_empty());
 }

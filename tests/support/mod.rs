@@ -207,7 +207,12 @@ pub async fn env() -> Env {
 }
 
 pub async fn env_with(api: ApiConfig, link: LinkSection) -> Env {
-    let sim = start_sim(SimConfig::default()).await;
+    env_sim(SimConfig::default(), api, link).await
+}
+
+/// [`env_with`] against a simulator configured with `sim`.
+pub async fn env_sim(sim: SimConfig, api: ApiConfig, link: LinkSection) -> Env {
+    let sim = start_sim(sim).await;
     let cfg = Config {
         api,
         links: vec![LinkSection {

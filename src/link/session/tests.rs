@@ -950,3 +950,152 @@ fn rejects_display_as_before() {
         assert_eq!(CstaError::Reject(p).to_string(), text);
     }
 }
+
+/// The switch's frame for a ROSE APDU, as hex.
+fn rose_hex(r: ctigate_csta::rose::Rose) -> String {
+    let b = Apdu::Rose(r).encode().unwrap();
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn a_snapshot_answered_by_reference_is_collected_from_its_segments() {
+    use ctigate_csta::rose_ext::{ToInvoke, ToReturnResult};
+    use ctigate_csta_model::ops::{
+        SnapshotDeviceArgument, SnapshotDeviceDataArgument, SnapshotDeviceResponseInfo,
+    };
+    use ctigate_csta_model::types::{DeviceId, LocalConnectionState};
+    let row = |call: u8, st| {
+        SnapshotDeviceResponseInfo::new(
+            ConnectionId::dialing([0, call], "201"),
+            SnapshotDeviceResponseInfo::compound(&[st]),
+        )
+    };
+    let xref = Bytes::from_static(b"\x00\x00\x00\x07");
+    let segment = |id: i64, last: bool, rows| {
+        let mut d = SnapshotDeviceDataArgument::new(xref.clone(), last, rows);
+        d.segment_id = Some(id);
+        rose_hex(d.invoke(40 + id))
+    };
+    let mut h = H::up();
+    h.s.request(
+        7,
+        SnapshotDeviceArgument::new(DeviceId::dialing("201")).into(),
+        h.now,
+    );
+    let sent = h.sent();
+    assert_eq!(opcode(&sent[0]), Some(74));
+    let id = invoke_id(&sent[0]);
+    // the answer by reference: nothing for the caller yet
+    let by_ref = SnapshotDeviceResult::new(SnapshotData::ServiceCrossRefId(xref.clone()));
+    let result = rose_hex(by_ref.return_result(id));
+    assert_eq!(
+        result,
+        format!("a2 10 02 01 {id:02x} 30 0b 02 01 4a 30 06 04 04 00 00 00 07")
+    );
+    h.pdu(&result);
+    assert_eq!(h.drain(), vec![]);
+    // a segment of some other snapshot: ignored (never answered)
+    let mut other = SnapshotDeviceDataArgument::new(Bytes::from_static(b"\x09"), true, vec![]);
+    other.segment_id = Some(1);
+    h.pdu(&rose_hex(other.invoke(39)));
+    assert_eq!(h.drain(), vec![]);
+    // the segments: each gives request_timeout more
+    h.advance(Duration::from_secs(4));
+    h.pdu(&segment(
+        1,
+        false,
+        vec![row(1, LocalConnectionState::Connected)],
+    ));
+    assert_eq!(h.drain(), vec![]);
+    h.advance(Duration::from_secs(4));
+    h.pdu(&segment(
+        2,
+        true,
+        vec![row(2, LocalConnectionState::Alerting)],
+    ));
+    let whole = SnapshotDeviceResult::new(SnapshotData::Data(vec![
+        row(1, LocalConnectionState::Connected),
+        row(2, LocalConnectionState::Alerting),
+    ]));
+    assert_eq!(
+        h.drain(),
+        vec![Out::Answer {
+            token: 7,
+            answer: Ok(Ok(Some(OperationResult::SnapshotDevice(whole))))
+        }]
+    );
+
+    // segments that stop coming: the caller gets a timeout, a late one is ignored
+    h.s.request(
+        8,
+        SnapshotDeviceArgument::new(DeviceId::dialing("201")).into(),
+        h.now,
+    );
+    let id = invoke_id(&h.sent()[0]);
+    h.pdu(&rose_hex(by_ref.return_result(id)));
+    h.pdu(&segment(
+        1,
+        false,
+        vec![row(1, LocalConnectionState::Connected)],
+    ));
+    assert_eq!(h.drain(), vec![]);
+    h.advance(Duration::from_secs(5));
+    assert_eq!(
+        h.drain(),
+        vec![Out::Answer {
+            token: 8,
+            answer: Err(LinkError::Timeout)
+        }]
+    );
+    h.pdu(&segment(2, true, vec![]));
+    assert_eq!(h.drain(), vec![]);
+    assert!(h.s.is_associated());
+}
+
+#[test]
+fn a_snapshot_by_reference_larger_than_the_limit_fails() {
+    use ctigate_csta::rose_ext::{ToInvoke, ToReturnResult};
+    use ctigate_csta_model::ops::{
+        SnapshotDeviceArgument, SnapshotDeviceDataArgument, SnapshotDeviceResponseInfo,
+    };
+    use ctigate_csta_model::types::{DeviceId, LocalConnectionState};
+    let mut h = H::new(LinkConfig {
+        snapshot_max_calls: 2,
+        ..cfg()
+    });
+    h.s.connected(h.now);
+    h.sent();
+    h.pdu(AARE_REAL);
+    h.drain();
+    h.s.request(
+        1,
+        SnapshotDeviceArgument::new(DeviceId::dialing("201")).into(),
+        h.now,
+    );
+    let id = invoke_id(&h.sent()[0]);
+    let xref = Bytes::from_static(b"\x01");
+    h.pdu(&rose_hex(
+        SnapshotDeviceResult::new(SnapshotData::ServiceCrossRefId(xref.clone())).return_result(id),
+    ));
+    let rows = (1..=3u8)
+        .map(|c| {
+            SnapshotDeviceResponseInfo::new(
+                ConnectionId::dialing([0, c], "201"),
+                SnapshotDeviceResponseInfo::compound(&[LocalConnectionState::Connected]),
+            )
+        })
+        .collect();
+    h.pdu(&rose_hex(
+        SnapshotDeviceDataArgument::new(xref, true, rows).invoke(5),
+    ));
+    assert_eq!(
+        h.drain(),
+        vec![Out::Answer {
+            token: 1,
+            answer: Err(LinkError::TooLarge("snapshot_max_calls", 2))
+        }]
+    );
+}

@@ -38,6 +38,8 @@ struct Cli {
 enum FramingArg {
     /// 2-octet big-endian length before each BER PDU
     U16,
+    /// Siemens HiPath: 26, 80|length-high, length-low before each BER PDU
+    Hipath,
     /// 8-octet CSTA-XML header (framing only)
     Xml8,
 }
@@ -143,6 +145,10 @@ enum Command {
         /// Expect the pre-association byte B and answer P (OmniPCX Office).
         #[arg(long)]
         handshake: bool,
+        /// The header before each PDU: `length` (2-octet length) or `hipath` (Siemens
+        /// HiPath 26 8x xx); overrides the configuration's link.framing.
+        #[arg(long)]
+        framing: Option<String>,
         /// Seconds between the switch's keep-alives (0: none).
         #[arg(long)]
         keepalive: Option<u64>,
@@ -266,6 +272,7 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             profile,
             load,
             handshake,
+            framing,
             keepalive,
         } => {
             let mut cfg = match &config {
@@ -281,6 +288,11 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             }
             if handshake {
                 cfg.link.handshake = true;
+            }
+            if let Some(f) = framing {
+                cfg.link.framing = f
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("--framing: {e}"))?;
             }
             if let Some(k) = keepalive {
                 cfg.link.keepalive_s = k;
@@ -329,6 +341,7 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             } else {
                 let f = match framing {
                     FramingArg::U16 => Framing::U16,
+                    FramingArg::Hipath => Framing::Hipath,
                     FramingArg::Xml8 => Framing::Xml8,
                 };
                 match &file {

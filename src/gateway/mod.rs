@@ -123,6 +123,7 @@ pub fn link_config(l: &LinkSection) -> LinkConfig {
         context: l.context.clone(),
         versions: l.versions.clone(),
         password: l.password.clone(),
+        framing: l.framing,
         handshake: l.handshake,
         request_timeout: l.request_timeout(),
         keepalive_idle: Duration::from_secs(l.keepalive_idle_s),

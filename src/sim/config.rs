@@ -88,6 +88,10 @@ pub struct LinkConfig {
     pub max_monitors_total: usize,
     /// Associations (TCP connections) at once.
     pub max_associations: usize,
+    /// The header before each PDU: `length` (2-octet length) or `hipath` (Siemens HiPath
+    /// `26 8x xx`).
+    #[serde(with = "crate::config::framing_name")]
+    pub framing: crate::config::Framing,
     /// Expect the pre-association byte `B` and answer `P` (OmniPCX Office).
     pub handshake: bool,
     /// Seconds a connection may stay without a valid AARQ.
@@ -107,6 +111,7 @@ impl Default for LinkConfig {
             max_monitors: 100,
             max_monitors_total: 1000,
             max_associations: 16,
+            framing: crate::config::Framing::Length,
             handshake: false,
             aarq_timeout_s: 30,
             event_queue: 1000,

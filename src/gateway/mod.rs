@@ -487,6 +487,12 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
             let (gw, slot) = (gw.clone(), slot.clone());
             tokio::spawn(async move { gw.resync(&slot, &device).await });
         }
+        LinkEvent::Resync { device, reason } => {
+            // the link says events may have been lost: the same snapshot resync
+            info!(link = %slot.name, %device, %reason, "resynchronising");
+            let (gw, slot) = (gw.clone(), slot.clone());
+            tokio::spawn(async move { gw.resync(&slot, &device).await });
+        }
         LinkEvent::MonitorLost { device, reason } => {
             warn!(link = %slot.name, %device, %reason, "monitor lost");
         }

@@ -193,6 +193,11 @@ pub enum LinkEvent {
     /// again when the switch is back: `Monitored` follows), or re-monitoring was refused
     /// (the device is forgotten).
     MonitorLost { device: String, reason: String },
+    /// The owner's view of a monitored device may be stale (events may have been lost):
+    /// take a snapshot. After systemStatus messagesLost, and after an overload
+    /// (overloadImminent / overloadReached, then normal, enabled or overloadRelieved), for
+    /// every active monitor; `reason` says which.
+    Resync { device: String, reason: String },
     /// The switch's systemStatus (ECMA-285 SystemStatus value name: `normal`,
     /// `initializing`, `messagesLost`, ...); already answered.
     SystemStatus { status: String },

@@ -115,7 +115,8 @@ enum Command {
         #[arg(default_value = "127.0.0.1:7700")]
         addr: String,
     },
-    /// Run the CSTA Phase III switch simulator (prints its dial plan; Ctrl-C stops it);
+    /// Run the CSTA Phase III switch simulator (prints its dial plan; SIGTERM or Ctrl-C
+    /// releases every association (RLRQ, ABRT without RLRE in time) and stops it);
     /// `ctigate sim ctl` drives a running one.
     #[command(args_conflicts_with_subcommands = true)]
     Sim {
@@ -380,6 +381,9 @@ async fn run_sim(
             .context("the scenario file is not valid")?;
     }
     let ctl = (control != "none").then_some(control.as_str());
+    // the graceful stop: the RLRE wait, then the ABRTs and closes written out
+    let stop_bound = std::time::Duration::from_millis(cfg.link.release_timeout_ms)
+        + std::time::Duration::from_secs(5);
     let sim = Sim::start(cfg, &listen, ctl).await?;
     println!(
         "ctigate sim listening: csta {} control {}",
@@ -417,7 +421,12 @@ async fn run_sim(
             return Ok(if res.is_ok() { 0 } else { 1 });
         }
     }
-    tokio::signal::ctrl_c().await?;
+    stop_signal().await?;
+    if sim.stop(stop_bound).await {
+        tracing::info!("simulator stopped: every association released");
+    } else {
+        tracing::warn!(bound = ?stop_bound, "simulator stopped without every connection closed in time");
+    }
     Ok(0)
 }
 

@@ -96,6 +96,9 @@ pub struct LinkConfig {
     pub handshake: bool,
     /// Seconds a connection may stay without a valid AARQ.
     pub aarq_timeout_s: u64,
+    /// After our RLRQ (fault `release`, or the simulator stopping), milliseconds to wait for
+    /// the RLRE before aborting (ABRT).
+    pub release_timeout_ms: u64,
     /// Event reports waiting for a rate-limited association.
     pub event_queue: usize,
 }
@@ -114,6 +117,7 @@ impl Default for LinkConfig {
             framing: crate::config::Framing::Length,
             handshake: false,
             aarq_timeout_s: 30,
+            release_timeout_ms: 2000,
             event_queue: 1000,
         }
     }
@@ -276,6 +280,11 @@ impl SimConfig {
 
     /// Check what serde cannot: numbers, ranges, duplicates, routes, the profile name.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.link.release_timeout_ms == 0 || self.link.release_timeout_ms > 600_000 {
+            return Err(ConfigError(
+                "link.release_timeout_ms: between 1 and 600000".into(),
+            ));
+        }
         let stations = expand(&self.stations, "stations")?;
         let mut seen = std::collections::BTreeSet::new();
         let mut dup = |n: &str, key: &str| -> Result<(), ConfigError> {

@@ -39,6 +39,8 @@ enum Input {
     Frame(AssocId, Frame),
     Gone(AssocId),
     Control(Command, oneshot::Sender<Value>),
+    /// Release every association and answer when every connection is gone.
+    Stop(oneshot::Sender<()>),
 }
 
 enum Out {
@@ -103,6 +105,18 @@ impl Sim {
 
     pub fn dialplan(&self) -> &str {
         &self.dialplan
+    }
+
+    /// Stop gracefully (SIGTERM, SIGINT): RLRQ to every associated application, ABRT to
+    /// those that do not answer RLRE within `link.release_timeout_ms`, every connection
+    /// closed, no new ones. Returns when every connection is gone, or after `bound` (false
+    /// then).
+    pub async fn stop(&self, bound: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Input::Stop(tx)).await.is_err() {
+            return true;
+        }
+        matches!(tokio::time::timeout(bound, rx).await, Ok(Ok(())))
     }
 
     /// Run one control command (as if sent on the control port).
@@ -234,7 +248,14 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
 async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
     let mut writers: HashMap<AssocId, mpsc::Sender<Out>> = HashMap::new();
     let mut framer = U16Codec::new().with_framing(cfg.link.framing);
+    let mut stopped: Option<oneshot::Sender<()>> = None;
     loop {
+        if stopped.is_some() && writers.is_empty() && sw.all_closed() {
+            info!("every association released or closed: the simulator stops");
+            if let Some(s) = stopped.take() {
+                let _ = s.send(());
+            }
+        }
         let deadline = sw
             .poll_timeout()
             .map(Instant::from_std)
@@ -255,6 +276,11 @@ async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
                     Input::Gone(id) => {
                         writers.remove(&id);
                         guarded("a disconnect", || sw.disconnected(id))
+                    }
+                    Input::Stop(reply) => {
+                        info!("stopping: releasing every association");
+                        stopped = Some(reply);
+                        guarded("stop", || sw.release_all(now()))
                     }
                     Input::Control(c, reply) => {
                         let what = format!("control command {c:?}");

@@ -380,6 +380,18 @@ mod tests {
     }
 
     #[test]
+    fn framing_and_release_timeout() {
+        let c = SimConfig::from_toml("[link]\nframing = \"hipath\"\nrelease_timeout_ms = 300\n")
+            .unwrap();
+        assert_eq!(c.link.framing, crate::config::Framing::Hipath);
+        assert_eq!(c.link.release_timeout_ms, 300);
+        let e = SimConfig::from_toml("[link]\nframing = \"xml\"\n").unwrap_err();
+        assert!(e.0.contains("unknown framing \"xml\""), "{e}");
+        let e = SimConfig::from_toml("[link]\nrelease_timeout_ms = 0\n").unwrap_err();
+        assert!(e.0.contains("link.release_timeout_ms"), "{e}");
+    }
+
+    #[test]
     fn default_is_valid_and_toml_errors_are_clear() {
         SimConfig::default().validate().unwrap();
         let c = SimConfig::from_toml("stations = [\"301-305\"]\nfar_end = \"busy\"\n").unwrap();

@@ -376,6 +376,18 @@ async fn hipath_framing_both_sides() {
         Ok(Err(CstaError::Failure(f))) => assert_eq!(f.to_string(), "operation/invalidCallID"),
         o => panic!("{o:?}"),
     }
+    // a garbled PDU in a good HiPath frame is rejected, the framing holds: still up, and
+    // the next request is answered on the same association
+    cmd(&sim, r#"{"cmd":"fault","fault":"garble"}"#).await;
+    match timeout(T, link.request(answer_unknown_call()))
+        .await
+        .unwrap()
+    {
+        Ok(Err(CstaError::Failure(f))) => assert_eq!(f.to_string(), "operation/invalidCallID"),
+        o => panic!("{o:?}"),
+    }
+    let st = cmd(&sim, r#"{"cmd":"status"}"#).await;
+    assert_eq!(st["counters"]["associations"], 1, "{st}");
     timeout(T, link.shutdown()).await.unwrap();
     assert_eq!(down(&mut rx).await, "released (RLRQ answered by RLRE)");
 }

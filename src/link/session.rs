@@ -65,6 +65,8 @@ const MAX_WAITERS: usize = 64;
 pub use super::ber::MAX_INVOKE_ID;
 /// Re-monitors in flight at once after a reconnect (the rest queue).
 const REMONITOR_BATCH: usize = MAX_IN_FLIGHT / 4;
+/// Resyncs told at once after messagesLost or an overload; one more per answered request.
+const RESYNC_BATCH: usize = MAX_IN_FLIGHT / 4;
 /// Unknown cross references remembered per association (each is stopped and acted on
 /// once; the oldest is forgotten beyond this).
 const MAX_UNKNOWN_XREFS: usize = 64;
@@ -186,6 +188,10 @@ pub struct Session<D: Dialect = Ber> {
     overloads: u64,
     /// Cross references of event reports we did not know (this association), oldest first.
     unknown_xrefs: VecDeque<MonitorCrossRefId>,
+    /// Devices still to be told [`LinkEvent::Resync`] (bounded by the monitor table), with
+    /// the reason, and how many may be told now.
+    resync_queue: VecDeque<(String, String)>,
+    resync_credit: usize,
     /// The last Down reason told the owner while not associated.
     down_reported: Option<String>,
     /// Why requests fail while down, when more telling than `Down` (an AARE rejection).
@@ -226,6 +232,8 @@ impl<D: Dialect> Session<D> {
             overloaded: false,
             overloads: 0,
             unknown_xrefs: VecDeque::new(),
+            resync_queue: VecDeque::new(),
+            resync_credit: 0,
             down_reported: None,
             refusal: None,
             closed_with: LinkError::Closed,
@@ -702,7 +710,13 @@ impl<D: Dialect> Session<D> {
             (None, _) => outcome,
         };
         match p.purpose {
-            Purpose::Request { token } => self.answer(token, outcome),
+            Purpose::Request { token } => {
+                self.answer(token, outcome);
+                if !self.resync_queue.is_empty() {
+                    self.resync_credit += 1;
+                    self.pump_resync();
+                }
+            }
             Purpose::KeepAlive => match outcome {
                 Ok(Ok(_)) => debug!(link = %self.cfg.name, "keep-alive answered"),
                 Ok(Err(e)) => {
@@ -901,6 +915,7 @@ impl<D: Dialect> Session<D> {
         self.switch_unavailable = None;
         self.overloaded = false;
         self.unknown_xrefs.clear();
+        self.resync_queue.clear(); // every device is monitored (and resynchronised) again
         self.next_keepalive = None;
         self.keepalives_unanswered = 0;
         self.refusal = matches!(err, LinkError::Rejected(_)).then_some(err);
@@ -941,6 +956,7 @@ impl<D: Dialect> Session<D> {
         }
         self.monitors.suspend_all();
         self.remonitor.clear();
+        self.resync_queue.clear();
         self.next_keepalive = None;
         self.out.push_back(Out::Close);
         info!(link = %self.cfg.name, reason, "link closed");
@@ -1223,13 +1239,32 @@ impl<D: Dialect> Session<D> {
     }
 
     /// Every active monitor is resynchronised by the owner ([`LinkEvent::Resync`]).
+    /// Paced: [`RESYNC_BATCH`] at once, then one more for every caller's request answered
+    /// (the owner's snapshots are such requests), so that a switch with many monitored
+    /// devices does not get them all at once (nor the link more than [`MAX_IN_FLIGHT`]).
     fn resync_all(&mut self, reason: &str) {
-        let active: Vec<String> = self.monitors.active().map(str::to_string).collect();
-        for device in active {
-            self.event(LinkEvent::Resync {
-                device,
-                reason: reason.to_string(),
-            });
+        for device in self.monitors.active() {
+            if !self.resync_queue.iter().any(|(d, _)| d == device) {
+                self.resync_queue
+                    .push_back((device.to_string(), reason.to_string()));
+            }
+        }
+        self.resync_credit = RESYNC_BATCH;
+        self.pump_resync();
+    }
+
+    /// Tell queued resyncs while there is credit; devices no longer active are skipped
+    /// (monitored again, they are resynchronised after their `Monitored`).
+    fn pump_resync(&mut self) {
+        while self.resync_credit > 0 {
+            let Some((device, reason)) = self.resync_queue.pop_front() else {
+                break;
+            };
+            if self.monitors.xref_of(&device).is_none() {
+                continue;
+            }
+            self.resync_credit -= 1;
+            self.event(LinkEvent::Resync { device, reason });
         }
     }
 

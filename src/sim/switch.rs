@@ -1137,7 +1137,14 @@ impl Switch {
                 "garble" => self.out.push_back(Output::Raw {
                     assoc: *id,
                     // a frame of 6 octets: an invoke whose inner SEQUENCE has no length
-                    bytes: Bytes::from_static(&[0x00, 0x06, 0xa1, 0x04, 0x02, 0x01, 0x05, 0x30]),
+                    bytes: match self.cfg.link.framing {
+                        crate::config::Framing::Length => Bytes::from_static(&[
+                            0x00, 0x06, 0xa1, 0x04, 0x02, 0x01, 0x05, 0x30,
+                        ]),
+                        crate::config::Framing::Hipath => Bytes::from_static(&[
+                            0x26, 0x80, 0x06, 0xa1, 0x04, 0x02, 0x01, 0x05, 0x30,
+                        ]),
+                    },
                 }),
                 "stop_keepalive" | "resume_keepalive" | "delay" | "hang" | "resume"
                 | "lose_events" => {

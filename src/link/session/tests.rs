@@ -1022,6 +1022,49 @@ fn messages_lost_resyncs_every_active_monitor_and_nothing_else() {
 }
 
 #[test]
+fn resyncs_are_paced_by_the_answers_to_requests() {
+    let mut h = H::up();
+    // more monitored devices than one batch (64)
+    for i in 0..70u8 {
+        h.monitor_active(u64::from(i) + 1, &format!("{}", 300 + u32::from(i)), i + 1);
+    }
+    h.pdu(&status(2, 3)); // messagesLost
+    let outs = h.drain();
+    let told = |outs: &[Out]| -> Vec<String> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Out::Event(LinkEvent::Resync { device, .. }) => Some(device.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = told(&outs);
+    assert_eq!(first.len(), 64, "{outs:?}");
+    assert_eq!(first[0], "300");
+    // one more per answered request (the owner's snapshots)
+    h.s.request(500, answer_call(), h.now);
+    let id = invoke_id(&h.sent()[0]);
+    h.pdu(&format!("a3 0b 02 01 {id:02x} 02 01 01 a0 03 0a 01 0d"));
+    let outs = h.drain();
+    assert_eq!(told(&outs), ["364"], "{outs:?}");
+    // a device unmonitored meanwhile is skipped
+    h.s.unmonitor(501, "365", h.now);
+    let stop = invoke_id(&h.sent()[0]);
+    h.pdu(&format!("a2 0a 02 01 {stop:02x} 30 05 02 01 49 05 00"));
+    h.drain();
+    h.s.request(503, answer_call(), h.now);
+    let id = invoke_id(&h.sent()[0]);
+    h.pdu(&format!("a3 0b 02 01 {id:02x} 02 01 01 a0 03 0a 01 0d"));
+    let outs = h.drain();
+    assert_eq!(told(&outs), ["366"], "{outs:?}");
+    // the link going down drops the rest (every device is monitored again then)
+    h.s.transport_closed(h.now, "gone");
+    h.drain();
+    h.s.request(502, answer_call(), h.now);
+    assert!(told(&h.drain()).is_empty());
+}
+
+#[test]
 fn overload_is_counted_and_every_monitor_resynced_once_it_is_over() {
     let mut h = H::up();
     h.monitor_active(1, "201", 1);

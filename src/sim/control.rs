@@ -305,8 +305,9 @@ impl Switch {
         }
         let l = self.limits();
         s += &format!(
-            "link        contexts {}; keep-alive every {} s; limits: {} events/s, {} requests/s, {} outstanding (0 = none)\n",
+            "link        contexts {}; framing {}; keep-alive every {} s; limits: {} events/s, {} requests/s, {} outstanding (0 = none)\n",
             self.cfg.link.contexts.join(", "),
+            self.cfg.link.framing,
             self.cfg.link.keepalive_s,
             l.events_per_s,
             l.requests_per_s,

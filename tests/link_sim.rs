@@ -438,3 +438,29 @@ async fn hipath_loss_of_framing_resets_the_link() {
     assert!(timeout(T, conns.recv()).await.unwrap().is_some());
     timeout(T, link.shutdown()).await.unwrap();
 }
+
+#[tokio::test]
+async fn unmonitor_of_a_monitor_the_switch_forgot_is_ok() {
+    let sim = start_sim(SimConfig::default()).await;
+    let (link, mut rx) = start(cfg(&sim));
+    up(&mut rx).await;
+    assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
+    cmd(
+        &sim,
+        r#"{"cmd":"fault","fault":"forget_monitor","device":"201"}"#,
+    )
+    .await;
+    assert_eq!(sim_monitors(&sim).await, Vec::<String>::new());
+    // the switch answers the monitorStop with operation/invalidMonitorCrossRefID: the
+    // monitor is gone either way, so the stop succeeded
+    assert_eq!(timeout(T, link.unmonitor("201")).await.unwrap(), Ok(Ok(())));
+    let st = cmd(&sim, r#"{"cmd":"status"}"#).await;
+    assert_eq!(
+        st["counters"]["errors"], 1,
+        "the switch did refuse it: {st}"
+    );
+    // monitored again from scratch: a new monitor on the switch
+    assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
+    assert_eq!(sim_monitors(&sim).await, ["201"]);
+    timeout(T, link.shutdown()).await.unwrap();
+}

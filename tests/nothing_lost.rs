@@ -114,19 +114,6 @@ async fn a_renumbered_monitor_is_monitored_again_and_resynced() {
     assert!(all.iter().all(|v| id_of(v) == x), "{all:#?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn monitor_stop_of_a_monitor_the_switch_forgot_is_ok() {
-    let e = env().await;
-    let mut c = e.client().await;
-    c.ok(json!({"op": "monitor.start", "device": "201"})).await;
-    e.sim(r#"{"cmd":"fault","fault":"forget_monitor","device":"201"}"#)
-        .await;
-    assert_eq!(e.pbx_monitors("201").await, 0);
-    // the switch answers invalidMonitorCrossRefID: the monitor is gone either way
-    c.ok(json!({"op": "monitor.stop", "device": "201"})).await;
-    assert_eq!(e.gw.monitor_refs("pbx1", "201").await, 0);
-}
-
 /// A link that reconnects after 1.5 s (time to change the call while it is down).
 async fn slow_reconnect(keepalive_s: u64) -> Env {
     env_with(

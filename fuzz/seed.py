@@ -142,6 +142,11 @@ def variants(pdu):
 
 
 # ---- frames -------------------------------------------------------------------------------
+def hipath_framed(pdus):
+    # Siemens HiPath: 0x26, 0x80 | length-high, length-low before each PDU
+    return b''.join(bytes([0x26, 0x80 | (len(p) >> 8), len(p) & 0xff]) + p for p in pdus)
+
+
 def framed(pdus):
     return b''.join(len(p).to_bytes(2, 'big') + p for p in pdus)
 
@@ -192,6 +197,8 @@ def main():
     corpus['frame'].append(b'\x00' + framed([b'', b'\xa1\x00']) + b'\x00')   # empty frame, half frame
     corpus['frame'].append(b'\x00' + b''.join(xml_frame(i, b) for i, b in XML))
     corpus['frame'].append(b'\x20' + xml_frame(*XML[0])[:20])                 # half an XML frame
+    corpus['frame'].append(b'\x00' + hipath_framed([p for _, p in base[:4]]))  # HiPath 26 8x xx
+    corpus['frame'].append(b'\x40' + hipath_framed([b'', b'\xa1\x00']) + b'\x26\x00')  # then no high bit
 
     for t, items in corpus.items():
         d = os.path.join(HERE, 'corpus', t)

@@ -8,6 +8,24 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use ctigate_csta::framing::Framing;
+
+/// A [`Framing`] in a TOML file by its name (`"length"`, `"hipath"`); a wrong name is
+/// refused with the names that work. For the gateway's links and the simulator.
+pub mod framing_name {
+    use super::Framing;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(f: &Framing, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(f.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Framing, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A configuration mistake.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError(pub String);
@@ -63,6 +81,9 @@ pub struct LinkSection {
     pub versions: Vec<u32>,
     /// ACSE calling-authentication-value, when the PBX wants one.
     pub password: Option<String>,
+    /// The header before each PDU: `length` (2-octet length) or `hipath` (`26 8x xx`).
+    #[serde(with = "framing_name")]
+    pub framing: Framing,
     /// Send the pre-association byte `B` and expect `P` (Alcatel OmniPCX Office).
     pub handshake: bool,
     /// Every request is answered within this time (else `link`/`timeout`).
@@ -98,6 +119,7 @@ impl Default for LinkSection {
             context: l.context,
             versions: l.versions,
             password: l.password,
+            framing: l.framing,
             handshake: l.handshake,
             request_timeout_ms: ms(l.request_timeout),
             keepalive_idle_s: l.keepalive_idle.as_secs(),
@@ -310,6 +332,23 @@ mod tests {
             format!("3 | token_sha256 = \"{MASK}\"")
         );
         assert_eq!(mask_secrets("tls_key = \"k.pem\""), "tls_key = \"k.pem\"");
+    }
+
+    #[test]
+    fn framing_by_name() {
+        let c =
+            Config::from_toml("[[link]]\nname = \"p\"\naddress = \"h:1\"\nframing = \"hipath\"\n")
+                .unwrap();
+        assert_eq!(c.links[0].framing, Framing::Hipath);
+        assert!(c.effective_toml().contains("framing = \"hipath\""));
+        assert_eq!(
+            crate::gateway::link_config(&c.links[0]).framing,
+            Framing::Hipath
+        );
+        let e = Config::from_toml("[[link]]\nname = \"p\"\naddress = \"h:1\"\nframing = \"u16\"\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("unknown framing \"u16\""), "{e}");
     }
 
     #[test]

@@ -25,7 +25,10 @@ use tokio_util::codec::Decoder;
 /// Binary stream framings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
+    /// 2-octet big-endian length.
     U16,
+    /// Siemens HiPath: `26`, `80 | length-high`, `length-low`.
+    Hipath,
     Xml8,
 }
 
@@ -305,7 +308,8 @@ pub fn run_binary(
 
 /// Binary mode over a reader, read in chunks (memory bounded by the largest frame).
 /// With `handshake`, a leading pre-association byte (`B` or `P`) of an OmniPCX Office link
-/// is skipped.
+/// is skipped. A HiPath stream that loses its framing (a wrong `26` marker, a missing high
+/// bit) ends with a `framing` error line naming the octet.
 pub fn run_stream(
     input: &mut dyn Read,
     framing: Framing,
@@ -313,8 +317,12 @@ pub fn run_stream(
     out: &mut dyn Write,
 ) -> std::io::Result<Summary> {
     match framing {
-        Framing::U16 => {
-            let mut codec = U16Codec::new();
+        Framing::U16 | Framing::Hipath => {
+            let mut codec = U16Codec::new().with_framing(if framing == Framing::Hipath {
+                ctigate_csta::framing::Framing::Hipath
+            } else {
+                ctigate_csta::framing::Framing::Length
+            });
             let mut pending = BytesMut::new();
             if handshake {
                 let mut first = [0u8; 1];
@@ -575,5 +583,43 @@ mod tests {
         assert_eq!(l[0]["value"], "<x/>");
         assert_eq!(l[1]["code"], "framing");
         assert_eq!(l[1]["stream_offset"], 12);
+    }
+
+    #[test]
+    fn binary_mode_hipath() {
+        // RLRQ and RLRE in HiPath frames, then a frame without the high bit
+        let data = [
+            0x26, 0x80, 0x05, 0x62, 0x03, 0x80, 0x01, 0x00, 0x26, 0x80, 0x05, 0x63, 0x03, 0x80,
+            0x01, 0x00, 0x26, 0x05, 0x62,
+        ];
+        let mut out = Vec::new();
+        let s = run_binary(&data, Framing::Hipath, false, &mut out).unwrap();
+        assert_eq!(
+            s,
+            Summary {
+                decoded: 2,
+                failed: 1
+            }
+        );
+        let l: Vec<Json> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|x| serde_json::from_str(x).unwrap())
+            .collect();
+        assert_eq!(
+            (l[0]["apdu"].as_str(), l[1]["apdu"].as_str()),
+            (Some("rlrq"), Some("rlre"))
+        );
+        assert_eq!(l[2]["code"], "framing");
+        assert_eq!(l[2]["stream_offset"], 16);
+        assert!(
+            l[2]["error"].as_str().unwrap().contains("high bit"),
+            "{}",
+            l[2]
+        );
+        // the same frames read as 2-octet length framing do not decode
+        let mut out = Vec::new();
+        let s = run_binary(&data[..16], Framing::U16, false, &mut out).unwrap();
+        assert_eq!(s.decoded, 0);
     }
 }

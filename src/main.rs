@@ -38,6 +38,8 @@ struct Cli {
 enum FramingArg {
     /// 2-octet big-endian length before each BER PDU
     U16,
+    /// Siemens HiPath: 26, 80|length-high, length-low before each BER PDU
+    Hipath,
     /// 8-octet CSTA-XML header (framing only)
     Xml8,
 }
@@ -113,7 +115,8 @@ enum Command {
         #[arg(default_value = "127.0.0.1:7700")]
         addr: String,
     },
-    /// Run the CSTA Phase III switch simulator (prints its dial plan; Ctrl-C stops it);
+    /// Run the CSTA Phase III switch simulator (prints its dial plan; SIGTERM or Ctrl-C
+    /// releases every association (RLRQ, ABRT without RLRE in time) and stops it);
     /// `ctigate sim ctl` drives a running one.
     #[command(args_conflicts_with_subcommands = true)]
     Sim {
@@ -143,6 +146,10 @@ enum Command {
         /// Expect the pre-association byte B and answer P (OmniPCX Office).
         #[arg(long)]
         handshake: bool,
+        /// The header before each PDU: `length` (2-octet length) or `hipath` (Siemens
+        /// HiPath 26 8x xx); overrides the configuration's link.framing.
+        #[arg(long)]
+        framing: Option<String>,
         /// Seconds between the switch's keep-alives (0: none).
         #[arg(long)]
         keepalive: Option<u64>,
@@ -266,6 +273,7 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             profile,
             load,
             handshake,
+            framing,
             keepalive,
         } => {
             let mut cfg = match &config {
@@ -281,6 +289,11 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             }
             if handshake {
                 cfg.link.handshake = true;
+            }
+            if let Some(f) = framing {
+                cfg.link.framing = f
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("--framing: {e}"))?;
             }
             if let Some(k) = keepalive {
                 cfg.link.keepalive_s = k;
@@ -329,6 +342,7 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             } else {
                 let f = match framing {
                     FramingArg::U16 => Framing::U16,
+                    FramingArg::Hipath => Framing::Hipath,
                     FramingArg::Xml8 => Framing::Xml8,
                 };
                 match &file {
@@ -367,6 +381,9 @@ async fn run_sim(
             .context("the scenario file is not valid")?;
     }
     let ctl = (control != "none").then_some(control.as_str());
+    // the graceful stop: the RLRE wait, then the ABRTs and closes written out
+    let stop_bound = std::time::Duration::from_millis(cfg.link.release_timeout_ms)
+        + std::time::Duration::from_secs(5);
     let sim = Sim::start(cfg, &listen, ctl).await?;
     println!(
         "ctigate sim listening: csta {} control {}",
@@ -404,7 +421,12 @@ async fn run_sim(
             return Ok(if res.is_ok() { 0 } else { 1 });
         }
     }
-    tokio::signal::ctrl_c().await?;
+    stop_signal().await?;
+    if sim.stop(stop_bound).await {
+        tracing::info!("simulator stopped: every association released");
+    } else {
+        tracing::warn!(bound = ?stop_bound, "simulator stopped without every connection closed in time");
+    }
     Ok(0)
 }
 

@@ -85,3 +85,53 @@ fn every_invalid_fixture_gives_its_error_code() {
         assert_eq!(code, Some(1), "{name}: exit status");
     }
 }
+
+/// `ctigate decode --framing hipath` reads a binary HiPath stream from stdin: a line per
+/// PDU, then the loss of framing named with its offset (exit 1).
+#[test]
+fn decode_reads_hipath_framed_bytes() {
+    use std::io::Write;
+    let run = |framing: &str, data: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ctigate"))
+            .args(["decode", "--framing", framing])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run ctigate decode");
+        child.stdin.take().unwrap().write_all(data).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let lines: Vec<Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        (lines, out.status.code())
+    };
+    // RLRQ, RLRE in HiPath frames
+    let good = [
+        0x26, 0x80, 0x05, 0x62, 0x03, 0x80, 0x01, 0x00, 0x26, 0x80, 0x05, 0x63, 0x03, 0x80, 0x01,
+        0x00,
+    ];
+    let (lines, code) = run("hipath", &good);
+    assert_eq!(code, Some(0), "{lines:?}");
+    let apdus: Vec<&str> = lines.iter().map(|l| l["apdu"].as_str().unwrap()).collect();
+    assert_eq!(apdus, ["rlrq", "rlre"]);
+    // then a 2-octet length frame: the marker is wrong
+    let mut bad = good.to_vec();
+    bad.extend([0x00, 0x05, 0x62, 0x03, 0x80, 0x01, 0x00]);
+    let (lines, code) = run("hipath", &bad);
+    assert_eq!(code, Some(1));
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[2]["code"], "framing");
+    assert_eq!(lines[2]["stream_offset"], 16);
+    assert!(
+        lines[2]["error"].as_str().unwrap().starts_with(
+            "loss of framing: bad HiPath header (the first octet must be 0x26, got 0x00)"
+        ),
+        "{}",
+        lines[2]
+    );
+    // the HiPath stream read as 2-octet length framing is not understood
+    let (_, code) = run("u16", &good);
+    assert_eq!(code, Some(1));
+}

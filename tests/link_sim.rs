@@ -6,7 +6,7 @@ mod support;
 
 use ctigate::csta::ops::{AnswerCallArgument, Argument};
 use ctigate::csta::types::ConnectionId;
-use ctigate::link::{CstaError, LinkConfig, LinkError, LinkEvent};
+use ctigate::link::{CstaError, Framing, LinkConfig, LinkError, LinkEvent};
 use ctigate::sim::SimConfig;
 use std::time::Duration;
 use support::{link_cfg as cfg, sim_cmd as cmd, sim_monitors, start_link as start, start_sim, T};
@@ -342,4 +342,125 @@ async fn nothing_listening_is_down_then_up_when_the_switch_appears() {
         timeout(T, link.monitor("201")).await.unwrap(),
         Err(LinkError::Closed)
     );
+}
+
+#[tokio::test]
+async fn hipath_framing_both_sides() {
+    let mut sc = SimConfig::default();
+    sc.link.framing = Framing::Hipath;
+    let sim = start_sim(sc).await;
+    let (link, mut rx) = start(LinkConfig {
+        framing: Framing::Hipath,
+        ..cfg(&sim)
+    });
+    up(&mut rx).await;
+    // the switch's systemStatus at association came through HiPath frames and was answered
+    let status = wait_for(&mut rx, "SystemStatus", |e| match e {
+        LinkEvent::SystemStatus { status } => Some(status.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(status, "normal");
+    assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
+    monitored(&mut rx, "201").await;
+    assert_eq!(sim_monitors(&sim).await, ["201"]);
+    cmd(&sim, r#"{"cmd":"inbound","ani":"0891234567","dnis":"201"}"#).await;
+    assert_eq!(
+        report(&mut rx).await,
+        (Some("201".to_string()), "delivered".to_string())
+    );
+    match timeout(T, link.request(answer_unknown_call()))
+        .await
+        .unwrap()
+    {
+        Ok(Err(CstaError::Failure(f))) => assert_eq!(f.to_string(), "operation/invalidCallID"),
+        o => panic!("{o:?}"),
+    }
+    // a garbled PDU in a good HiPath frame is rejected, the framing holds: still up, and
+    // the next request is answered on the same association
+    cmd(&sim, r#"{"cmd":"fault","fault":"garble"}"#).await;
+    match timeout(T, link.request(answer_unknown_call()))
+        .await
+        .unwrap()
+    {
+        Ok(Err(CstaError::Failure(f))) => assert_eq!(f.to_string(), "operation/invalidCallID"),
+        o => panic!("{o:?}"),
+    }
+    let st = cmd(&sim, r#"{"cmd":"status"}"#).await;
+    assert_eq!(st["counters"]["associations"], 1, "{st}");
+    timeout(T, link.shutdown()).await.unwrap();
+    assert_eq!(down(&mut rx).await, "released (RLRQ answered by RLRE)");
+}
+
+/// A listener that answers every connection with `bytes` and counts the connections.
+async fn raw_switch(bytes: &'static [u8]) -> (String, mpsc::Receiver<Vec<u8>>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                // what the application sent first (its AARQ frame header)
+                let mut head = [0u8; 3];
+                let _ = timeout(T, s.read_exact(&mut head)).await;
+                let _ = tx.send(head.to_vec()).await;
+                let _ = s.write_all(bytes).await;
+                let mut sink = Vec::new();
+                let _ = timeout(T, s.read_to_end(&mut sink)).await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn hipath_loss_of_framing_resets_the_link() {
+    // a switch that answers in 2-octet length framing (an RLRE: 00 05 63 03 80 01 00)
+    let (addr, mut conns) = raw_switch(&[0x00, 0x05, 0x63, 0x03, 0x80, 0x01, 0x00]).await;
+    let (link, mut rx) = start(LinkConfig {
+        name: "test".into(),
+        address: addr,
+        framing: Framing::Hipath,
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(100),
+        ..LinkConfig::default()
+    });
+    // the link sent its AARQ in a HiPath frame: 26 80 len
+    let head = timeout(T, conns.recv()).await.unwrap().unwrap();
+    assert_eq!(&head[..2], &[0x26, 0x80], "{head:02x?}");
+    assert_eq!(
+        down(&mut rx).await,
+        "framing error: loss of framing: bad HiPath header (the first octet must be 0x26, got 0x00); is the other side using framing = \"hipath\"?"
+    );
+    // reset: the link connects again by itself
+    assert!(timeout(T, conns.recv()).await.unwrap().is_some());
+    timeout(T, link.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn unmonitor_of_a_monitor_the_switch_forgot_is_ok() {
+    let sim = start_sim(SimConfig::default()).await;
+    let (link, mut rx) = start(cfg(&sim));
+    up(&mut rx).await;
+    assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
+    cmd(
+        &sim,
+        r#"{"cmd":"fault","fault":"forget_monitor","device":"201"}"#,
+    )
+    .await;
+    assert_eq!(sim_monitors(&sim).await, Vec::<String>::new());
+    // the switch answers the monitorStop with operation/invalidMonitorCrossRefID: the
+    // monitor is gone either way, so the stop succeeded
+    assert_eq!(timeout(T, link.unmonitor("201")).await.unwrap(), Ok(Ok(())));
+    let st = cmd(&sim, r#"{"cmd":"status"}"#).await;
+    assert_eq!(
+        st["counters"]["errors"], 1,
+        "the switch did refuse it: {st}"
+    );
+    // monitored again from scratch: a new monitor on the switch
+    assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
+    assert_eq!(sim_monitors(&sim).await, ["201"]);
+    timeout(T, link.shutdown()).await.unwrap();
 }

@@ -12,7 +12,7 @@
 
 use bytes::{Bytes, BytesMut};
 use ctigate_csta::acse::Acse;
-use ctigate_csta::framing::{Frame, U16Codec, Xml8Codec, XmlFrame, HANDSHAKE_SWITCH};
+use ctigate_csta::framing::{Frame, Framing, U16Codec, Xml8Codec, XmlFrame, HANDSHAKE_SWITCH};
 use ctigate_csta::json::apdu_json;
 use ctigate_csta::{Apdu, Limits};
 use tokio_util::codec::{Decoder, Encoder};
@@ -80,7 +80,8 @@ fn drain<D: Decoder>(codec: &mut D, input: &[u8], chunk: usize) -> (Vec<D::Item>
 
 /// `frame`: the first octet selects the setup (bit 0: expect the `P` handshake; bits 1-4:
 /// a smaller maximum; bits 5-7: log2 of the size of the pieces fed in the streaming pass), the rest
-/// is the byte stream. Both [`U16Codec`] and [`Xml8Codec`] must: decode the same items and
+/// is the byte stream. [`U16Codec`] (with each [`Framing`]: 2-octet length, HiPath) and
+/// [`Xml8Codec`] must: decode the same items and
 /// consume the same octets whether the stream arrives at once or in pieces, never return
 /// an item over their maximum, and re-encode the items to exactly the octets consumed,
 /// which decode again to the same items.
@@ -95,50 +96,52 @@ pub fn check_frame(data: &[u8]) {
     };
     let chunk = 1usize << (mode >> 5); // 1, 2, 4 .. 128
 
-    // -- 2-octet length framing
-    let u16_codec = || {
-        let c = U16Codec::new().with_max(max);
-        if handshake {
-            c.expecting_handshake(HANDSHAKE_SWITCH)
-        } else {
-            c
+    // -- length-prefixed framings: the 2-octet length and the HiPath header (26 8x xx)
+    for framing in Framing::ALL {
+        let u16_codec = || {
+            let c = U16Codec::new().with_max(max).with_framing(framing);
+            if handshake {
+                c.expecting_handshake(HANDSHAKE_SWITCH)
+            } else {
+                c
+            }
+        };
+        let (items, err, used) = drain(&mut u16_codec(), stream, stream.len());
+        let streamed = drain(&mut u16_codec(), stream, chunk);
+        assert_eq!(
+            (&items, err, used),
+            (&streamed.0, streamed.1, streamed.2),
+            "U16Codec ({framing}): fed at once vs in pieces of {chunk}"
+        );
+        let cmax = u16_codec().max();
+        let mut out = BytesMut::new();
+        let mut enc = u16_codec();
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Frame::Pdu(p) => assert!(
+                    p.len() <= cmax,
+                    "U16Codec ({framing}) item of {} octets over the max {cmax}",
+                    p.len()
+                ),
+                Frame::Handshake(b) => assert!(
+                    i == 0 && handshake && *b == HANDSHAKE_SWITCH,
+                    "unexpected handshake item"
+                ),
+            }
+            enc.encode(item.clone(), &mut out)
+                .expect("U16Codec re-encode of a decoded item");
         }
-    };
-    let (items, err, used) = drain(&mut u16_codec(), stream, stream.len());
-    let streamed = drain(&mut u16_codec(), stream, chunk);
-    assert_eq!(
-        (&items, err, used),
-        (&streamed.0, streamed.1, streamed.2),
-        "U16Codec: fed at once vs in pieces of {chunk}"
-    );
-    let cmax = u16_codec().max();
-    let mut out = BytesMut::new();
-    let mut enc = u16_codec();
-    for (i, item) in items.iter().enumerate() {
-        match item {
-            Frame::Pdu(p) => assert!(
-                p.len() <= cmax,
-                "U16Codec item of {} octets over the max {cmax}",
-                p.len()
-            ),
-            Frame::Handshake(b) => assert!(
-                i == 0 && handshake && *b == HANDSHAKE_SWITCH,
-                "unexpected handshake item"
-            ),
-        }
-        enc.encode(item.clone(), &mut out)
-            .expect("U16Codec re-encode of a decoded item");
+        same(
+            &out,
+            &stream[..used],
+            "U16Codec re-encoding differs from the octets consumed",
+        );
+        let (again, err2, used2) = drain(&mut u16_codec(), &out, out.len());
+        assert!(
+            !err2 && used2 == out.len() && again == items,
+            "U16Codec ({framing}): re-encoded stream decodes differently"
+        );
     }
-    same(
-        &out,
-        &stream[..used],
-        "U16Codec re-encoding differs from the octets consumed",
-    );
-    let (again, err2, used2) = drain(&mut u16_codec(), &out, out.len());
-    assert!(
-        !err2 && used2 == out.len() && again == items,
-        "U16Codec: re-encoded stream decodes differently"
-    );
 
     // -- 8-octet CSTA-XML header framing
     let (items, err, used) = drain(&mut Xml8Codec::with_max(max), stream, stream.len());

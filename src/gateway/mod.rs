@@ -183,6 +183,7 @@ pub fn link_config(l: &LinkSection) -> LinkConfig {
         context: l.context.clone(),
         versions: l.versions.clone(),
         password: l.password.clone(),
+        framing: l.framing,
         handshake: l.handshake,
         request_timeout: l.request_timeout(),
         keepalive_idle: Duration::from_secs(l.keepalive_idle_s),
@@ -705,6 +706,12 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
             again: true,
         } => {
             // re-monitored by the link after an outage: bring the view up to date
+            let (gw, slot) = (gw.clone(), slot.clone());
+            tokio::spawn(async move { gw.resync(&slot, &device).await });
+        }
+        LinkEvent::Resync { device, reason } => {
+            // the link says events may have been lost: the same snapshot resync
+            info!(link = %slot.name, %device, %reason, "resynchronising");
             let (gw, slot) = (gw.clone(), slot.clone());
             tokio::spawn(async move { gw.resync(&slot, &device).await });
         }

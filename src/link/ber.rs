@@ -1,5 +1,5 @@
 //! The ECMA-285 BER dialect: X.880 ROSE APDUs after X.227 ACSE association, in 2-octet
-//! length framing (WIRE.md §2.1), with the optional pre-association `B`/`P` handshake
+//! length framing (WIRE.md §2.1) or Siemens HiPath's `26 8x xx` header, with the optional pre-association `B`/`P` handshake
 //! (Alcatel OmniPCX Office, WIRE.md §2.2). Everything here is the `ctigate-csta` crate's
 //! code; this file only maps it onto [`Dialect`].
 
@@ -8,7 +8,7 @@ use super::LinkConfig;
 use bytes::Bytes;
 use ctigate_csta::acse::{self, AarqParams, Acse, AcseKind};
 use ctigate_csta::apdu::Apdu;
-use ctigate_csta::framing::{Frame, U16Codec, HANDSHAKE_APP, HANDSHAKE_SWITCH, MAX_U16_FRAME};
+use ctigate_csta::framing::{Frame, Framing, U16Codec, HANDSHAKE_APP, HANDSHAKE_SWITCH};
 use ctigate_csta::rose::{Code, InvokeId, Reject, ReturnError, Rose};
 use ctigate_csta::rose_ext::{
     self, FromInvoke, FromReturnResult, ReportFromInvoke, ToInvoke, ToReturnError, ToReturnResult,
@@ -23,10 +23,12 @@ use ctigate_csta_model::types::UniversalFailure;
 /// Highest invoke id; the next one is 1 again (public client code wraps here, WIRE.md §4).
 pub const MAX_INVOKE_ID: i64 = 32767;
 
-/// The ECMA-285 BER dialect (configured: the AARQ, built once; the handshake setting).
+/// The ECMA-285 BER dialect (configured: the AARQ, built once; the framing and handshake
+/// settings).
 #[derive(Debug, Clone)]
 pub struct Ber {
     aarq: Bytes,
+    framing: Framing,
     handshake: bool,
 }
 
@@ -39,12 +41,13 @@ impl Dialect for Ber {
     fn from_config(cfg: &LinkConfig) -> Result<Ber, String> {
         Ok(Ber {
             aarq: build_aarq(cfg)?,
+            framing: cfg.framing,
             handshake: cfg.handshake,
         })
     }
 
     fn codec(&self) -> U16Codec {
-        let codec = U16Codec::new();
+        let codec = U16Codec::new().with_framing(self.framing);
         if self.handshake {
             codec.expecting_handshake(HANDSHAKE_SWITCH)
         } else {
@@ -73,12 +76,14 @@ impl Dialect for Ber {
     }
 
     fn invoke(&self, invoke_id: i64, arg: &Argument) -> Result<Frame, String> {
+        let max = self.framing.max_frame();
         match Apdu::Rose(arg.invoke(invoke_id)).encode() {
-            Ok(b) if b.len() <= MAX_U16_FRAME => Ok(Frame::Pdu(Bytes::from(b))),
+            Ok(b) if b.len() <= max => Ok(Frame::Pdu(Bytes::from(b))),
             Ok(b) => Err(format!(
-                "{} of {} octets exceeds the frame limit of {MAX_U16_FRAME}",
+                "{} of {} octets exceeds the {} frame limit of {max}",
                 arg.operation(),
-                b.len()
+                b.len(),
+                self.framing
             )),
             Err(e) => Err(e.to_string()),
         }

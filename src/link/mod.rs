@@ -29,6 +29,7 @@ pub use dialect::Dialect;
 pub use driver::Link;
 pub use session::{Answer, Out, Session, State, Token, MAX_IN_FLIGHT, MAX_MONITORS};
 
+pub use ctigate_csta::framing::Framing;
 use ctigate_csta_model::events::EventReport;
 use ctigate_csta_model::reject::Problem;
 use ctigate_csta_model::types::UniversalFailure;
@@ -50,6 +51,9 @@ pub struct LinkConfig {
     pub versions: Vec<u32>,
     /// ACSE calling-authentication-value (charstring), when the switch wants one.
     pub password: Option<String>,
+    /// The header before each PDU: the 2-octet length (most switches) or Siemens HiPath's
+    /// `26 8x xx` ([`Framing`]).
+    pub framing: Framing,
     /// Send the pre-association `B` and expect `P` first (Alcatel OmniPCX Office).
     pub handshake: bool,
     /// Every request is answered within this time (`LinkError::Timeout` otherwise); also
@@ -78,6 +82,7 @@ impl Default for LinkConfig {
             context: ctigate_csta::acse::DEFAULT_CONTEXT.into(),
             versions: ctigate_csta::acse::version::PHASE3_ALL.to_vec(),
             password: None,
+            framing: Framing::Length,
             handshake: false,
             request_timeout: Duration::from_secs(5),
             keepalive_idle: Duration::from_secs(20),
@@ -198,6 +203,11 @@ pub enum LinkEvent {
     /// again when the switch is back: `Monitored` follows), or re-monitoring was refused
     /// (the device is forgotten).
     MonitorLost { device: String, reason: String },
+    /// The owner's view of a monitored device may be stale (events may have been lost):
+    /// take a snapshot. After systemStatus messagesLost, and after an overload
+    /// (overloadImminent / overloadReached, then normal, enabled or overloadRelieved), for
+    /// every active monitor; `reason` says which.
+    Resync { device: String, reason: String },
     /// The switch's systemStatus (ECMA-285 SystemStatus value name: `normal`,
     /// `initializing`, `messagesLost`, ...); already answered.
     SystemStatus { status: String },

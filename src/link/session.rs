@@ -19,7 +19,14 @@
 //! - our keep-alive: systemStatus(normal) after `keepalive_idle` of silence from the switch,
 //!   the link declared dead (ABRT, close) when `keepalive_misses` are unanswered;
 //! - the monitor table (device <-> crossRefIdentifier), re-established after every
-//!   reconnect and after a switch restart (systemStatus initializing, then normal);
+//!   reconnect and after a switch restart or outage (systemStatus initializing or disabled,
+//!   then enabled or normal);
+//! - "nothing lost" (ECMA-269 system status): after systemStatus messagesLost, and when an
+//!   overload (overloadImminent / overloadReached) is over (normal, enabled or
+//!   overloadRelieved), every active monitor is told [`LinkEvent::Resync`] (the owner takes
+//!   a snapshot); a monitor the switch no longer knows (a returnError
+//!   operation/invalidMonitorCrossRefID to a request naming its cross reference, or event
+//!   reports naming the device under a cross reference we never got) is monitored again;
 //! - orderly release (X.227 RLRQ / RLRE) on shutdown;
 //! - reconnect with exponential backoff between `reconnect_min` and `reconnect_max`.
 //!
@@ -42,7 +49,10 @@ use ctigate_csta_model::ops::{
     SnapshotDeviceResponseInfo, SnapshotDeviceResult, SystemStatus,
 };
 use ctigate_csta_model::reject::Problem;
-use ctigate_csta_model::types::{CstaObject, DeviceId, TypeError};
+use ctigate_csta_model::types::{
+    CstaObject, DeviceId, MonitorCrossRefId, TypeError, UniversalFailure,
+};
+use ctigate_csta_model::value::Value;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -57,6 +67,14 @@ const MAX_WAITERS: usize = 64;
 pub use super::ber::MAX_INVOKE_ID;
 /// Re-monitors in flight at once after a reconnect (the rest queue).
 const REMONITOR_BATCH: usize = MAX_IN_FLIGHT / 4;
+/// Resyncs told at once after messagesLost or an overload; one more per answered request.
+const RESYNC_BATCH: usize = MAX_IN_FLIGHT / 4;
+/// Unknown cross references remembered per association (each is stopped and acted on
+/// once; the oldest is forgotten beyond this).
+const MAX_UNKNOWN_XREFS: usize = 64;
+/// ECMA-285 universalFailure operation/invalidMonitorCrossRefID (error-definition:
+/// `OperationErrors` value 60): the switch does not know the monitor.
+const INVALID_MONITOR_XREF: (&str, i64) = ("operation", 60);
 /// Shortest reconnect delay, whatever the configuration says.
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -143,6 +161,8 @@ struct Pending {
     op: Operation,
     purpose: Purpose,
     deadline: Option<Instant>,
+    /// The monitor cross reference the invoke names (MonitorStop).
+    xref: Option<MonitorCrossRefId>,
 }
 
 /// The outcome of one of our invokes, as the switch answered it.
@@ -168,8 +188,20 @@ pub struct Session<D: Dialect = Ber> {
     monitors: MonitorTable,
     /// Devices to monitor again, in order (all in state ExpectRemonitor).
     remonitor: VecDeque<String>,
-    /// The switch said systemStatus initializing: monitors wait for it to be back.
-    switch_restarting: bool,
+    /// The switch said systemStatus initializing or disabled (the name): its monitors are
+    /// gone and wait for it to be enabled or normal again.
+    switch_unavailable: Option<&'static str>,
+    /// The switch said overloadImminent or overloadReached: every monitor is resynchronised
+    /// when it says normal, enabled or overloadRelieved.
+    overloaded: bool,
+    /// Overload warnings from the switch (overloadImminent, overloadReached) since start.
+    overloads: u64,
+    /// Cross references of event reports we did not know (this association), oldest first.
+    unknown_xrefs: VecDeque<MonitorCrossRefId>,
+    /// Devices still to be told [`LinkEvent::Resync`] (bounded by the monitor table), with
+    /// the reason, and how many may be told now.
+    resync_queue: VecDeque<(String, String)>,
+    resync_credit: usize,
     /// The last Down reason told the owner while not associated.
     down_reported: Option<String>,
     /// Why requests fail while down, when more telling than `Down` (an AARE rejection).
@@ -206,7 +238,12 @@ impl<D: Dialect> Session<D> {
             keepalives_unanswered: 0,
             monitors: MonitorTable::default(),
             remonitor: VecDeque::new(),
-            switch_restarting: false,
+            switch_unavailable: None,
+            overloaded: false,
+            overloads: 0,
+            unknown_xrefs: VecDeque::new(),
+            resync_queue: VecDeque::new(),
+            resync_credit: 0,
             down_reported: None,
             refusal: None,
             closed_with: LinkError::Closed,
@@ -248,6 +285,11 @@ impl<D: Dialect> Session<D> {
     /// The monitor table.
     pub fn monitors(&self) -> &MonitorTable {
         &self.monitors
+    }
+
+    /// Overload warnings (systemStatus overloadImminent / overloadReached) since start.
+    pub fn overloads(&self) -> u64 {
+        self.overloads
     }
 
     /// A framing codec for a new connection (`None` when the configuration cannot work:
@@ -458,6 +500,7 @@ impl<D: Dialect> Session<D> {
                 }
                 self.monitors.remove(device);
                 info!(link = %self.cfg.name, device, "monitor stop");
+                self.forget_xref(xref.clone());
                 let arg: Argument = MonitorStopArgument::new(xref).into();
                 let deadline = Some(now + self.cfg.request_timeout);
                 let purpose = Purpose::MonitorStop { token: Some(token) };
@@ -572,9 +615,17 @@ impl<D: Dialect> Session<D> {
         purpose: Purpose,
         deadline: Option<Instant>,
     ) -> Result<i64, (LinkError, Purpose)> {
-        self.invoke_with(arg.operation(), purpose, deadline, |d, id| {
+        let xref = match arg {
+            Argument::MonitorStop(a) => Some(a.cross_ref_identifier.clone()),
+            _ => None,
+        };
+        let id = self.invoke_with(arg.operation(), purpose, deadline, |d, id| {
             d.invoke(id, arg)
-        })
+        })?;
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.xref = xref;
+        }
+        Ok(id)
     }
 
     /// Send the request `build` makes for a fresh invoke id, answered as `op`; the purpose
@@ -605,6 +656,7 @@ impl<D: Dialect> Session<D> {
                 op,
                 purpose,
                 deadline,
+                xref: None,
             },
         );
         Ok(id)
@@ -640,6 +692,33 @@ impl<D: Dialect> Session<D> {
             return;
         };
         self.callers -= callers_of(&p.purpose);
+        let forgotten = match (&outcome, &p.xref) {
+            (Ok(Err(CstaError::Failure(f))), Some(x)) if is_invalid_xref(f) => Some(x.clone()),
+            _ => None,
+        };
+        let outcome = match (forgotten, &p.purpose) {
+            (Some(x), Purpose::MonitorStop { token }) => {
+                // stopping a monitor the switch no longer has: it is stopped either way
+                debug!(link = %self.cfg.name, xref = %hex(&x.0), "monitorStop: the switch had already forgotten the monitor");
+                if token.is_some() {
+                    Ok(Ok(None))
+                } else {
+                    outcome
+                }
+            }
+            (Some(x), _) => {
+                if let Some(device) = self.monitors.device_of(&x).map(str::to_string) {
+                    self.monitor_again(
+                        &device,
+                        "the switch no longer knows its monitor (operation/invalidMonitorCrossRefID)",
+                        None,
+                        now,
+                    );
+                }
+                outcome
+            }
+            (None, _) => outcome,
+        };
         match p.purpose {
             Purpose::Request { token } => match outcome {
                 Ok(Ok(Some(OperationResult::SnapshotDevice(SnapshotDeviceResult {
@@ -660,14 +739,19 @@ impl<D: Dialect> Session<D> {
                             op: p.op,
                             purpose,
                             deadline: Some(now + self.cfg.request_timeout),
+                            xref: None,
                         },
                     );
                 }
-                outcome => self.answer(token, outcome),
+                outcome => {
+                    self.answer(token, outcome);
+                    self.request_done();
+                }
             },
             Purpose::SnapshotData { token, .. } => {
                 // its deadline passed, or the link went: the snapshot is incomplete
-                self.answer(token, outcome.and(Err(LinkError::Timeout)))
+                self.answer(token, outcome.and(Err(LinkError::Timeout)));
+                self.request_done();
             }
             Purpose::KeepAlive => match outcome {
                 Ok(Ok(_)) => debug!(link = %self.cfg.name, "keep-alive answered"),
@@ -686,6 +770,14 @@ impl<D: Dialect> Session<D> {
             }
         }
         self.pump_remonitor(now);
+    }
+
+    /// A caller's request is answered: one more resync may go (see `pump_resync`).
+    fn request_done(&mut self) {
+        if !self.resync_queue.is_empty() {
+            self.resync_credit += 1;
+            self.pump_resync();
+        }
     }
 
     fn on_monitor_started(
@@ -723,6 +815,7 @@ impl<D: Dialect> Session<D> {
                 // unmonitored (or the link changed) while the start was in flight
                 if self.is_associated() {
                     debug!(link = %self.cfg.name, device, "monitor started after it was given up: stopping it");
+                    self.forget_xref(xref.clone());
                     let arg: Argument = MonitorStopArgument::new(xref).into();
                     let deadline = Some(now + self.cfg.request_timeout);
                     let _ = self.invoke(&arg, Purpose::MonitorStop { token: None }, deadline);
@@ -762,7 +855,7 @@ impl<D: Dialect> Session<D> {
 
     /// Send queued re-monitors while there is room.
     fn pump_remonitor(&mut self, now: Instant) {
-        if !self.is_associated() || self.switch_restarting {
+        if !self.is_associated() || self.switch_unavailable.is_some() {
             return;
         }
         let mut in_flight = self
@@ -863,7 +956,10 @@ impl<D: Dialect> Session<D> {
         self.fail_pending(&err, now);
         self.monitors.suspend_all();
         self.remonitor.clear();
-        self.switch_restarting = false;
+        self.switch_unavailable = None;
+        self.overloaded = false;
+        self.unknown_xrefs.clear();
+        self.resync_queue.clear(); // every device is monitored (and resynchronised) again
         self.next_keepalive = None;
         self.keepalives_unanswered = 0;
         self.refusal = matches!(err, LinkError::Rejected(_)).then_some(err);
@@ -904,6 +1000,7 @@ impl<D: Dialect> Session<D> {
         }
         self.monitors.suspend_all();
         self.remonitor.clear();
+        self.resync_queue.clear();
         self.next_keepalive = None;
         self.out.push_back(Out::Close);
         info!(link = %self.cfg.name, reason, "link closed");
@@ -989,7 +1086,7 @@ impl<D: Dialect> Session<D> {
                 opcode,
                 argument,
             } => self.on_switch_invoke(invoke_id, opcode, argument, now),
-            Message::EventReport(report) => self.on_event_report(report),
+            Message::EventReport(report) => self.on_event_report(report, now),
             Message::Result { invoke_id, result } => {
                 let Some(id) = self.ours(invoke_id, "result") else {
                     return;
@@ -1074,12 +1171,12 @@ impl<D: Dialect> Session<D> {
     }
 
     /// cSTAEventReport (`ALWAYS RESPONDS FALSE`): routed through the monitor table.
-    fn on_event_report(&mut self, report: Result<EventReport, TypeError>) {
+    fn on_event_report(&mut self, report: Result<EventReport, TypeError>, now: Instant) {
         match report {
             Ok(report) => {
                 let device = self.monitors.device_of(&report.xref).map(str::to_string);
                 if device.is_none() {
-                    debug!(link = %self.cfg.name, xref = %hex(&report.xref.0), "event for an unknown cross reference");
+                    self.on_unknown_xref(&report, now);
                 }
                 self.event(LinkEvent::Report { device, report });
             }
@@ -1147,6 +1244,7 @@ impl<D: Dialect> Session<D> {
                 for t in tokens_of(p.purpose) {
                     self.answer(t, Err(LinkError::TooLarge("snapshot_max_calls", max)));
                 }
+                self.request_done();
             }
             return;
         }
@@ -1161,6 +1259,7 @@ impl<D: Dialect> Session<D> {
                 debug!(link = %self.cfg.name, invoke = id, calls = rows.len(), "snapshot by reference complete");
                 let r = SnapshotDeviceResult::new(SnapshotData::Data(rows));
                 self.answer(token, Ok(Ok(Some(OperationResult::SnapshotDevice(r)))));
+                self.request_done();
             }
         }
     }
@@ -1190,28 +1289,172 @@ impl<D: Dialect> Session<D> {
         };
         debug!(link = %self.cfg.name, status = %name, "systemStatus from the switch: answered");
         match status {
-            Some(SystemStatus::Initializing) if !self.switch_restarting => {
-                warn!(link = %self.cfg.name, "the switch is restarting (systemStatus initializing): its monitors are gone");
-                self.switch_restarting = true;
-                let lost: Vec<String> = self.monitors.active().map(str::to_string).collect();
-                for d in lost {
-                    self.monitors.suspend(&d);
-                    self.event(LinkEvent::MonitorLost {
-                        device: d,
-                        reason: "the switch is restarting (systemStatus initializing); monitored again when it is back".into(),
-                    });
+            Some(st @ (SystemStatus::Initializing | SystemStatus::Disabled)) => {
+                let what = if st == SystemStatus::Initializing {
+                    "initializing"
+                } else {
+                    "disabled"
+                };
+                if self.switch_unavailable.is_none() {
+                    warn!(link = %self.cfg.name, status = what, "the switch is unavailable (systemStatus {what}): its monitors are gone");
+                    self.switch_unavailable = Some(what);
+                    let lost: Vec<String> = self.monitors.active().map(str::to_string).collect();
+                    for d in lost {
+                        self.monitors.suspend(&d);
+                        self.event(LinkEvent::MonitorLost {
+                            device: d,
+                            reason: format!("the switch is unavailable (systemStatus {what}); monitored again when it is enabled or normal"),
+                        });
+                    }
+                    self.queue_remonitor_all();
                 }
-                self.queue_remonitor_all();
             }
-            Some(SystemStatus::Enabled | SystemStatus::Normal) if self.switch_restarting => {
-                info!(link = %self.cfg.name, "the switch is back: monitoring again");
-                self.switch_restarting = false;
-                self.queue_remonitor_all();
-                self.pump_remonitor(now);
+            Some(
+                st
+                @ (SystemStatus::Enabled | SystemStatus::Normal | SystemStatus::OverloadRelieved),
+            ) => {
+                if self.overloaded {
+                    self.overloaded = false;
+                    info!(link = %self.cfg.name, status = %name, "the switch's overload is over: resynchronising every monitored device");
+                    self.resync_all(&format!("the switch's overload is over (systemStatus {name}); events may have been lost"));
+                }
+                if st != SystemStatus::OverloadRelieved {
+                    if let Some(was) = self.switch_unavailable.take() {
+                        info!(link = %self.cfg.name, was, "the switch is back: monitoring again");
+                        self.queue_remonitor_all();
+                        self.pump_remonitor(now);
+                    }
+                }
+            }
+            Some(SystemStatus::MessagesLost) => {
+                warn!(link = %self.cfg.name, "the switch lost messages (systemStatus messagesLost): resynchronising every monitored device");
+                self.resync_all("the switch lost messages (systemStatus messagesLost)");
+            }
+            Some(SystemStatus::OverloadImminent | SystemStatus::OverloadReached) => {
+                self.overloads += 1;
+                self.overloaded = true;
+                warn!(link = %self.cfg.name, status = %name, overloads = self.overloads, "the switch is (about to be) overloaded: events may be lost; every monitored device is resynchronised when it is over");
+            }
+            Some(SystemStatus::PartiallyDisabled) => {
+                warn!(link = %self.cfg.name, "the switch is partially disabled (systemStatus partiallyDisabled)");
             }
             _ => {}
         }
         self.event(LinkEvent::SystemStatus { status: name });
+    }
+
+    /// Every active monitor is resynchronised by the owner ([`LinkEvent::Resync`]).
+    /// Paced: [`RESYNC_BATCH`] at once, then one more for every caller's request answered
+    /// (the owner's snapshots are such requests), so that a switch with many monitored
+    /// devices does not get them all at once (nor the link more than [`MAX_IN_FLIGHT`]).
+    fn resync_all(&mut self, reason: &str) {
+        for device in self.monitors.active() {
+            if !self.resync_queue.iter().any(|(d, _)| d == device) {
+                self.resync_queue
+                    .push_back((device.to_string(), reason.to_string()));
+            }
+        }
+        self.resync_credit = RESYNC_BATCH;
+        self.pump_resync();
+    }
+
+    /// Tell queued resyncs while there is credit; devices no longer active are skipped
+    /// (monitored again, they are resynchronised after their `Monitored`).
+    fn pump_resync(&mut self) {
+        while self.resync_credit > 0 {
+            let Some((device, reason)) = self.resync_queue.pop_front() else {
+                break;
+            };
+            if self.monitors.xref_of(&device).is_none() {
+                continue;
+            }
+            self.resync_credit -= 1;
+            self.event(LinkEvent::Resync { device, reason });
+        }
+    }
+
+    /// The switch evidently lost the monitor of `device`: monitor it again (MonitorStart;
+    /// its [`LinkEvent::Monitored`] with `again` makes the owner resynchronise). `stop`: a
+    /// cross reference the switch may still have for it, stopped first (answer ignored) so
+    /// that no second monitor is left behind.
+    fn monitor_again(
+        &mut self,
+        device: &str,
+        reason: &str,
+        stop: Option<MonitorCrossRefId>,
+        now: Instant,
+    ) {
+        if !self.monitors.remembered(device) {
+            return;
+        }
+        warn!(link = %self.cfg.name, device, reason, "monitor lost on the switch: monitoring again");
+        self.monitors.suspend(device);
+        if let Some(x) = stop.filter(|_| self.is_associated()) {
+            self.forget_xref(x.clone());
+            let arg: Argument = MonitorStopArgument::new(x).into();
+            let deadline = Some(now + self.cfg.request_timeout);
+            let _ = self.invoke(&arg, Purpose::MonitorStop { token: None }, deadline);
+        }
+        self.event(LinkEvent::MonitorLost {
+            device: device.to_string(),
+            reason: format!("{reason}; monitored again"),
+        });
+        if !self.remonitor.iter().any(|d| d == device) {
+            self.remonitor.push_back(device.to_string());
+        }
+    }
+
+    /// An event report under a cross reference we do not know, naming devices we believe
+    /// monitored: their monitors may be gone from the switch (it reports them under a
+    /// monitor we do not account for). Once per cross reference (bounded): stop that
+    /// monitor, and monitor each of those devices again. Cross references we dropped
+    /// ourselves (events still on their way) and events naming no monitored device are only
+    /// reported; nothing is done while the switch is unavailable or the link is not up.
+    fn on_unknown_xref(&mut self, report: &EventReport, now: Instant) {
+        let xref = &report.xref;
+        if !self.is_associated()
+            || self.switch_unavailable.is_some()
+            || self.unknown_xrefs.contains(xref)
+        {
+            debug!(link = %self.cfg.name, xref = %hex(&xref.0), "event for an unknown cross reference");
+            return;
+        }
+        let mut named = Vec::new();
+        devices_named(&report.event.to_value(), &mut named);
+        let believed: Vec<(String, MonitorCrossRefId)> = named
+            .into_iter()
+            .filter_map(|d| self.monitors.xref_of(&d).cloned().map(|x| (d, x)))
+            .collect();
+        if believed.is_empty() {
+            debug!(link = %self.cfg.name, xref = %hex(&xref.0), "event for an unknown cross reference");
+            return;
+        }
+        self.forget_xref(xref.clone());
+        warn!(link = %self.cfg.name, xref = %hex(&xref.0), event = report.event.name(), devices = ?believed.iter().map(|(d, _)| d).collect::<Vec<_>>(), "events of monitored devices under a cross reference we never got: stopping that monitor, monitoring them again");
+        let arg: Argument = MonitorStopArgument::new(xref.clone()).into();
+        let deadline = Some(now + self.cfg.request_timeout);
+        let _ = self.invoke(&arg, Purpose::MonitorStop { token: None }, deadline);
+        for (d, old) in believed {
+            self.monitor_again(
+                &d,
+                "its events arrive under a cross reference we never got",
+                Some(old),
+                now,
+            );
+        }
+        self.pump_remonitor(now);
+    }
+
+    /// A cross reference that is not (or no longer) ours: events still arriving under it are
+    /// only reported. Bounded by [`MAX_UNKNOWN_XREFS`] (the oldest is forgotten).
+    fn forget_xref(&mut self, xref: MonitorCrossRefId) {
+        if self.unknown_xrefs.contains(&xref) {
+            return;
+        }
+        if self.unknown_xrefs.len() >= MAX_UNKNOWN_XREFS {
+            self.unknown_xrefs.pop_front();
+        }
+        self.unknown_xrefs.push_back(xref);
     }
 
     /// A frame the dialect could not read. Before the association: abort. After: reject it
@@ -1276,6 +1519,37 @@ fn tokens_of(p: Purpose) -> Vec<Token> {
         | Purpose::SnapshotData { token, .. } => vec![token],
         Purpose::MonitorStart { waiters, .. } => waiters,
         Purpose::KeepAlive | Purpose::MonitorStop { token: None } => Vec::new(),
+    }
+}
+
+/// Whether a universalFailure says the switch does not know the monitor.
+fn is_invalid_xref(f: &UniversalFailure) -> bool {
+    (f.category, f.value) == INVALID_MONITOR_XREF
+}
+
+/// The device numbers an event names (every DeviceID in a string form), deduplicated.
+fn devices_named(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Choice("dialingNumber" | "implicitPublic" | "implicitPrivate", inner) => {
+            if let Value::Str(b) = inner.as_ref() {
+                let n = String::from_utf8_lossy(b).into_owned();
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        Value::Choice(_, inner) => devices_named(inner, out),
+        Value::Seq(members) => {
+            for m in members {
+                devices_named(&m.value, out);
+            }
+        }
+        Value::List(items) => {
+            for i in items {
+                devices_named(i, out);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -88,10 +88,17 @@ pub struct LinkConfig {
     pub max_monitors_total: usize,
     /// Associations (TCP connections) at once.
     pub max_associations: usize,
+    /// The header before each PDU: `length` (2-octet length) or `hipath` (Siemens HiPath
+    /// `26 8x xx`).
+    #[serde(with = "crate::config::framing_name")]
+    pub framing: crate::config::Framing,
     /// Expect the pre-association byte `B` and answer `P` (OmniPCX Office).
     pub handshake: bool,
     /// Seconds a connection may stay without a valid AARQ.
     pub aarq_timeout_s: u64,
+    /// After our RLRQ (fault `release`, or the simulator stopping), milliseconds to wait for
+    /// the RLRE before aborting (ABRT).
+    pub release_timeout_ms: u64,
     /// Event reports waiting for a rate-limited association.
     pub event_queue: usize,
     /// How SnapshotDevice answers give the calls (ECMA-269 allows each): `compound` (the
@@ -142,8 +149,10 @@ impl Default for LinkConfig {
             max_monitors: 100,
             max_monitors_total: 1000,
             max_associations: 16,
+            framing: crate::config::Framing::Length,
             handshake: false,
             aarq_timeout_s: 30,
+            release_timeout_ms: 2000,
             event_queue: 1000,
             snapshot_form: SnapshotForm::Compound,
             snapshot_forms: BTreeMap::new(),
@@ -309,6 +318,11 @@ impl SimConfig {
 
     /// Check what serde cannot: numbers, ranges, duplicates, routes, the profile name.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.link.release_timeout_ms == 0 || self.link.release_timeout_ms > 600_000 {
+            return Err(ConfigError(
+                "link.release_timeout_ms: between 1 and 600000".into(),
+            ));
+        }
         let stations = expand(&self.stations, "stations")?;
         let mut seen = std::collections::BTreeSet::new();
         let mut dup = |n: &str, key: &str| -> Result<(), ConfigError> {
@@ -401,6 +415,18 @@ mod tests {
         let e = expand(&["220-201".into()], "stations").unwrap_err();
         assert!(e.0.starts_with("stations: `220-201`"), "{e}");
         assert!(expand(&["2a1".into()], "stations").is_err());
+    }
+
+    #[test]
+    fn framing_and_release_timeout() {
+        let c = SimConfig::from_toml("[link]\nframing = \"hipath\"\nrelease_timeout_ms = 300\n")
+            .unwrap();
+        assert_eq!(c.link.framing, crate::config::Framing::Hipath);
+        assert_eq!(c.link.release_timeout_ms, 300);
+        let e = SimConfig::from_toml("[link]\nframing = \"xml\"\n").unwrap_err();
+        assert!(e.0.contains("unknown framing \"xml\""), "{e}");
+        let e = SimConfig::from_toml("[link]\nrelease_timeout_ms = 0\n").unwrap_err();
+        assert!(e.0.contains("link.release_timeout_ms"), "{e}");
     }
 
     #[test]

@@ -60,8 +60,10 @@ pub enum Command {
     },
     /// Make a device busy for new calls (or free again).
     Busy { device: String, on: bool },
-    /// A fault: close, abort, garble, stop_keepalive, resume_keepalive, delay (`ms`),
-    /// hang, resume, restart (`keep_links`: monitors lost but the links stay up).
+    /// A fault: close, abort, release (RLRQ), garble, stop_keepalive, resume_keepalive,
+    /// delay (`ms`), hang, lose_events, resume, status (`status`: a SystemStatus name),
+    /// forget_monitor / renumber_monitor (`device`), restart (`keep_links`: monitors lost
+    /// but the links stay up).
     Fault {
         fault: String,
         #[serde(default)]
@@ -70,6 +72,10 @@ pub enum Command {
         ms: u64,
         #[serde(default)]
         keep_links: bool,
+        #[serde(default)]
+        status: Option<String>,
+        #[serde(default)]
+        device: Option<String>,
     },
     /// Start (or with calls_per_s 0 stop) the load generator.
     Load(LoadSpec),
@@ -216,8 +222,18 @@ impl Switch {
                 assoc,
                 ms,
                 keep_links,
+                status,
+                device,
             } => {
-                let n = self.fault(&fault, assoc, ms, keep_links, now)?;
+                let spec = super::switch::FaultSpec {
+                    kind: fault,
+                    assoc,
+                    ms,
+                    keep_links,
+                    status,
+                    device,
+                };
+                let n = self.fault(&spec, now)?;
                 Ok(json!({"associations": n}))
             }
             Command::Load(spec) => {
@@ -289,8 +305,9 @@ impl Switch {
         }
         let l = self.limits();
         s += &format!(
-            "link        contexts {}; keep-alive every {} s; limits: {} events/s, {} requests/s, {} outstanding (0 = none)\n",
+            "link        contexts {}; framing {}; keep-alive every {} s; limits: {} events/s, {} requests/s, {} outstanding (0 = none)\n",
             self.cfg.link.contexts.join(", "),
+            self.cfg.link.framing,
             self.cfg.link.keepalive_s,
             l.events_per_s,
             l.requests_per_s,

@@ -54,6 +54,8 @@ pub const SHORT: &[(&str, &[(&str, Kind)])] = &[
             ("ms", Int),
             ("assoc", Int),
             ("keep_links", Bool),
+            ("status", Text),
+            ("device", Text),
         ],
     ),
     (

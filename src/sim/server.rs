@@ -1,4 +1,5 @@
-//! The tokio driver around [`Switch`]: the CSTA listener (2-octet framing), the NDJSON
+//! The tokio driver around [`Switch`]: the CSTA listener (2-octet length or HiPath framing,
+//! `link.framing`), the NDJSON
 //! control port and the scenario runner. One task owns the switch; connections talk to it
 //! over bounded channels; every write has a timeout and a client that cannot keep up is
 //! dropped (a real switch does the same).
@@ -7,8 +8,8 @@ use super::config::SimConfig;
 use super::control::{self, Command};
 use super::switch::{AssocId, Output, Switch};
 use crate::lines::Line;
-use bytes::{BufMut, Bytes, BytesMut};
-use ctigate_csta::framing::{Frame, U16Codec, HANDSHAKE_APP};
+use bytes::{Bytes, BytesMut};
+use ctigate_csta::framing::{Frame, Framing, U16Codec, HANDSHAKE_APP};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::codec::Decoder;
+use tokio_util::codec::{Decoder, Encoder};
 use tracing::{error, info, warn};
 
 /// Writes to one connection that may wait in its queue.
@@ -38,6 +39,8 @@ enum Input {
     Frame(AssocId, Frame),
     Gone(AssocId),
     Control(Command, oneshot::Sender<Value>),
+    /// Release every association and answer when every connection is gone.
+    Stop(oneshot::Sender<()>),
 }
 
 enum Out {
@@ -64,6 +67,7 @@ impl Sim {
         control: Option<&str>,
     ) -> std::io::Result<Sim> {
         let handshake = cfg.link.handshake;
+        let framing = cfg.link.framing;
         let cfg_for_restart = cfg.clone();
         let switch = Switch::new(cfg);
         let dialplan = switch.dialplan();
@@ -86,7 +90,7 @@ impl Sim {
         };
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(core(switch, cfg_for_restart, rx));
-        tokio::spawn(accept_csta(csta, tx.clone(), handshake));
+        tokio::spawn(accept_csta(csta, tx.clone(), framing, handshake));
         if let Some(l) = ctl {
             tokio::spawn(accept_control(l, tx.clone()));
         }
@@ -101,6 +105,18 @@ impl Sim {
 
     pub fn dialplan(&self) -> &str {
         &self.dialplan
+    }
+
+    /// Stop gracefully (SIGTERM, SIGINT): RLRQ to every associated application, ABRT to
+    /// those that do not answer RLRE within `link.release_timeout_ms`, every connection
+    /// closed, no new ones. Returns when every connection is gone, or after `bound` (false
+    /// then).
+    pub async fn stop(&self, bound: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Input::Stop(tx)).await.is_err() {
+            return true;
+        }
+        matches!(tokio::time::timeout(bound, rx).await, Ok(Ok(())))
     }
 
     /// Run one control command (as if sent on the control port).
@@ -231,7 +247,15 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
 /// dead; applications reconnect as after a switch restart.
 async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
     let mut writers: HashMap<AssocId, mpsc::Sender<Out>> = HashMap::new();
+    let mut framer = U16Codec::new().with_framing(cfg.link.framing);
+    let mut stopped: Option<oneshot::Sender<()>> = None;
     loop {
+        if stopped.is_some() && writers.is_empty() && sw.all_closed() {
+            info!("every association released or closed: the simulator stops");
+            if let Some(s) = stopped.take() {
+                let _ = s.send(());
+            }
+        }
         let deadline = sw
             .poll_timeout()
             .map(Instant::from_std)
@@ -252,6 +276,11 @@ async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
                     Input::Gone(id) => {
                         writers.remove(&id);
                         guarded("a disconnect", || sw.disconnected(id))
+                    }
+                    Input::Stop(reply) => {
+                        info!("stopping: releasing every association");
+                        stopped = Some(reply);
+                        guarded("stop", || sw.release_all(now()))
                     }
                     Input::Control(c, reply) => {
                         let what = format!("control command {c:?}");
@@ -280,9 +309,11 @@ async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
         while let Some(o) = sw.poll_output() {
             let (id, msg) = match o {
                 Output::Pdu { assoc, pdu } => {
-                    let mut b = BytesMut::with_capacity(pdu.len() + 2);
-                    b.put_u16(u16::try_from(pdu.len()).unwrap_or(u16::MAX));
-                    b.put_slice(&pdu);
+                    let mut b = BytesMut::with_capacity(pdu.len() + 3);
+                    if let Err(e) = framer.encode(&pdu[..], &mut b) {
+                        warn!(assoc, error = %e, "cannot frame a PDU: dropped");
+                        continue;
+                    }
                     (assoc, Out::Bytes(b.freeze()))
                 }
                 Output::Raw { assoc, bytes } => (assoc, Out::Bytes(bytes)),
@@ -302,12 +333,12 @@ async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
     }
 }
 
-async fn accept_csta(l: TcpListener, tx: mpsc::Sender<Input>, handshake: bool) {
+async fn accept_csta(l: TcpListener, tx: mpsc::Sender<Input>, framing: Framing, handshake: bool) {
     loop {
         match l.accept().await {
             Ok((s, peer)) => {
                 let tx = tx.clone();
-                tokio::spawn(csta_conn(s, peer, tx, handshake));
+                tokio::spawn(csta_conn(s, peer, tx, framing, handshake));
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -317,7 +348,13 @@ async fn accept_csta(l: TcpListener, tx: mpsc::Sender<Input>, handshake: bool) {
     }
 }
 
-async fn csta_conn(s: TcpStream, peer: SocketAddr, tx: mpsc::Sender<Input>, handshake: bool) {
+async fn csta_conn(
+    s: TcpStream,
+    peer: SocketAddr,
+    tx: mpsc::Sender<Input>,
+    framing: Framing,
+    handshake: bool,
+) {
     let _ = s.set_nodelay(true);
     let (r, mut w) = s.into_split();
     let (wtx, mut wrx) = mpsc::channel::<Out>(WRITE_QUEUE);
@@ -347,7 +384,7 @@ async fn csta_conn(s: TcpStream, peer: SocketAddr, tx: mpsc::Sender<Input>, hand
         let _ = w.shutdown().await;
         drop(done_tx);
     });
-    let mut codec = U16Codec::new();
+    let mut codec = U16Codec::new().with_framing(framing);
     if handshake {
         codec = codec.expecting_handshake(HANDSHAKE_APP);
     }

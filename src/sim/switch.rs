@@ -55,6 +55,9 @@ pub enum Phase {
     ExpectHandshake,
     ExpectAarq,
     Associated,
+    /// RLRQ sent (a `release` fault, or the simulator stopping): waiting for the RLRE,
+    /// ABRT at the deadline.
+    Releasing,
     Closed,
 }
 
@@ -67,6 +70,25 @@ pub struct Faults {
     pub delay_ms: u64,
     /// Nothing is answered or sent at all (a switch that hangs).
     pub hung: bool,
+    /// Event reports for this association are dropped (counted in `events_dropped`), as a
+    /// switch that loses messages does; `resume` ends it.
+    pub lose_events: bool,
+}
+
+/// A control-port `fault` with its parameters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultSpec {
+    pub kind: String,
+    /// One association (default: every open one).
+    pub assoc: Option<AssocId>,
+    /// `delay`: every answer waits this long.
+    pub ms: u64,
+    /// `restart`: the links stay up (systemStatus initializing, then normal).
+    pub keep_links: bool,
+    /// `status`: the ECMA-269 SystemStatus name to send (`messagesLost`, `disabled`, ...).
+    pub status: Option<String>,
+    /// `forget_monitor`, `renumber_monitor`: the monitored device.
+    pub device: Option<String>,
 }
 
 struct Delayed {
@@ -87,6 +109,8 @@ struct Assoc {
     next_keepalive: Option<Instant>,
     faults: Faults,
     delayed: VecDeque<Delayed>,
+    /// RLRQ sent: ABRT if no RLRE by then.
+    release_deadline: Option<Instant>,
     recent_requests: VecDeque<Instant>,
     events: VecDeque<Bytes>,
     next_event_at: Instant,
@@ -127,6 +151,8 @@ pub struct Switch {
     /// The last Snapshot Device serviceCrossRefID given.
     next_service_ref: u32,
     pub counters: Counters,
+    /// Stopping ([`Switch::release_all`]): no new connections.
+    stopping: bool,
 }
 
 fn encode(apdu: &Apdu) -> Option<Bytes> {
@@ -166,6 +192,7 @@ impl Switch {
             follow_ups: Vec::new(),
             next_service_ref: 0,
             counters: Counters::default(),
+            stopping: false,
         }
     }
 
@@ -193,6 +220,10 @@ impl Switch {
     }
 
     pub fn connect(&mut self, peer: &str, now: Instant) -> Option<AssocId> {
+        if self.stopping {
+            info!(%peer, "stopping: connection refused");
+            return None;
+        }
         let open = self
             .assocs
             .values()
@@ -221,6 +252,7 @@ impl Switch {
                 next_keepalive: None,
                 faults: Faults::default(),
                 delayed: VecDeque::new(),
+                release_deadline: None,
                 recent_requests: VecDeque::new(),
                 events: VecDeque::new(),
                 next_event_at: now,
@@ -327,6 +359,14 @@ impl Switch {
                 self.send(assoc, &Apdu::Acse(Acse::rlre(0)));
                 self.close(assoc, "released (RLRQ)");
             }
+            (AcseKind::Rlre, Some(Phase::Releasing)) => {
+                self.close(assoc, "released (RLRQ answered by RLRE)")
+            }
+            (AcseKind::Rlrq, Some(Phase::Releasing)) => {
+                // release collision (X.227): answer and close
+                self.send(assoc, &Apdu::Acse(Acse::rlre(0)));
+                self.close(assoc, "released (release collision)");
+            }
             (AcseKind::Abrt, _) => self.close(assoc, "aborted by the application (ABRT)"),
             (k, p) => {
                 warn!(assoc, apdu = k.name(), phase = ?p, "unexpected ACSE APDU: aborting");
@@ -401,6 +441,10 @@ impl Switch {
     }
 
     fn on_rose(&mut self, assoc: AssocId, rose: Rose, now: Instant) {
+        if self.assocs.get(&assoc).map(|a| a.phase) == Some(Phase::Releasing) {
+            debug!(assoc, "ROSE APDU while releasing: ignored");
+            return;
+        }
         if self.assocs.get(&assoc).map(|a| a.phase) != Some(Phase::Associated) {
             warn!(assoc, "ROSE APDU before the association: aborting");
             self.abort(assoc, "ROSE APDU before AARQ");
@@ -805,6 +849,11 @@ impl Switch {
                 .map(|(x, _)| *x)
                 .collect();
             for xref in xrefs {
+                if a.faults.lose_events {
+                    self.counters.events_dropped += 1;
+                    debug!(assoc = id, xref, "fault lose_events: event report dropped");
+                    continue;
+                }
                 let inv = a.invoke_id();
                 let rep = EventReport::new(
                     MonitorCrossRefId::new(xref.to_be_bytes()),
@@ -879,6 +928,12 @@ impl Switch {
             if a.phase == Phase::Closed {
                 continue;
             }
+            if let Some(r) = a.release_deadline {
+                min(r);
+            }
+            if a.phase == Phase::Releasing {
+                continue;
+            }
             if let Some(k) = a.next_keepalive {
                 min(k);
             }
@@ -905,6 +960,13 @@ impl Switch {
                 continue;
             };
             if a.phase == Phase::Closed {
+                continue;
+            }
+            if a.phase == Phase::Releasing {
+                if a.release_deadline.is_some_and(|d| d <= now) {
+                    warn!(assoc = id, "no RLRE in time: aborting");
+                    self.abort(id, "released without RLRE (ABRT)");
+                }
                 continue;
             }
             if matches!(a.phase, Phase::ExpectAarq | Phase::ExpectHandshake)
@@ -980,15 +1042,50 @@ impl Switch {
         }
     }
 
+    /// Release every association (RLRQ; ABRT when no RLRE comes within
+    /// `link.release_timeout_ms`) and close every connection not associated; no new
+    /// connections from now on. The simulator stopping (SIGTERM, SIGINT) does this.
+    pub fn release_all(&mut self, now: Instant) {
+        self.stopping = true;
+        let ids: Vec<AssocId> = self.assocs.keys().copied().collect();
+        for id in ids {
+            match self.assocs.get(&id).map(|a| a.phase) {
+                Some(Phase::Associated) => self.release(id, now),
+                Some(Phase::ExpectAarq | Phase::ExpectHandshake) => {
+                    self.close(id, "the simulator is stopping")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether every association is closed (after [`Switch::release_all`]).
+    pub fn all_closed(&self) -> bool {
+        self.assocs.values().all(|a| a.phase == Phase::Closed)
+    }
+
+    /// Release one association: RLRQ, then wait for the RLRE.
+    fn release(&mut self, assoc: AssocId, now: Instant) {
+        let timeout = Duration::from_millis(self.cfg.link.release_timeout_ms);
+        let Some(a) = self.assocs.get_mut(&assoc) else {
+            return;
+        };
+        if a.phase != Phase::Associated {
+            return;
+        }
+        a.phase = Phase::Releasing;
+        a.release_deadline = Some(now + timeout);
+        a.next_keepalive = None;
+        a.delayed.clear();
+        a.events.clear();
+        info!(assoc, "releasing the association (RLRQ)");
+        self.send(assoc, &Apdu::Acse(Acse::rlrq(0)));
+    }
+
     /// Apply a fault (control port `fault`); `ms` is at most [`MAX_FAULT_MS`].
-    pub fn fault(
-        &mut self,
-        kind: &str,
-        assoc: Option<AssocId>,
-        ms: u64,
-        keep_links: bool,
-        now: Instant,
-    ) -> Result<usize, String> {
+    pub fn fault(&mut self, spec: &FaultSpec, now: Instant) -> Result<usize, String> {
+        let (kind, assoc, ms, keep_links) =
+            (spec.kind.as_str(), spec.assoc, spec.ms, spec.keep_links);
         if ms > MAX_FAULT_MS {
             return Err(format!(
                 "ms must be at most {MAX_FAULT_MS} (an hour), not {ms}"
@@ -1027,19 +1124,88 @@ impl Switch {
             );
             return Ok(ids.len());
         }
+        let status = match (kind, &spec.status) {
+            ("status", Some(s)) => Some(SystemStatus::from_name(s).ok_or_else(|| {
+                format!("unknown status {s:?}: use an ECMA-269 SystemStatus name (initializing, enabled, normal, messagesLost, disabled, overloadImminent, overloadReached, overloadRelieved, partiallyDisabled)")
+            })?),
+            ("status", None) => return Err("fault status needs \"status\": a SystemStatus name such as messagesLost".into()),
+            _ => None,
+        };
+        let device = match (kind, &spec.device) {
+            ("forget_monitor" | "renumber_monitor", Some(d)) => Some(d.clone()),
+            ("forget_monitor" | "renumber_monitor", None) => {
+                return Err(format!(
+                    "fault {kind} needs \"device\": the monitored device"
+                ))
+            }
+            _ => None,
+        };
         let ids = self.targets(assoc)?;
         for id in &ids {
             match kind {
                 "close" => self.close(*id, "fault: close"),
+                "release" => self.release(*id, now),
+                "status" => {
+                    if let Some(st) = status {
+                        if matches!(st, SystemStatus::Initializing | SystemStatus::Disabled) {
+                            // the switch's monitors are gone while it is not available
+                            if let Some(a) = self.assocs.get_mut(id) {
+                                a.monitors.clear();
+                                a.events.clear();
+                            }
+                        }
+                        warn!(assoc = id, status = st.name().unwrap_or("?"), "fault: systemStatus");
+                        self.system_status(*id, st);
+                    }
+                }
+                "forget_monitor" | "renumber_monitor" => {
+                    let d = device.clone().unwrap_or_default();
+                    let renumber = kind == "renumber_monitor";
+                    let mut new_xrefs = Vec::new();
+                    if let Some(a) = self.assocs.get_mut(id) {
+                        let old: Vec<u32> = a
+                            .monitors
+                            .iter()
+                            .filter(|(_, w)| **w == Watched::Device(d.clone()))
+                            .map(|(x, _)| *x)
+                            .collect();
+                        for x in old {
+                            a.monitors.remove(&x);
+                            if renumber {
+                                new_xrefs.push(x);
+                            }
+                        }
+                    }
+                    for old in new_xrefs {
+                        let x = self.next_xref;
+                        self.next_xref = self.next_xref.wrapping_add(1).max(1);
+                        if let Some(a) = self.assocs.get_mut(id) {
+                            a.monitors.insert(x, Watched::Device(d.clone()));
+                        }
+                        warn!(assoc = id, device = %d, old, new = x, "fault: monitor renumbered without telling the application");
+                    }
+                    if !renumber {
+                        warn!(assoc = id, device = %d, "fault: monitor forgotten");
+                    }
+                }
                 "abort" => self.abort(*id, "fault: abort"),
                 "garble" => self.out.push_back(Output::Raw {
                     assoc: *id,
                     // a frame of 6 octets: an invoke whose inner SEQUENCE has no length
-                    bytes: Bytes::from_static(&[0x00, 0x06, 0xa1, 0x04, 0x02, 0x01, 0x05, 0x30]),
+                    bytes: match self.cfg.link.framing {
+                        crate::config::Framing::Length => Bytes::from_static(&[
+                            0x00, 0x06, 0xa1, 0x04, 0x02, 0x01, 0x05, 0x30,
+                        ]),
+                        crate::config::Framing::Hipath => Bytes::from_static(&[
+                            0x26, 0x80, 0x06, 0xa1, 0x04, 0x02, 0x01, 0x05, 0x30,
+                        ]),
+                    },
                 }),
-                "stop_keepalive" | "resume_keepalive" | "delay" | "hang" | "resume" => {
+                "stop_keepalive" | "resume_keepalive" | "delay" | "hang" | "resume"
+                | "lose_events" => {
                     if let Some(a) = self.assocs.get_mut(id) {
                         match kind {
+                            "lose_events" => a.faults.lose_events = true,
                             "stop_keepalive" => a.faults.ignore_keepalives = true,
                             "resume_keepalive" => a.faults.ignore_keepalives = false,
                             "delay" => a.faults.delay_ms = ms,
@@ -1050,7 +1216,7 @@ impl Switch {
                 }
                 other => {
                     return Err(format!(
-                        "unknown fault {other:?}: use close, abort, garble, stop_keepalive, resume_keepalive, delay, hang, resume, restart or crash"
+                        "unknown fault {other:?}: use close, abort, release, garble, stop_keepalive, resume_keepalive, delay, hang, lose_events, resume, status, forget_monitor, renumber_monitor, restart or crash"
                     ))
                 }
             }

@@ -1182,3 +1182,43 @@ fn load_mode_generates_calls_answered_by_agents() {
         "every call ended: {st}"
     );
 }
+
+// ---- release and stop -----------------------------------------------------------------------
+
+#[test]
+fn release_all_sends_rlrq_closes_on_rlre_and_aborts_the_silent() {
+    let mut h = H::new(SimConfig::default());
+    let a = h.associate();
+    let b = h.associate();
+    let pending = h.connect(); // connected, no AARQ yet
+    h.sw.release_all(h.now);
+    // RLRQ exactly (X.227: 62 03 80 01 00) to both associations; the other is closed
+    for x in [a, b] {
+        match &h.take(x)[..] {
+            [Output::Pdu { pdu, .. }] => assert_eq!(pdu, &hex("62 03 80 01 00")),
+            o => panic!("{o:?}"),
+        }
+    }
+    assert!(matches!(&h.take(pending)[..], [Output::Close { .. }]));
+    // no new connections while stopping
+    assert_eq!(h.sw.connect("late", h.now), None);
+    // a answers RLRE: closed as released
+    h.send(a, Apdu::Acse(Acse::rlre(0)));
+    match &h.take(a)[..] {
+        [Output::Close { reason, .. }] => assert_eq!(reason, "released (RLRQ answered by RLRE)"),
+        o => panic!("{o:?}"),
+    }
+    assert!(!h.sw.all_closed());
+    // b stays silent: ABRT (64 03 80 01 00) at the release timeout (2 s), then closed
+    h.advance(Duration::from_millis(1999));
+    assert!(h.take(b).is_empty());
+    h.advance(Duration::from_millis(1));
+    match &h.take(b)[..] {
+        [Output::Pdu { pdu, .. }, Output::Close { reason, .. }] => {
+            assert_eq!(pdu, &hex("64 03 80 01 00"));
+            assert_eq!(reason, "released without RLRE (ABRT)");
+        }
+        o => panic!("{o:?}"),
+    }
+    assert!(h.sw.all_closed());
+}

@@ -5,7 +5,7 @@ use crate::test_util::hex;
 use bytes::Bytes;
 use ctigate_csta::acse::{Acse, AcseKind};
 use ctigate_csta::apdu::Apdu;
-use ctigate_csta_model::ops::{AnswerCallArgument, MakeCallArgument};
+use ctigate_csta_model::ops::{AnswerCallArgument, MakeCallArgument, MonitorStopArgument};
 use ctigate_csta_model::types::{ConnectionId, MonitorCrossRefId};
 
 const AARQ_ED2: &str = "60 1f a1 07 06 05 2b 0c 00 81 5a be 14 28 12 06 07 2b 0c 00 82 1d 81 48 a0 07 a0 05 03 03 00 08 00";
@@ -557,7 +557,10 @@ fn events_are_routed_by_cross_reference_and_never_answered() {
         }
         o => panic!("{o:?}"),
     }
-    // an unknown cross reference: delivered without a device
+    // an unknown cross reference naming no monitored device: delivered without a device
+    // (one naming a monitored device: events_under_an_unknown_cross_reference_...)
+    h.s.unmonitor(2, "201", h.now);
+    h.drain();
     h.pdu(&DELIVERED_XREF1.replace("55 04 00 00 00 01", "55 04 00 00 00 09"));
     match &h.drain()[..] {
         [Out::Event(LinkEvent::Report { device: None, .. })] => {}
@@ -858,7 +861,7 @@ fn a_switch_restart_loses_the_monitors_and_they_come_back() {
             Out::Transmit(Frame::Pdu(hex("a2 0b 02 01 02 30 06 02 02 00 d3 05 00"))),
             Out::Event(LinkEvent::MonitorLost {
                 device: "201".into(),
-                reason: "the switch is restarting (systemStatus initializing); monitored again when it is back".into()
+                reason: "the switch is unavailable (systemStatus initializing); monitored again when it is enabled or normal".into()
             }),
             Out::Event(LinkEvent::SystemStatus {
                 status: "initializing".into()
@@ -884,6 +887,354 @@ fn a_switch_restart_loses_the_monitors_and_they_come_back() {
         })]
     );
     assert!(h.s.is_associated());
+}
+
+// ---- nothing lost: system status, forgotten monitors ---------------------------------------
+
+/// The switch's systemStatus invoke (its invoke id `id`) with the status `value`.
+fn status(id: u8, value: u8) -> String {
+    format!("a1 0c 02 01 {id:02x} 02 02 00 d3 30 03 0a 01 {value:02x}")
+}
+
+/// Our returnResult noData to the switch's systemStatus `id`.
+fn status_answer(id: u8) -> Out {
+    Out::Transmit(Frame::Pdu(hex(&format!(
+        "a2 0b 02 01 {id:02x} 30 06 02 02 00 d3 05 00"
+    ))))
+}
+
+fn status_event(name: &str) -> Out {
+    Out::Event(LinkEvent::SystemStatus {
+        status: name.into(),
+    })
+}
+
+fn resync(device: &str, reason: &str) -> Out {
+    Out::Event(LinkEvent::Resync {
+        device: device.into(),
+        reason: reason.into(),
+    })
+}
+
+/// The PDU of an `Out::Transmit`.
+fn pdu_of(o: &Out) -> &Bytes {
+    match o {
+        Out::Transmit(Frame::Pdu(p)) => p,
+        o => panic!("expected a PDU, got {o:?}"),
+    }
+}
+
+/// A monitorStop invoke naming the cross reference `000000xx`.
+fn assert_monitor_stop(o: &Out, xref: u8) {
+    let p = pdu_of(o);
+    assert_eq!(opcode(p), Some(opcode::MONITOR_STOP), "{p:02x?}");
+    assert!(
+        p.ends_with(&[0x30, 0x06, 0x55, 0x04, 0, 0, 0, xref]),
+        "{p:02x?}"
+    );
+}
+
+/// `returnError` universalFailure operation/invalidMonitorCrossRefID (60) to invoke `id`.
+fn invalid_xref_error(id: i64) -> String {
+    format!("a3 0b 02 01 {id:02x} 02 01 01 a0 03 0a 01 3c")
+}
+
+#[test]
+fn disabled_loses_the_monitors_until_enabled() {
+    let mut h = H::up();
+    h.monitor_active(1, "201", 1);
+    h.pdu(&status(2, 4)); // disabled
+    assert_eq!(
+        h.drain(),
+        vec![
+            status_answer(2),
+            Out::Event(LinkEvent::MonitorLost {
+                device: "201".into(),
+                reason: "the switch is unavailable (systemStatus disabled); monitored again when it is enabled or normal".into()
+            }),
+            status_event("disabled"),
+        ]
+    );
+    assert_eq!(
+        h.s.monitors().state("201"),
+        Some(&MonitorState::ExpectRemonitor)
+    );
+    // events under the old cross reference are not the device's any more
+    h.pdu(DELIVERED_XREF1);
+    let outs = h.drain();
+    assert!(
+        matches!(
+            &outs[..],
+            [Out::Event(LinkEvent::Report { device: None, .. })]
+        ),
+        "{outs:?}"
+    );
+    // still disabled: nothing is monitored again; overloadRelieved does not end it
+    h.pdu(&status(3, 4));
+    assert_eq!(h.drain(), vec![status_answer(3), status_event("disabled")]);
+    h.pdu(&status(4, 7));
+    assert_eq!(
+        h.drain(),
+        vec![status_answer(4), status_event("overloadRelieved")]
+    );
+    // enabled: monitored again (the owner resyncs on Monitored again)
+    h.pdu(&status(5, 1));
+    let outs = h.drain();
+    assert_eq!(outs.len(), 3, "{outs:?}");
+    assert_eq!(outs[0], status_answer(5));
+    assert_eq!(opcode(pdu_of(&outs[1])), Some(opcode::MONITOR_START));
+    assert_eq!(outs[2], status_event("enabled"));
+    h.pdu(&monitor_result(invoke_id(pdu_of(&outs[1])), 6));
+    assert_eq!(
+        h.drain(),
+        vec![Out::Event(LinkEvent::Monitored {
+            device: "201".into(),
+            again: true
+        })]
+    );
+}
+
+#[test]
+fn messages_lost_resyncs_every_active_monitor_and_nothing_else() {
+    let mut h = H::up();
+    h.monitor_active(1, "201", 1);
+    h.monitor_active(2, "202", 2);
+    h.pdu(&status(2, 3)); // messagesLost
+    let why = "the switch lost messages (systemStatus messagesLost)";
+    assert_eq!(
+        h.drain(),
+        vec![
+            status_answer(2),
+            resync("201", why),
+            resync("202", why),
+            status_event("messagesLost"),
+        ]
+    );
+    // the monitors stay as they are
+    assert_eq!(
+        h.s.monitors()
+            .device_of(&MonitorCrossRefId::new([0, 0, 0, 2])),
+        Some("202")
+    );
+    // a normal afterwards is only a status
+    h.pdu(&status(3, 2));
+    assert_eq!(h.drain(), vec![status_answer(3), status_event("normal")]);
+}
+
+#[test]
+fn resyncs_are_paced_by_the_answers_to_requests() {
+    let mut h = H::up();
+    // more monitored devices than one batch (64)
+    for i in 0..70u8 {
+        h.monitor_active(u64::from(i) + 1, &format!("{}", 300 + u32::from(i)), i + 1);
+    }
+    h.pdu(&status(2, 3)); // messagesLost
+    let outs = h.drain();
+    let told = |outs: &[Out]| -> Vec<String> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Out::Event(LinkEvent::Resync { device, .. }) => Some(device.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = told(&outs);
+    assert_eq!(first.len(), 64, "{outs:?}");
+    assert_eq!(first[0], "300");
+    // one more per answered request (the owner's snapshots)
+    h.s.request(500, answer_call(), h.now);
+    let id = invoke_id(&h.sent()[0]);
+    h.pdu(&format!("a3 0b 02 01 {id:02x} 02 01 01 a0 03 0a 01 0d"));
+    let outs = h.drain();
+    assert_eq!(told(&outs), ["364"], "{outs:?}");
+    // a device unmonitored meanwhile is skipped
+    h.s.unmonitor(501, "365", h.now);
+    let stop = invoke_id(&h.sent()[0]);
+    h.pdu(&format!("a2 0a 02 01 {stop:02x} 30 05 02 01 49 05 00"));
+    h.drain();
+    h.s.request(503, answer_call(), h.now);
+    let id = invoke_id(&h.sent()[0]);
+    h.pdu(&format!("a3 0b 02 01 {id:02x} 02 01 01 a0 03 0a 01 0d"));
+    let outs = h.drain();
+    assert_eq!(told(&outs), ["366"], "{outs:?}");
+    // the link going down drops the rest (every device is monitored again then)
+    h.s.transport_closed(h.now, "gone");
+    h.drain();
+    h.s.request(502, answer_call(), h.now);
+    assert!(told(&h.drain()).is_empty());
+}
+
+#[test]
+fn overload_is_counted_and_every_monitor_resynced_once_it_is_over() {
+    let mut h = H::up();
+    h.monitor_active(1, "201", 1);
+    h.pdu(&status(2, 5)); // overloadImminent
+    assert_eq!(
+        h.drain(),
+        vec![status_answer(2), status_event("overloadImminent")]
+    );
+    h.pdu(&status(3, 6)); // overloadReached
+    assert_eq!(
+        h.drain(),
+        vec![status_answer(3), status_event("overloadReached")]
+    );
+    assert_eq!(h.s.overloads(), 2);
+    h.pdu(&status(4, 2)); // normal
+    assert_eq!(
+        h.drain(),
+        vec![
+            status_answer(4),
+            resync(
+                "201",
+                "the switch's overload is over (systemStatus normal); events may have been lost"
+            ),
+            status_event("normal"),
+        ]
+    );
+    // once
+    h.pdu(&status(5, 2));
+    assert_eq!(h.drain(), vec![status_answer(5), status_event("normal")]);
+    // overloadRelieved ends an overload too
+    h.pdu(&status(6, 5));
+    h.drain();
+    h.pdu(&status(7, 7));
+    assert_eq!(
+        h.drain(),
+        vec![
+            status_answer(7),
+            resync(
+                "201",
+                "the switch's overload is over (systemStatus overloadRelieved); events may have been lost"
+            ),
+            status_event("overloadRelieved"),
+        ]
+    );
+    assert_eq!(h.s.overloads(), 3);
+}
+
+#[test]
+fn invalid_monitor_cross_ref_to_a_request_monitors_the_device_again() {
+    let mut h = H::up();
+    h.monitor_active(1, "201", 1);
+    // a request naming 201's cross reference; the switch no longer knows it
+    let stop: Argument = MonitorStopArgument::new(MonitorCrossRefId::new([0, 0, 0, 1])).into();
+    h.s.request(7, stop, h.now);
+    let sent = h.sent();
+    let id = invoke_id(&sent[0]);
+    h.pdu(&invalid_xref_error(id));
+    let outs = h.drain();
+    assert_eq!(outs.len(), 3, "{outs:?}");
+    assert_eq!(
+        outs[0],
+        Out::Event(LinkEvent::MonitorLost {
+            device: "201".into(),
+            reason: "the switch no longer knows its monitor (operation/invalidMonitorCrossRefID); monitored again".into()
+        })
+    );
+    match &outs[1] {
+        Out::Answer {
+            token: 7,
+            answer: Ok(Err(CstaError::Failure(f))),
+        } => assert_eq!(f.to_string(), "operation/invalidMonitorCrossRefID"),
+        o => panic!("{o:?}"),
+    }
+    let start = pdu_of(&outs[2]);
+    assert_eq!(opcode(start), Some(opcode::MONITOR_START));
+    h.pdu(&monitor_result(invoke_id(start), 9));
+    assert_eq!(
+        h.drain(),
+        vec![Out::Event(LinkEvent::Monitored {
+            device: "201".into(),
+            again: true
+        })]
+    );
+    assert_eq!(
+        h.s.monitors()
+            .device_of(&MonitorCrossRefId::new([0, 0, 0, 9])),
+        Some("201")
+    );
+    // the same error to our own monitorStop (unmonitor): the monitor is gone either way
+    h.s.unmonitor(8, "201", h.now);
+    let sent = h.sent();
+    h.pdu(&invalid_xref_error(invoke_id(&sent[0])));
+    assert_eq!(
+        h.drain(),
+        vec![Out::Answer {
+            token: 8,
+            answer: Ok(Ok(None))
+        }]
+    );
+    assert!(h.s.monitors().is_empty());
+}
+
+#[test]
+fn events_under_an_unknown_cross_reference_re_monitor_the_devices_they_name() {
+    let mut h = H::up();
+    h.monitor_active(1, "201", 1);
+    // a delivered event naming 201 and 202, under cross reference 7 we never got
+    let unknown = DELIVERED_XREF1.replace("55 04 00 00 00 01", "55 04 00 00 00 07");
+    h.pdu(&unknown);
+    let outs = h.drain();
+    assert_eq!(outs.len(), 5, "{outs:?}");
+    assert_monitor_stop(&outs[0], 7); // the monitor we do not account for
+    assert_monitor_stop(&outs[1], 1); // 201's, which the switch may still have
+    assert_eq!(
+        outs[2],
+        Out::Event(LinkEvent::MonitorLost {
+            device: "201".into(),
+            reason: "its events arrive under a cross reference we never got; monitored again"
+                .into()
+        })
+    );
+    let start = pdu_of(&outs[3]).clone();
+    assert_eq!(opcode(&start), Some(opcode::MONITOR_START));
+    assert!(
+        matches!(&outs[4], Out::Event(LinkEvent::Report { device: None, .. })),
+        "{outs:?}"
+    );
+    // the stops are answered (one not known any more): nothing to tell
+    h.pdu(&invalid_xref_error(invoke_id(pdu_of(&outs[1]))));
+    h.pdu(&format!(
+        "a2 0a 02 01 {:02x} 30 05 02 01 49 05 00",
+        invoke_id(pdu_of(&outs[0]))
+    ));
+    assert_eq!(h.drain(), vec![]);
+    // a second event under 7 is handled once only
+    h.pdu(&unknown);
+    let outs = h.drain();
+    assert!(
+        matches!(
+            &outs[..],
+            [Out::Event(LinkEvent::Report { device: None, .. })]
+        ),
+        "{outs:?}"
+    );
+    h.pdu(&monitor_result(invoke_id(&start), 8));
+    assert_eq!(
+        h.drain(),
+        vec![Out::Event(LinkEvent::Monitored {
+            device: "201".into(),
+            again: true
+        })]
+    );
+    // events still on their way under 201's old cross reference (stopped by us) and under
+    // the one of a device we unmonitored are only reported
+    let only_reported = |outs: Vec<Out>| {
+        assert!(
+            matches!(
+                &outs[..],
+                [Out::Event(LinkEvent::Report { device: None, .. })]
+            ),
+            "{outs:?}"
+        )
+    };
+    h.pdu(DELIVERED_XREF1);
+    only_reported(h.drain());
+    h.s.unmonitor(9, "201", h.now);
+    let sent = h.sent();
+    assert_monitor_stop(&Out::Transmit(Frame::Pdu(sent[0].clone())), 8);
+    h.pdu(&DELIVERED_XREF1.replace("55 04 00 00 00 01", "55 04 00 00 00 08"));
+    only_reported(h.drain());
 }
 
 // ---- release --------------------------------------------------------------------------------

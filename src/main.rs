@@ -414,7 +414,7 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
     let targets: Vec<(String, String)> = cfg
         .links
         .iter()
-        .map(|l| (l.name.clone(), l.address.clone()))
+        .map(|l| (l.name.clone(), l.sides().join(", then ")))
         .collect();
     let api = ctigate::api::start(cfg);
     let serving = tokio::spawn(ctigate::api::server::serve(api.clone(), l));

@@ -64,6 +64,7 @@ fn the_documented_block_is_the_defaults_and_every_key() {
     keys(&toml::from_str(&uncommented).unwrap(), "", &mut documented);
     let mut full = defaults.clone();
     full.links[0].password = Some("x".into()); // optional keys, to be listed too
+    full.links[0].addresses = vec!["pbx-a:2555".into(), "pbx-b:2555".into()];
     let mut code = BTreeSet::new();
     keys(
         &toml::Value::try_from(&full).expect("serializable"),

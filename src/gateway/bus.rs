@@ -13,6 +13,7 @@
 //! before the events that follow: a loss is never silent, and never slows the publisher
 //! or the other subscribers.
 
+use crate::link::Side;
 use crate::model::{AgentView, CallExtra, CallView, EventKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,9 +47,11 @@ pub enum Body {
     },
     /// `agent.state`.
     Agent(AgentView),
-    /// `link.down`.
-    LinkDown { reason: String },
-    /// `link.up`, `device.out_of_service`, `device.in_service`.
+    /// `link.up`: the side (address) the link is associated with.
+    LinkUp { side: Side },
+    /// `link.down`: why, and the side that failed (the link tries the next one).
+    LinkDown { reason: String, side: Side },
+    /// `device.out_of_service`, `device.in_service`.
     Empty,
 }
 

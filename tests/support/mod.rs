@@ -113,7 +113,7 @@ pub async fn pbx_monitors(sim: &Sim, device: &str) -> usize {
 pub fn link_cfg(sim: &Sim) -> LinkConfig {
     LinkConfig {
         name: "test".into(),
-        address: sim.csta_addr.to_string(),
+        addresses: vec![sim.csta_addr.to_string()],
         request_timeout: Duration::from_secs(2),
         keepalive_idle: Duration::from_secs(5),
         reconnect_min: Duration::from_millis(200),

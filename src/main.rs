@@ -119,9 +119,11 @@ enum Command {
     Sim {
         #[command(subcommand)]
         action: Option<SimAction>,
-        /// Where applications connect (CSTA BER, 2-octet length framing).
+        /// Where applications connect (CSTA BER, 2-octet length framing). Give it once per
+        /// side (A, B, ...: up to 16) for a switch with several CSTA ports sharing one call
+        /// model; the control port's fault side_down / side_up takes a side away and back.
         #[arg(long, default_value = "127.0.0.1:2555")]
-        listen: String,
+        listen: Vec<String>,
         /// NDJSON control port (`none`: no port).
         #[arg(long, default_value = "127.0.0.1:2556")]
         control: String,
@@ -355,7 +357,7 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
 
 async fn run_sim(
     cfg: SimConfig,
-    listen: String,
+    listen: Vec<String>,
     control: String,
     scenario: Option<String>,
     exit_after: bool,
@@ -367,13 +369,17 @@ async fn run_sim(
             .context("the scenario file is not valid")?;
     }
     let ctl = (control != "none").then_some(control.as_str());
-    let sim = Sim::start(cfg, &listen, ctl).await?;
+    let listen: Vec<&str> = listen.iter().map(String::as_str).collect();
+    let sim = Sim::start_sides(cfg, &listen, ctl).await?;
     println!(
         "ctigate sim listening: csta {} control {}",
         sim.csta_addr,
         sim.control_addr
             .map_or("none".to_string(), |a| a.to_string())
     );
+    for (i, a) in sim.sides.iter().enumerate().skip(1) {
+        println!("ctigate sim side {i}: csta {a}");
+    }
     println!("{}", sim.dialplan().trim_end());
     if let Some(rate) = load {
         let r = sim

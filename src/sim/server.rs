@@ -1,5 +1,5 @@
-//! The tokio driver around [`Switch`]: the CSTA listener (2-octet framing), the NDJSON
-//! control port and the scenario runner. One task owns the switch; connections talk to it
+//! The tokio driver around [`Switch`]: the CSTA listeners (2-octet framing; one per side,
+//! all serving the one switch), the NDJSON control port and the scenario runner. One task owns the switch; connections talk to it
 //! over bounded channels; every write has a timeout and a client that cannot keep up is
 //! dropped (a real switch does the same).
 
@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tracing::{error, info, warn};
@@ -28,9 +28,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONTROL_LINE: usize = 64 * 1024;
 /// Control connections at once.
 const MAX_CONTROL_CLIENTS: usize = 16;
+/// How long a side coming back (fault `side_up`) tries to listen on its address again.
+const REBIND_FOR: Duration = Duration::from_secs(5);
 
 enum Input {
     Connected {
+        side: usize,
         peer: String,
         writer: mpsc::Sender<Out>,
         reply: oneshot::Sender<Option<AssocId>>,
@@ -47,8 +50,10 @@ enum Out {
 
 /// A running simulator.
 pub struct Sim {
-    /// Where applications connect (CSTA, 2-octet framing).
+    /// Where applications connect (CSTA, 2-octet framing): side 0.
     pub csta_addr: SocketAddr,
+    /// Every side's CSTA address (side 0 first); one switch, one call model behind them.
+    pub sides: Vec<SocketAddr>,
     /// The NDJSON control port, when opened.
     pub control_addr: Option<SocketAddr>,
     tx: mpsc::Sender<Input>,
@@ -63,14 +68,44 @@ impl Sim {
         listen: &str,
         control: Option<&str>,
     ) -> std::io::Result<Sim> {
+        Sim::start_sides(cfg, &[listen], control).await
+    }
+
+    /// [`Sim::start`] with one CSTA listener per address in `listen` (the switch's sides,
+    /// 1 to [`super::switch::MAX_SIDES`]): one switch and call model behind them all, so a
+    /// call survives an application moving from one side to another. Fault `side_down`
+    /// closes a side's listener and aborts its associations; `side_up` listens again.
+    pub async fn start_sides(
+        cfg: SimConfig,
+        listen: &[&str],
+        control: Option<&str>,
+    ) -> std::io::Result<Sim> {
+        if listen.is_empty() || listen.len() > super::switch::MAX_SIDES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "1 to {} listen addresses (sides), not {}",
+                    super::switch::MAX_SIDES,
+                    listen.len()
+                ),
+            ));
+        }
         let handshake = cfg.link.handshake;
         let cfg_for_restart = cfg.clone();
-        let switch = Switch::new(cfg);
+        let switch = Switch::new(cfg).with_sides(listen.len());
         let dialplan = switch.dialplan();
-        let csta = TcpListener::bind(listen).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}"))
-        })?;
-        let csta_addr = csta.local_addr()?;
+        let mut listeners = Vec::new();
+        for a in listen {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+            listeners.push(l);
+        }
+        let sides = listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let csta_addr = sides[0];
         let ctl = match control {
             Some(a) => Some(TcpListener::bind(a).await.map_err(|e| {
                 std::io::Error::new(
@@ -85,14 +120,20 @@ impl Sim {
             None => None,
         };
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(core(switch, cfg_for_restart, rx));
-        tokio::spawn(accept_csta(csta, tx.clone(), handshake));
+        let mut side_up = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            let (up_tx, up_rx) = watch::channel(true);
+            side_up.push(up_tx);
+            tokio::spawn(accept_csta(i, l, tx.clone(), handshake, up_rx));
+        }
+        tokio::spawn(core(switch, cfg_for_restart, rx, side_up));
         if let Some(l) = ctl {
             tokio::spawn(accept_control(l, tx.clone()));
         }
-        info!(%csta_addr, control = ?control_addr, "switch simulator listening");
+        info!(?sides, control = ?control_addr, "switch simulator listening");
         Ok(Sim {
             csta_addr,
+            sides,
             control_addr,
             tx,
             dialplan,
@@ -229,7 +270,12 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
 /// validated before it reaches the switch) is logged, every connection is closed, and a
 /// fresh switch with the same configuration takes over, so the simulator is never left
 /// dead; applications reconnect as after a switch restart.
-async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
+async fn core(
+    mut sw: Switch,
+    cfg: SimConfig,
+    mut rx: mpsc::Receiver<Input>,
+    side_up: Vec<watch::Sender<bool>>,
+) {
     let mut writers: HashMap<AssocId, mpsc::Sender<Out>> = HashMap::new();
     loop {
         let deadline = sw
@@ -240,8 +286,8 @@ async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
             inp = rx.recv() => {
                 let Some(inp) = inp else { break };
                 match inp {
-                    Input::Connected { peer, writer, reply } => {
-                        guarded("connect", || sw.connect(&peer, now())).map(|id| {
+                    Input::Connected { side, peer, writer, reply } => {
+                        guarded("connect", || sw.connect_on(side, &peer, now())).map(|id| {
                             if let Some(id) = id {
                                 writers.insert(id, writer);
                             }
@@ -274,8 +320,15 @@ async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
             for (_, w) in writers.drain() {
                 let _ = w.try_send(Out::Close);
             }
-            sw = Switch::new(cfg.clone()).ids_after(last);
+            sw = Switch::new(cfg.clone())
+                .ids_after(last)
+                .with_sides(side_up.len());
             continue;
+        }
+        // a side down (or back): its listener closes (or listens again)
+        for (i, tx) in side_up.iter().enumerate() {
+            let up = sw.sides().get(i).copied().unwrap_or(true);
+            tx.send_if_modified(|v| std::mem::replace(v, up) != up);
         }
         while let Some(o) = sw.poll_output() {
             let (id, msg) = match o {
@@ -302,27 +355,92 @@ async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
     }
 }
 
-async fn accept_csta(l: TcpListener, tx: mpsc::Sender<Input>, handshake: bool) {
+/// One side's listener: accepts while the side is up; closed while it is down (connections
+/// are refused), bound to the same address again when it is back.
+async fn accept_csta(
+    side: usize,
+    l: TcpListener,
+    tx: mpsc::Sender<Input>,
+    handshake: bool,
+    mut up: watch::Receiver<bool>,
+) {
+    let Ok(addr) = l.local_addr() else { return };
+    let mut listener = Some(l);
     loop {
-        match l.accept().await {
-            Ok((s, peer)) => {
-                let tx = tx.clone();
-                tokio::spawn(csta_conn(s, peer, tx, handshake));
+        let l = match listener.take() {
+            Some(l) => l,
+            None => {
+                if up.wait_for(|u| *u).await.is_err() {
+                    return; // the simulator stopped
+                }
+                match rebind(addr).await {
+                    Ok(l) => {
+                        info!(side, %addr, "side up: listening again");
+                        l
+                    }
+                    Err(e) => {
+                        error!(side, %addr, error = %e, "side up, but cannot listen on its address again within {REBIND_FOR:?}: it stays closed until the next side_down / side_up");
+                        if up.wait_for(|u| !*u).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
             }
+        };
+        loop {
+            tokio::select! {
+                a = l.accept() => match a {
+                    Ok((s, peer)) => {
+                        let tx = tx.clone();
+                        tokio::spawn(csta_conn(side, s, peer, tx, handshake));
+                    }
+                    Err(e) => {
+                        warn!(side, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                down = async { up.wait_for(|u| !*u).await.is_ok() } => {
+                    if !down {
+                        return; // the simulator stopped
+                    }
+                    break;
+                }
+            }
+        }
+        drop(l);
+        info!(side, %addr, "side down: listener closed (connections refused)");
+    }
+}
+
+/// Listen on `addr` again, retrying for [`REBIND_FOR`] (the port may be held a moment).
+async fn rebind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let end = Instant::now() + REBIND_FOR;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) if Instant::now() >= end => return Err(e),
             Err(e) => {
-                warn!(error = %e, "accept failed");
+                warn!(%addr, error = %e, "cannot listen again yet: retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
 }
 
-async fn csta_conn(s: TcpStream, peer: SocketAddr, tx: mpsc::Sender<Input>, handshake: bool) {
+async fn csta_conn(
+    side: usize,
+    s: TcpStream,
+    peer: SocketAddr,
+    tx: mpsc::Sender<Input>,
+    handshake: bool,
+) {
     let _ = s.set_nodelay(true);
     let (r, mut w) = s.into_split();
     let (wtx, mut wrx) = mpsc::channel::<Out>(WRITE_QUEUE);
     let (rtx, rrx) = oneshot::channel();
     let connected = Input::Connected {
+        side,
         peer: peer.to_string(),
         writer: wtx,
         reply: rtx,

@@ -60,6 +60,16 @@ pub async fn start_sim(cfg: SimConfig) -> Sim {
         .expect("sim starts")
 }
 
+/// The simulator with `n` sides (CSTA listeners sharing one switch), each on 127.0.0.1:0,
+/// and its control port.
+pub async fn start_sim_sides(cfg: SimConfig, n: usize) -> Sim {
+    let listen = vec!["127.0.0.1:0"; n];
+    timeout(T, Sim::start_sides(cfg, &listen, Some("127.0.0.1:0")))
+        .await
+        .expect("sim starts in time")
+        .expect("sim starts")
+}
+
 /// The simulator on a given CSTA address, without a control port.
 pub async fn start_sim_at(cfg: SimConfig, csta: &str) -> Sim {
     timeout(T, Sim::start(cfg, csta, None))

@@ -12,6 +12,7 @@ use ctigate_csta::framing::{Frame, U16Codec, HANDSHAKE_APP};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -57,8 +58,14 @@ pub struct Sim {
     /// The NDJSON control port, when opened.
     pub control_addr: Option<SocketAddr>,
     tx: mpsc::Sender<Input>,
+    /// Whether each side's listener is open (the answer to `side_down` / `side_up` waits
+    /// for it).
+    listening: Listening,
     dialplan: String,
 }
+
+/// Whether each side's listener is open, by side.
+type Listening = Arc<[watch::Receiver<bool>]>;
 
 impl Sim {
     /// Bind both ports and start. `control`: the control port address (None: no port;
@@ -121,14 +128,18 @@ impl Sim {
         };
         let (tx, rx) = mpsc::channel(1024);
         let mut side_up = Vec::new();
+        let mut listening = Vec::new();
         for (i, l) in listeners.into_iter().enumerate() {
             let (up_tx, up_rx) = watch::channel(true);
+            let (open_tx, open_rx) = watch::channel(true);
             side_up.push(up_tx);
-            tokio::spawn(accept_csta(i, l, tx.clone(), handshake, up_rx));
+            listening.push(open_rx);
+            tokio::spawn(accept_csta(i, l, tx.clone(), handshake, up_rx, open_tx));
         }
+        let listening: Listening = listening.into();
         tokio::spawn(core(switch, cfg_for_restart, rx, side_up));
         if let Some(l) = ctl {
-            tokio::spawn(accept_control(l, tx.clone()));
+            tokio::spawn(accept_control(l, tx.clone(), listening.clone()));
         }
         info!(?sides, control = ?control_addr, "switch simulator listening");
         Ok(Sim {
@@ -136,6 +147,7 @@ impl Sim {
             sides,
             control_addr,
             tx,
+            listening,
             dialplan,
         })
     }
@@ -146,7 +158,7 @@ impl Sim {
 
     /// Run one control command (as if sent on the control port).
     pub async fn command(&self, cmd: Command) -> Value {
-        run_command(&self.tx, cmd).await
+        run_command(&self.tx, &self.listening, cmd).await
     }
 
     /// Run a scenario: one command per line (`#` comments and blank lines skipped), or a
@@ -199,8 +211,34 @@ pub fn parse_scenario(text: &str) -> Result<Vec<(usize, Command)>, String> {
         .collect()
 }
 
-async fn run_command(tx: &mpsc::Sender<Input>, cmd: Command) -> Value {
+async fn run_command(tx: &mpsc::Sender<Input>, listening: &Listening, cmd: Command) -> Value {
     match cmd {
+        Command::Fault {
+            ref fault,
+            side: Some(side),
+            ..
+        } if fault == "side_down" || fault == "side_up" => {
+            // answered once the side's listener is closed (or open again)
+            let up = fault == "side_up";
+            let v = ask(tx, cmd).await;
+            let Some(mut open) = listening.get(side).cloned() else {
+                return v;
+            };
+            if v["ok"] != true {
+                return v;
+            }
+            let bound = REBIND_FOR + Duration::from_secs(1);
+            let done =
+                tokio::time::timeout(bound, async { open.wait_for(|o| *o == up).await.is_ok() })
+                    .await;
+            match done {
+                Ok(true) => v,
+                _ => json!({"ok": false, "error": format!(
+                    "side {side}: its listener did not {} within {bound:?} (see the log)",
+                    if up { "open again" } else { "close" }
+                )}),
+            }
+        }
         Command::Sleep { ms } => {
             tokio::time::sleep(Duration::from_millis(ms.min(3_600_000))).await;
             json!({"ok": true})
@@ -363,6 +401,7 @@ async fn accept_csta(
     tx: mpsc::Sender<Input>,
     handshake: bool,
     mut up: watch::Receiver<bool>,
+    open: watch::Sender<bool>,
 ) {
     let Ok(addr) = l.local_addr() else { return };
     let mut listener = Some(l);
@@ -376,6 +415,7 @@ async fn accept_csta(
                 match rebind(addr).await {
                     Ok(l) => {
                         info!(side, %addr, "side up: listening again");
+                        open.send_replace(true);
                         l
                     }
                     Err(e) => {
@@ -409,6 +449,7 @@ async fn accept_csta(
             }
         }
         drop(l);
+        open.send_replace(false);
         info!(side, %addr, "side down: listener closed (connections refused)");
     }
 }
@@ -498,7 +539,7 @@ async fn csta_conn(
     let _ = tx.send(Input::Gone(id)).await;
 }
 
-async fn accept_control(l: TcpListener, tx: mpsc::Sender<Input>) {
+async fn accept_control(l: TcpListener, tx: mpsc::Sender<Input>, listening: Listening) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CLIENTS));
     loop {
         let Ok((s, peer)) = l.accept().await else {
@@ -510,14 +551,15 @@ async fn accept_control(l: TcpListener, tx: mpsc::Sender<Input>) {
             continue;
         };
         let tx = tx.clone();
+        let listening = listening.clone();
         tokio::spawn(async move {
-            control_conn(s, tx).await;
+            control_conn(s, tx, listening).await;
             drop(permit);
         });
     }
 }
 
-async fn control_conn(s: TcpStream, tx: mpsc::Sender<Input>) {
+async fn control_conn(s: TcpStream, tx: mpsc::Sender<Input>, listening: Listening) {
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
     loop {
@@ -528,7 +570,7 @@ async fn control_conn(s: TcpStream, tx: mpsc::Sender<Input>) {
             }
             Ok(Line::Text(t)) if t.trim().is_empty() => continue,
             Ok(Line::Text(t)) => match control::parse(t.trim()) {
-                Ok(c) => run_command(&tx, c).await,
+                Ok(c) => run_command(&tx, &listening, c).await,
                 Err(e) => json!({"ok": false, "error": e}),
             },
         };

@@ -466,8 +466,14 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
         LinkEvent::Up { side } => {
             info!(link = %slot.name, %side, "link up");
             *slot.down.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            *slot.side.lock().unwrap_or_else(|p| p.into_inner()) = Some(side.clone());
-            gw.emit(&slot.name, None, EventKind::LinkUp, Body::LinkUp { side });
+            gw.emit(
+                &slot.name,
+                None,
+                EventKind::LinkUp,
+                Body::LinkUp { side: side.clone() },
+            );
+            // after the event: a side in the link state means link.up is published
+            *slot.side.lock().unwrap_or_else(|p| p.into_inner()) = Some(side);
             // configured devices: the link remembers them once monitored (then this
             // joins its own re-monitor); before that, a start needs the link up
             for d in slot.pinned.clone() {

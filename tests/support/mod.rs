@@ -237,6 +237,34 @@ pub async fn env_with(api: ApiConfig, link: LinkSection) -> Env {
     Env { sim, gw }
 }
 
+/// A simulator with two sides (A = side 0, B = side 1) and a gateway whose link `pbx1` has
+/// `addresses = [A, B]`; up on side A. Requests not rate-limited.
+pub async fn env_sides(link: LinkSection) -> Env {
+    let sim = start_sim_sides(SimConfig::default(), 2).await;
+    let cfg = Config {
+        api: ApiConfig {
+            requests_per_s: 0,
+            ..ApiConfig::default()
+        },
+        links: vec![LinkSection {
+            name: "pbx1".into(),
+            addresses: sim.sides.iter().map(ToString::to_string).collect(),
+            ..link
+        }],
+    };
+    let gw = Gw::start(cfg).await;
+    // link.up published (a client connecting now does not get it). Not `last_seq() > 0`:
+    // the links start before the hub subscribes to the bus, so the hub may miss the first
+    // link.up (then no client gets it either); the pump names the side once it published.
+    let up = async {
+        while gw.gw.gateway.link_states()[0].side.is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(T, up).await.expect("link.up is published");
+    Env { sim, gw }
+}
+
 impl Env {
     /// A control command that must succeed.
     pub async fn sim(&self, line: &str) -> Value {

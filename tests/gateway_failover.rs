@@ -189,3 +189,65 @@ async fn side_a_back_is_used_when_b_fails() {
     assert_eq!((id_of(&end), &end["cause"]), (x, &json!("normalClearing")));
     assert_eq!(the_association(&e).await["side"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_down_requests_fail_fast_and_the_first_side_back_is_used() {
+    let e = env_sides(link()).await;
+    let mut c = e.client().await;
+    let x = connected_call(&e, &mut c).await;
+    let addr = |s: usize| json!(e.sim.sides[s].to_string());
+    // B first (idle), then A (the gateway's)
+    e.sim(r#"{"cmd":"fault","fault":"side_down","side":1}"#)
+        .await;
+    e.sim(r#"{"cmd":"fault","fault":"side_down","side":0}"#)
+        .await;
+    // A lost, B refused, A refused (each side's reason once; the same again is not told)
+    let mut downs = Vec::new();
+    for _ in 0..3 {
+        downs.push(c.until_link("link.down").await);
+    }
+    let sides: Vec<&Value> = downs.iter().map(|d| &d["side"]).collect();
+    assert_eq!(sides, [&json!(0), &json!(1), &json!(0)], "{downs:#?}");
+    for (d, s) in downs.iter().zip([0, 1, 0]) {
+        assert_eq!(d["address"], addr(s), "{d}");
+    }
+    let refused = downs[2]["reason"].as_str().unwrap_or_default();
+    assert!(
+        refused.starts_with(&format!("cannot connect to {}", e.sim.sides[0])),
+        "{refused}"
+    );
+    // requests fail at once, the link named down with the side and reason of the last failure
+    let t = std::time::Instant::now();
+    c.err(
+        json!({"op": "call.hold", "device": "201"}),
+        "link",
+        "link_down",
+    )
+    .await;
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    let st = c.ok(json!({"op": "status"})).await;
+    assert_eq!(st["links"][0]["state"], "down", "{st}");
+    assert_eq!(st["links"][0]["side"], json!(0), "{st}");
+    assert_eq!(st["links"][0]["reason"], json!(refused), "{st}");
+    // B back: the link comes up there (the backoff is at most reconnect_max_ms)
+    e.sim(r#"{"cmd":"fault","fault":"side_up","side":1}"#).await;
+    let up = c.until_link("link.up").await;
+    assert_eq!((&up["side"], &up["address"]), (&json!(1), &addr(1)), "{up}");
+    resynced_on(&e, 1, &["201", MARKER]).await;
+    let snap = c.ok(json!({"op": "snapshot", "device": "201"})).await;
+    assert_eq!(
+        (&snap["calls"][0]["id"], &snap["calls"][0]["state"]),
+        (&json!(x), &json!("connected")),
+        "{snap}"
+    );
+    e.barrier(&mut c).await;
+    assert_eq!(c.take("201"), Vec::<Value>::new(), "no call event at 201");
+    let rest = std::mem::take(&mut c.events);
+    let mut want = downs.clone();
+    want.push(up);
+    assert_eq!(rest, want, "the link events and nothing else");
+}

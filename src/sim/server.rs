@@ -141,7 +141,7 @@ impl Sim {
         if let Some(l) = ctl {
             tokio::spawn(accept_control(l, tx.clone(), listening.clone()));
         }
-        info!(?sides, control = ?control_addr, "switch simulator listening");
+        info!(%csta_addr, ?sides, control = ?control_addr, "switch simulator listening");
         Ok(Sim {
             csta_addr,
             sides,

@@ -262,6 +262,18 @@ impl Config {
                     "{k}.reconnect_min_ms: at least 1 and not above reconnect_max_ms"
                 ));
             }
+            if l.reconnect_max_ms > MAX_RECONNECT_MS {
+                return e(format!(
+                    "{k}.reconnect_max_ms: at most {MAX_RECONNECT_MS} (an hour), not {}",
+                    l.reconnect_max_ms
+                ));
+            }
+            if l.reconnect_reset_s > MAX_RECONNECT_RESET_S {
+                return e(format!(
+                    "{k}.reconnect_reset_s: at most {MAX_RECONNECT_RESET_S} (a day), not {}",
+                    l.reconnect_reset_s
+                ));
+            }
             if l.reconnect_jitter_percent > 100 {
                 return e(format!(
                     "{k}.reconnect_jitter_percent: 0 to 100, not {}",
@@ -280,6 +292,10 @@ impl Config {
 
 /// Addresses (sides) of one link at most.
 pub const MAX_SIDES: usize = 16;
+/// The longest reconnect delay that may be configured (an hour).
+pub const MAX_RECONNECT_MS: u64 = 3_600_000;
+/// The longest stable period that may be configured (a day).
+pub const MAX_RECONNECT_RESET_S: u64 = 86_400;
 
 /// What a secret value is shown as.
 pub const MASK: &str = "********";
@@ -440,6 +456,14 @@ mod tests {
         assert!(
             err("[[link]]\nname = \"p\"\naddress = \"h:1\"\nreconnect_jitter_percent = 101")
                 .contains("link[0].reconnect_jitter_percent")
+        );
+        assert!(err(
+            "[[link]]\nname = \"p\"\naddress = \"h:1\"\nreconnect_max_ms = 18446744073709551615"
+        )
+        .contains("link[0].reconnect_max_ms: at most 3600000"));
+        assert!(
+            err("[[link]]\nname = \"p\"\naddress = \"h:1\"\nreconnect_reset_s = 86401")
+                .contains("link[0].reconnect_reset_s: at most 86400")
         );
     }
 

@@ -55,6 +55,8 @@ use tracing::{debug, info, warn};
 pub const MAX_IN_FLIGHT: usize = 256;
 /// Devices in the monitor table.
 pub const MAX_MONITORS: usize = 10_000;
+/// The longest reconnect delay, whatever the configuration says (the clock cannot overflow).
+const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Callers waiting on one MonitorStart (further `monitor` calls of the same device join it).
 const MAX_WAITERS: usize = 64;
 pub use super::ber::MAX_INVOKE_ID;
@@ -865,7 +867,11 @@ impl<D: Dialect> Session<D> {
             self.attempt = 0;
         }
         self.up_since = None;
-        let delay = self.cfg.backoff().delay(self.attempt, &mut self.rng);
+        let delay = self
+            .cfg
+            .backoff()
+            .delay(self.attempt, &mut self.rng)
+            .min(MAX_DELAY);
         self.attempt = self.attempt.saturating_add(1);
         if !self.cfg.addresses.is_empty() {
             self.side = (self.side + 1) % self.cfg.addresses.len();

@@ -73,8 +73,13 @@ impl Default for ApiConfig {
 pub struct LinkSection {
     /// The link's name: events carry it, requests name it when there are several.
     pub name: String,
-    /// The PBX's CSTA address, `host:port`.
+    /// The PBX's CSTA address, `host:port` (or `addresses`, not both).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub address: String,
+    /// The PBX's sides (A, B, ...), `host:port` each: the link moves to the next one when
+    /// the current one fails, round-robin.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
     /// ACSE application context name.
     pub context: String,
     /// CSTAVersion bits announced (default: ECMA-285 editions 1 to 4: 2, 4, 14, 18).
@@ -95,6 +100,10 @@ pub struct LinkSection {
     /// Reconnect backoff, doubling from min to max.
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    /// How much of each reconnect delay is random, percent (0 to 100).
+    pub reconnect_jitter_percent: u8,
+    /// A link up this long starts the backoff at reconnect_min_ms again.
+    pub reconnect_reset_s: u64,
     /// Numbers of at most this many digits are internal (call type).
     pub internal_max_len: usize,
     /// Numbers starting with one of these are internal too.
@@ -116,6 +125,7 @@ impl Default for LinkSection {
         LinkSection {
             name: String::new(),
             address: String::new(),
+            addresses: Vec::new(),
             context: l.context,
             versions: l.versions,
             password: l.password,
@@ -126,6 +136,8 @@ impl Default for LinkSection {
             keepalive_misses: l.keepalive_misses,
             reconnect_min_ms: ms(l.reconnect_min),
             reconnect_max_ms: ms(l.reconnect_max),
+            reconnect_jitter_percent: l.reconnect_jitter_percent,
+            reconnect_reset_s: l.reconnect_reset.as_secs(),
             internal_max_len: internal.max_len,
             internal_prefixes: internal.prefixes,
             monitor: Vec::new(),
@@ -137,6 +149,15 @@ impl Default for LinkSection {
 impl LinkSection {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The link's sides: `addresses`, or the one `address`.
+    pub fn sides(&self) -> Vec<String> {
+        if self.addresses.is_empty() {
+            vec![self.address.clone()]
+        } else {
+            self.addresses.clone()
+        }
     }
 }
 
@@ -207,14 +228,45 @@ impl Config {
             if !names.insert(&l.name) {
                 return e(format!("{k}.name: `{}` is used by two links", l.name));
             }
-            if l.address
-                .rsplit_once(':')
-                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-            {
+            let not_host_port = |a: &str| {
+                a.rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            };
+            match (l.address.is_empty(), l.addresses.is_empty()) {
+                (false, false) => {
+                    return e(format!(
+                        "{k}: give either address or addresses, not both (addresses = [\"pbx-a:2555\", \"pbx-b:2555\"] lists every side, the first one first)"
+                    ))
+                }
+                (true, true) => {
+                    return e(format!(
+                        "{k}.address: missing: the PBX's CSTA port, e.g. address = \"127.0.0.1:2555\" (or addresses = [...] for several sides)"
+                    ))
+                }
+                (false, true) if not_host_port(&l.address) => {
+                    return e(format!(
+                        "{k}.address: `{}` is not host:port, e.g. \"127.0.0.1:2555\"",
+                        l.address
+                    ));
+                }
+                _ => {}
+            }
+            if l.addresses.len() > MAX_SIDES {
                 return e(format!(
-                    "{k}.address: `{}` is not host:port, e.g. \"127.0.0.1:2555\"",
-                    l.address
+                    "{k}.addresses: at most {MAX_SIDES} sides, not {}",
+                    l.addresses.len()
                 ));
+            }
+            for (j, a) in l.addresses.iter().enumerate() {
+                if not_host_port(a) {
+                    return e(format!(
+                        "{k}.addresses[{j}]: `{a}` is not host:port, e.g. \"127.0.0.1:2555\""
+                    ));
+                }
+            }
+            let distinct: BTreeSet<&String> = l.addresses.iter().collect();
+            if distinct.len() != l.addresses.len() {
+                return e(format!("{k}.addresses: an address is listed twice"));
             }
             if l.context.parse::<ctigate_csta::Oid>().is_err() {
                 return e(format!(
@@ -239,6 +291,24 @@ impl Config {
                     "{k}.reconnect_min_ms: at least 1 and not above reconnect_max_ms"
                 ));
             }
+            if l.reconnect_max_ms > MAX_RECONNECT_MS {
+                return e(format!(
+                    "{k}.reconnect_max_ms: at most {MAX_RECONNECT_MS} (an hour), not {}",
+                    l.reconnect_max_ms
+                ));
+            }
+            if l.reconnect_reset_s > MAX_RECONNECT_RESET_S {
+                return e(format!(
+                    "{k}.reconnect_reset_s: at most {MAX_RECONNECT_RESET_S} (a day), not {}",
+                    l.reconnect_reset_s
+                ));
+            }
+            if l.reconnect_jitter_percent > 100 {
+                return e(format!(
+                    "{k}.reconnect_jitter_percent: 0 to 100, not {}",
+                    l.reconnect_jitter_percent
+                ));
+            }
             for d in &l.monitor {
                 if d.is_empty() || d.len() > 32 {
                     return e(format!("{k}.monitor: `{d}` is not a device number"));
@@ -248,6 +318,13 @@ impl Config {
         Ok(())
     }
 }
+
+/// Addresses (sides) of one link at most.
+pub const MAX_SIDES: usize = 16;
+/// The longest reconnect delay that may be configured (an hour).
+pub const MAX_RECONNECT_MS: u64 = 3_600_000;
+/// The longest stable period that may be configured (a day).
+pub const MAX_RECONNECT_RESET_S: u64 = 86_400;
 
 /// What a secret value is shown as.
 pub const MASK: &str = "********";
@@ -412,5 +489,43 @@ mod tests {
             err("[[link]]\nname = \"p\"\naddress = \"h:1\"\ncontext = \"x.y\"")
                 .contains("link[0].context")
         );
+        assert!(err("[[link]]\nname = \"p\"").contains("link[0].address: missing"));
+        assert!(
+            err("[[link]]\nname = \"p\"\naddress = \"h:1\"\naddresses = [\"h:1\", \"h:2\"]")
+                .contains("link[0]: give either address or addresses, not both")
+        );
+        assert!(err("[[link]]\nname = \"p\"\naddresses = [\"h:1\", \"h2\"]")
+            .contains("link[0].addresses[1]: `h2` is not host:port"));
+        assert!(
+            err("[[link]]\nname = \"p\"\naddresses = [\"h:1\", \"h:1\"]").contains("listed twice")
+        );
+        assert!(
+            err("[[link]]\nname = \"p\"\naddress = \"h:1\"\nreconnect_jitter_percent = 101")
+                .contains("link[0].reconnect_jitter_percent")
+        );
+        assert!(err(
+            "[[link]]\nname = \"p\"\naddress = \"h:1\"\nreconnect_max_ms = 18446744073709551615"
+        )
+        .contains("link[0].reconnect_max_ms: at most 3600000"));
+        assert!(
+            err("[[link]]\nname = \"p\"\naddress = \"h:1\"\nreconnect_reset_s = 86401")
+                .contains("link[0].reconnect_reset_s: at most 86400")
+        );
+    }
+
+    #[test]
+    fn sides_from_address_or_addresses() {
+        let c = Config::from_toml("[[link]]\nname = \"p\"\naddress = \"h:1\"\n").unwrap();
+        assert_eq!(c.links[0].sides(), ["h:1"]);
+        let c =
+            Config::from_toml("[[link]]\nname = \"p\"\naddresses = [\"a:1\", \"b:1\"]\n").unwrap();
+        assert_eq!(c.links[0].sides(), ["a:1", "b:1"]);
+        // check-config prints what was given, and it reads back the same
+        let t = c.effective_toml();
+        assert!(
+            t.contains("addresses = [\"a:1\", \"b:1\"]") && !t.contains("address ="),
+            "{t}"
+        );
+        assert_eq!(Config::from_toml(&t).unwrap(), c);
     }
 }

@@ -122,9 +122,11 @@ enum Command {
     Sim {
         #[command(subcommand)]
         action: Option<SimAction>,
-        /// Where applications connect (CSTA BER, 2-octet length framing).
+        /// Where applications connect (CSTA BER, 2-octet length framing). Give it once per
+        /// side (A, B, ...: up to 16) for a switch with several CSTA ports sharing one call
+        /// model; the control port's fault side_down / side_up takes a side away and back.
         #[arg(long, default_value = "127.0.0.1:2555")]
-        listen: String,
+        listen: Vec<String>,
         /// NDJSON control port (`none`: no port).
         #[arg(long, default_value = "127.0.0.1:2556")]
         control: String,
@@ -369,7 +371,7 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
 
 async fn run_sim(
     cfg: SimConfig,
-    listen: String,
+    listen: Vec<String>,
     control: String,
     scenario: Option<String>,
     exit_after: bool,
@@ -384,13 +386,17 @@ async fn run_sim(
     // the graceful stop: the RLRE wait, then the ABRTs and closes written out
     let stop_bound = std::time::Duration::from_millis(cfg.link.release_timeout_ms)
         + std::time::Duration::from_secs(5);
-    let sim = Sim::start(cfg, &listen, ctl).await?;
+    let listen: Vec<&str> = listen.iter().map(String::as_str).collect();
+    let sim = Sim::start_sides(cfg, &listen, ctl).await?;
     println!(
         "ctigate sim listening: csta {} control {}",
         sim.csta_addr,
         sim.control_addr
             .map_or("none".to_string(), |a| a.to_string())
     );
+    for (i, a) in sim.sides.iter().enumerate().skip(1) {
+        println!("ctigate sim side {i}: csta {a}");
+    }
     println!("{}", sim.dialplan().trim_end());
     if let Some(rate) = load {
         let r = sim
@@ -436,7 +442,7 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
     let targets: Vec<(String, String)> = cfg
         .links
         .iter()
-        .map(|l| (l.name.clone(), l.address.clone()))
+        .map(|l| (l.name.clone(), l.sides().join(", then ")))
         .collect();
     let api = ctigate::api::start(cfg);
     let serving = tokio::spawn(ctigate::api::server::serve(api.clone(), l));

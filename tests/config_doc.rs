@@ -64,6 +64,7 @@ fn the_documented_block_is_the_defaults_and_every_key() {
     keys(&toml::from_str(&uncommented).unwrap(), "", &mut documented);
     let mut full = defaults.clone();
     full.links[0].password = Some("x".into()); // optional keys, to be listed too
+    full.links[0].addresses = vec!["pbx-a:2555".into(), "pbx-b:2555".into()];
     let mut code = BTreeSet::new();
     keys(
         &toml::Value::try_from(&full).expect("serializable"),
@@ -138,5 +139,32 @@ fn check_config_from_the_command_line() {
     let (code, _, err) = check_config(&[bad.to_str().unwrap()], None);
     assert_eq!(code, Some(1));
     assert!(err.contains("line 3") && !err.contains("hunter2"), "{err}");
+    // address and addresses both given: named, with the fix
+    std::fs::write(
+        &bad,
+        "[[link]]\nname = \"pbx1\"\naddress = \"a:1\"\naddresses = [\"a:1\", \"b:1\"]\n",
+    )
+    .unwrap();
+    let (code, _, err) = check_config(&[bad.to_str().unwrap()], None);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("link[0]: give either address or addresses, not both"),
+        "{err}"
+    );
+    // two sides: printed back as given
+    let sides = dir.join("sides.toml");
+    std::fs::write(
+        &sides,
+        "[[link]]\nname = \"pbx1\"\naddresses = [\"pbx-a:2555\", \"pbx-b:2555\"]\n",
+    )
+    .unwrap();
+    let (code, out, _) = check_config(&[sides.to_str().unwrap()], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("addresses = [\"pbx-a:2555\", \"pbx-b:2555\"]")
+            && out.contains("reconnect_jitter_percent = 50")
+            && out.contains("reconnect_reset_s = 30"),
+        "{out}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

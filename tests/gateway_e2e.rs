@@ -58,7 +58,11 @@ async fn hello_first_and_every_request_answered_once() {
     assert_eq!(h["type"], "hello");
     assert_eq!(h["protocol"], "ctigate/1");
     assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(h["links"], json!([{"name": "pbx1", "state": "up"}]));
+    let side0 = e.sim.csta_addr.to_string();
+    assert_eq!(
+        h["links"],
+        json!([{"name": "pbx1", "state": "up", "side": 0, "address": side0}])
+    );
     assert_eq!(h["seq"].as_u64(), Some(e.gw.last_seq()));
 
     // pipelined, numeric and string ids, successes and failures of every layer
@@ -87,7 +91,10 @@ async fn hello_first_and_every_request_answered_once() {
     let ids: HashSet<String> = lines.iter().map(|l| l["id"].to_string()).collect();
     assert_eq!(c.answered, ids);
     let st = c.ok(json!({"op": "status"})).await;
-    assert_eq!(st["links"], json!([{"name": "pbx1", "state": "up"}]));
+    assert_eq!(
+        st["links"],
+        json!([{"name": "pbx1", "state": "up", "side": 0, "address": side0}])
+    );
     assert_eq!(st["clients"], 1);
     assert_eq!(
         st["monitors"],
@@ -1026,6 +1033,11 @@ async fn link_down_then_up_resyncs_and_events_flow_again() {
     let down = c.until_link("link.down").await;
     assert_eq!(down["link"], "pbx1");
     assert!(down["reason"].is_string(), "{down}");
+    let side0 = e.sim.csta_addr.to_string();
+    assert_eq!(
+        (&down["side"], &down["address"]),
+        (&json!(0), &json!(side0))
+    );
     c.err(
         json!({"op": "call.hold", "device": "201"}),
         "link",
@@ -1035,13 +1047,14 @@ async fn link_down_then_up_resyncs_and_events_flow_again() {
     let st = c.ok(json!({"op": "status"})).await;
     assert_eq!(
         st["links"],
-        json!([{"name": "pbx1", "state": "down", "reason": down["reason"]}])
+        json!([{"name": "pbx1", "state": "down", "reason": down["reason"], "side": 0, "address": side0}])
     );
     // the call ends while nobody watches
     e.sim(r#"{"cmd":"hangup","device":"201"}"#).await;
 
     let up = c.until_link("link.up").await;
     assert!(up["seq"].as_u64() > down["seq"].as_u64());
+    assert_eq!((&up["side"], &up["address"]), (&json!(0), &json!(side0)));
     for d in ["201", "202"] {
         let r = c.until(d, "call.released").await;
         assert_eq!(id_of(&r), x, "{r}");
@@ -1055,7 +1068,10 @@ async fn link_down_then_up_resyncs_and_events_flow_again() {
         assert_eq!(e.pbx_monitors(d).await, 1, "{d} monitored again");
     }
     let h = e.client().await;
-    assert_eq!(h.hello["links"], json!([{"name": "pbx1", "state": "up"}]));
+    assert_eq!(
+        h.hello["links"],
+        json!([{"name": "pbx1", "state": "up", "side": 0, "address": side0}])
+    );
 
     // events flow again
     e.sim(r#"{"cmd":"dial","from":"201","to":"203"}"#).await;

@@ -54,7 +54,10 @@ async fn two_links_events_carry_the_link_and_requests_name_it() {
     let mut c = gw.client().await;
     assert_eq!(
         c.hello["links"],
-        json!([{"name": "east", "state": "up"}, {"name": "west", "state": "up"}])
+        json!([
+            {"name": "east", "state": "up", "side": 0, "address": a.csta_addr.to_string()},
+            {"name": "west", "state": "up", "side": 0, "address": b.csta_addr.to_string()}
+        ])
     );
     // without `link`: the request says which links there are
     let resp = c

@@ -35,12 +35,15 @@ async fn wait_for<R>(
 }
 
 async fn up(rx: &mut mpsc::Receiver<LinkEvent>) {
-    wait_for(rx, "Up", |e| matches!(e, LinkEvent::Up).then_some(())).await
+    wait_for(rx, "Up", |e| {
+        matches!(e, LinkEvent::Up { .. }).then_some(())
+    })
+    .await
 }
 
 async fn down(rx: &mut mpsc::Receiver<LinkEvent>) -> String {
     wait_for(rx, "Down", |e| match e {
-        LinkEvent::Down { reason } => Some(reason.clone()),
+        LinkEvent::Down { reason, .. } => Some(reason.clone()),
         _ => None,
     })
     .await
@@ -176,8 +179,9 @@ async fn link_loss_reconnects_with_backoff_and_monitors_again() {
     let t = Instant::now();
     assert_eq!(down(&mut rx).await, "the switch closed the connection");
     up(&mut rx).await;
+    // reconnect_min 200 ms less up to 50 % jitter, less the time the close took to be told
     assert!(
-        t.elapsed() >= Duration::from_millis(150),
+        t.elapsed() >= Duration::from_millis(50),
         "reconnected after {:?}, before the backoff",
         t.elapsed()
     );
@@ -287,7 +291,7 @@ async fn keep_alives_both_ways() {
     // among the link's events before them
     for _ in 0..3 {
         let status = wait_for(&mut rx, "SystemStatus", |e| match e {
-            LinkEvent::Down { reason } => panic!("the link went down: {reason}"),
+            LinkEvent::Down { reason, .. } => panic!("the link went down: {reason}"),
             LinkEvent::SystemStatus { status } => Some(status.clone()),
             _ => None,
         })
@@ -318,7 +322,7 @@ async fn nothing_listening_is_down_then_up_when_the_switch_appears() {
     };
     let (link, mut rx) = start(LinkConfig {
         name: "test".into(),
-        address: addr.to_string(),
+        addresses: vec![addr.to_string()],
         reconnect_min: Duration::from_millis(50),
         reconnect_max: Duration::from_millis(200),
         ..LinkConfig::default()
@@ -421,7 +425,7 @@ async fn hipath_loss_of_framing_resets_the_link() {
     let (addr, mut conns) = raw_switch(&[0x00, 0x05, 0x63, 0x03, 0x80, 0x01, 0x00]).await;
     let (link, mut rx) = start(LinkConfig {
         name: "test".into(),
-        address: addr,
+        addresses: vec![addr],
         framing: Framing::Hipath,
         reconnect_min: Duration::from_millis(50),
         reconnect_max: Duration::from_millis(100),

@@ -14,7 +14,7 @@ use ctigate::gateway::{
     Body, BoxFuture, Delivery, Event, Gateway, LinkSpec, MonitorAnswer, PbxLink, PumpIn, Subscriber,
 };
 use ctigate::lines::Line;
-use ctigate::link::{Answer, CstaError, LinkError, LinkEvent};
+use ctigate::link::{Answer, CstaError, LinkError, LinkEvent, Side};
 use ctigate::model::{AgentState, EventKind, InternalRule};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -33,6 +33,21 @@ const DEADLINE: Duration = Duration::from_secs(3);
 
 /// What the scripted switch answers a request with; `None`: it never answers.
 type Script = Box<dyn Fn(&Argument) -> Option<Answer> + Send + Sync>;
+
+/// The sides a scripted link names in its up and down.
+fn side_a() -> Side {
+    Side {
+        index: 0,
+        address: "pbx-a:2555".into(),
+    }
+}
+
+fn side_b() -> Side {
+    Side {
+        index: 1,
+        address: "pbx-b:2555".into(),
+    }
+}
 
 /// A `PbxLink` double: requests answered by a script, monitor starts by a queue (default:
 /// accepted), after an optional delay; everything asked is logged in order.
@@ -335,12 +350,16 @@ async fn agent_results_and_link_events_reach_the_bus_in_order() {
         .send(
             LinkEvent::Down {
                 reason: "gone".into(),
+                side: side_a(),
             }
             .into(),
         )
         .await
         .unwrap();
-    events.send(LinkEvent::Up.into()).await.unwrap();
+    events
+        .send(LinkEvent::Up { side: side_b() }.into())
+        .await
+        .unwrap();
     let end = Instant::now() + T;
     while counter.kinds().len() < 3 {
         assert!(Instant::now() < end, "{:?}", counter.kinds());
@@ -365,9 +384,11 @@ async fn agent_results_and_link_events_reach_the_bus_in_order() {
     assert_eq!(
         seen[1].body,
         Body::LinkDown {
-            reason: "gone".into()
+            reason: "gone".into(),
+            side: side_a(),
         }
     );
+    assert_eq!(seen[2].body, Body::LinkUp { side: side_b() });
     assert_eq!(api.hub.last_seq(), 3, "the hub numbered the same three");
 }
 
@@ -391,7 +412,13 @@ async fn every_subscriber_sees_every_event_in_one_order() {
             tokio::spawn(async move {
                 for i in 0..250 {
                     let reason = format!("{t}-{i}");
-                    gw.emit("pbx1", None, EventKind::LinkDown, Body::LinkDown { reason });
+                    let side = side_a();
+                    gw.emit(
+                        "pbx1",
+                        None,
+                        EventKind::LinkDown,
+                        Body::LinkDown { reason, side },
+                    );
                     if i % 50 == 0 {
                         tokio::task::yield_now().await;
                     }
@@ -408,7 +435,7 @@ async fn every_subscriber_sees_every_event_in_one_order() {
         .unwrap()
         .iter()
         .map(|e| match &e.body {
-            Body::LinkDown { reason } => reason.clone(),
+            Body::LinkDown { reason, .. } => reason.clone(),
             b => panic!("{b:?}"),
         })
         .collect();
@@ -438,13 +465,14 @@ async fn a_queue_subscriber_is_told_what_it_lost() {
     let mut q = gw.bus.queue(2);
     let ev = |n: u32| Body::LinkDown {
         reason: n.to_string(),
+        side: side_a(),
     };
     for n in 1..=5 {
         gw.emit("pbx1", None, EventKind::LinkDown, ev(n));
     }
     let reason = |d: Option<Delivery>| match d {
         Some(Delivery::Event(e)) => match &e.body {
-            Body::LinkDown { reason } => reason.clone(),
+            Body::LinkDown { reason, .. } => reason.clone(),
             b => panic!("{b:?}"),
         },
         other => panic!("{other:?}"),

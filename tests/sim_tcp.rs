@@ -11,7 +11,7 @@ use ctigate::csta::rose::Rose;
 use ctigate::csta::rose_ext::*;
 use ctigate::csta::types::{CstaObject, DeviceId};
 use ctigate::sim::SimConfig;
-use support::{hex, start_sim as start, Control, CstaClient as Client, T};
+use support::{hex, start_sim as start, start_sim_sides, Control, CstaClient as Client, T};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
@@ -138,4 +138,74 @@ async fn scenario_runs_commands_in_order() {
     assert_eq!(lines[1].1["ok"], true);
     let e = r.unwrap_err();
     assert_eq!(e, "scenario line 5: device teapot has no call");
+}
+
+#[tokio::test]
+async fn a_side_down_refuses_connections_and_aborts_only_its_associations() {
+    let sim = start_sim_sides(SimConfig::default(), 2).await;
+    let (side_a, side_b) = (sim.sides[0], sim.sides[1]);
+    assert_eq!(sim.csta_addr, side_a);
+    let mut a = Client::connect(side_a).await;
+    a.associate().await;
+    let mut b = Client::connect(side_b).await;
+    b.associate().await;
+    let mut ctl = Control::connect(sim.control_addr.unwrap()).await;
+    let st = ctl.cmd(r#"{"cmd":"status"}"#).await;
+    let sides: Vec<_> = st["associations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["side"].clone())
+        .collect();
+    assert_eq!(sides, [0, 1]);
+    // one call, made while both sides are up
+    assert_eq!(
+        ctl.cmd(r#"{"cmd":"dial","from":"201","to":"202"}"#).await["ok"],
+        true
+    );
+
+    let r = ctl
+        .cmd(r#"{"cmd":"fault","fault":"side_down","side":0}"#)
+        .await;
+    assert_eq!(r, serde_json::json!({"ok": true, "associations": 1}));
+    // side A: ABRT, then the connection closes
+    match a.next().await {
+        Some(Apdu::Acse(x)) if x.kind == AcseKind::Abrt => {}
+        o => panic!("expected ABRT: {o:?}"),
+    }
+    assert!(a.next().await.is_none(), "closed after the ABRT");
+    // its listener is closed before the answer: connections are refused
+    let e = timeout(T, tokio::net::TcpStream::connect(side_a))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    // side B goes on, with the same call model: the call is there
+    let arg: Argument =
+        MonitorStartArgument::new(CstaObject::Device(DeviceId::dialing("201"))).into();
+    b.send(&Apdu::Rose(arg.invoke(1))).await;
+    assert!(
+        matches!(b.next().await, Some(Apdu::Rose(Rose::ReturnResult(_)))),
+        "side B answers"
+    );
+    let st = ctl.cmd(r#"{"cmd":"status"}"#).await;
+    assert_eq!(st["calls"].as_array().map(Vec::len), Some(1), "{st}");
+    assert_eq!(
+        st["sides"],
+        serde_json::json!([{"side": 0, "up": false}, {"side": 1, "up": true}])
+    );
+    // side A back: it listens and associates again
+    let r = ctl
+        .cmd(r#"{"cmd":"fault","fault":"side_up","side":0}"#)
+        .await;
+    assert_eq!(r, serde_json::json!({"ok": true, "associations": 0}));
+    // listening again before the answer
+    let mut a2 = Client::connect(side_a).await;
+    a2.associate().await;
+    // and a side the simulator does not have is named
+    let r = ctl
+        .cmd(r#"{"cmd":"fault","fault":"side_down","side":5}"#)
+        .await;
+    assert_eq!(r["ok"], false);
+    assert!(r["error"].as_str().unwrap().contains("no side 5"), "{r}");
 }

@@ -300,8 +300,14 @@ impl Subscriber for Hub {
                     m = a;
                 }
             }
-            Body::LinkDown { reason } => {
+            Body::LinkUp { side } => {
+                m.insert("side".into(), json!(side.index));
+                m.insert("address".into(), json!(side.address));
+            }
+            Body::LinkDown { reason, side } => {
                 m.insert("reason".into(), json!(reason));
+                m.insert("side".into(), json!(side.index));
+                m.insert("address".into(), json!(side.address));
             }
             Body::Unconfirmed {
                 reason,

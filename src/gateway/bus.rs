@@ -13,6 +13,7 @@
 //! before the events that follow: a loss is never silent, and never slows the publisher
 //! or the other subscribers.
 
+use crate::link::Side;
 use crate::model::{AgentView, CallExtra, CallView, EventKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,11 +47,13 @@ pub enum Body {
     },
     /// `agent.state`.
     Agent(AgentView),
-    /// `link.down`.
-    LinkDown { reason: String },
+    /// `link.up`: the side (address) the link is associated with.
+    LinkUp { side: Side },
+    /// `link.down`: why, and the side that failed (the link tries the next one).
+    LinkDown { reason: String, side: Side },
     /// `device.unconfirmed`: why the snapshot failed, when it is tried again.
     Unconfirmed { reason: String, retry_in_ms: u64 },
-    /// `link.up`, `device.out_of_service`, `device.in_service`.
+    /// `device.out_of_service`, `device.in_service`, `device.confirmed`.
     Empty,
 }
 

@@ -17,7 +17,7 @@ pub use bus::{Body, Bus, BusQueue, Delivery, Event, Subscriber};
 pub use link::{BoxFuture, MonitorAnswer, PbxLink};
 
 use crate::config::{Config, LinkSection};
-use crate::link::{Answer, CstaError, Link, LinkConfig, LinkError, LinkEvent};
+use crate::link::{Answer, CstaError, Link, LinkConfig, LinkError, LinkEvent, Side};
 use crate::model::{
     AgentView, EventKind, InternalRule, Out, SnapCall, SnapEntry, Tracker, TrackerConfig,
 };
@@ -65,6 +65,9 @@ pub struct LinkSlot {
     /// The last `Down` reason since the link was last up; `None` before any attempt
     /// ended (connecting) or while up.
     down: Mutex<Option<String>>,
+    /// The side of the link's last `Up` (associated with) or `Down` (failed); `None` before
+    /// any.
+    side: Mutex<Option<Side>>,
     /// The link's event pump, for the agent states of request results (agent.login,
     /// agent.state, ...): queued after the PBX events that came before the result and
     /// before those after it, so that no event reports a state older than one published.
@@ -179,7 +182,7 @@ impl LinkSpec {
 pub fn link_config(l: &LinkSection) -> LinkConfig {
     LinkConfig {
         name: l.name.clone(),
-        address: l.address.clone(),
+        addresses: l.sides(),
         context: l.context.clone(),
         versions: l.versions.clone(),
         password: l.password.clone(),
@@ -191,6 +194,8 @@ pub fn link_config(l: &LinkSection) -> LinkConfig {
         reconnect_min: Duration::from_millis(l.reconnect_min_ms),
         reconnect_max: Duration::from_millis(l.reconnect_max_ms),
         snapshot_max_calls: l.snapshot_max_calls,
+        reconnect_jitter_percent: l.reconnect_jitter_percent,
+        reconnect_reset: Duration::from_secs(l.reconnect_reset_s),
         ..LinkConfig::default()
     }
 }
@@ -203,6 +208,8 @@ pub struct LinkState {
     pub state: &'static str,
     /// Why it is down (the last reason the link gave).
     pub reason: Option<String>,
+    /// Up: the side associated with; down: the side that failed last (the reason's).
+    pub side: Option<Side>,
 }
 
 /// The links, their trackers and the bus.
@@ -252,6 +259,7 @@ impl Gateway {
                 refs: tokio::sync::Mutex::new(BTreeMap::new()),
                 pinned: spec.monitor.iter().cloned().collect(),
                 down: Mutex::new(None),
+                side: Mutex::new(None),
                 pump: tx,
                 stale: Mutex::new(BTreeSet::new()),
                 resync_failures: AtomicU64::new(0),
@@ -360,6 +368,7 @@ impl Gateway {
                     name: l.name.clone(),
                     state,
                     reason,
+                    side: l.side.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                 }
             })
             .collect()
@@ -677,10 +686,17 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
         }
     };
     match ev {
-        LinkEvent::Up => {
-            info!(link = %slot.name, "link up");
+        LinkEvent::Up { side } => {
+            info!(link = %slot.name, %side, "link up");
             *slot.down.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            gw.emit(&slot.name, None, EventKind::LinkUp, Body::Empty);
+            gw.emit(
+                &slot.name,
+                None,
+                EventKind::LinkUp,
+                Body::LinkUp { side: side.clone() },
+            );
+            // after the event: a side in the link state means link.up is published
+            *slot.side.lock().unwrap_or_else(|p| p.into_inner()) = Some(side);
             // configured devices: the link remembers them once monitored (then this
             // joins its own re-monitor); before that, a start needs the link up
             for d in slot.pinned.clone() {
@@ -688,14 +704,15 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
                 tokio::spawn(async move { monitor_configured(&gw, &slot, &d).await });
             }
         }
-        LinkEvent::Down { reason } => {
-            warn!(link = %slot.name, %reason, "link down");
+        LinkEvent::Down { reason, side } => {
+            warn!(link = %slot.name, %side, %reason, "link down");
             *slot.down.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+            *slot.side.lock().unwrap_or_else(|p| p.into_inner()) = Some(side.clone());
             gw.emit(
                 &slot.name,
                 None,
                 EventKind::LinkDown,
-                Body::LinkDown { reason },
+                Body::LinkDown { reason, side },
             );
         }
         LinkEvent::Monitored { again: false, .. } => {

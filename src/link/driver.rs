@@ -79,7 +79,8 @@ impl std::fmt::Debug for Cmd {
 
 impl Link {
     /// Start the link: spawns the driver task (call inside a tokio runtime), which connects
-    /// at once and keeps reconnecting with backoff. What happens is told on `events` (a
+    /// at once and keeps reconnecting with backoff, moving to the next of its addresses
+    /// (sides) after every failure. What happens is told on `events` (a
     /// channel of [`LinkEvent`]s, or of the owner's own type, so that the owner can queue
     /// its own items in order with the link's events).
     pub fn start<E>(cfg: LinkConfig, events: mpsc::Sender<E>) -> Link
@@ -98,7 +99,6 @@ impl Link {
         let up = Arc::new(AtomicBool::new(false));
         let request_timeout = cfg.request_timeout;
         let driver = Driver {
-            addr: cfg.address.clone(),
             name: cfg.name.clone(),
             write_timeout: cfg.request_timeout.max(Duration::from_millis(100)),
             session: Session::<D>::with_dialect(cfg, Instant::now().into_std()),
@@ -233,7 +233,6 @@ enum Wake<D: Dialect> {
 }
 
 struct Driver<E, D: Dialect> {
-    addr: String,
     name: String,
     write_timeout: Duration,
     session: Session<D>,
@@ -311,7 +310,7 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                 }
                 Wake::Conn(ConnEvent::Connected(Err(e))) => {
                     self.conn = Conn::None;
-                    let reason = format!("cannot connect to {}: {e}", self.addr);
+                    let reason = format!("cannot connect to {}: {e}", self.session.address());
                     self.session.transport_closed(now, &reason);
                 }
                 Wake::Conn(ConnEvent::Frame(Some(Ok(f)))) => {
@@ -373,7 +372,7 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
         while let Some(o) = self.session.poll_output() {
             match o {
                 Out::Connect => {
-                    let addr = self.addr.clone();
+                    let addr = self.session.address().to_string();
                     self.conn = Conn::Connecting(Box::pin(TcpStream::connect(addr)));
                 }
                 Out::Transmit(frame) => self.transmit(frame).await,

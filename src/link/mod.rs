@@ -9,6 +9,7 @@
 //!   keep-alive), and the neutral [`dialect::Message`] a frame decodes into.
 //! - [`ber`]: [`Ber`], the ECMA-285 BER dialect (ROSE after ACSE, 2-octet framing). The
 //!   session is `Session<Ber>` unless told otherwise; CSTA-XML adds a dialect beside it.
+//! - [`backoff`]: the reconnect delay (exponential, bounded, jittered), a pure function.
 //! - [`monitors`]: the monitor table (device <-> MonitorCrossRefID).
 //! - [`driver`]: [`Link`], the cheap-to-clone handle, and the tokio task that owns the
 //!   socket and the timers around the session.
@@ -18,12 +19,14 @@
 //! carry the request (down, timeout, aborted, ...), the inner one that the switch refused it
 //! (ECMA-285 universalFailure, or an X.880 reject).
 
+pub mod backoff;
 pub mod ber;
 pub mod dialect;
 pub mod driver;
 pub mod monitors;
 pub mod session;
 
+pub use backoff::Backoff;
 pub use ber::Ber;
 pub use dialect::Dialect;
 pub use driver::Link;
@@ -41,8 +44,10 @@ use std::time::Duration;
 pub struct LinkConfig {
     /// A name for the logs (`pbx1`).
     pub name: String,
-    /// `host:port` of the switch's CSTA port.
-    pub address: String,
+    /// `host:port` of the switch's CSTA port, one per side (A, B, ...): when the current
+    /// side fails (connect, association, keep-alive, abort, TCP drop) the next attempt goes
+    /// to the next side, round-robin. At least one.
+    pub addresses: Vec<String>,
     /// The AARQ application-context-name (X.227 `aSO-context-name`), dotted OID. WIRE.md
     /// §3.3: `1.3.12.0.218` (Panasonic and most Phase III links) or `1.3.12.0.180.1`.
     pub context: String,
@@ -67,6 +72,10 @@ pub struct LinkConfig {
     pub reconnect_min: Duration,
     /// ... up to this.
     pub reconnect_max: Duration,
+    /// How much of each reconnect delay is random, in percent (0 to 100).
+    pub reconnect_jitter_percent: u8,
+    /// An association that lasted this long starts the backoff at `reconnect_min` again.
+    pub reconnect_reset: Duration,
     /// TCP connect, and then the association (handshake, AARQ/AARE), each within this.
     pub connect_timeout: Duration,
     /// Calls a SnapshotDevice answered by reference may bring (Snapshot Device Data
@@ -78,7 +87,7 @@ impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {
             name: "pbx".into(),
-            address: "127.0.0.1:2555".into(),
+            addresses: vec!["127.0.0.1:2555".into()],
             context: ctigate_csta::acse::DEFAULT_CONTEXT.into(),
             versions: ctigate_csta::acse::version::PHASE3_ALL.to_vec(),
             password: None,
@@ -89,9 +98,36 @@ impl Default for LinkConfig {
             keepalive_misses: 2,
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
+            reconnect_jitter_percent: 50,
+            reconnect_reset: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             snapshot_max_calls: 1024,
         }
+    }
+}
+
+impl LinkConfig {
+    /// The reconnect backoff settings.
+    pub fn backoff(&self) -> backoff::Backoff {
+        backoff::Backoff {
+            min: self.reconnect_min,
+            max: self.reconnect_max,
+            jitter_percent: self.reconnect_jitter_percent,
+            reset_after: self.reconnect_reset,
+        }
+    }
+}
+
+/// One of a link's addresses (side A = index 0, side B = 1, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Side {
+    pub index: usize,
+    pub address: String,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "side {} ({})", self.index, self.address)
     }
 }
 
@@ -184,11 +220,13 @@ impl std::error::Error for CstaError {}
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkEvent {
-    /// Associated (again). Monitors are re-established next: one `Monitored` each.
-    Up,
-    /// Not associated any more, or an attempt failed (once per distinct reason). Every
+    /// Associated (again), on `side`. Monitors are re-established next: one `Monitored`
+    /// each.
+    Up { side: Side },
+    /// Not associated any more, or an attempt failed (once per distinct reason and side);
+    /// `side` is the side that failed (the next attempt goes to the next side). Every
     /// monitor is suspended until `Up` and its `Monitored`.
-    Down { reason: String },
+    Down { reason: String, side: Side },
     /// A cSTAEventReport; `device` from the monitor table by crossRefIdentifier (`None`
     /// for a cross reference we do not know).
     Report {

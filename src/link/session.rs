@@ -28,7 +28,12 @@
 //!   operation/invalidMonitorCrossRefID to a request naming its cross reference, or event
 //!   reports naming the device under a cross reference we never got) is monitored again;
 //! - orderly release (X.227 RLRQ / RLRE) on shutdown;
-//! - reconnect with exponential backoff between `reconnect_min` and `reconnect_max`.
+//! - reconnect with exponential backoff between `reconnect_min` and `reconnect_max`, with
+//!   jitter ([`super::backoff`]), started again once an association lasted
+//!   `reconnect_reset`;
+//! - sides: with several addresses, every failure (connect, association, keep-alive, abort,
+//!   TCP drop) moves the next attempt to the next address, round-robin; the monitors are
+//!   re-established on whichever side comes up.
 //!
 //! States are named for what they wait for: [`State`].
 //!
@@ -39,7 +44,7 @@
 use super::ber::Ber;
 use super::dialect::{Association, Dialect, Garbled, Message, SwitchError};
 use super::monitors::{MonitorState, MonitorTable};
-use super::{CstaError, LinkConfig, LinkError, LinkEvent};
+use super::{CstaError, LinkConfig, LinkError, LinkEvent, Side};
 use bytes::Bytes;
 use ctigate_csta::framing::Frame;
 use ctigate_csta_model::events::EventReport;
@@ -54,7 +59,7 @@ use ctigate_csta_model::types::{
 };
 use ctigate_csta_model::value::Value;
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::{debug, info, warn};
 
 /// Requests (ours, with a caller waiting) outstanding at once; more get
@@ -62,6 +67,8 @@ use tracing::{debug, info, warn};
 pub const MAX_IN_FLIGHT: usize = 256;
 /// Devices in the monitor table.
 pub const MAX_MONITORS: usize = 10_000;
+/// The longest reconnect delay, whatever the configuration says (the clock cannot overflow).
+const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Callers waiting on one MonitorStart (further `monitor` calls of the same device join it).
 const MAX_WAITERS: usize = 64;
 pub use super::ber::MAX_INVOKE_ID;
@@ -75,8 +82,6 @@ const MAX_UNKNOWN_XREFS: usize = 64;
 /// ECMA-285 universalFailure operation/invalidMonitorCrossRefID (error-definition:
 /// `OperationErrors` value 60): the switch does not know the monitor.
 const INVALID_MONITOR_XREF: (&str, i64) = ("operation", 60);
-/// Shortest reconnect delay, whatever the configuration says.
-const MIN_BACKOFF: Duration = Duration::from_millis(10);
 
 /// X.880 problems we send (and answer callers with when we reject their answer).
 mod problem {
@@ -102,7 +107,7 @@ pub type Answer = Result<Result<Option<OperationResult>, CstaError>, LinkError>;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Out<F = Frame> {
-    /// Open the transport (TCP connect to `address`), then call [`Session::connected`] or
+    /// Open the transport (TCP connect to [`Session::address`]), then call [`Session::connected`] or
     /// [`Session::transport_closed`]. The session bounds the attempt by `connect_timeout`
     /// (then [`Out::Close`] follows).
     Connect,
@@ -181,8 +186,14 @@ pub struct Session<D: Dialect = Ber> {
     /// Pending invokes with a caller waiting (bounded by [`MAX_IN_FLIGHT`]).
     callers: usize,
     next_invoke: i64,
-    /// The delay before the next reconnect attempt.
-    backoff: Duration,
+    /// Failed attempts since the last stable association (the backoff's exponent).
+    attempt: u32,
+    /// The backoff's jitter.
+    rng: fastrand::Rng,
+    /// The address in use or tried next (index into `cfg.addresses`).
+    side: usize,
+    /// When the current association came up.
+    up_since: Option<Instant>,
     next_keepalive: Option<Instant>,
     keepalives_unanswered: u32,
     monitors: MonitorTable,
@@ -202,8 +213,8 @@ pub struct Session<D: Dialect = Ber> {
     /// the reason, and how many may be told now.
     resync_queue: VecDeque<(String, String)>,
     resync_credit: usize,
-    /// The last Down reason told the owner while not associated.
-    down_reported: Option<String>,
+    /// The last Down reason told the owner while not associated, per side.
+    down_reported: Vec<Option<String>>,
     /// Why requests fail while down, when more telling than `Down` (an AARE rejection).
     refusal: Option<LinkError>,
     /// What requests get once closed.
@@ -224,8 +235,11 @@ impl<D: Dialect> Session<D> {
     /// A session of the dialect `D` for `cfg` ([`Dialect::from_config`]), connecting at once;
     /// as [`Session::new`] otherwise.
     pub fn with_dialect(cfg: LinkConfig, now: Instant) -> Session<D> {
-        let dialect = D::from_config(&cfg);
-        let backoff = cfg.reconnect_min.max(MIN_BACKOFF);
+        let dialect = if cfg.addresses.is_empty() {
+            Err("no address to connect to".to_string())
+        } else {
+            D::from_config(&cfg)
+        };
         let mut s = Session {
             dialect: None,
             state: State::Closed,
@@ -233,7 +247,10 @@ impl<D: Dialect> Session<D> {
             pending: HashMap::new(),
             callers: 0,
             next_invoke: D::FIRST_INVOKE_ID,
-            backoff,
+            attempt: 0,
+            rng: fastrand::Rng::new(),
+            side: 0,
+            up_since: None,
             next_keepalive: None,
             keepalives_unanswered: 0,
             monitors: MonitorTable::default(),
@@ -244,7 +261,7 @@ impl<D: Dialect> Session<D> {
             unknown_xrefs: VecDeque::new(),
             resync_queue: VecDeque::new(),
             resync_credit: 0,
-            down_reported: None,
+            down_reported: vec![None; cfg.addresses.len().max(1)],
             refusal: None,
             closed_with: LinkError::Closed,
             shutting_down: false,
@@ -258,8 +275,10 @@ impl<D: Dialect> Session<D> {
             Err(e) => {
                 warn!(link = %s.cfg.name, error = %e, "the link configuration cannot work: not connecting");
                 s.closed_with = LinkError::Encode(e.clone());
+                let side = s.side();
                 s.event(LinkEvent::Down {
                     reason: format!("bad link configuration: {e}"),
+                    side,
                 });
             }
         }
@@ -280,6 +299,24 @@ impl<D: Dialect> Session<D> {
 
     pub fn config(&self) -> &LinkConfig {
         &self.cfg
+    }
+
+    /// The address connected to, or tried next ([`Out::Connect`] connects to it).
+    pub fn address(&self) -> &str {
+        self.cfg.addresses.get(self.side).map_or("", String::as_str)
+    }
+
+    /// The side connected to, or tried next.
+    pub fn side(&self) -> Side {
+        Side {
+            index: self.side,
+            address: self.address().to_string(),
+        }
+    }
+
+    /// Make the backoff's jitter repeatable (tests).
+    pub fn seed_jitter(&mut self, seed: u64) {
+        self.rng = fastrand::Rng::with_seed(seed);
     }
 
     /// The monitor table.
@@ -331,7 +368,8 @@ impl<D: Dialect> Session<D> {
             State::ExpectConnect { deadline } if now >= deadline => {
                 let reason = format!(
                     "cannot connect to {} within {:?}",
-                    self.cfg.address, self.cfg.connect_timeout
+                    self.address(),
+                    self.cfg.connect_timeout
                 );
                 self.lose_link(now, LinkError::Closed, reason);
             }
@@ -566,7 +604,7 @@ impl<D: Dialect> Session<D> {
     }
 
     fn start_connect(&mut self, now: Instant) {
-        debug!(link = %self.cfg.name, address = %self.cfg.address, "connecting");
+        debug!(link = %self.cfg.name, address = %self.address(), side = self.side, "connecting");
         self.state = State::ExpectConnect {
             deadline: now + self.cfg.connect_timeout,
         };
@@ -950,7 +988,25 @@ impl<D: Dialect> Session<D> {
             return;
         }
         let was_up = self.is_associated();
-        let at = now + self.backoff;
+        let failed = self.side();
+        if was_up
+            && self
+                .up_since
+                .is_some_and(|t| self.cfg.backoff().resets(now.saturating_duration_since(t)))
+        {
+            self.attempt = 0;
+        }
+        self.up_since = None;
+        let delay = self
+            .cfg
+            .backoff()
+            .delay(self.attempt, &mut self.rng)
+            .min(MAX_DELAY);
+        self.attempt = self.attempt.saturating_add(1);
+        if !self.cfg.addresses.is_empty() {
+            self.side = (self.side + 1) % self.cfg.addresses.len();
+        }
+        let at = now + delay;
         // first leave the association, so that answering the callers sends nothing new
         self.state = State::ExpectRetry { at };
         self.fail_pending(&err, now);
@@ -964,16 +1020,22 @@ impl<D: Dialect> Session<D> {
         self.keepalives_unanswered = 0;
         self.refusal = matches!(err, LinkError::Rejected(_)).then_some(err);
         self.out.push_back(Out::Close);
+        let next = self.address().to_string();
         if was_up {
-            warn!(link = %self.cfg.name, %reason, retry_in = ?self.backoff, "link down");
+            warn!(link = %self.cfg.name, side = %failed, %reason, retry_in = ?delay, next = %next, "link down");
         } else {
-            warn!(link = %self.cfg.name, %reason, retry_in = ?self.backoff, "association attempt failed");
+            warn!(link = %self.cfg.name, side = %failed, %reason, retry_in = ?delay, next = %next, "association attempt failed");
         }
-        if was_up || self.down_reported.as_deref() != Some(reason.as_str()) {
-            self.down_reported = Some(reason.clone());
-            self.event(LinkEvent::Down { reason });
+        let told = self.down_reported.get(failed.index).cloned().flatten();
+        if was_up || told.as_deref() != Some(reason.as_str()) {
+            if let Some(t) = self.down_reported.get_mut(failed.index) {
+                *t = Some(reason.clone());
+            }
+            self.event(LinkEvent::Down {
+                reason,
+                side: failed,
+            });
         }
-        self.backoff = (self.backoff * 2).min(self.cfg.reconnect_max.max(MIN_BACKOFF));
     }
 
     fn fail_pending(&mut self, err: &LinkError, now: Instant) {
@@ -1004,9 +1066,11 @@ impl<D: Dialect> Session<D> {
         self.next_keepalive = None;
         self.out.push_back(Out::Close);
         info!(link = %self.cfg.name, reason, "link closed");
-        if was_up || self.down_reported.is_none() {
+        if was_up || self.down_reported.iter().all(Option::is_none) {
+            let side = self.side();
             self.event(LinkEvent::Down {
                 reason: reason.to_string(),
+                side,
             });
         }
     }
@@ -1052,15 +1116,16 @@ impl<D: Dialect> Session<D> {
     }
 
     fn associated(&mut self, versions: &str, now: Instant) {
-        info!(link = %self.cfg.name, address = %self.cfg.address, context = %self.cfg.context, versions, "link up (associated)");
+        info!(link = %self.cfg.name, address = %self.address(), side = self.side, context = %self.cfg.context, versions, "link up (associated)");
         self.state = State::Associated;
-        self.backoff = self.cfg.reconnect_min.max(MIN_BACKOFF);
+        self.up_since = Some(now);
         self.refusal = None;
-        self.down_reported = None;
+        self.down_reported.iter_mut().for_each(|d| *d = None);
         self.keepalives_unanswered = 0;
         self.next_keepalive =
             (!self.cfg.keepalive_idle.is_zero()).then(|| now + self.cfg.keepalive_idle);
-        self.event(LinkEvent::Up);
+        let side = self.side();
+        self.event(LinkEvent::Up { side });
         self.queue_remonitor_all();
         self.pump_remonitor(now);
     }

@@ -69,7 +69,12 @@ impl Pbx {
         assert_eq!(
             p.link_events.drain(..).collect::<Vec<_>>(),
             [
-                LinkEvent::Up,
+                LinkEvent::Up {
+                    side: link::Side {
+                        index: 0,
+                        address: LinkConfig::default().addresses[0].clone()
+                    }
+                },
                 LinkEvent::SystemStatus {
                     status: "normal".into()
                 }

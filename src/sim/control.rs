@@ -63,11 +63,15 @@ pub enum Command {
     /// A fault: close, abort, release (RLRQ), garble, stop_keepalive, resume_keepalive,
     /// delay (`ms`), hang, lose_events, resume, status (`status`: a SystemStatus name),
     /// forget_monitor / renumber_monitor (`device`), restart (`keep_links`: monitors lost
-    /// but the links stay up).
+    /// but the links stay up), side_down / side_up (`side`: a listen address of the
+    /// simulator stops taking connections and its associations are aborted, or takes them
+    /// again).
     Fault {
         fault: String,
         #[serde(default)]
         assoc: Option<u64>,
+        #[serde(default)]
+        side: Option<usize>,
         #[serde(default)]
         ms: u64,
         #[serde(default)]
@@ -107,7 +111,47 @@ pub fn parse(line: &str) -> Result<Command, String> {
                 .into(),
         );
     }
-    serde_json::from_value(v).map_err(|e| format!("bad command: {e}"))
+    let c: Command = serde_json::from_value(v).map_err(|e| format!("bad command: {e}"))?;
+    if let Command::Fault {
+        fault,
+        assoc,
+        side,
+        ms,
+        keep_links,
+        status,
+        device,
+    } = &c
+    {
+        let other = status.is_some() || device.is_some();
+        check_fault(fault, *assoc, *side, *ms, *keep_links || other)
+            .map_err(|e| format!("bad command: {e}"))?;
+    }
+    Ok(c)
+}
+
+/// The fields a fault takes: `side` for side_down and side_up (and nothing else), not for
+/// the others.
+fn check_fault(
+    fault: &str,
+    assoc: Option<u64>,
+    side: Option<usize>,
+    ms: u64,
+    // keep_links, or a fault's `status` / `device`
+    keep_links: bool,
+) -> Result<(), String> {
+    match fault {
+        "side_down" | "side_up" if assoc.is_some() || ms != 0 || keep_links => Err(format!(
+            "{fault} takes only \"side\" (not assoc, ms, keep_links, status or device)"
+        )),
+        "side_down" | "side_up" if side.is_none() => Err(format!(
+            "{fault} needs \"side\": the index of the simulator's listen address (0, 1, ...)"
+        )),
+        "side_down" | "side_up" => Ok(()),
+        _ if side.is_some() => Err(format!(
+            "\"side\" is for the faults side_down and side_up, not {fault:?}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn call_no(s: &Option<String>) -> Result<Option<CallNo>, String> {
@@ -220,20 +264,28 @@ impl Switch {
             Command::Fault {
                 fault,
                 assoc,
+                side,
                 ms,
                 keep_links,
                 status,
                 device,
             } => {
-                let spec = super::switch::FaultSpec {
-                    kind: fault,
-                    assoc,
-                    ms,
-                    keep_links,
-                    status,
-                    device,
+                let other = status.is_some() || device.is_some();
+                check_fault(&fault, assoc, side, ms, keep_links || other)?;
+                let n = match fault.as_str() {
+                    "side_down" | "side_up" => self.side_fault(fault == "side_up", side)?,
+                    _ => {
+                        let spec = super::switch::FaultSpec {
+                            kind: fault,
+                            assoc,
+                            ms,
+                            keep_links,
+                            status,
+                            device,
+                        };
+                        self.fault(&spec, now)?
+                    }
                 };
-                let n = self.fault(&spec, now)?;
                 Ok(json!({"associations": n}))
             }
             Command::Load(spec) => {
@@ -272,6 +324,7 @@ impl Switch {
             .filter(|a| a.station.is_some())
             .collect();
         json!({
+            "sides": self.sides_status(),
             "associations": self.associations(),
             "calls": calls,
             "agents": agents,

@@ -56,6 +56,7 @@ pub const SHORT: &[(&str, &[(&str, Kind)])] = &[
             ("keep_links", Bool),
             ("status", Text),
             ("device", Text),
+            ("side", Int),
         ],
     ),
     (
@@ -77,6 +78,10 @@ pub const SHORT: &[(&str, &[(&str, Kind)])] = &[
     ("wait_for", &[("device", Text), ("timeout_ms", Int)]),
 ];
 
+/// `fault side_down N` / `fault side_up N`: the side is their one positional value (not
+/// `ms`, as for the other faults).
+const SIDE_FAULT: &[(&str, Kind)] = &[("fault", Text), ("side", Int)];
+
 /// The short forms, for `help` and error messages.
 pub fn usage() -> String {
     let mut s = String::from("commands (JSON objects work too; field=value in any order):\n");
@@ -89,6 +94,7 @@ pub fn usage() -> String {
         s.push('\n');
     }
     s.push_str("e.g.  inbound 0891234567 8000 case=42   answer 201   busy 202 on   fault close\n");
+    s.push_str("      fault side_down 0   fault side_up 0   (a side is a --listen address)\n");
     s
 }
 
@@ -139,10 +145,14 @@ fn checked(line: &str) -> Result<(Value, Command), String> {
     } else {
         let mut words = line.split_whitespace();
         let cmd = words.next().ok_or("an empty command")?;
-        let (_, fields) = SHORT
+        let (_, mut fields) = SHORT
             .iter()
             .find(|(c, _)| *c == cmd)
             .ok_or_else(|| format!("unknown command {cmd:?}\n{}", usage()))?;
+        let first = line.split_whitespace().nth(1);
+        if cmd == "fault" && matches!(first, Some("side_down" | "side_up")) {
+            fields = SIDE_FAULT;
+        }
         let mut m = Map::new();
         m.insert("cmd".into(), Value::String(cmd.into()));
         for w in words {
@@ -293,6 +303,18 @@ mod tests {
         assert_eq!(
             command_line("load 2.5 8000 ring_ms=100-200 login_agents=yes").unwrap(),
             json!({"cmd":"load","calls_per_s":2.5,"dnis":"8000","ring_ms":[100,200],"login_agents":true})
+        );
+        assert_eq!(
+            command_line("fault side_down 1").unwrap(),
+            json!({"cmd":"fault","fault":"side_down","side":1})
+        );
+        assert_eq!(
+            command_line("fault side_up side=0").unwrap(),
+            json!({"cmd":"fault","fault":"side_up","side":0})
+        );
+        assert_eq!(
+            command_line("fault delay 300 side=0").unwrap_err(),
+            "bad command: \"side\" is for the faults side_down and side_up, not \"delay\""
         );
         assert_eq!(command_line("status").unwrap(), json!({"cmd":"status"}));
         assert_eq!(

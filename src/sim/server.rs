@@ -1,6 +1,6 @@
-//! The tokio driver around [`Switch`]: the CSTA listener (2-octet length or HiPath framing,
-//! `link.framing`), the NDJSON
-//! control port and the scenario runner. One task owns the switch; connections talk to it
+//! The tokio driver around [`Switch`]: the CSTA listeners (2-octet length or HiPath framing,
+//! `link.framing`; one per side, all serving the one switch), the NDJSON control port and
+//! the scenario runner. One task owns the switch; connections talk to it
 //! over bounded channels; every write has a timeout and a client that cannot keep up is
 //! dropped (a real switch does the same).
 
@@ -13,10 +13,11 @@ use ctigate_csta::framing::{Frame, Framing, U16Codec, HANDSHAKE_APP};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 use tracing::{error, info, warn};
@@ -29,9 +30,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONTROL_LINE: usize = 64 * 1024;
 /// Control connections at once.
 const MAX_CONTROL_CLIENTS: usize = 16;
+/// How long a side coming back (fault `side_up`) tries to listen on its address again.
+const REBIND_FOR: Duration = Duration::from_secs(5);
 
 enum Input {
     Connected {
+        side: usize,
         peer: String,
         writer: mpsc::Sender<Out>,
         reply: oneshot::Sender<Option<AssocId>>,
@@ -50,13 +54,21 @@ enum Out {
 
 /// A running simulator.
 pub struct Sim {
-    /// Where applications connect (CSTA, 2-octet framing).
+    /// Where applications connect (CSTA, 2-octet framing): side 0.
     pub csta_addr: SocketAddr,
+    /// Every side's CSTA address (side 0 first); one switch, one call model behind them.
+    pub sides: Vec<SocketAddr>,
     /// The NDJSON control port, when opened.
     pub control_addr: Option<SocketAddr>,
     tx: mpsc::Sender<Input>,
+    /// Whether each side's listener is open (the answer to `side_down` / `side_up` waits
+    /// for it).
+    listening: Listening,
     dialplan: String,
 }
+
+/// Whether each side's listener is open, by side.
+type Listening = Arc<[watch::Receiver<bool>]>;
 
 impl Sim {
     /// Bind both ports and start. `control`: the control port address (None: no port;
@@ -66,15 +78,45 @@ impl Sim {
         listen: &str,
         control: Option<&str>,
     ) -> std::io::Result<Sim> {
+        Sim::start_sides(cfg, &[listen], control).await
+    }
+
+    /// [`Sim::start`] with one CSTA listener per address in `listen` (the switch's sides,
+    /// 1 to [`super::switch::MAX_SIDES`]): one switch and call model behind them all, so a
+    /// call survives an application moving from one side to another. Fault `side_down`
+    /// closes a side's listener and aborts its associations; `side_up` listens again.
+    pub async fn start_sides(
+        cfg: SimConfig,
+        listen: &[&str],
+        control: Option<&str>,
+    ) -> std::io::Result<Sim> {
+        if listen.is_empty() || listen.len() > super::switch::MAX_SIDES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "1 to {} listen addresses (sides), not {}",
+                    super::switch::MAX_SIDES,
+                    listen.len()
+                ),
+            ));
+        }
         let handshake = cfg.link.handshake;
         let framing = cfg.link.framing;
         let cfg_for_restart = cfg.clone();
-        let switch = Switch::new(cfg);
+        let switch = Switch::new(cfg).with_sides(listen.len());
         let dialplan = switch.dialplan();
-        let csta = TcpListener::bind(listen).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}"))
-        })?;
-        let csta_addr = csta.local_addr()?;
+        let mut listeners = Vec::new();
+        for a in listen {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+            listeners.push(l);
+        }
+        let sides = listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let csta_addr = sides[0];
         let ctl = match control {
             Some(a) => Some(TcpListener::bind(a).await.map_err(|e| {
                 std::io::Error::new(
@@ -89,16 +131,35 @@ impl Sim {
             None => None,
         };
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(core(switch, cfg_for_restart, rx));
-        tokio::spawn(accept_csta(csta, tx.clone(), framing, handshake));
-        if let Some(l) = ctl {
-            tokio::spawn(accept_control(l, tx.clone()));
+        let mut side_up = Vec::new();
+        let mut listening = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            let (up_tx, up_rx) = watch::channel(true);
+            let (open_tx, open_rx) = watch::channel(true);
+            side_up.push(up_tx);
+            listening.push(open_rx);
+            tokio::spawn(accept_csta(
+                i,
+                l,
+                tx.clone(),
+                framing,
+                handshake,
+                up_rx,
+                open_tx,
+            ));
         }
-        info!(%csta_addr, control = ?control_addr, "switch simulator listening");
+        let listening: Listening = listening.into();
+        tokio::spawn(core(switch, cfg_for_restart, rx, side_up));
+        if let Some(l) = ctl {
+            tokio::spawn(accept_control(l, tx.clone(), listening.clone()));
+        }
+        info!(%csta_addr, ?sides, control = ?control_addr, "switch simulator listening");
         Ok(Sim {
             csta_addr,
+            sides,
             control_addr,
             tx,
+            listening,
             dialplan,
         })
     }
@@ -121,7 +182,7 @@ impl Sim {
 
     /// Run one control command (as if sent on the control port).
     pub async fn command(&self, cmd: Command) -> Value {
-        run_command(&self.tx, cmd).await
+        run_command(&self.tx, &self.listening, cmd).await
     }
 
     /// Run a scenario: one command per line (`#` comments and blank lines skipped), or a
@@ -174,8 +235,34 @@ pub fn parse_scenario(text: &str) -> Result<Vec<(usize, Command)>, String> {
         .collect()
 }
 
-async fn run_command(tx: &mpsc::Sender<Input>, cmd: Command) -> Value {
+async fn run_command(tx: &mpsc::Sender<Input>, listening: &Listening, cmd: Command) -> Value {
     match cmd {
+        Command::Fault {
+            ref fault,
+            side: Some(side),
+            ..
+        } if fault == "side_down" || fault == "side_up" => {
+            // answered once the side's listener is closed (or open again)
+            let up = fault == "side_up";
+            let v = ask(tx, cmd).await;
+            let Some(mut open) = listening.get(side).cloned() else {
+                return v;
+            };
+            if v["ok"] != true {
+                return v;
+            }
+            let bound = REBIND_FOR + Duration::from_secs(1);
+            let done =
+                tokio::time::timeout(bound, async { open.wait_for(|o| *o == up).await.is_ok() })
+                    .await;
+            match done {
+                Ok(true) => v,
+                _ => json!({"ok": false, "error": format!(
+                    "side {side}: its listener did not {} within {bound:?} (see the log)",
+                    if up { "open again" } else { "close" }
+                )}),
+            }
+        }
         Command::Sleep { ms } => {
             tokio::time::sleep(Duration::from_millis(ms.min(3_600_000))).await;
             json!({"ok": true})
@@ -245,7 +332,12 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
 /// validated before it reaches the switch) is logged, every connection is closed, and a
 /// fresh switch with the same configuration takes over, so the simulator is never left
 /// dead; applications reconnect as after a switch restart.
-async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
+async fn core(
+    mut sw: Switch,
+    cfg: SimConfig,
+    mut rx: mpsc::Receiver<Input>,
+    side_up: Vec<watch::Sender<bool>>,
+) {
     let mut writers: HashMap<AssocId, mpsc::Sender<Out>> = HashMap::new();
     let mut framer = U16Codec::new().with_framing(cfg.link.framing);
     let mut stopped: Option<oneshot::Sender<()>> = None;
@@ -264,8 +356,8 @@ async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
             inp = rx.recv() => {
                 let Some(inp) = inp else { break };
                 match inp {
-                    Input::Connected { peer, writer, reply } => {
-                        guarded("connect", || sw.connect(&peer, now())).map(|id| {
+                    Input::Connected { side, peer, writer, reply } => {
+                        guarded("connect", || sw.connect_on(side, &peer, now())).map(|id| {
                             if let Some(id) = id {
                                 writers.insert(id, writer);
                             }
@@ -303,8 +395,15 @@ async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
             for (_, w) in writers.drain() {
                 let _ = w.try_send(Out::Close);
             }
-            sw = Switch::new(cfg.clone()).ids_after(last);
+            sw = Switch::new(cfg.clone())
+                .ids_after(last)
+                .with_sides(side_up.len());
             continue;
+        }
+        // a side down (or back): its listener closes (or listens again)
+        for (i, tx) in side_up.iter().enumerate() {
+            let up = sw.sides().get(i).copied().unwrap_or(true);
+            tx.send_if_modified(|v| std::mem::replace(v, up) != up);
         }
         while let Some(o) = sw.poll_output() {
             let (id, msg) = match o {
@@ -333,15 +432,77 @@ async fn core(mut sw: Switch, cfg: SimConfig, mut rx: mpsc::Receiver<Input>) {
     }
 }
 
-async fn accept_csta(l: TcpListener, tx: mpsc::Sender<Input>, framing: Framing, handshake: bool) {
+/// One side's listener: accepts while the side is up; closed while it is down (connections
+/// are refused), bound to the same address again when it is back.
+async fn accept_csta(
+    side: usize,
+    l: TcpListener,
+    tx: mpsc::Sender<Input>,
+    framing: Framing,
+    handshake: bool,
+    mut up: watch::Receiver<bool>,
+    open: watch::Sender<bool>,
+) {
+    let Ok(addr) = l.local_addr() else { return };
+    let mut listener = Some(l);
     loop {
-        match l.accept().await {
-            Ok((s, peer)) => {
-                let tx = tx.clone();
-                tokio::spawn(csta_conn(s, peer, tx, framing, handshake));
+        let l = match listener.take() {
+            Some(l) => l,
+            None => {
+                if up.wait_for(|u| *u).await.is_err() {
+                    return; // the simulator stopped
+                }
+                match rebind(addr).await {
+                    Ok(l) => {
+                        info!(side, %addr, "side up: listening again");
+                        open.send_replace(true);
+                        l
+                    }
+                    Err(e) => {
+                        error!(side, %addr, error = %e, "side up, but cannot listen on its address again within {REBIND_FOR:?}: it stays closed until the next side_down / side_up");
+                        if up.wait_for(|u| !*u).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
             }
+        };
+        loop {
+            tokio::select! {
+                a = l.accept() => match a {
+                    Ok((s, peer)) => {
+                        let tx = tx.clone();
+                        tokio::spawn(csta_conn(side, s, peer, tx, framing, handshake));
+                    }
+                    Err(e) => {
+                        warn!(side, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                down = async { up.wait_for(|u| !*u).await.is_ok() } => {
+                    if !down {
+                        return; // the simulator stopped
+                    }
+                    break;
+                }
+            }
+        }
+        drop(l);
+        open.send_replace(false);
+        info!(side, %addr, "side down: listener closed (connections refused)");
+    }
+}
+
+/// Listen on `addr` again, retrying for [`REBIND_FOR`] (the port may be held a moment).
+async fn rebind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let end = Instant::now() + REBIND_FOR;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) if Instant::now() >= end => return Err(e),
             Err(e) => {
-                warn!(error = %e, "accept failed");
+                warn!(%addr, error = %e, "cannot listen again yet: retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -349,6 +510,7 @@ async fn accept_csta(l: TcpListener, tx: mpsc::Sender<Input>, framing: Framing, 
 }
 
 async fn csta_conn(
+    side: usize,
     s: TcpStream,
     peer: SocketAddr,
     tx: mpsc::Sender<Input>,
@@ -360,6 +522,7 @@ async fn csta_conn(
     let (wtx, mut wrx) = mpsc::channel::<Out>(WRITE_QUEUE);
     let (rtx, rrx) = oneshot::channel();
     let connected = Input::Connected {
+        side,
         peer: peer.to_string(),
         writer: wtx,
         reply: rtx,
@@ -417,7 +580,7 @@ async fn csta_conn(
     let _ = tx.send(Input::Gone(id)).await;
 }
 
-async fn accept_control(l: TcpListener, tx: mpsc::Sender<Input>) {
+async fn accept_control(l: TcpListener, tx: mpsc::Sender<Input>, listening: Listening) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CLIENTS));
     loop {
         let Ok((s, peer)) = l.accept().await else {
@@ -429,14 +592,15 @@ async fn accept_control(l: TcpListener, tx: mpsc::Sender<Input>) {
             continue;
         };
         let tx = tx.clone();
+        let listening = listening.clone();
         tokio::spawn(async move {
-            control_conn(s, tx).await;
+            control_conn(s, tx, listening).await;
             drop(permit);
         });
     }
 }
 
-async fn control_conn(s: TcpStream, tx: mpsc::Sender<Input>) {
+async fn control_conn(s: TcpStream, tx: mpsc::Sender<Input>, listening: Listening) {
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
     loop {
@@ -447,7 +611,7 @@ async fn control_conn(s: TcpStream, tx: mpsc::Sender<Input>) {
             }
             Ok(Line::Text(t)) if t.trim().is_empty() => continue,
             Ok(Line::Text(t)) => match control::parse(t.trim()) {
-                Ok(c) => run_command(&tx, c).await,
+                Ok(c) => run_command(&tx, &listening, c).await,
                 Err(e) => json!({"ok": false, "error": e}),
             },
         };

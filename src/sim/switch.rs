@@ -102,6 +102,8 @@ struct Delayed {
 struct Assoc {
     phase: Phase,
     peer: String,
+    /// The side (listen address) it came in on.
+    side: usize,
     opened: Instant,
     monitors: BTreeMap<u32, Watched>,
     next_invoke: i64,
@@ -153,7 +155,13 @@ pub struct Switch {
     pub counters: Counters,
     /// Stopping ([`Switch::release_all`]): no new connections.
     stopping: bool,
+    /// The sides (listen addresses) serving this one switch: whether each takes
+    /// connections (fault `side_down` / `side_up`).
+    sides: Vec<bool>,
 }
+
+/// Sides (listen addresses) of one simulator at most.
+pub const MAX_SIDES: usize = 16;
 
 fn encode(apdu: &Apdu) -> Option<Bytes> {
     match apdu.encode() {
@@ -193,7 +201,20 @@ impl Switch {
             next_service_ref: 0,
             counters: Counters::default(),
             stopping: false,
+            sides: vec![true],
         }
+    }
+
+    /// A switch served on `n` sides (listen addresses; 1 to [`MAX_SIDES`]), all up: one
+    /// call model, whichever side an application comes in on.
+    pub fn with_sides(mut self, n: usize) -> Switch {
+        self.sides = vec![true; n.clamp(1, MAX_SIDES)];
+        self
+    }
+
+    /// Whether each side takes connections.
+    pub fn sides(&self) -> &[bool] {
+        &self.sides
     }
 
     pub fn limits(&self) -> &Profile {
@@ -219,9 +240,20 @@ impl Switch {
         self.next_assoc
     }
 
+    /// A TCP connection on side 0 ([`Switch::connect_on`]).
     pub fn connect(&mut self, peer: &str, now: Instant) -> Option<AssocId> {
+        self.connect_on(0, peer, now)
+    }
+
+    /// A TCP connection arrived on `side`; `None` when the switch takes no more, is
+    /// stopping, or the side is down (the driver closes it).
+    pub fn connect_on(&mut self, side: usize, peer: &str, now: Instant) -> Option<AssocId> {
         if self.stopping {
             info!(%peer, "stopping: connection refused");
+            return None;
+        }
+        if !self.sides.get(side).copied().unwrap_or(false) {
+            warn!(%peer, side, "the side is down: connection refused");
             return None;
         }
         let open = self
@@ -245,6 +277,7 @@ impl Switch {
                     Phase::ExpectAarq
                 },
                 peer: peer.to_string(),
+                side,
                 opened: now,
                 monitors: BTreeMap::new(),
                 next_invoke: 1,
@@ -1216,13 +1249,64 @@ impl Switch {
                 }
                 other => {
                     return Err(format!(
-                        "unknown fault {other:?}: use close, abort, release, garble, stop_keepalive, resume_keepalive, delay, hang, lose_events, resume, status, forget_monitor, renumber_monitor, restart or crash"
+                        "unknown fault {other:?}: use close, abort, release, garble, stop_keepalive, resume_keepalive, delay, hang, lose_events, resume, status, forget_monitor, renumber_monitor, restart, crash, side_down or side_up"
                     ))
                 }
             }
         }
         let _ = now;
         Ok(ids.len())
+    }
+
+    /// Fault `side_down` (`up` false): the side takes no connections and its associations
+    /// are aborted (ABRT, close); the driver closes its listener. `side_up`: back. The
+    /// number of associations aborted.
+    pub fn side_fault(&mut self, up: bool, side: Option<usize>) -> Result<usize, String> {
+        let n = self.sides.len();
+        let what = if up { "side_up" } else { "side_down" };
+        let Some(side) = side else {
+            return Err(format!(
+                "{what} needs \"side\": 0 to {} (this simulator has {n} side{})",
+                n - 1,
+                if n == 1 { "" } else { "s" }
+            ));
+        };
+        if side >= n {
+            return Err(format!(
+                "no side {side}: this simulator has {n} side{} (0 to {}; ctigate sim --listen once per side)",
+                if n == 1 { "" } else { "s" },
+                n - 1
+            ));
+        }
+        self.sides[side] = up;
+        if up {
+            info!(side, "fault side_up: the side takes connections again");
+            return Ok(0);
+        }
+        let ids: Vec<AssocId> = self
+            .assocs
+            .iter()
+            .filter(|(_, a)| a.side == side && a.phase != Phase::Closed)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.abort(*id, "fault: side_down");
+        }
+        warn!(
+            side,
+            associations = ids.len(),
+            "fault side_down: the side is down (listener closed, associations aborted)"
+        );
+        Ok(ids.len())
+    }
+
+    /// The sides for `status`.
+    pub fn sides_status(&self) -> serde_json::Value {
+        self.sides
+            .iter()
+            .enumerate()
+            .map(|(i, up)| serde_json::json!({"side": i, "up": up}))
+            .collect()
     }
 
     /// Associations for `status`.
@@ -1233,6 +1317,7 @@ impl Switch {
                 serde_json::json!({
                     "id": id,
                     "peer": a.peer,
+                    "side": a.side,
                     "phase": a.phase,
                     "monitors": a.monitors.iter().map(|(x, w)| serde_json::json!({
                         "xref": format!("{x:08x}"),

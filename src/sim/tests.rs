@@ -103,7 +103,15 @@ impl H {
 
     /// Connect and associate with the default AARQ.
     fn associate(&mut self) -> AssocId {
-        let a = self.connect();
+        self.associate_on(0)
+    }
+
+    /// Connect on `side` and associate with the default AARQ.
+    fn associate_on(&mut self, side: usize) -> AssocId {
+        let a = self
+            .sw
+            .connect_on(side, "test", self.now)
+            .expect("accepted");
         self.send(a, Apdu::Acse(Acse::aarq(&AarqParams::default()).unwrap()));
         let out = self.take_pdus(a);
         match &out[..] {
@@ -1221,4 +1229,92 @@ fn release_all_sends_rlrq_closes_on_rlre_and_aborts_the_silent() {
         o => panic!("{o:?}"),
     }
     assert!(h.sw.all_closed());
+}
+
+#[test]
+fn side_down_aborts_its_associations_refuses_new_ones_and_keeps_the_calls() {
+    let mut h = H {
+        sw: Switch::new(SimConfig::default()).with_sides(2),
+        ..H::new(SimConfig::default())
+    };
+    let a = h.associate_on(0);
+    let b = h.associate_on(1);
+    let ctl = |h: &mut H, line: &str| {
+        let now = h.now;
+        h.sw.control(super::control::parse(line).unwrap(), now)
+    };
+    assert_eq!(
+        ctl(&mut h, r#"{"cmd":"dial","from":"201","to":"202"}"#)["ok"],
+        true
+    );
+    assert_eq!(
+        ctl(&mut h, r#"{"cmd":"answer","device":"202"}"#)["ok"],
+        true
+    );
+    let v = ctl(&mut h, r#"{"cmd":"fault","fault":"side_down","side":0}"#);
+    assert_eq!(v, serde_json::json!({"ok": true, "associations": 1}));
+    // side A's association: ABRT, then closed; side B's: nothing
+    let out = h.take(a);
+    assert!(
+        matches!(&out[..], [Output::Pdu { pdu, .. }, Output::Close { reason, .. }]
+            if pdu[..] == hex("64 03 80 01 00")[..] && reason == "fault: side_down"),
+        "{out:?}"
+    );
+    assert!(h.take(b).is_empty());
+    // no new connection on side A; side B takes them
+    assert_eq!(h.sw.connect_on(0, "again", h.now), None);
+    assert!(h.sw.connect_on(1, "again", h.now).is_some());
+    // the call model is the same on both sides: the call is still up
+    assert_eq!(h.sw.model.calls.len(), 1);
+    assert_eq!(
+        h.sw.model
+            .snapshot("201", crate::sim::config::SnapshotForm::Compound)
+            .len(),
+        1
+    );
+    let st = ctl(&mut h, r#"{"cmd":"status"}"#);
+    assert_eq!(
+        st["sides"],
+        serde_json::json!([{"side": 0, "up": false}, {"side": 1, "up": true}])
+    );
+    // back up
+    assert_eq!(
+        ctl(&mut h, r#"{"cmd":"fault","fault":"side_up","side":0}"#),
+        serde_json::json!({"ok": true, "associations": 0})
+    );
+    assert!(h.sw.connect_on(0, "back", h.now).is_some());
+    // mistakes say what is allowed
+    let e = ctl(&mut h, r#"{"cmd":"fault","fault":"side_down","side":2}"#);
+    assert_eq!(
+        e["error"],
+        "no side 2: this simulator has 2 sides (0 to 1; ctigate sim --listen once per side)"
+    );
+    for (line, says) in [
+        (
+            r#"{"cmd":"fault","fault":"side_down"}"#,
+            "side_down needs \"side\"",
+        ),
+        (
+            r#"{"cmd":"fault","fault":"close","side":0}"#,
+            "\"side\" is for the faults side_down and side_up",
+        ),
+        (
+            r#"{"cmd":"fault","fault":"side_up","side":0,"assoc":1}"#,
+            "side_up takes only \"side\"",
+        ),
+        (
+            r#"{"cmd":"fault","fault":"side_down","side":-1}"#,
+            "bad command",
+        ),
+    ] {
+        let e = super::control::parse(line).unwrap_err();
+        assert!(e.contains(says), "{line}: {e}");
+    }
+    // a single-sided switch has side 0 only
+    let mut one = Switch::new(SimConfig::default());
+    let e = one.side_fault(false, Some(1)).unwrap_err();
+    assert_eq!(
+        e,
+        "no side 1: this simulator has 1 side (0 to 0; ctigate sim --listen once per side)"
+    );
 }

@@ -60,6 +60,16 @@ pub async fn start_sim(cfg: SimConfig) -> Sim {
         .expect("sim starts")
 }
 
+/// The simulator with `n` sides (CSTA listeners sharing one switch), each on 127.0.0.1:0,
+/// and its control port.
+pub async fn start_sim_sides(cfg: SimConfig, n: usize) -> Sim {
+    let listen = vec!["127.0.0.1:0"; n];
+    timeout(T, Sim::start_sides(cfg, &listen, Some("127.0.0.1:0")))
+        .await
+        .expect("sim starts in time")
+        .expect("sim starts")
+}
+
 /// The simulator on a given CSTA address, without a control port.
 pub async fn start_sim_at(cfg: SimConfig, csta: &str) -> Sim {
     timeout(T, Sim::start(cfg, csta, None))
@@ -113,7 +123,7 @@ pub async fn pbx_monitors(sim: &Sim, device: &str) -> usize {
 pub fn link_cfg(sim: &Sim) -> LinkConfig {
     LinkConfig {
         name: "test".into(),
-        address: sim.csta_addr.to_string(),
+        addresses: vec![sim.csta_addr.to_string()],
         request_timeout: Duration::from_secs(2),
         keepalive_idle: Duration::from_secs(5),
         reconnect_min: Duration::from_millis(200),
@@ -225,6 +235,34 @@ pub async fn env_sim(sim: SimConfig, api: ApiConfig, link: LinkSection) -> Env {
     // `link.up` published (a client connecting now does not get it)
     let up = async {
         while gw.last_seq() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(T, up).await.expect("link.up is published");
+    Env { sim, gw }
+}
+
+/// A simulator with two sides (A = side 0, B = side 1) and a gateway whose link `pbx1` has
+/// `addresses = [A, B]`; up on side A. Requests not rate-limited.
+pub async fn env_sides(link: LinkSection) -> Env {
+    let sim = start_sim_sides(SimConfig::default(), 2).await;
+    let cfg = Config {
+        api: ApiConfig {
+            requests_per_s: 0,
+            ..ApiConfig::default()
+        },
+        links: vec![LinkSection {
+            name: "pbx1".into(),
+            addresses: sim.sides.iter().map(ToString::to_string).collect(),
+            ..link
+        }],
+    };
+    let gw = Gw::start(cfg).await;
+    // link.up published (a client connecting now does not get it). Not `last_seq() > 0`:
+    // the links start before the hub subscribes to the bus, so the hub may miss the first
+    // link.up (then no client gets it either); the pump names the side once it published.
+    let up = async {
+        while gw.gw.gateway.link_states()[0].side.is_none() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };

@@ -143,7 +143,10 @@ fn a_second_dialect_drives_the_same_session() {
     s.connected(now);
     assert_eq!(sent(&mut s), vec!["HELLO"]);
     s.handle_frame("WELCOME".into(), now);
-    assert_eq!(drain(&mut s), vec![Out::Event(LinkEvent::Up)]);
+    assert_eq!(
+        drain(&mut s),
+        vec![Out::Event(LinkEvent::Up { side: s.side() })]
+    );
     assert_eq!(s.state(), &State::Associated);
 
     // a monitor: the session's table learns the cross reference from the toy result
@@ -243,7 +246,7 @@ async fn the_driver_runs_a_second_dialect() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cfg = LinkConfig {
-        address: listener.local_addr().unwrap().to_string(),
+        addresses: vec![listener.local_addr().unwrap().to_string()],
         ..LinkConfig::default()
     };
     let (tx, mut events) = tokio::sync::mpsc::channel::<LinkEvent>(16);
@@ -253,7 +256,7 @@ async fn the_driver_runs_a_second_dialect() {
     let mut lines = BufReader::new(r).lines();
     assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("HELLO"));
     w.write_all(b"WELCOME\n").await.unwrap();
-    assert_eq!(events.recv().await, Some(LinkEvent::Up));
+    assert!(matches!(events.recv().await, Some(LinkEvent::Up { side }) if side.index == 0));
 
     let switch = tokio::spawn(async move {
         let line = lines.next_line().await.unwrap().unwrap();

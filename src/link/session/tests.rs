@@ -7,6 +7,7 @@ use ctigate_csta::acse::{Acse, AcseKind};
 use ctigate_csta::apdu::Apdu;
 use ctigate_csta_model::ops::{AnswerCallArgument, MakeCallArgument, MonitorStopArgument};
 use ctigate_csta_model::types::{ConnectionId, MonitorCrossRefId};
+use std::time::Duration;
 
 const AARQ_ED2: &str = "60 1f a1 07 06 05 2b 0c 00 81 5a be 14 28 12 06 07 2b 0c 00 82 1d 81 48 a0 07 a0 05 03 03 00 08 00";
 /// The real Panasonic AARE (WIRE.md §3.4), accepted.
@@ -20,12 +21,28 @@ const RLRE: &str = "63 03 80 01 00";
 const ABRT_USER: &str = "64 03 80 01 00";
 const DELIVERED_XREF1: &str = "a1 48 02 01 09 02 01 15 30 40 55 04 00 00 00 01 a0 38 a4 36 6b 0f 30 0d 80 02 00 42 a1 07 30 05 80 03 32 30 32 63 07 30 05 80 03 32 30 32 61 07 30 05 80 03 32 30 31 62 07 30 05 80 03 32 30 32 64 02 87 00 4e 01 02 0a 01 16";
 
+/// No jitter: the exact delays of the backoff (the jitter's range is tested in
+/// `link/backoff.rs`, and with a seeded RNG below).
 fn cfg() -> LinkConfig {
     LinkConfig {
         name: "test".into(),
         versions: vec![ctigate_csta::acse::version::ECMA_285_ED2],
+        reconnect_jitter_percent: 0,
         ..LinkConfig::default()
     }
+}
+
+/// Side `i` at `address`.
+fn side(i: usize, address: &str) -> Side {
+    Side {
+        index: i,
+        address: address.into(),
+    }
+}
+
+/// The one side of [`cfg`].
+fn side0() -> Side {
+    side(0, "127.0.0.1:2555")
 }
 
 /// A session, its clock and what it produced.
@@ -51,7 +68,7 @@ impl H {
         h.s.connected(h.now);
         assert_eq!(h.sent(), vec![hex(AARQ_ED2)]);
         h.pdu(AARE_REAL);
-        assert_eq!(h.drain(), vec![Out::Event(LinkEvent::Up)]);
+        assert_eq!(h.drain(), vec![Out::Event(LinkEvent::Up { side: side0() })]);
         assert!(h.s.is_associated());
         h
     }
@@ -137,7 +154,7 @@ fn answers(outs: &[Out]) -> Vec<(Token, Answer)> {
 fn downs(outs: &[Out]) -> Vec<String> {
     outs.iter()
         .filter_map(|o| match o {
-            Out::Event(LinkEvent::Down { reason }) => Some(reason.clone()),
+            Out::Event(LinkEvent::Down { reason, .. }) => Some(reason.clone()),
             _ => None,
         })
         .collect()
@@ -181,7 +198,7 @@ fn handshake_b_then_p_then_aarq() {
     h.s.handle_frame(Frame::Handshake(b'P'), h.now);
     assert_eq!(h.sent(), vec![hex(AARQ_ED2)]);
     h.pdu(AARE_REAL);
-    assert_eq!(h.drain(), vec![Out::Event(LinkEvent::Up)]);
+    assert_eq!(h.drain(), vec![Out::Event(LinkEvent::Up { side: side0() })]);
 }
 
 #[test]
@@ -263,14 +280,32 @@ fn backoff_doubles_up_to_the_maximum_and_resets_when_up() {
         downs(&outs)[0].contains("cannot connect to 127.0.0.1:2555 within"),
         "{outs:?}"
     );
-    // up again: the next loss retries after reconnect_min
-    h.now += Duration::from_secs(5);
-    h.s.handle_timeout(h.now);
-    assert_eq!(h.drain(), vec![Out::Connect]);
-    h.s.connected(h.now);
-    h.sent();
-    h.pdu(AARE_REAL);
-    h.drain();
+    // up again, and dropped at once: a flapping switch does not reset the backoff
+    let up_again = |h: &mut H| {
+        h.drain();
+        let State::ExpectRetry { at } = h.s.state().clone() else {
+            panic!("{:?}", h.s.state())
+        };
+        h.now = at;
+        h.s.handle_timeout(h.now);
+        assert_eq!(h.drain(), vec![Out::Connect]);
+        h.s.connected(h.now);
+        h.sent();
+        h.pdu(AARE_REAL);
+        assert_eq!(h.drain(), vec![Out::Event(LinkEvent::Up { side: side0() })]);
+    };
+    up_again(&mut h);
+    h.now += Duration::from_secs(29);
+    h.s.transport_closed(h.now, "reset by peer");
+    assert_eq!(
+        h.s.state(),
+        &State::ExpectRetry {
+            at: h.now + Duration::from_secs(5)
+        }
+    );
+    // up for reconnect_reset (30 s): the next loss retries after reconnect_min
+    up_again(&mut h);
+    h.now += Duration::from_secs(30);
     h.s.transport_closed(h.now, "reset by peer");
     assert_eq!(
         h.s.state(),
@@ -278,6 +313,177 @@ fn backoff_doubles_up_to_the_maximum_and_resets_when_up() {
             at: h.now + Duration::from_secs(1)
         }
     );
+    h.drain();
+    h.now += Duration::from_secs(1);
+    h.s.handle_timeout(h.now);
+    h.s.transport_closed(h.now, "connection refused");
+    assert_eq!(
+        h.s.state(),
+        &State::ExpectRetry {
+            at: h.now + Duration::from_secs(2)
+        },
+        "and doubles from there"
+    );
+}
+
+#[test]
+fn backoff_jitter_is_drawn_within_its_range() {
+    let mut h = H::new(LinkConfig {
+        reconnect_min: Duration::from_secs(1),
+        reconnect_max: Duration::from_secs(8),
+        reconnect_jitter_percent: 50,
+        ..cfg()
+    });
+    h.s.seed_jitter(9);
+    let mut delays = Vec::new();
+    for _ in 0..6 {
+        h.s.transport_closed(h.now, "connection refused");
+        h.drain();
+        let State::ExpectRetry { at } = h.s.state().clone() else {
+            panic!("{:?}", h.s.state())
+        };
+        delays.push((at - h.now).as_millis() as u64);
+        h.now = at;
+        h.s.handle_timeout(h.now);
+        assert_eq!(h.drain(), vec![Out::Connect]);
+    }
+    // the same draws as the pure function with the same seed
+    let mut rng = fastrand::Rng::with_seed(9);
+    let b = h.s.config().backoff();
+    let want: Vec<u64> = (0..6)
+        .map(|n| b.delay(n, &mut rng).as_millis() as u64)
+        .collect();
+    assert_eq!(delays, want);
+    for (n, (d, base)) in delays
+        .iter()
+        .zip([1000, 2000, 4000, 8000, 8000, 8000])
+        .enumerate()
+    {
+        assert!(*d >= base / 2 && *d <= base, "attempt {n}: {d} ms");
+    }
+    assert_ne!(delays[3..], [8000, 8000, 8000], "jittered");
+}
+
+/// A session whose sides are `a:1`, `b:1`, `c:1`.
+fn three_sides() -> H {
+    H::new(LinkConfig {
+        addresses: vec!["a:1".into(), "b:1".into(), "c:1".into()],
+        reconnect_min: Duration::from_secs(1),
+        reconnect_max: Duration::from_secs(1),
+        ..cfg()
+    })
+}
+
+#[test]
+fn every_failure_moves_to_the_next_side_round_robin() {
+    let mut h = three_sides();
+    assert_eq!(h.s.side(), side(0, "a:1"));
+    let mut tried = vec![h.s.address().to_string()];
+    let mut told = Vec::new();
+    // refused, association rejected, no AARE, refused again: a, b, c, a, b
+    for step in 0..4 {
+        match step {
+            1 => {
+                h.s.connected(h.now);
+                h.sent();
+                h.pdu(AARE_REJECTED_CONTEXT);
+            }
+            2 => {
+                h.s.connected(h.now);
+                h.sent();
+                h.advance(Duration::from_secs(5));
+            }
+            _ => h.s.transport_closed(h.now, "connection refused"),
+        }
+        for o in h.drain() {
+            if let Out::Event(LinkEvent::Down { side, .. }) = o {
+                told.push(side.index);
+            }
+        }
+        let State::ExpectRetry { at } = h.s.state().clone() else {
+            panic!("{:?}", h.s.state())
+        };
+        h.now = at;
+        h.s.handle_timeout(h.now);
+        assert_eq!(h.drain(), vec![Out::Connect]);
+        tried.push(h.s.address().to_string());
+    }
+    assert_eq!(tried, ["a:1", "b:1", "c:1", "a:1", "b:1"]);
+    // each side's failure is told, naming it; side A's second refusal is the same reason
+    // as its first, and not told twice
+    assert_eq!(told, [0, 1, 2]);
+    // side B refuses now (another reason than its rejection): told
+    h.s.transport_closed(h.now, "connection refused");
+    assert_eq!(downs(&h.drain()), ["connection refused"]);
+    // up on c: Up names it
+    h.now += Duration::from_secs(1);
+    h.s.handle_timeout(h.now);
+    h.drain();
+    assert_eq!(h.s.side(), side(2, "c:1"));
+    h.s.connected(h.now);
+    h.sent();
+    h.pdu(AARE_REAL);
+    assert_eq!(
+        h.drain(),
+        vec![Out::Event(LinkEvent::Up {
+            side: side(2, "c:1")
+        })]
+    );
+}
+
+#[test]
+fn losing_an_association_moves_to_the_next_side_and_monitors_again_there() {
+    let mut h = H::new(LinkConfig {
+        addresses: vec!["a:1".into(), "b:1".into()],
+        ..cfg()
+    });
+    h.s.connected(h.now);
+    h.sent();
+    h.pdu(AARE_REAL);
+    assert_eq!(
+        h.drain(),
+        vec![Out::Event(LinkEvent::Up {
+            side: side(0, "a:1")
+        })]
+    );
+    h.monitor_active(1, "201", 1);
+    // side A aborts
+    h.pdu(ABRT_USER);
+    let outs = h.drain();
+    assert_eq!(
+        outs.iter()
+            .filter_map(|o| match o {
+                Out::Event(LinkEvent::Down { side, .. }) => Some(side.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        [side(0, "a:1")]
+    );
+    // requests fail fast while down
+    h.s.request(2, answer_call(), h.now);
+    assert_eq!(answers(&h.drain()), vec![(2, Err(LinkError::Down))]);
+    // the retry goes to side B; up there, 201 is monitored again
+    h.advance(Duration::from_millis(500));
+    assert_eq!(h.drain(), vec![Out::Connect]);
+    assert_eq!(h.s.address(), "b:1");
+    h.s.connected(h.now);
+    h.sent();
+    h.pdu(AARE_REAL);
+    let outs = h.drain();
+    assert_eq!(
+        outs[0],
+        Out::Event(LinkEvent::Up {
+            side: side(1, "b:1")
+        })
+    );
+    let sent: Vec<_> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Out::Transmit(Frame::Pdu(p)) => opcode(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, [71], "monitorStart of 201 on side B");
 }
 
 #[test]
@@ -783,7 +989,7 @@ fn reconnect_monitors_every_device_again_with_new_cross_references() {
     h.sent();
     h.pdu(AARE_REAL);
     let outs = h.drain();
-    assert_eq!(outs[0], Out::Event(LinkEvent::Up));
+    assert_eq!(outs[0], Out::Event(LinkEvent::Up { side: side0() }));
     let starts: Vec<Bytes> = outs[1..]
         .iter()
         .map(|o| match o {

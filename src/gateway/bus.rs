@@ -63,10 +63,24 @@ pub trait Subscriber: Send + Sync + 'static {
     fn on_event(&self, event: &Event);
 }
 
+/// Events published before the first subscriber (the links start before the API layer
+/// subscribes: the first `link.up` must not be lost) are kept, at most this many, and given
+/// to the first subscriber.
+pub const EARLY_EVENTS: usize = 4096;
+
 /// The bus. Cheap to share (`Arc`); subscribers stay until the bus is dropped.
 #[derive(Default)]
 pub struct Bus {
-    subscribers: Mutex<Vec<Arc<dyn Subscriber>>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    subscribers: Vec<Arc<dyn Subscriber>>,
+    /// Published before anyone subscribed (bounded by [`EARLY_EVENTS`]).
+    early: Vec<Event>,
+    /// Early events beyond the bound (logged once when the first subscriber comes).
+    early_lost: u64,
 }
 
 impl Bus {
@@ -74,13 +88,28 @@ impl Bus {
         Bus::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<dyn Subscriber>>> {
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Add a hook; it gets every event published from now on.
+    /// Add a hook; it gets every event published from now on (the first one also gets the
+    /// events published before it, see [`EARLY_EVENTS`]).
     pub fn subscribe(&self, s: Arc<dyn Subscriber>) {
-        self.lock().push(s);
+        let mut i = self.lock();
+        if i.subscribers.is_empty() {
+            for e in std::mem::take(&mut i.early) {
+                s.on_event(&e);
+            }
+            if i.early_lost > 0 {
+                tracing::warn!(
+                    lost = i.early_lost,
+                    limit = EARLY_EVENTS,
+                    "events published before anyone subscribed were beyond the bound"
+                );
+                i.early_lost = 0;
+            }
+        }
+        i.subscribers.push(s);
     }
 
     /// A bounded queue of its own for a slow subscriber (at least 1 event).
@@ -95,8 +124,16 @@ impl Bus {
 
     /// Give `event` to every subscriber, in order with every other publish.
     pub fn publish(&self, event: Event) {
-        let subs = self.lock();
-        for s in subs.iter() {
+        let mut i = self.lock();
+        if i.subscribers.is_empty() {
+            if i.early.len() < EARLY_EVENTS {
+                i.early.push(event);
+            } else {
+                i.early_lost += 1;
+            }
+            return;
+        }
+        for s in i.subscribers.iter() {
             s.on_event(&event);
         }
     }
@@ -146,5 +183,58 @@ impl BusQueue {
     /// is gone.
     pub async fn recv(&mut self) -> Option<Delivery> {
         self.rx.recv().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EventKind;
+    use std::time::SystemTime;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl Subscriber for Seen {
+        fn on_event(&self, e: &Event) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(e.device.clone().unwrap_or_default());
+        }
+    }
+
+    fn ev(device: &str) -> Event {
+        Event {
+            kind: EventKind::DeviceInService,
+            time: SystemTime::UNIX_EPOCH,
+            link: "pbx1".into(),
+            device: Some(device.into()),
+            body: Body::Empty,
+        }
+    }
+
+    #[test]
+    fn events_before_the_first_subscriber_go_to_it_and_no_further() {
+        let bus = Bus::new();
+        bus.publish(ev("1"));
+        bus.publish(ev("2"));
+        let first = Arc::new(Seen::default());
+        bus.subscribe(first.clone());
+        bus.publish(ev("3"));
+        let second = Arc::new(Seen::default());
+        bus.subscribe(second.clone());
+        bus.publish(ev("4"));
+        assert_eq!(*first.0.lock().unwrap(), ["1", "2", "3", "4"]);
+        assert_eq!(*second.0.lock().unwrap(), ["4"]);
+        // bounded: beyond EARLY_EVENTS they are counted, not kept
+        let bus = Bus::new();
+        for i in 0..EARLY_EVENTS + 3 {
+            bus.publish(ev(&i.to_string()));
+        }
+        assert_eq!(bus.lock().early_lost, 3);
+        let s = Arc::new(Seen::default());
+        bus.subscribe(s.clone());
+        assert_eq!(s.0.lock().unwrap().len(), EARLY_EVENTS);
     }
 }

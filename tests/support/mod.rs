@@ -614,10 +614,15 @@ impl CstaClient {
             if let Some(Frame::Pdu(p)) = self.codec.decode(&mut self.buf).unwrap() {
                 return Some(Apdu::decode(&p).expect("the switch sends valid PDUs"));
             }
-            let n = timeout(T, self.s.read_buf(&mut self.buf))
+            let n = match timeout(T, self.s.read_buf(&mut self.buf))
                 .await
                 .expect("the switch answers in time")
-                .unwrap();
+            {
+                Ok(n) => n,
+                // a switch process that exits with bytes of ours unread resets the connection
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+                Err(e) => panic!("reading from the switch: {e}"),
+            };
             if n == 0 {
                 return None;
             }

@@ -19,11 +19,11 @@
 
 use super::hub::{ClientId, ClientShared, Hub};
 use super::ops::{self, Cx};
-use super::protocol::{error_line, ok_line, ApiError, PROTOCOL};
+use super::protocol::{error_line, ok_line, ApiError, Id, PROTOCOL};
 use super::request::{parse_request, Op, Request};
 use super::Api;
 use crate::lines::Line;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
@@ -82,7 +82,7 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
     let Some((id, events, shared)) = api.hub.register() else {
         warn!(%peer, "client refused: too many clients");
         let line = error_line(
-            &Value::Null,
+            &Id::null(),
             &ApiError::new(
                 "busy",
                 "too_many_clients",
@@ -138,7 +138,7 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
                     format!("a request line may be at most {} octets", api.cfg.max_line),
                 );
                 if resp_tx
-                    .send(error_line(&Value::Null, &e).into())
+                    .send(error_line(&Id::null(), &e).into())
                     .await
                     .is_err()
                 {

@@ -363,6 +363,21 @@ impl Client {
         Some(v)
     }
 
+    /// One line exactly as the gateway wrote it (an echoed id keeps its digits); None when
+    /// the gateway closed the connection. Checked like [`Client::read_line`].
+    pub async fn read_text(&mut self) -> Option<String> {
+        let line = timeout(T, ctigate::lines::read_line(&mut self.r, 1 << 20))
+            .await
+            .expect("the gateway sent nothing for 10 s")
+            .expect("read");
+        let ctigate::lines::Line::Text(t) = line else {
+            return None;
+        };
+        let v: Value = serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}"));
+        self.note(&v);
+        Some(t)
+    }
+
     fn note(&mut self, v: &Value) {
         match v["type"].as_str() {
             Some("event") => {

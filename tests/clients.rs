@@ -5,7 +5,30 @@
 
 mod support;
 
-use support::env;
+use serde_json::json;
+use std::time::Duration;
+use support::{env, Env, T};
+use tokio::time::Instant;
+
+/// Once every client has gone (the gateway counts a client until it has given back its
+/// monitors), the switch has no monitor on `device`, the gateway counts no holder of it, and
+/// `status` (from a fresh client) lists no monitor.
+async fn nothing_monitored(e: &Env, device: &str) {
+    let end = Instant::now() + T;
+    while e.gw.gw.hub.clients() != 0 {
+        assert!(Instant::now() < end, "a client session did not end");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        e.pbx_monitors(device).await,
+        0,
+        "the switch monitors {device}"
+    );
+    assert_eq!(e.gw.monitor_refs("pbx1", device).await, 0);
+    let mut c = e.client().await;
+    let st = c.ok(json!({"op": "status"})).await;
+    assert_eq!(st["monitors"], json!([]), "{st}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_come_back_byte_for_byte() {
@@ -30,5 +53,102 @@ async fn request_ids_come_back_byte_for_byte() {
             c.read_text().await.unwrap(),
             r#"{"type":"response","id":null,"ok":false,"error":{"kind":"request","code":"missing_field","message":"`id` (a number or a string) is required"}}"#
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_start_start_stop_leaves_no_monitor() {
+    let e = env().await;
+    let mut c = e.client().await;
+    c.send_raw(concat!(
+        r#"{"id":1,"op":"monitor.start","device":"217"}"#,
+        "\n",
+        r#"{"id":2,"op":"monitor.start","device":"217"}"#,
+        "\n",
+        r#"{"id":3,"op":"monitor.stop","device":"217"}"#,
+        "\n",
+    ))
+    .await;
+    for id in 1..=3 {
+        let r = c.response(&json!(id)).await;
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    drop(c);
+    nothing_monitored(&e, "217").await;
+    // and a later pair starts and ends the switch's monitor again
+    let mut c = e.client().await;
+    c.ok(json!({"op": "monitor.start", "device": "217"})).await;
+    assert_eq!(e.pbx_monitors("217").await, 1);
+    c.ok(json!({"op": "monitor.stop", "device": "217"})).await;
+    assert_eq!(e.pbx_monitors("217").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_monitor_start_gives_its_count_back() {
+    let e = env().await;
+    for _ in 0..5 {
+        let mut c = e.client().await;
+        c.send_raw(concat!(
+            r#"{"id":1,"op":"monitor.start","device":"218"}"#,
+            "\n"
+        ))
+        .await;
+        drop(c); // closed at once: the request may be anywhere
+        nothing_monitored(&e, "218").await;
+    }
+    let mut c = e.client().await;
+    c.ok(json!({"op": "monitor.start", "device": "218"})).await;
+    assert_eq!(e.pbx_monitors("218").await, 1);
+    c.ok(json!({"op": "monitor.stop", "device": "218"})).await;
+    assert_eq!(e.pbx_monitors("218").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_start_cut_off_by_its_deadline_keeps_the_counts_exact() {
+    // link timeout 3 s, so every request is answered within 7 s; each switch answer takes
+    // 2.6 s: monitor.start (MonitorStart, SnapshotDevice, GetAgentState) runs out of time
+    // after the monitor started
+    let e = env().await;
+    let mut a = e.client().await;
+    let mut b = e.client().await;
+    e.sim(r#"{"cmd":"fault","fault":"delay","ms":2600}"#).await;
+    let (ra, rb) = tokio::join!(
+        a.err(
+            json!({"op": "monitor.start", "device": "216"}),
+            "link",
+            "timeout"
+        ),
+        b.err(
+            json!({"op": "monitor.start", "device": "215"}),
+            "link",
+            "timeout"
+        ),
+    );
+    assert_eq!(ra["error"]["message"], "the request took too long", "{ra}");
+    assert_eq!(rb["error"]["message"], "the request took too long", "{rb}");
+    e.sim(r#"{"cmd":"fault","fault":"delay","ms":0}"#).await;
+    // the switch monitors both, and the gateway says so: each held by its client
+    assert_eq!(e.pbx_monitors("216").await, 1);
+    assert_eq!(e.pbx_monitors("215").await, 1);
+    let st = a.ok(json!({"op": "status"})).await;
+    assert_eq!(
+        st["monitors"],
+        json!([{"link": "pbx1", "device": "215", "clients": 1},
+               {"link": "pbx1", "device": "216", "clients": 1}]),
+        "{st}"
+    );
+    // a's stop gives its count back; b's goes with b
+    a.ok(json!({"op": "monitor.stop", "device": "216"})).await;
+    assert_eq!(e.pbx_monitors("216").await, 0);
+    drop(a);
+    drop(b);
+    nothing_monitored(&e, "215").await;
+    // and a later pair starts and ends the switch's monitor again
+    let mut c = e.client().await;
+    for d in ["215", "216"] {
+        c.ok(json!({"op": "monitor.start", "device": d})).await;
+        assert_eq!(e.pbx_monitors(d).await, 1);
+        c.ok(json!({"op": "monitor.stop", "device": d})).await;
+        assert_eq!(e.pbx_monitors(d).await, 0);
     }
 }

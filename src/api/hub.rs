@@ -5,7 +5,7 @@
 use super::protocol::rfc3339;
 use crate::gateway::{Body, Event, Subscriber};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::mpsc;
@@ -105,13 +105,21 @@ impl Hub {
         Some((id, rx, shared))
     }
 
-    /// The client left; its subscriptions (for the monitor reference counts).
+    /// The client left; the devices it was subscribed to. (Its monitor counts are the
+    /// gateway's: the session gives them back with `Gateway::monitor_release_all`.)
     pub fn unregister(&self, id: ClientId) -> Vec<DeviceKey> {
         self.lock()
             .clients
             .remove(&id)
             .map(|s| s.subs.into_iter().collect())
             .unwrap_or_default()
+    }
+
+    /// The client gets no more events (it is leaving; [`Hub::unregister`] follows).
+    pub fn unsubscribe_all(&self, id: ClientId) {
+        if let Some(c) = self.lock().clients.get_mut(&id) {
+            c.subs.clear();
+        }
     }
 
     pub fn clients(&self) -> usize {
@@ -264,17 +272,6 @@ impl Hub {
             .clients
             .get(&id)
             .is_some_and(|c| c.subs.contains(key))
-    }
-
-    /// Subscriber counts per device (for `status`).
-    pub fn subscriptions(&self) -> BTreeMap<DeviceKey, usize> {
-        let mut m = BTreeMap::new();
-        for c in self.lock().clients.values() {
-            for k in &c.subs {
-                *m.entry(k.clone()).or_insert(0) += 1;
-            }
-        }
-        m
     }
 }
 

@@ -200,15 +200,16 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
     } else {
         let _ = exec.await;
     }
-    let subs = api.hub.unregister(id);
+    // no more events for it; every monitor count it took is given back (also those of a
+    // request cut off half-way), then it stops counting as a client
+    api.hub.unsubscribe_all(id);
     if !shutting_down {
         // the link's release on shutdown ends every PBX monitor at once
-        for (link, device) in subs {
-            if let Some(s) = api.gateway.links.get(&link) {
-                api.gateway.monitor_release(s, &device).await;
-            }
+        for s in api.gateway.links.values() {
+            api.gateway.monitor_release_all(s, id).await;
         }
     }
+    api.hub.unregister(id);
     drop(resp_tx);
     if !writer_done
         && tokio::time::timeout(WRITE_TIMEOUT * 2, &mut writer)

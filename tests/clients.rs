@@ -152,3 +152,36 @@ async fn a_monitor_start_cut_off_by_its_deadline_keeps_the_counts_exact() {
         assert_eq!(e.pbx_monitors(d).await, 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_numbers_outside_the_switch_alphabet_are_refused_at_the_edge() {
+    let e = env().await;
+    let mut c = e.client().await;
+    let msg = |f: &str| {
+        format!("`{f}` must be a device number: 1 to 64 of the dialing characters 0-9 * # A-D + and the dial-string controls ! P T W , @ $ ;")
+    };
+    for (i, bad) in ["😀", "２１９", "é"].into_iter().enumerate() {
+        for (req, field) in [
+            (
+                json!({"id": 100 + 10 * i, "op": "monitor.start", "device": bad}),
+                "device",
+            ),
+            (
+                json!({"id": 101 + 10 * i, "op": "call.make", "device": "201", "to": bad}),
+                "to",
+            ),
+        ] {
+            c.send_raw(&format!("{req}\n")).await;
+            assert_eq!(
+                c.read_text().await.unwrap(),
+                json!({"type": "response", "id": req["id"], "ok": false,
+                       "error": {"kind": "request", "code": "invalid_field", "message": msg(field)}})
+                .to_string()
+            );
+        }
+    }
+    // nothing reached the switch: it monitors nothing, and 201 never dialled
+    assert_eq!(support::sim_monitors(&e.sim).await, Vec::<String>::new());
+    let r = c.ok(json!({"op": "monitor.start", "device": "201"})).await;
+    assert_eq!(r["calls"], json!([]), "{r}");
+}

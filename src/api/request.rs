@@ -187,6 +187,33 @@ fn opt_text<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Option<Strin
     }
 }
 
+/// The longest device number (ECMA-269: a DeviceID's dialing string is at most 64).
+pub const MAX_NUMBER: usize = 64;
+
+/// What [`is_device_number`] accepts, for error messages and docs/PROTOCOL.md.
+pub const NUMBER_CHARS: &str =
+    "1 to 64 of the dialing characters 0-9 * # A-D + and the dial-string controls ! P T W , @ $ ;";
+
+/// A device number as a CSTA switch takes it (ECMA-269 dialable string): 1 to
+/// [`MAX_NUMBER`] ASCII characters, each a dialing digit (`0-9 * # A-D`), the international
+/// prefix `+`, or a dial-string control (`!` flash, `P` pulse, `T` tone, `W` wait for dial
+/// tone, `,` pause, `@` wait for quiet answer, `$` wait for the billing tone, `;` more
+/// digits follow). Anything else (`é`, fullwidth digits, emoji, spaces, lower case) would
+/// only be refused by the PBX.
+pub fn is_device_number(s: &str) -> bool {
+    (1..=MAX_NUMBER).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b"*#ABCD+!PTW,@$;".contains(&b))
+}
+
+fn number<E: serde::de::Error>(s: String, field: &str) -> Result<String, E> {
+    if is_device_number(&s) {
+        Ok(s)
+    } else {
+        Err(invalid(field, &format!("a device number: {NUMBER_CHARS}")))
+    }
+}
+
 /// Deserializers that know their field's name (serde gives it to none).
 mod f {
     use serde::Deserializer;
@@ -204,7 +231,26 @@ mod f {
             }
         )*};
     }
-    text_fields!(link, device, to, call, consult, party, digits, agent, password, group, reason);
+    text_fields!(link, call, consult, digits, agent, password, reason);
+
+    /// Device numbers: text in the switch's character set ([`super::is_device_number`]).
+    macro_rules! number_fields {
+        ($($f:ident),*) => {$(
+            #[allow(dead_code)] // each field uses one of the two
+            pub mod $f {
+                use super::Deserializer;
+                pub fn req<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+                    super::super::number(super::super::text(d, stringify!($f))?, stringify!($f))
+                }
+                pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+                    super::super::opt_text(d, stringify!($f))?
+                        .map(|n| super::super::number(n, stringify!($f)))
+                        .transpose()
+                }
+            }
+        )*};
+    }
+    number_fields!(device, to, party, group);
 
     pub fn after<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         use serde::Deserialize;
@@ -501,6 +547,57 @@ mod tests {
                 ),
                 "{line}"
             );
+        }
+    }
+
+    #[test]
+    fn device_numbers_are_checked_at_the_edge() {
+        let msg = |f: &str| {
+            format!("`{f}` must be a device number: 1 to 64 of the dialing characters 0-9 * # A-D + and the dial-string controls ! P T W , @ $ ;")
+        };
+        for bad in ["😀", "２１９", "é", "20 1", "abc", "201\n", &"1".repeat(65)] {
+            let bad = serde_json::to_string(bad).unwrap();
+            for (line, field) in [
+                (
+                    format!(r#"{{"id":1,"op":"monitor.start","device":{bad}}}"#),
+                    "device",
+                ),
+                (
+                    format!(r#"{{"id":1,"op":"call.make","device":"201","to":{bad}}}"#),
+                    "to",
+                ),
+                (
+                    format!(
+                        r#"{{"id":1,"op":"call.drop_party","device":"201","call":"c","party":{bad}}}"#
+                    ),
+                    "party",
+                ),
+                (
+                    format!(
+                        r#"{{"id":1,"op":"agent.login","device":"201","agent":"7","group":{bad}}}"#
+                    ),
+                    "group",
+                ),
+            ] {
+                let (id, e) = err(&line);
+                assert_eq!(
+                    (id.as_str(), e.kind, e.code.as_str(), e.message),
+                    ("1", "request", "invalid_field", msg(field)),
+                    "{line}"
+                );
+            }
+        }
+        for good in [
+            "201",
+            "0891234567",
+            "+4930123",
+            "*72#",
+            "9,W0301234",
+            "A1!",
+            &"1".repeat(64),
+        ] {
+            let line = format!(r#"{{"id":1,"op":"call.make","device":"201","to":"{good}"}}"#);
+            assert!(parse_request(&line).is_ok(), "{line}");
         }
     }
 

@@ -31,8 +31,12 @@ pub struct ApiConfig {
     pub max_line: usize,
     /// Lines waiting for one client; a client that falls further behind gets `lagged`.
     pub client_queue: usize,
-    /// Events kept for `monitor.start` with `after` (replay).
+    /// Events kept for `monitor.start` with `after` (replay), at most this many,
     pub replay_buffer: usize,
+    /// ... none older than this many seconds,
+    pub replay_age_s: u64,
+    /// ... and at most this many octets of event lines.
+    pub replay_bytes: usize,
     /// Requests per second and client (0 = unlimited); more get `busy`/`rate_limited`.
     pub requests_per_s: u32,
 }
@@ -45,6 +49,8 @@ impl Default for ApiConfig {
             max_line: 64 * 1024,
             client_queue: 1024,
             replay_buffer: 10_000,
+            replay_age_s: 600,
+            replay_bytes: 64 << 20,
             requests_per_s: 50,
         }
     }

@@ -5,9 +5,11 @@
 
 mod support;
 
+use ctigate::config::{ApiConfig, LinkSection};
 use serde_json::json;
+use serde_json::Value;
 use std::time::Duration;
-use support::{env, Env, T};
+use support::{env, env_with, Env, T};
 use tokio::time::Instant;
 
 /// Once every client has gone (the gateway counts a client until it has given back its
@@ -184,4 +186,100 @@ async fn device_numbers_outside_the_switch_alphabet_are_refused_at_the_edge() {
     assert_eq!(support::sim_monitors(&e.sim).await, Vec::<String>::new());
     let r = c.ok(json!({"op": "monitor.start", "device": "201"})).await;
     assert_eq!(r["calls"], json!([]), "{r}");
+}
+
+fn names(evs: &[Value]) -> Vec<&str> {
+    evs.iter()
+        .map(|e| e["event"].as_str().unwrap_or("?"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_back_with_after_gets_exactly_what_it_missed() {
+    let e = env().await;
+    // the witness watches 201 all along
+    let mut w = e.client().await;
+    w.ok(json!({"op": "monitor.start", "device": "201"})).await;
+    let mut a = e.client().await;
+    a.ok(json!({"op": "monitor.start", "device": "201"})).await;
+    e.sim(r#"{"cmd":"dial","from":"201","to":"202"}"#).await;
+    let ring = a.until("201", "call.ringback").await;
+    let seen = ring["seq"].as_u64().unwrap();
+    drop(a); // gone mid-call
+    e.sim(r#"{"cmd":"answer","device":"202"}"#).await;
+    e.sim(r#"{"cmd":"hangup","device":"201"}"#).await;
+    let all = e.settled(&mut w, "201").await;
+    let missed: Vec<Value> = all
+        .iter()
+        .filter(|v| v["seq"].as_u64().unwrap() > seen)
+        .cloned()
+        .collect();
+    assert_eq!(names(&missed), ["call.connected", "call.released"]);
+    // back: exactly the missed events, in seq order, no gap
+    let mut b = e.client().await;
+    b.last_seq = seen;
+    let r = b
+        .ok(json!({"op": "monitor.start", "device": "201", "after": seen}))
+        .await;
+    assert_eq!(
+        (r["replayed"].clone(), r["gap"].clone()),
+        (json!(2), json!(false)),
+        "{r}"
+    );
+    assert_eq!(r["calls"], json!([]), "the call is over: {r}");
+    e.barrier(&mut b).await;
+    assert_eq!(b.take("201"), missed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_back_after_the_buffer_moved_on_gets_gap_and_a_snapshot() {
+    // the buffer keeps 4 events: a call's worth at two devices overflows it
+    let e = env_with(
+        ApiConfig {
+            requests_per_s: 0,
+            replay_buffer: 4,
+            ..ApiConfig::default()
+        },
+        LinkSection {
+            request_timeout_ms: 3000,
+            ..LinkSection::default()
+        },
+    )
+    .await;
+    let mut w = e.client().await;
+    w.ok(json!({"op": "monitor.start", "device": "201"})).await;
+    w.ok(json!({"op": "monitor.start", "device": "203"})).await;
+    let mut a = e.client().await;
+    a.ok(json!({"op": "monitor.start", "device": "201"})).await;
+    e.barrier(&mut a).await;
+    let seen = a.last_seq;
+    drop(a);
+    e.sim(r#"{"cmd":"dial","from":"201","to":"203"}"#).await;
+    e.sim(r#"{"cmd":"answer","device":"203"}"#).await;
+    let evs = e.settled(&mut w, "201").await;
+    assert_eq!(
+        names(&evs),
+        [
+            "call.dialing",
+            "call.updated",
+            "call.ringback",
+            "call.connected"
+        ]
+    );
+    let x = evs[3]["call"].clone();
+    assert!(w.take("203").len() >= 2);
+    let mut b = e.client().await;
+    b.last_seq = e.gw.last_seq();
+    let r = b
+        .ok(json!({"op": "monitor.start", "device": "201", "after": seen}))
+        .await;
+    assert_eq!(
+        (r["replayed"].clone(), r["gap"].clone()),
+        (json!(0), json!(true)),
+        "{r}"
+    );
+    // the snapshot in its place: the call as it is now
+    assert_eq!(r["calls"], json!([x]), "{r}");
+    e.barrier(&mut b).await;
+    assert_eq!(b.take("201"), Vec::<Value>::new(), "nothing replayed");
 }

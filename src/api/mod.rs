@@ -96,11 +96,7 @@ impl Api {
         deadline: Duration,
         auth: Arc<dyn Auth>,
     ) -> Arc<Api> {
-        let hub = Arc::new(Hub::new(
-            cfg.max_clients,
-            cfg.client_queue,
-            cfg.replay_buffer,
-        ));
+        let hub = Arc::new(Hub::new(&cfg));
         gateway.bus.subscribe(hub.clone());
         Arc::new(Api {
             gateway,

@@ -29,7 +29,8 @@ pub struct ApiConfig {
     pub max_clients: usize,
     /// Longest request line in octets.
     pub max_line: usize,
-    /// Lines waiting for one client; a client that falls further behind gets `lagged`.
+    /// Events waiting for one client; a client whose queue is full when an event comes
+    /// gets `lagged` and is disconnected.
     pub client_queue: usize,
     /// Events kept for `monitor.start` with `after` (replay), at most this many,
     pub replay_buffer: usize,

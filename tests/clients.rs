@@ -9,7 +9,7 @@ use ctigate::config::{ApiConfig, LinkSection};
 use serde_json::json;
 use serde_json::Value;
 use std::time::Duration;
-use support::{env, env_with, Env, T};
+use support::{env, env_with, Client, Env, T};
 use tokio::time::Instant;
 
 /// Once every client has gone (the gateway counts a client until it has given back its
@@ -282,4 +282,85 @@ async fn a_client_back_after_the_buffer_moved_on_gets_gap_and_a_snapshot() {
     assert_eq!(r["calls"], json!([x]), "{r}");
     e.barrier(&mut b).await;
     assert_eq!(b.take("201"), Vec::<Value>::new(), "nothing replayed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_and_nobody_else_waits() {
+    let e = env_with(
+        ApiConfig {
+            requests_per_s: 0,
+            client_queue: 16,
+            ..ApiConfig::default()
+        },
+        LinkSection {
+            request_timeout_ms: 3000,
+            ..LinkSection::default()
+        },
+    )
+    .await;
+    let mut fast = e.client().await;
+    fast.ok(json!({"op": "monitor.start", "device": "201"}))
+        .await;
+    let mut slow = Client::connect_with_recv_buffer(e.gw.api, 4096).await;
+    slow.ok(json!({"op": "monitor.start", "device": "201"}))
+        .await;
+    // slow reads nothing from now on. Calls with 10 KB of user data fill its socket, then
+    // its queue of 16 events; every call, the fast client reads everything in time.
+    let inbound = json!({"cmd": "inbound", "ani": "0891234567", "dnis": "201",
+                         "user_data": "x".repeat(10_000)})
+    .to_string();
+    let mut calls = 0;
+    while e.gw.gw.hub.dropped() == 0 {
+        assert!(calls < 300, "the slow client was never cut");
+        e.sim(&inbound).await;
+        e.sim(r#"{"cmd":"hangup","device":"0891234567"}"#).await;
+        calls += 1;
+        e.barrier(&mut fast).await;
+    }
+    // one more call after the cut: the fast client still gets it
+    e.sim(&inbound).await;
+    e.sim(r#"{"cmd":"hangup","device":"0891234567"}"#).await;
+    calls += 1;
+    let seen = e.settled(&mut fast, "201").await;
+    let released = seen
+        .iter()
+        .filter(|v| v["event"] == "call.released")
+        .count();
+    assert_eq!(
+        released, calls,
+        "every call, in seq order, to the fast client"
+    );
+    // the slow client, reading again: every event before the cut, in order, then `lagged`
+    // naming the limit, then the end of the connection
+    let mut got = Vec::new();
+    while let Some(v) = slow.read_line().await {
+        got.push(v);
+    }
+    let last = got.pop().expect("lines");
+    assert_eq!(
+        (last["event"].clone(), last["limit"].clone()),
+        (json!("lagged"), json!("api.client_queue")),
+        "{last}"
+    );
+    let from = last["seq"].as_u64().unwrap();
+    let before: Vec<Value> = seen
+        .iter()
+        .filter(|v| v["seq"].as_u64().unwrap() < from)
+        .cloned()
+        .collect();
+    assert_eq!(got, before, "exactly the events before the cut");
+    assert!(
+        seen.iter().any(|v| v["seq"].as_u64().unwrap() > from),
+        "the fast client got events after the cut"
+    );
+    let st = fast.ok(json!({"op": "status"})).await;
+    assert_eq!(
+        (
+            st["clients"].clone(),
+            st["events_dropped_for_slow_clients"].clone()
+        ),
+        (json!(1), json!(1)),
+        "{st}"
+    );
+    eprintln!("the slow client was cut after {calls} calls, at seq {from}");
 }

@@ -739,11 +739,11 @@ async fn requests_sent_before_the_end_of_input_are_still_answered() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_slow_reader_is_told_it_lagged_and_resumes_with_after() {
+async fn a_slow_reader_is_cut_with_lagged_and_resumes_with_after() {
     let (api, _events) = api_over(
         Arc::new(ScriptedLink::accepting()),
         ApiConfig {
-            client_queue: 2,
+            client_queue: 4,
             ..api_cfg()
         },
     );
@@ -752,6 +752,11 @@ async fn a_slow_reader_is_told_it_lagged_and_resumes_with_after() {
         .await;
     assert_eq!(c.must().await["type"], "hello");
     assert_eq!(c.must().await["id"], 1);
+    let mut fast = mem_client(&api);
+    fast.must().await;
+    fast.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    assert_eq!(fast.must().await["id"], 1);
     let oos = |api: &Api| {
         api.gateway.emit(
             "pbx1",
@@ -760,60 +765,60 @@ async fn a_slow_reader_is_told_it_lagged_and_resumes_with_after() {
             Body::Empty,
         )
     };
-    // the client reads nothing: one line fits its transport, one the writer holds, two
-    // the queue; the rest are dropped
-    for _ in 0..6 {
+    // c reads nothing: one line fits its transport, one the writer holds, four the queue;
+    // the next one finds the queue full and cuts c
+    for _ in 0..8 {
         oos(&api);
         tokio::task::yield_now().await;
     }
-    let mut lines = c.drain().await;
-    oos(&api); // seq 7: `lagged` before it if not told yet
-    lines.extend(c.drain().await);
-    let lagged: Vec<u64> = lines
-        .iter()
-        .filter(|l| l["event"] == "lagged")
-        .map(|l| l["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(lagged.len(), 1, "told once: {lines:?}");
-    let from = lagged[0];
-    let seqs: Vec<u64> = lines
-        .iter()
-        .filter(|l| l["event"] != "lagged")
-        .map(|l| l["seq"].as_u64().unwrap())
-        .collect();
-    let mut want: Vec<u64> = (1..from).collect();
-    want.push(7);
-    assert_eq!(
-        seqs, want,
-        "all before the drop, none of the dropped, then 7"
-    );
-    assert!(from > 1 && from < 7, "{from}");
-    assert_eq!(api.hub.dropped(), 7 - from);
-    // resume: the dropped events are replayed from the buffer
-    c.send(json!({"id": 2, "op": "monitor.start", "device": "201"}))
-        .await;
-    let r = c.must().await;
-    assert_eq!(r["result"]["already"], true, "{r}");
-    c.send(json!({"id": 3, "op": "monitor.stop", "device": "201"}))
-        .await;
-    assert_eq!(c.must().await["ok"], true);
-    c.send(json!({"id": 4, "op": "monitor.start", "device": "201", "after": from - 1}))
-        .await;
-    let mut replayed = Vec::new();
-    let r = loop {
-        let l = c.must().await;
-        if l["type"] == "response" {
-            break l;
-        }
-        replayed.push(l["seq"].as_u64().unwrap());
-    };
-    // all of them when they fit in the client's queue (2), else none and `gap`
-    let fits = 8 - from <= 2;
-    let n = if fits { 8 - from } else { 0 };
-    assert_eq!(r["result"]["replayed"], json!(n), "{r}");
-    assert_eq!(r["result"]["gap"], json!(!fits), "{r}");
-    while replayed.len() < n as usize {
-        replayed.push(c.must().await["seq"].as_u64().unwrap());
+    // the fast client got all eight, in order
+    let mut seqs = Vec::new();
+    for _ in 0..8 {
+        seqs.push(fast.must().await["seq"].as_u64().unwrap());
     }
-    assert_eq!(replayed, (from..from + n).collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+    // c: every event before the cut, then `lagged` naming the limit, then the end
+    let mut lines = Vec::new();
+    while let Some(l) = c.line().await {
+        lines.push(l);
+    }
+    let last = lines.pop().expect("lines");
+    assert_eq!(
+        (last["event"].clone(), last["limit"].clone()),
+        (json!("lagged"), json!("api.client_queue")),
+        "{last}"
+    );
+    let from = last["seq"].as_u64().unwrap();
+    let got: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    assert_eq!(got, (1..from).collect::<Vec<_>>(), "all before the cut");
+    assert_eq!(from, 7, "1 in the transport, 1 being written, 4 queued");
+    assert_eq!(
+        last["message"],
+        "you fell behind: 4 events (api.client_queue) waited for you when event 7 came; it and every later one were not sent, and the connection closes: reconnect and re-monitor with `after` = 6"
+    );
+    assert_eq!(api.hub.dropped(), 1);
+    // the fast client is still served
+    oos(&api);
+    assert_eq!(fast.must().await["seq"], 9);
+    // back with `after`: the missed ones, 7 to 9
+    let mut c = mem_client(&api);
+    c.must().await;
+    c.send(json!({"id": 2, "op": "monitor.start", "device": "201", "after": from - 1}))
+        .await;
+    let lines = c.drain().await;
+    let r = lines
+        .iter()
+        .find(|l| l["type"] == "response")
+        .expect("a response");
+    assert_eq!(
+        (r["result"]["replayed"].clone(), r["result"]["gap"].clone()),
+        (json!(3), json!(false)),
+        "{r}"
+    );
+    let replayed: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["type"] == "event")
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(replayed, [7, 8, 9]);
 }

@@ -1,6 +1,7 @@
 //! The hub: sequence numbers, the replay buffer, subscriptions and fan-out to clients with
-//! bounded queues and the `lagged` policy (a client that falls behind loses events, is told
-//! from which `seq` on, and may re-monitor with `after`).
+//! bounded queues and the `lagged` policy (a client whose queue is full when an event comes
+//! is cut: it gets no more events, is told from which `seq` on it missed them, and is
+//! disconnected; it may reconnect and re-monitor with `after`).
 
 use super::protocol::rfc3339;
 use crate::config::ApiConfig;
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub type ClientId = u64;
 
@@ -22,12 +24,17 @@ pub type DeviceKey = (String, String);
 pub struct ClientShared {
     /// The first `seq` that was dropped for this client, until it is told.
     pub lagged_from: Mutex<Option<u64>>,
+    /// Cancelled when an event found the client's queue full (`client_queue`): it gets
+    /// nothing more, and its session writes what is queued, `lagged`, and closes.
+    pub cut: CancellationToken,
 }
 
 struct Slot {
     events: mpsc::Sender<Arc<str>>,
     shared: Arc<ClientShared>,
     subs: BTreeSet<DeviceKey>,
+    /// Its queue overflowed: no more events (the session is closing it).
+    cut: bool,
 }
 
 struct Buffered {
@@ -147,6 +154,7 @@ impl Hub {
                 events: tx,
                 shared: shared.clone(),
                 subs: BTreeSet::new(),
+                cut: false,
             },
         );
         Some((id, rx, shared))
@@ -167,6 +175,11 @@ impl Hub {
         if let Some(c) = self.lock().clients.get_mut(&id) {
             c.subs.clear();
         }
+    }
+
+    /// Events that may wait for one client (`client_queue`).
+    pub fn queue(&self) -> usize {
+        self.queue
     }
 
     pub fn clients(&self) -> usize {
@@ -230,24 +243,33 @@ impl Hub {
         });
         self.evict(&mut s, Instant::now());
         let mut dropped = 0;
-        for c in s.clients.values() {
+        for c in s.clients.values_mut() {
             let wants = match &key {
                 Some(k) => c.subs.contains(k),
                 None => true,
             };
-            if !wants {
+            if !wants || c.cut {
                 continue;
             }
-            if c.events.try_send(line.clone()).is_err() {
-                dropped += 1;
-                let mut l = c
-                    .shared
-                    .lagged_from
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                if l.is_none() {
-                    *l = Some(seq);
+            match c.events.try_send(line.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // a client that does not keep up is cut here, never waited for: its
+                    // memory is its queue, and nobody else is delayed
+                    dropped += 1;
+                    c.cut = true;
+                    let mut l = c
+                        .shared
+                        .lagged_from
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if l.is_none() {
+                        *l = Some(seq);
+                    }
+                    c.shared.cut.cancel();
                 }
+                // the session is ending
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
         s.dropped += dropped;
@@ -536,13 +558,29 @@ mod tests {
             serde_json::from_str::<Value>(&rb.recv().await.unwrap()).unwrap()["device"],
             "202"
         );
-        // a slow client: queue of 2, the third is dropped and remembered
+        // a slow client: queue of 2, the third finds it full: a is cut from that seq on
         for _ in 0..3 {
             hub.publish("pbx1", Some("201"), "call.updated", Map::new());
         }
         assert_eq!(*sa.lagged_from.lock().unwrap(), Some(hub.last_seq()));
+        assert!(sa.cut.is_cancelled());
         assert_eq!(hub.dropped(), 1);
-        // replay: buffer of 3 holds seq 4..6; after=4 replays 5 and 6 for 201
+        // nothing more is queued for it, nothing more counted; b goes on
+        ra.recv().await.unwrap();
+        hub.publish("pbx1", None, "link.up", Map::new());
+        assert_eq!(hub.dropped(), 1);
+        assert_eq!(
+            serde_json::from_str::<Value>(&rb.recv().await.unwrap()).unwrap()["event"],
+            "link.down"
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&rb.recv().await.unwrap()).unwrap()["event"],
+            "link.up"
+        );
+        let l: Value = serde_json::from_str(&ra.recv().await.unwrap()).unwrap();
+        assert_eq!(l["seq"], 5, "the second of the two queued");
+        assert!(ra.try_recv().is_err(), "link.up was not queued for a");
+        // replay: buffer of 3 holds seq 5..7; after=4 replays 5 and 6 for 201
         let (c, mut rc, _) = {
             hub.unregister(b);
             hub.register().unwrap()

@@ -14,8 +14,8 @@
 //! (bad JSON, unknown op, a bad field, rate limit, auth) are answered at once. The
 //! deadline counts from receipt: a request still waiting when it passes is answered
 //! `link`/`timeout` without being run. Responses
-//! are never dropped (reading stops while [`IN_FLIGHT`] requests wait); events beyond
-//! the client's queue are dropped and reported with `lagged`.
+//! are never dropped (reading stops while [`IN_FLIGHT`] requests wait); a client whose
+//! event queue is full when an event comes is cut: what is queued, `lagged`, close.
 
 use super::hub::{ClientId, ClientShared, Hub};
 use super::ops::{self, Cx};
@@ -110,6 +110,7 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
         shared,
         api.clone(),
         stop.clone(),
+        id,
     ));
     // the requests that act, one after another
     let gone = CancellationToken::new();
@@ -271,8 +272,10 @@ async fn exec_loop(
     }
 }
 
-/// The writer: hello, then responses first, then events; `lagged` before the next event
-/// after a drop; on shutdown, what is queued, then the `shutdown` line, then close.
+/// The writer: hello, then responses first, then events (what is queued, in one write);
+/// when the hub cut the client (its queue was full), what is queued, then `lagged`, then
+/// close; on shutdown, what is queued, then the `shutdown` line, then close.
+#[allow(clippy::too_many_arguments)]
 async fn write_loop<K: LineSink>(
     mut sink: K,
     hello: Arc<str>,
@@ -281,6 +284,7 @@ async fn write_loop<K: LineSink>(
     shared: Arc<ClientShared>,
     api: Arc<Api>,
     stop: CancellationToken,
+    client: ClientId,
 ) {
     let mut out: Vec<Arc<str>> = vec![hello];
     if !write(&mut sink, &mut out).await {
@@ -299,10 +303,29 @@ async fn write_loop<K: LineSink>(
                 Some(line) => out.push(line),
                 None => break,
             },
+            _ = shared.cut.cancelled() => {
+                warn!(client, limit = "api.client_queue", queue = api.cfg.client_queue,
+                      "client cut: it did not read its events fast enough");
+                while let Ok(line) = responses.try_recv() {
+                    out.push(line);
+                }
+                while let Ok(line) = events.try_recv() {
+                    out.push(line);
+                }
+                lagged(&shared, api.cfg.client_queue, &mut out);
+                write(&mut sink, &mut out).await;
+                break;
+            }
             e = events.recv() => match e {
                 Some(line) => {
-                    lagged(&shared, &mut out);
                     out.push(line);
+                    // and what else is queued, in the same write
+                    while out.len() < api.cfg.client_queue {
+                        match events.try_recv() {
+                            Ok(line) => out.push(line),
+                            Err(_) => break,
+                        }
+                    }
                 }
                 None => break,
             },
@@ -328,22 +351,24 @@ fn flush_for_shutdown(
     // the shutdown line's seq comes after every event this client could still get
     let last = hub.close();
     while let Ok(line) = events.try_recv() {
-        lagged(shared, out);
         out.push(line);
     }
-    lagged(shared, out);
+    // a client cut just now: told so before the shutdown line
+    lagged(shared, hub.queue(), out);
     out.push(last);
 }
 
-fn lagged(shared: &ClientShared, out: &mut Vec<Arc<str>>) {
+/// The `lagged` line, when the hub cut the client: the first seq it did not get, and the
+/// limit (`api.client_queue`) by its name.
+fn lagged(shared: &ClientShared, queue: usize, out: &mut Vec<Arc<str>>) {
     let from = shared
         .lagged_from
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
     if let Some(seq) = from {
-        let l = json!({"type": "event", "event": "lagged", "seq": seq,
-                       "message": "you fell behind: events from this seq on were dropped for you; re-monitor with `after`"});
+        let l = json!({"type": "event", "event": "lagged", "seq": seq, "limit": "api.client_queue",
+                       "message": format!("you fell behind: {queue} events (api.client_queue) waited for you when event {seq} came; it and every later one were not sent, and the connection closes: reconnect and re-monitor with `after` = {}", seq - 1)});
         out.push(l.to_string().into());
     }
 }

@@ -326,6 +326,22 @@ impl Client {
             .await
             .expect("connect in time")
             .expect("connect");
+        Client::over(s).await
+    }
+
+    /// A client whose socket receive buffer is `size` octets (the kernel may round it up):
+    /// one that stops reading makes the gateway's writes stall soon.
+    pub async fn connect_with_recv_buffer(addr: SocketAddr, size: u32) -> Client {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.set_recv_buffer_size(size).expect("SO_RCVBUF");
+        let s = timeout(T, sock.connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        Client::over(s).await
+    }
+
+    async fn over(s: TcpStream) -> Client {
         let (r, w) = s.into_split();
         let mut c = Client {
             r: BufReader::new(r),

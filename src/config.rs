@@ -40,6 +40,10 @@ pub struct ApiConfig {
     pub replay_bytes: usize,
     /// Requests per second and client (0 = unlimited); more get `busy`/`rate_limited`.
     pub requests_per_s: u32,
+    /// A client silent this many seconds (no line from it) gets a `ping` line (0 = never).
+    pub idle_ping_s: u64,
+    /// A client silent this many seconds is disconnected (0 = never).
+    pub idle_timeout_s: u64,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +57,8 @@ impl Default for ApiConfig {
             replay_age_s: 600,
             replay_bytes: 64 << 20,
             requests_per_s: 50,
+            idle_ping_s: 60,
+            idle_timeout_s: 120,
         }
     }
 }
@@ -168,6 +174,15 @@ impl Config {
         }
         if self.api.client_queue == 0 || self.api.max_clients == 0 {
             return e("api.client_queue and api.max_clients: must be at least 1".into());
+        }
+        if self.api.idle_ping_s > 0
+            && self.api.idle_timeout_s > 0
+            && self.api.idle_ping_s >= self.api.idle_timeout_s
+        {
+            return e(format!(
+                "api.idle_ping_s: {} must be below api.idle_timeout_s ({}), or 0 for no ping",
+                self.api.idle_ping_s, self.api.idle_timeout_s
+            ));
         }
         if self.links.is_empty() {
             return e("no [[link]]: add one with a name and the PBX's address, e.g.\n[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"".into());
@@ -365,6 +380,14 @@ mod tests {
             err("[api]\nlisten = \"x\"\n[[link]]\nname = \"p\"\naddress = \"h:1\"")
                 .contains("api.listen")
         );
+        assert_eq!(
+            err("[api]\nidle_ping_s = 60\nidle_timeout_s = 60\n[[link]]\nname = \"p\"\naddress = \"h:1\""),
+            "api.idle_ping_s: 60 must be below api.idle_timeout_s (60), or 0 for no ping"
+        );
+        assert!(Config::from_toml(
+            "[api]\nidle_ping_s = 0\nidle_timeout_s = 0\n[[link]]\nname = \"p\"\naddress = \"h:1\""
+        )
+        .is_ok());
         assert!(err(
             "[[link]]\nname = \"p\"\naddress = \"h:1\"\n[[link]]\nname = \"p\"\naddress = \"h:2\""
         )

@@ -822,3 +822,57 @@ async fn a_slow_reader_is_cut_with_lagged_and_resumes_with_after() {
         .collect();
     assert_eq!(replayed, [7, 8, 9]);
 }
+
+/// The next line within `wait` (virtual time); `None` when the session closed.
+async fn line_within(c: &mut MemClient, wait: Duration) -> Option<Value> {
+    let l = timeout(wait, c.from.recv())
+        .await
+        .expect("a line in time")?;
+    Some(serde_json::from_str(&l).expect("json"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_client_is_pinged_then_disconnected() {
+    let (api, _events) = api_over(
+        Arc::new(ScriptedLink::accepting()),
+        ApiConfig {
+            idle_ping_s: 30,
+            idle_timeout_s: 45,
+            ..api_cfg()
+        },
+    );
+    let t0 = Instant::now();
+    let mut a = mem_client(&api);
+    let mut b = mem_client(&api);
+    a.must().await;
+    b.must().await;
+    let ping = json!({"type": "ping", "message": "are you there? send any request, e.g. {\"id\":1,\"op\":\"ping\"}, within 15 s or the connection closes (api.idle_timeout_s)"});
+    let minute = Duration::from_secs(60);
+    // 30 s of silence: both are pinged
+    assert_eq!(line_within(&mut a, minute).await, Some(ping.clone()));
+    assert_eq!(t0.elapsed(), Duration::from_secs(30));
+    assert_eq!(line_within(&mut b, minute).await, Some(ping.clone()));
+    // a answers, b does not: b is disconnected at 45 s with the limit named
+    a.send(json!({"id": 1, "op": "ping"})).await;
+    assert_eq!(a.must().await["id"], 1);
+    assert_eq!(
+        line_within(&mut b, minute).await,
+        Some(
+            json!({"type": "response", "id": null, "ok": false, "error": {"kind": "request",
+            "code": "idle_timeout",
+            "message": "nothing from you for 45 s (api.idle_timeout_s): disconnected; answer a `ping` line with any request, e.g. {\"id\":1,\"op\":\"ping\"}"}})
+        )
+    );
+    assert_eq!(t0.elapsed(), Duration::from_secs(45));
+    assert_eq!(line_within(&mut b, minute).await, None, "closed");
+    // a's silence counts from its answer: pinged at 60 s, disconnected at 75 s
+    assert_eq!(line_within(&mut a, minute).await, Some(ping));
+    assert_eq!(t0.elapsed(), Duration::from_secs(60));
+    assert_eq!(
+        line_within(&mut a, minute).await.unwrap()["error"]["code"],
+        "idle_timeout"
+    );
+    assert_eq!(t0.elapsed(), Duration::from_secs(75));
+    assert_eq!(line_within(&mut a, minute).await, None, "closed");
+    assert_eq!(api.hub.clients(), 0);
+}

@@ -124,12 +124,41 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
     ));
     let mut rate = RateLimit::new(api.cfg.requests_per_s);
     let mut writer_done = false;
+    // lines are read by a task of their own, so that waiting for one can be interrupted
+    // (idle ping) without losing half a line
+    let (line_tx, mut lines) = mpsc::channel::<std::io::Result<Line>>(1);
+    let reader = tokio::spawn(async move {
+        loop {
+            let l = src.next_line().await;
+            let more = matches!(l, Ok(Line::Text(_) | Line::TooLong));
+            if line_tx.send(l).await.is_err() || !more {
+                break;
+            }
+        }
+    });
+    let mut idle = Idle::new(&api.cfg);
     loop {
         let line = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             _ = &mut writer => { writer_done = true; break } // the client stopped reading or went away
-            l = src.next_line() => l,
+            l = lines.recv() => {
+                idle.heard(Instant::now());
+                l.unwrap_or(Ok(Line::Eof))
+            }
+            _ = tokio::time::sleep_until(idle.next()), if idle.on() => {
+                if let Some(line) = idle.due(Instant::now()) {
+                    let last = idle.reaped;
+                    if last {
+                        info!(client = id, limit = "api.idle_timeout_s",
+                              "client silent for {} s: disconnected", api.cfg.idle_timeout_s);
+                    }
+                    if resp_tx.send(line).await.is_err() || last {
+                        break;
+                    }
+                }
+                continue;
+            }
         };
         let text = match line {
             Ok(Line::Text(t)) => t,
@@ -188,6 +217,7 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
             }
         }
     }
+    reader.abort();
     // no more requests. At the end of input the queued ones still run and are answered
     // (the client may only have closed its sending side); all of them within the deadline
     // from receipt. A client that is gone gets only the running one finished.
@@ -380,6 +410,78 @@ async fn write<K: LineSink>(sink: &mut K, out: &mut Vec<Arc<str>>) -> bool {
     );
     out.clear();
     ok
+}
+
+/// Idle clients (`idle_ping_s`, `idle_timeout_s`): silence counts from the last line the
+/// client sent (or its connection); after `idle_ping_s` of it a `ping` line, after
+/// `idle_timeout_s` an error line and the end of the session.
+struct Idle {
+    ping: Duration,
+    timeout: Duration,
+    last: Instant,
+    pinged: bool,
+    /// The last line was the timeout's.
+    reaped: bool,
+}
+
+impl Idle {
+    fn new(cfg: &crate::config::ApiConfig) -> Idle {
+        Idle {
+            ping: Duration::from_secs(cfg.idle_ping_s),
+            timeout: Duration::from_secs(cfg.idle_timeout_s),
+            last: Instant::now(),
+            pinged: false,
+            reaped: false,
+        }
+    }
+
+    fn on(&self) -> bool {
+        !(self.ping.is_zero() && self.timeout.is_zero())
+    }
+
+    fn heard(&mut self, now: Instant) {
+        self.last = now;
+        self.pinged = false;
+    }
+
+    /// When the next idle step is due.
+    fn next(&self) -> Instant {
+        let ping = (!self.ping.is_zero() && !self.pinged).then(|| self.last + self.ping);
+        let reap = (!self.timeout.is_zero()).then(|| self.last + self.timeout);
+        match (ping, reap) {
+            (Some(p), Some(r)) => p.min(r),
+            (Some(t), None) | (None, Some(t)) => t,
+            // not armed (see `on`)
+            (None, None) => self.last + Duration::from_secs(86_400 * 365),
+        }
+    }
+
+    /// The line due at `now`, if any: the ping, or the timeout's error (then `reaped`).
+    fn due(&mut self, now: Instant) -> Option<Arc<str>> {
+        let silent = now.saturating_duration_since(self.last);
+        if !self.timeout.is_zero() && silent >= self.timeout {
+            self.reaped = true;
+            let e = ApiError::request(
+                "idle_timeout",
+                format!(
+                    "nothing from you for {} s (api.idle_timeout_s): disconnected; answer a `ping` line with any request, e.g. {{\"id\":1,\"op\":\"ping\"}}",
+                    self.timeout.as_secs()
+                ),
+            );
+            return Some(error_line(&Id::null(), &e).into());
+        }
+        if !self.ping.is_zero() && !self.pinged && silent >= self.ping {
+            self.pinged = true;
+            let left = self.timeout.saturating_sub(silent).as_secs();
+            let msg = if self.timeout.is_zero() {
+                "are you there? send any request, e.g. {\"id\":1,\"op\":\"ping\"}".to_string()
+            } else {
+                format!("are you there? send any request, e.g. {{\"id\":1,\"op\":\"ping\"}}, within {left} s or the connection closes (api.idle_timeout_s)")
+            };
+            return Some(json!({"type": "ping", "message": msg}).to_string().into());
+        }
+        None
+    }
 }
 
 /// At most `n` requests in any second (0: unlimited).

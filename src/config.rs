@@ -40,10 +40,19 @@ pub struct ApiConfig {
     pub replay_bytes: usize,
     /// Requests per second and client (0 = unlimited); more get `busy`/`rate_limited`.
     pub requests_per_s: u32,
+    /// A write to a client that takes longer than this many seconds ends its session.
+    pub write_timeout_s: u64,
     /// A client silent this many seconds (no line from it) gets a `ping` line (0 = never).
     pub idle_ping_s: u64,
     /// A client silent this many seconds is disconnected (0 = never).
     pub idle_timeout_s: u64,
+}
+
+impl ApiConfig {
+    /// `write_timeout_s` as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_s)
+    }
 }
 
 impl Default for ApiConfig {
@@ -57,6 +66,7 @@ impl Default for ApiConfig {
             replay_age_s: 600,
             replay_bytes: 64 << 20,
             requests_per_s: 50,
+            write_timeout_s: 10,
             idle_ping_s: 60,
             idle_timeout_s: 120,
         }
@@ -174,6 +184,9 @@ impl Config {
         }
         if self.api.client_queue == 0 || self.api.max_clients == 0 {
             return e("api.client_queue and api.max_clients: must be at least 1".into());
+        }
+        if self.api.write_timeout_s == 0 {
+            return e("api.write_timeout_s: at least 1".into());
         }
         if self.api.idle_ping_s > 0
             && self.api.idle_timeout_s > 0

@@ -876,3 +876,39 @@ async fn an_idle_client_is_pinged_then_disconnected() {
     assert_eq!(line_within(&mut a, minute).await, None, "closed");
     assert_eq!(api.hub.clients(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_write_slower_than_write_timeout_s_ends_the_session() {
+    let link = Arc::new(ScriptedLink::accepting());
+    let (api, _events) = api_over(
+        link.clone(),
+        ApiConfig {
+            write_timeout_s: 5,
+            ..api_cfg()
+        },
+    );
+    // the transport holds one line: hello; the response's write waits for the client
+    let mut c = mem_client_reading(&api, 1);
+    let t0 = Instant::now();
+    c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    while api.hub.clients() == 0 {
+        tokio::task::yield_now().await; // the session starts
+    }
+    assert_eq!(t0.elapsed(), Duration::ZERO);
+    while api.hub.clients() != 0 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = t0.elapsed();
+    assert!(
+        t >= Duration::from_secs(5) && t < Duration::from_millis(5100),
+        "{t:?}"
+    );
+    assert!(
+        link.log().contains(&"unmonitor 201".to_string()),
+        "released"
+    );
+    assert_eq!(c.must().await["type"], "hello");
+    assert_eq!(c.line().await, None, "the response was never written");
+}

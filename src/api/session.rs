@@ -35,8 +35,6 @@ use tracing::{debug, info, warn};
 
 /// Requests of one client waiting to run; beyond them the session stops reading.
 pub const IN_FLIGHT: usize = 32;
-/// A write slower than this drops the client.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Lines from the client.
 pub trait LineSource: Send + 'static {
@@ -89,7 +87,7 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
                 "the gateway serves its maximum number of clients; try later",
             ),
         );
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(&[line.into()])).await;
+        let _ = tokio::time::timeout(api.cfg.write_timeout(), sink.send(&[line.into()])).await;
         sink.close().await;
         return;
     };
@@ -243,7 +241,7 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
     api.hub.unregister(id);
     drop(resp_tx);
     if !writer_done
-        && tokio::time::timeout(WRITE_TIMEOUT * 2, &mut writer)
+        && tokio::time::timeout(api.cfg.write_timeout() * 2, &mut writer)
             .await
             .is_err()
     {
@@ -317,7 +315,7 @@ async fn write_loop<K: LineSink>(
     client: ClientId,
 ) {
     let mut out: Vec<Arc<str>> = vec![hello];
-    if !write(&mut sink, &mut out).await {
+    if !write(&mut sink, &mut out, api.cfg.write_timeout()).await {
         sink.close().await;
         return;
     }
@@ -326,7 +324,7 @@ async fn write_loop<K: LineSink>(
             biased;
             _ = stop.cancelled() => {
                 flush_for_shutdown(&mut out, &mut responses, &mut events, &shared, &api.hub);
-                write(&mut sink, &mut out).await;
+                write(&mut sink, &mut out, api.cfg.write_timeout()).await;
                 break;
             }
             r = responses.recv() => match r {
@@ -343,7 +341,7 @@ async fn write_loop<K: LineSink>(
                     out.push(line);
                 }
                 lagged(&shared, api.cfg.client_queue, &mut out);
-                write(&mut sink, &mut out).await;
+                write(&mut sink, &mut out, api.cfg.write_timeout()).await;
                 break;
             }
             e = events.recv() => match e {
@@ -360,7 +358,7 @@ async fn write_loop<K: LineSink>(
                 None => break,
             },
         }
-        if !write(&mut sink, &mut out).await {
+        if !write(&mut sink, &mut out, api.cfg.write_timeout()).await {
             break;
         }
     }
@@ -403,11 +401,23 @@ fn lagged(shared: &ClientShared, queue: usize, out: &mut Vec<Arc<str>>) {
     }
 }
 
-async fn write<K: LineSink>(sink: &mut K, out: &mut Vec<Arc<str>>) -> bool {
-    let ok = matches!(
-        tokio::time::timeout(WRITE_TIMEOUT, sink.send(out)).await,
-        Ok(Ok(()))
-    );
+/// Write `out` within `limit` (`write_timeout_s`); false when the session should end.
+async fn write<K: LineSink>(sink: &mut K, out: &mut Vec<Arc<str>>, limit: Duration) -> bool {
+    let ok = match tokio::time::timeout(limit, sink.send(out)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            debug!(error = %e, "client write failed");
+            false
+        }
+        Err(_) => {
+            warn!(
+                limit = "api.write_timeout_s",
+                seconds = limit.as_secs(),
+                "a write to the client took too long: disconnected"
+            );
+            false
+        }
+    };
     out.clear();
     ok
 }

@@ -107,13 +107,23 @@ async fn a_client_gone_mid_monitor_start_gives_its_count_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monitor_start_cut_off_by_its_deadline_keeps_the_counts_exact() {
-    // link timeout 3 s, so every request is answered within 7 s; each switch answer takes
-    // 2.6 s: monitor.start (MonitorStart, SnapshotDevice, GetAgentState) runs out of time
-    // after the monitor started
-    let e = env().await;
+    // link timeout 4 s, so every request is answered within 9 s; each switch answer takes
+    // 3.3 s: monitor.start (MonitorStart, SnapshotDevice, GetAgentState: 9.9 s) runs out
+    // of time after the monitor started
+    let e = env_with(
+        ApiConfig {
+            requests_per_s: 0,
+            ..ApiConfig::default()
+        },
+        LinkSection {
+            request_timeout_ms: 4000,
+            ..LinkSection::default()
+        },
+    )
+    .await;
     let mut a = e.client().await;
     let mut b = e.client().await;
-    e.sim(r#"{"cmd":"fault","fault":"delay","ms":2600}"#).await;
+    e.sim(r#"{"cmd":"fault","fault":"delay","ms":3300}"#).await;
     let (ra, rb) = tokio::join!(
         a.err(
             json!({"op": "monitor.start", "device": "216"}),

@@ -912,3 +912,41 @@ async fn a_write_slower_than_write_timeout_s_ends_the_session() {
     assert_eq!(c.must().await["type"], "hello");
     assert_eq!(c.line().await, None, "the response was never written");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_monitor_acquire_given_up_half_way_is_still_counted_and_given_back() {
+    let mut link = ScriptedLink::accepting();
+    link.monitor_delay = Duration::from_secs(2);
+    let link = Arc::new(link);
+    let (api, _events) = api_over(link.clone(), api_cfg());
+    let gw = &api.gateway;
+    let slot = gw.links.get("pbx1").unwrap().clone();
+    // the caller gives up while the switch is starting the monitor
+    let cut = timeout(Duration::from_secs(1), gw.monitor_acquire(&slot, "201", 7)).await;
+    assert!(cut.is_err(), "given up");
+    // the start runs to its end and is recorded for its holder (a release waits for it)
+    assert!(gw.monitor_release(&slot, "201", 7).await, "7 held 201");
+    assert_eq!(link.log(), ["monitor 201", "unmonitor 201"]);
+    assert_eq!(slot.monitor_refs("201").await, 0);
+    // per holder: twice is once; the end of a holder gives back everything it held
+    for d in ["202", "203"] {
+        gw.monitor_acquire(&slot, d, 8).await.unwrap().unwrap();
+    }
+    assert_eq!(
+        gw.monitor_acquire(&slot, "202", 8).await.unwrap().unwrap(),
+        ctigate::gateway::Acquired::Already
+    );
+    gw.monitor_acquire(&slot, "202", 9).await.unwrap().unwrap();
+    assert_eq!(slot.monitor_refs("202").await, 2);
+    assert_eq!(gw.monitor_release_all(&slot, 8).await, 2);
+    assert!(!gw.monitor_release(&slot, "203", 8).await, "nothing left");
+    assert_eq!(
+        slot.monitor_holders().await,
+        [("202".to_string(), 1)],
+        "9 still holds 202"
+    );
+    assert_eq!(
+        link.log()[2..],
+        ["monitor 202", "monitor 203", "unmonitor 203"]
+    );
+}

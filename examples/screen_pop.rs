@@ -45,6 +45,8 @@ fn main() -> std::io::Result<()> {
                     v["call"]["id"], v["cause"]
                 );
             }
+            // the gateway pings a client that has been silent a while: any request answers
+            (Some("ping"), _) => writeln!(out, r#"{{"id":"pong","op":"ping"}}"#)?,
             (Some("response"), _) if v["ok"] == false => eprintln!("error: {}", v["error"]),
             _ => {}
         }

@@ -87,6 +87,20 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
+/// The answer to the gateway's idle `ping` line (docs/PROTOCOL.md "Idle clients").
+pub const PONG: &str = "{\"id\":\"pong\",\"op\":\"ping\"}\n";
+
+/// Whether a line from the gateway is its idle `ping` (to answer with [`PONG`]).
+pub fn is_ping(line: &str) -> bool {
+    serde_json::from_str::<Value>(line).is_ok_and(|v| v["type"] == "ping")
+}
+
+/// Whether a line is the response to [`PONG`].
+pub fn is_pong(line: &str) -> bool {
+    serde_json::from_str::<Value>(line)
+        .is_ok_and(|v| v["type"] == "response" && v["id"] == "pong" && v["ok"] == true)
+}
+
 /// One readable line for a line from the gateway.
 pub fn pretty(line: &str) -> String {
     let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -246,6 +260,22 @@ mod tests {
             request(r#"{"id":"x","op":"ping"}"#, 1).unwrap(),
             json!({"id": "x", "op": "ping"})
         );
+    }
+
+    #[test]
+    fn idle_pings_are_recognised() {
+        assert!(is_ping(r#"{"type":"ping","message":"are you there?"}"#));
+        assert!(!is_ping(
+            r#"{"type":"response","id":"ping","ok":true,"result":{}}"#
+        ));
+        assert!(is_pong(
+            r#"{"type":"response","id":"pong","ok":true,"result":{}}"#
+        ));
+        assert!(!is_pong(
+            r#"{"type":"response","id":1,"ok":true,"result":{}}"#
+        ));
+        let pong: Value = serde_json::from_str(PONG.trim_end()).unwrap();
+        assert_eq!(pong, json!({"id": "pong", "op": "ping"}));
     }
 
     #[test]

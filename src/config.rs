@@ -47,12 +47,30 @@ pub struct ApiConfig {
     pub max_clients: usize,
     /// Longest request line in octets.
     pub max_line: usize,
-    /// Lines waiting for one client; a client that falls further behind gets `lagged`.
+    /// Events waiting for one client; a client whose queue is full when an event comes
+    /// gets `lagged` and is disconnected.
     pub client_queue: usize,
-    /// Events kept for `monitor.start` with `after` (replay).
+    /// Events kept for `monitor.start` with `after` (replay), at most this many,
     pub replay_buffer: usize,
+    /// ... none older than this many seconds,
+    pub replay_age_s: u64,
+    /// ... and at most this many octets of event lines.
+    pub replay_bytes: usize,
     /// Requests per second and client (0 = unlimited); more get `busy`/`rate_limited`.
     pub requests_per_s: u32,
+    /// A write to a client that takes longer than this many seconds ends its session.
+    pub write_timeout_s: u64,
+    /// A client silent this many seconds (no line from it) gets a `ping` line (0 = never).
+    pub idle_ping_s: u64,
+    /// A client silent this many seconds is disconnected (0 = never).
+    pub idle_timeout_s: u64,
+}
+
+impl ApiConfig {
+    /// `write_timeout_s` as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_s)
+    }
 }
 
 impl Default for ApiConfig {
@@ -63,7 +81,12 @@ impl Default for ApiConfig {
             max_line: 64 * 1024,
             client_queue: 1024,
             replay_buffer: 10_000,
+            replay_age_s: 600,
+            replay_bytes: 64 << 20,
             requests_per_s: 50,
+            write_timeout_s: 10,
+            idle_ping_s: 60,
+            idle_timeout_s: 120,
         }
     }
 }
@@ -208,6 +231,18 @@ impl Config {
         }
         if self.api.client_queue == 0 || self.api.max_clients == 0 {
             return e("api.client_queue and api.max_clients: must be at least 1".into());
+        }
+        if self.api.write_timeout_s == 0 {
+            return e("api.write_timeout_s: at least 1".into());
+        }
+        if self.api.idle_ping_s > 0
+            && self.api.idle_timeout_s > 0
+            && self.api.idle_ping_s >= self.api.idle_timeout_s
+        {
+            return e(format!(
+                "api.idle_ping_s: {} must be below api.idle_timeout_s ({}), or 0 for no ping",
+                self.api.idle_ping_s, self.api.idle_timeout_s
+            ));
         }
         if self.links.is_empty() {
             return e("no [[link]]: add one with a name and the PBX's address, e.g.\n[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"".into());
@@ -481,6 +516,14 @@ mod tests {
             err("[api]\nlisten = \"x\"\n[[link]]\nname = \"p\"\naddress = \"h:1\"")
                 .contains("api.listen")
         );
+        assert_eq!(
+            err("[api]\nidle_ping_s = 60\nidle_timeout_s = 60\n[[link]]\nname = \"p\"\naddress = \"h:1\""),
+            "api.idle_ping_s: 60 must be below api.idle_timeout_s (60), or 0 for no ping"
+        );
+        assert!(Config::from_toml(
+            "[api]\nidle_ping_s = 0\nidle_timeout_s = 0\n[[link]]\nname = \"p\"\naddress = \"h:1\""
+        )
+        .is_ok());
         assert!(err(
             "[[link]]\nname = \"p\"\naddress = \"h:1\"\n[[link]]\nname = \"p\"\naddress = \"h:2\""
         )

@@ -3,6 +3,7 @@
 //! gateway and the simulator have beyond the codec. Each function panics only when a
 //! property breaks; a panic inside the code under test is the bug libFuzzer reports.
 
+use crate::api::protocol::ok_line;
 use crate::api::request::parse_request;
 use crate::sim::control::{parse as parse_control, Command};
 use crate::sim::switch::{Output, Switch};
@@ -14,16 +15,31 @@ use ctigate_csta::Apdu;
 use std::time::{Duration, Instant};
 
 /// `request`: a client's NDJSON line. Decoding never panics; an error names a kind and a
-/// code (what the client is told); a decoded request has an op name from the enum.
+/// code (what the client is told); a decoded request has an op name from the enum; the
+/// response line echoing its id (or `null`) is one JSON object whose `id` is the request's
+/// id, a number or a string.
 pub fn request_line(data: &[u8]) {
     let line = String::from_utf8_lossy(data);
-    match parse_request(&line) {
-        Ok(r) => assert!(!r.op.name().is_empty()),
-        Err(bad) => {
-            let (_, e) = *bad;
-            assert!(!e.kind.is_empty() && !e.code.is_empty(), "{e:?}");
+    let id = match parse_request(&line) {
+        Ok(r) => {
+            assert!(!r.op.name().is_empty());
+            let v: serde_json::Value = serde_json::from_str(r.id.as_str()).expect("the id is JSON");
+            assert!(v.is_number() || v.is_string(), "{v}");
+            r.id
         }
-    }
+        Err(bad) => {
+            let (id, e) = *bad;
+            assert!(!e.kind.is_empty() && !e.code.is_empty(), "{e:?}");
+            id
+        }
+    };
+    let out = ok_line(&id, serde_json::json!({}));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("a response line is JSON");
+    assert_eq!(
+        v["id"],
+        serde_json::from_str::<serde_json::Value>(id.as_str()).expect("the id is JSON"),
+        "{out}"
+    );
 }
 
 /// Every PDU the switch sends must be valid BER that our codec reads.

@@ -558,10 +558,16 @@ async fn run_client(addr: String) -> anyhow::Result<i32> {
             format!("cannot connect to {addr}: is `ctigate run` or `ctigate demo` running?")
         })?;
     let (r, mut w) = s.into_split();
+    // the gateway's idle pings are answered for the person at the keyboard
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<()>(1);
     tokio::spawn(async move {
         let mut r = tokio::io::BufReader::new(r);
         loop {
             match ctigate::lines::read_line(&mut r, 1 << 20).await {
+                Ok(ctigate::lines::Line::Text(t)) if ctigate::client::is_ping(&t) => {
+                    let _ = pong_tx.try_send(());
+                }
+                Ok(ctigate::lines::Line::Text(t)) if ctigate::client::is_pong(&t) => {}
                 Ok(ctigate::lines::Line::Text(t)) => println!("{}", ctigate::client::pretty(&t)),
                 Ok(ctigate::lines::Line::TooLong) => println!("(a line over 1 MiB was skipped)"),
                 _ => {
@@ -574,7 +580,17 @@ async fn run_client(addr: String) -> anyhow::Result<i32> {
     println!("{}", ctigate::client::help().trim_end());
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut id = 1;
-    while let Some(line) = stdin.next_line().await? {
+    loop {
+        let line = tokio::select! {
+            l = stdin.next_line() => match l? {
+                Some(l) => l,
+                None => break,
+            },
+            Some(()) = pong_rx.recv() => {
+                w.write_all(ctigate::client::PONG.as_bytes()).await?;
+                continue;
+            }
+        };
         let t = line.trim();
         if t.is_empty() {
             continue;

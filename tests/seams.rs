@@ -775,11 +775,11 @@ async fn requests_sent_before_the_end_of_input_are_still_answered() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_slow_reader_is_told_it_lagged_and_resumes_with_after() {
+async fn a_slow_reader_is_cut_with_lagged_and_resumes_with_after() {
     let (api, _events) = api_over(
         Arc::new(ScriptedLink::accepting()),
         ApiConfig {
-            client_queue: 2,
+            client_queue: 4,
             ..api_cfg()
         },
     );
@@ -788,6 +788,11 @@ async fn a_slow_reader_is_told_it_lagged_and_resumes_with_after() {
         .await;
     assert_eq!(c.must().await["type"], "hello");
     assert_eq!(c.must().await["id"], 1);
+    let mut fast = mem_client(&api);
+    fast.must().await;
+    fast.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    assert_eq!(fast.must().await["id"], 1);
     let oos = |api: &Api| {
         api.gateway.emit(
             "pbx1",
@@ -796,61 +801,190 @@ async fn a_slow_reader_is_told_it_lagged_and_resumes_with_after() {
             Body::Empty,
         )
     };
-    // the client reads nothing: one line fits its transport, one the writer holds, two
-    // the queue; the rest are dropped
-    for _ in 0..6 {
+    // c reads nothing: one line fits its transport, one the writer holds, four the queue;
+    // the next one finds the queue full and cuts c
+    for _ in 0..8 {
         oos(&api);
         tokio::task::yield_now().await;
     }
-    let mut lines = c.drain().await;
-    oos(&api); // seq 7: `lagged` before it if not told yet
-    lines.extend(c.drain().await);
-    let lagged: Vec<u64> = lines
-        .iter()
-        .filter(|l| l["event"] == "lagged")
-        .map(|l| l["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(lagged.len(), 1, "told once: {lines:?}");
-    let from = lagged[0];
-    let seqs: Vec<u64> = lines
-        .iter()
-        .filter(|l| l["event"] != "lagged")
-        .map(|l| l["seq"].as_u64().unwrap())
-        .collect();
-    let mut want: Vec<u64> = (1..from).collect();
-    want.push(7);
-    assert_eq!(
-        seqs, want,
-        "all before the drop, none of the dropped, then 7"
-    );
-    assert!(from > 1 && from < 7, "{from}");
-    assert_eq!(api.hub.dropped(), 7 - from);
-    // resume: the dropped events are replayed from the buffer
-    c.send(json!({"id": 2, "op": "monitor.start", "device": "201"}))
-        .await;
-    let r = c.must().await;
-    assert_eq!(r["result"]["already"], true, "{r}");
-    c.send(json!({"id": 3, "op": "monitor.stop", "device": "201"}))
-        .await;
-    assert_eq!(c.must().await["ok"], true);
-    c.send(json!({"id": 4, "op": "monitor.start", "device": "201", "after": from - 1}))
-        .await;
-    let mut replayed = Vec::new();
-    let r = loop {
-        let l = c.must().await;
-        if l["type"] == "response" {
-            break l;
-        }
-        replayed.push(l["seq"].as_u64().unwrap());
-    };
-    // as many as the client's queue takes (2); `gap` when some did not fit
-    let n = (8 - from).min(2);
-    assert_eq!(r["result"]["replayed"], json!(n), "{r}");
-    assert_eq!(r["result"]["gap"], json!(8 - from > 2), "{r}");
-    while replayed.len() < n as usize {
-        replayed.push(c.must().await["seq"].as_u64().unwrap());
+    // the fast client got all eight, in order
+    let mut seqs = Vec::new();
+    for _ in 0..8 {
+        seqs.push(fast.must().await["seq"].as_u64().unwrap());
     }
-    assert_eq!(replayed, (from..from + n).collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+    // c: every event before the cut, then `lagged` naming the limit, then the end
+    let mut lines = Vec::new();
+    while let Some(l) = c.line().await {
+        lines.push(l);
+    }
+    let last = lines.pop().expect("lines");
+    assert_eq!(
+        (last["event"].clone(), last["limit"].clone()),
+        (json!("lagged"), json!("api.client_queue")),
+        "{last}"
+    );
+    let from = last["seq"].as_u64().unwrap();
+    let got: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    assert_eq!(got, (1..from).collect::<Vec<_>>(), "all before the cut");
+    assert_eq!(from, 7, "1 in the transport, 1 being written, 4 queued");
+    assert_eq!(
+        last["message"],
+        "you fell behind: 4 events (api.client_queue) waited for you when event 7 came; it and every later one were not sent, and the connection closes: reconnect and re-monitor with `after` = 6"
+    );
+    assert_eq!(api.hub.dropped(), 1);
+    // the fast client is still served
+    oos(&api);
+    assert_eq!(fast.must().await["seq"], 9);
+    // back with `after`: the missed ones, 7 to 9
+    let mut c = mem_client(&api);
+    c.must().await;
+    c.send(json!({"id": 2, "op": "monitor.start", "device": "201", "after": from - 1}))
+        .await;
+    let lines = c.drain().await;
+    let r = lines
+        .iter()
+        .find(|l| l["type"] == "response")
+        .expect("a response");
+    assert_eq!(
+        (r["result"]["replayed"].clone(), r["result"]["gap"].clone()),
+        (json!(3), json!(false)),
+        "{r}"
+    );
+    let replayed: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["type"] == "event")
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(replayed, [7, 8, 9]);
+}
+
+/// The next line within `wait` (virtual time); `None` when the session closed.
+async fn line_within(c: &mut MemClient, wait: Duration) -> Option<Value> {
+    let l = timeout(wait, c.from.recv())
+        .await
+        .expect("a line in time")?;
+    Some(serde_json::from_str(&l).expect("json"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_client_is_pinged_then_disconnected() {
+    let (api, _events) = api_over(
+        Arc::new(ScriptedLink::accepting()),
+        ApiConfig {
+            idle_ping_s: 30,
+            idle_timeout_s: 45,
+            ..api_cfg()
+        },
+    );
+    let t0 = Instant::now();
+    let mut a = mem_client(&api);
+    let mut b = mem_client(&api);
+    a.must().await;
+    b.must().await;
+    let ping = json!({"type": "ping", "message": "are you there? send any request, e.g. {\"id\":1,\"op\":\"ping\"}, within 15 s or the connection closes (api.idle_timeout_s)"});
+    let minute = Duration::from_secs(60);
+    // 30 s of silence: both are pinged
+    assert_eq!(line_within(&mut a, minute).await, Some(ping.clone()));
+    assert_eq!(t0.elapsed(), Duration::from_secs(30));
+    assert_eq!(line_within(&mut b, minute).await, Some(ping.clone()));
+    // a answers, b does not: b is disconnected at 45 s with the limit named
+    a.send(json!({"id": 1, "op": "ping"})).await;
+    assert_eq!(a.must().await["id"], 1);
+    assert_eq!(
+        line_within(&mut b, minute).await,
+        Some(
+            json!({"type": "response", "id": null, "ok": false, "error": {"kind": "request",
+            "code": "idle_timeout",
+            "message": "nothing from you for 45 s (api.idle_timeout_s): disconnected; answer a `ping` line with any request, e.g. {\"id\":1,\"op\":\"ping\"}"}})
+        )
+    );
+    assert_eq!(t0.elapsed(), Duration::from_secs(45));
+    assert_eq!(line_within(&mut b, minute).await, None, "closed");
+    // a's silence counts from its answer: pinged at 60 s, disconnected at 75 s
+    assert_eq!(line_within(&mut a, minute).await, Some(ping));
+    assert_eq!(t0.elapsed(), Duration::from_secs(60));
+    assert_eq!(
+        line_within(&mut a, minute).await.unwrap()["error"]["code"],
+        "idle_timeout"
+    );
+    assert_eq!(t0.elapsed(), Duration::from_secs(75));
+    assert_eq!(line_within(&mut a, minute).await, None, "closed");
+    assert_eq!(api.hub.clients(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_slower_than_write_timeout_s_ends_the_session() {
+    let link = Arc::new(ScriptedLink::accepting());
+    let (api, _events) = api_over(
+        link.clone(),
+        ApiConfig {
+            write_timeout_s: 5,
+            ..api_cfg()
+        },
+    );
+    // the transport holds one line: hello; the response's write waits for the client
+    let mut c = mem_client_reading(&api, 1);
+    let t0 = Instant::now();
+    c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    while api.hub.clients() == 0 {
+        tokio::task::yield_now().await; // the session starts
+    }
+    assert_eq!(t0.elapsed(), Duration::ZERO);
+    while api.hub.clients() != 0 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = t0.elapsed();
+    assert!(
+        t >= Duration::from_secs(5) && t < Duration::from_millis(5100),
+        "{t:?}"
+    );
+    assert!(
+        link.log().contains(&"unmonitor 201".to_string()),
+        "released"
+    );
+    assert_eq!(c.must().await["type"], "hello");
+    assert_eq!(c.line().await, None, "the response was never written");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_monitor_acquire_given_up_half_way_is_still_counted_and_given_back() {
+    let mut link = ScriptedLink::accepting();
+    link.monitor_delay = Duration::from_secs(2);
+    let link = Arc::new(link);
+    let (api, _events) = api_over(link.clone(), api_cfg());
+    let gw = &api.gateway;
+    let slot = gw.links.get("pbx1").unwrap().clone();
+    // the caller gives up while the switch is starting the monitor
+    let cut = timeout(Duration::from_secs(1), gw.monitor_acquire(&slot, "201", 7)).await;
+    assert!(cut.is_err(), "given up");
+    // the start runs to its end and is recorded for its holder (a release waits for it)
+    assert!(gw.monitor_release(&slot, "201", 7).await, "7 held 201");
+    assert_eq!(link.log(), ["monitor 201", "unmonitor 201"]);
+    assert_eq!(slot.monitor_refs("201").await, 0);
+    // per holder: twice is once; the end of a holder gives back everything it held
+    for d in ["202", "203"] {
+        gw.monitor_acquire(&slot, d, 8).await.unwrap().unwrap();
+    }
+    assert_eq!(
+        gw.monitor_acquire(&slot, "202", 8).await.unwrap().unwrap(),
+        ctigate::gateway::Acquired::Already
+    );
+    gw.monitor_acquire(&slot, "202", 9).await.unwrap().unwrap();
+    assert_eq!(slot.monitor_refs("202").await, 2);
+    assert_eq!(gw.monitor_release_all(&slot, 8).await, 2);
+    assert!(!gw.monitor_release(&slot, "203", 8).await, "nothing left");
+    assert_eq!(
+        slot.monitor_holders().await,
+        [("202".to_string(), 1)],
+        "9 still holds 202"
+    );
+    assert_eq!(
+        link.log()[2..],
+        ["monitor 202", "monitor 203", "unmonitor 203"]
+    );
 }
 
 /// A snapshot of 201 with one alerting call (callID 0001).

@@ -96,11 +96,7 @@ impl Api {
         deadline: Duration,
         auth: Arc<dyn Auth>,
     ) -> Arc<Api> {
-        let hub = Arc::new(Hub::new(
-            cfg.max_clients,
-            cfg.client_queue,
-            cfg.replay_buffer,
-        ));
+        let hub = Arc::new(Hub::new(&cfg));
         gateway.bus.subscribe(hub.clone());
         Arc::new(Api {
             gateway,
@@ -137,7 +133,7 @@ impl Api {
         // the shutdown line's seq: after every event published, nothing after it
         self.hub.close();
         self.gateway.shutdown_token().cancel();
-        if tokio::time::timeout(session::WRITE_TIMEOUT * 3, self.sessions.close_and_wait())
+        if tokio::time::timeout(self.cfg.write_timeout() * 3, self.sessions.close_and_wait())
             .await
             .is_err()
         {

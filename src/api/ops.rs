@@ -191,6 +191,13 @@ impl Handle for Ping {
 impl Handle for Status {
     async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
         let hub = cx.hub;
+        // the monitors as the gateway counts them (the holds, whatever the hub delivers)
+        let mut monitors = Vec::new();
+        for (link, slot) in &cx.gw.links {
+            for (d, n) in slot.monitor_holders().await {
+                monitors.push(json!({"link": link, "device": d, "clients": n}));
+            }
+        }
         Ok(json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": cx.gw.started.elapsed().as_secs(),
@@ -198,9 +205,7 @@ impl Handle for Status {
             "clients": hub.clients(),
             "seq": hub.last_seq(),
             "events_dropped_for_slow_clients": hub.dropped(),
-            "monitors": hub.subscriptions().into_iter()
-                .map(|((l, d), n)| json!({"link": l, "device": d, "clients": n}))
-                .collect::<Vec<_>>(),
+            "monitors": monitors,
             "resync": cx.gw.links.values()
                 .map(|s| json!({"link": s.name, "snapshots": s.resyncs(),
                     "failed": s.resync_failures(), "unconfirmed": s.unconfirmed()}))
@@ -219,7 +224,10 @@ impl Handle for MonitorStart {
                 json!({"device": device, "calls": s.tracker().calls(device), "agent": s.tracker().agent(device), "already": true}),
             );
         }
-        answer(cx.gw.monitor_acquire(s, device).await)?;
+        // the count is taken and recorded for this client in one step: a request cut off
+        // after this (deadline, client gone) leaves a hold that `monitor.stop` or the end of
+        // the session gives back
+        answer(cx.gw.monitor_acquire(s, device, cx.client).await)?;
         // a failed snapshot leaves the device unconfirmed (device.unconfirmed) and retried
         cx.gw.resync(s, device).await;
         if s.tracker().agent(device).is_none() {
@@ -255,13 +263,14 @@ impl Handle for MonitorStop {
         let s = slot(cx, &self.link)?;
         let device = self.device.as_str();
         let key = (s.name.clone(), device.to_string());
-        if !cx.hub.unsubscribe(cx.client, &key) {
+        let subscribed = cx.hub.unsubscribe(cx.client, &key);
+        let held = cx.gw.monitor_release(s, device, cx.client).await;
+        if !(subscribed || held) {
             return Err(ApiError::request(
                 "not_monitored",
                 format!("you do not monitor {device}"),
             ));
         }
-        cx.gw.monitor_release(s, device).await;
         Ok(json!({"device": device}))
     }
 }

@@ -1,6 +1,8 @@
 //! The client protocol's wire forms (docs/PROTOCOL.md): responses, errors, the lines the
 //! session writes itself. One JSON object per line. Requests are in [`super::request`].
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 pub const PROTOCOL: &str = "ctigate/1";
@@ -39,16 +41,73 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// A request id exactly as the client wrote it (a number or a string; `null` when the
+/// request has none): echoed byte for byte, so `123456789012345678901234567890` and `1.50`
+/// come back as sent, not as a float.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Id(Box<RawValue>);
+
+impl Id {
+    /// No request id (bad JSON, a line too long, an id that is not a number or a string).
+    pub fn null() -> Id {
+        Id(RawValue::NULL.to_owned())
+    }
+
+    /// The id from its JSON text (as found in the request line).
+    pub fn raw(r: &RawValue) -> Id {
+        Id(r.to_owned())
+    }
+
+    /// The id's JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for Id {
+    fn eq(&self, o: &Id) -> bool {
+        self.as_str() == o.as_str()
+    }
+}
+
+#[derive(Serialize)]
+struct Response<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a Id,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+}
+
+fn response(r: Response<'_>) -> String {
+    // a struct of strings, a raw value and JSON values: serializing it cannot fail
+    serde_json::to_string(&r).unwrap_or_default()
+}
+
 /// A success response line.
-pub fn ok_line(id: &Value, result: Value) -> String {
-    json!({"type": "response", "id": id, "ok": true, "result": result}).to_string()
+pub fn ok_line(id: &Id, result: Value) -> String {
+    response(Response {
+        kind: "response",
+        id,
+        ok: true,
+        result: Some(result),
+        error: None,
+    })
 }
 
 /// An error response line.
-pub fn error_line(id: &Value, e: &ApiError) -> String {
-    json!({"type": "response", "id": id, "ok": false,
-           "error": {"kind": e.kind, "code": e.code, "message": e.message}})
-    .to_string()
+pub fn error_line(id: &Id, e: &ApiError) -> String {
+    response(Response {
+        kind: "response",
+        id,
+        ok: false,
+        result: None,
+        error: Some(json!({"kind": e.kind, "code": e.code, "message": e.message})),
+    })
 }
 
 /// Event times: RFC 3339 UTC with milliseconds (`2026-11-21T10:00:00.123Z`), as in the
@@ -64,7 +123,7 @@ mod tests {
     fn requests_parse_and_errors_are_typed() {
         use crate::api::request::{parse_request, CallAnswer, Op};
         let r = parse_request(r#"{"id":7,"op":"call.answer","device":"4001"}"#).unwrap();
-        assert_eq!(r.id, json!(7));
+        assert_eq!(r.id.as_str(), "7");
         let Op::CallAnswer(CallAnswer { device, call, .. }) = &r.op else {
             panic!("{r:?}")
         };
@@ -73,12 +132,15 @@ mod tests {
         let (_, e) = *parse_request(r#"{"id":7,"op":"call.clear","device":"4001"}"#).unwrap_err();
         assert_eq!(e.code, "missing_field");
         let (id, e) = *parse_request("{nope").unwrap_err();
-        assert_eq!((id, e.code.as_str()), (Value::Null, "bad_json"));
+        assert_eq!((id.as_str(), e.code.as_str()), ("null", "bad_json"));
         let (id, e) = *parse_request(r#"{"id":"a","op":3}"#).unwrap_err();
-        assert_eq!((id, e.code.as_str()), (json!("a"), "invalid_field"));
+        assert_eq!((id.as_str(), e.code.as_str()), ("\"a\"", "invalid_field"));
         assert_eq!(parse_request(r#"[1]"#).unwrap_err().1.code, "bad_json");
         assert_eq!(
-            error_line(&json!(7), &ApiError::request("unknown_op", "x")),
+            error_line(
+                &Id::raw(&RawValue::from_string("7".into()).unwrap()),
+                &ApiError::request("unknown_op", "x")
+            ),
             r#"{"type":"response","id":7,"ok":false,"error":{"kind":"request","code":"unknown_op","message":"x"}}"#
         );
     }

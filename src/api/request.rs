@@ -7,15 +7,17 @@
 //! is `missing_field` ("`device` is required"), one of the wrong type `invalid_field`
 //! ("`device` must be a non-empty string").
 
-use super::protocol::ApiError;
+use super::protocol::{ApiError, Id};
 use serde::de::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 /// A decoded request line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
-    /// Echoed in the response (number or string).
-    pub id: Value,
+    /// Echoed in the response exactly as sent (a number or a string).
+    pub id: Id,
     pub op: Op,
 }
 
@@ -91,26 +93,28 @@ impl Op {
 }
 
 /// Parse a request line. On error, the id (when one could be read) and the error.
-pub fn parse_request(line: &str) -> Result<Request, Box<(Value, ApiError)>> {
+pub fn parse_request(line: &str) -> Result<Request, Box<(Id, ApiError)>> {
     let v: Value = serde_json::from_str(line).map_err(|e| {
         Box::new((
-            Value::Null,
+            Id::null(),
             ApiError::request("bad_json", format!("not a JSON object: {e}")),
         ))
     })?;
     let Value::Object(mut m) = v else {
         return Err(Box::new((
-            Value::Null,
+            Id::null(),
             ApiError::request("bad_json", "a request is a JSON object"),
         )));
     };
     let id = m.remove("id").unwrap_or(Value::Null);
     if !(id.is_number() || id.is_string()) {
         return Err(Box::new((
-            id,
+            Id::null(),
             ApiError::request("missing_field", "`id` (a number or a string) is required"),
         )));
     }
+    // the line parsed as an object above, so its fields parse again
+    let id = raw_id(line).unwrap_or_else(Id::null);
     match m.get("op") {
         Some(Value::String(s)) if Op::NAMES.contains(&s.as_str()) => {}
         Some(Value::String(s)) => {
@@ -127,6 +131,12 @@ pub fn parse_request(line: &str) -> Result<Request, Box<(Value, ApiError)>> {
         Ok(op) => Ok(Request { id, op }),
         Err(e) => Err(Box::new((id, field_error(&e.to_string())))),
     }
+}
+
+/// The request's `id` exactly as written (the last one, as for every other field).
+fn raw_id(line: &str) -> Option<Id> {
+    let fields: HashMap<String, &RawValue> = serde_json::from_str(line).ok()?;
+    fields.get("id").map(|r| Id::raw(r))
 }
 
 /// Our field errors travel through serde as "`code`: message".
@@ -177,6 +187,33 @@ fn opt_text<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Option<Strin
     }
 }
 
+/// The longest device number (ECMA-269: a DeviceID's dialing string is at most 64).
+pub const MAX_NUMBER: usize = 64;
+
+/// What [`is_device_number`] accepts, for error messages and docs/PROTOCOL.md.
+pub const NUMBER_CHARS: &str =
+    "1 to 64 of the dialing characters 0-9 * # A-D + and the dial-string controls ! P T W , @ $ ;";
+
+/// A device number as a CSTA switch takes it (ECMA-269 dialable string): 1 to
+/// [`MAX_NUMBER`] ASCII characters, each a dialing digit (`0-9 * # A-D`), the international
+/// prefix `+`, or a dial-string control (`!` flash, `P` pulse, `T` tone, `W` wait for dial
+/// tone, `,` pause, `@` wait for quiet answer, `$` wait for the billing tone, `;` more
+/// digits follow). Anything else (`é`, fullwidth digits, emoji, spaces, lower case) would
+/// only be refused by the PBX.
+pub fn is_device_number(s: &str) -> bool {
+    (1..=MAX_NUMBER).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b"*#ABCD+!PTW,@$;".contains(&b))
+}
+
+fn number<E: serde::de::Error>(s: String, field: &str) -> Result<String, E> {
+    if is_device_number(&s) {
+        Ok(s)
+    } else {
+        Err(invalid(field, &format!("a device number: {NUMBER_CHARS}")))
+    }
+}
+
 /// Deserializers that know their field's name (serde gives it to none).
 mod f {
     use serde::Deserializer;
@@ -194,7 +231,26 @@ mod f {
             }
         )*};
     }
-    text_fields!(link, device, to, call, consult, party, digits, agent, password, group, reason);
+    text_fields!(link, call, consult, digits, agent, password, reason);
+
+    /// Device numbers: text in the switch's character set ([`super::is_device_number`]).
+    macro_rules! number_fields {
+        ($($f:ident),*) => {$(
+            #[allow(dead_code)] // each field uses one of the two
+            pub mod $f {
+                use super::Deserializer;
+                pub fn req<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+                    super::super::number(super::super::text(d, stringify!($f))?, stringify!($f))
+                }
+                pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+                    super::super::opt_text(d, stringify!($f))?
+                        .map(|n| super::super::number(n, stringify!($f)))
+                        .transpose()
+                }
+            }
+        )*};
+    }
+    number_fields!(device, to, party, group);
 
     pub fn after<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         use serde::Deserialize;
@@ -410,14 +466,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn err(line: &str) -> (Value, ApiError) {
+    fn err(line: &str) -> (Id, ApiError) {
         *parse_request(line).unwrap_err()
     }
 
     #[test]
     fn requests_decode_into_their_variant() {
         let r = parse_request(r#"{"id":7,"op":"call.answer","device":"4001"}"#).unwrap();
-        assert_eq!(r.id, json!(7));
+        assert_eq!(r.id.as_str(), "7");
         assert_eq!(
             r.op,
             Op::CallAnswer(CallAnswer {
@@ -444,9 +500,111 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_echoed_exactly_as_sent() {
+        use crate::api::protocol::{error_line, ok_line};
+        for id in [
+            "123456789012345678901234567890",
+            "-42",
+            "1.50",
+            r#""a\u0041 \"b\"""#,
+        ] {
+            let r = parse_request(&format!(r#"{{"id": {id} ,"op":"ping"}}"#)).unwrap();
+            assert_eq!(
+                ok_line(&r.id, json!({})),
+                format!(r#"{{"type":"response","id":{id},"ok":true,"result":{{}}}}"#)
+            );
+            let (rid, e) = err(&format!(r#"{{"op":"nope","id":{id}}}"#));
+            assert_eq!(
+                error_line(&rid, &e),
+                format!(
+                    r#"{{"type":"response","id":{id},"ok":false,"error":{{"kind":"request","code":"unknown_op","message":{}}}}}"#,
+                    json!(e.message)
+                )
+            );
+        }
+        // the last `id` counts, as for every field
+        assert_eq!(
+            parse_request(r#"{"id":1,"id":2.0,"op":"ping"}"#)
+                .unwrap()
+                .id
+                .as_str(),
+            "2.0"
+        );
+        // no id, null, or not a number or string: no request id to echo
+        for line in [
+            r#"{"op":"ping"}"#,
+            r#"{"id":null,"op":"ping"}"#,
+            r#"{"id":[1],"op":"ping"}"#,
+            r#"{"id":true,"op":"ping"}"#,
+        ] {
+            let (id, e) = err(line);
+            assert_eq!(
+                (id.as_str(), e.code.as_str(), e.message.as_str()),
+                (
+                    "null",
+                    "missing_field",
+                    "`id` (a number or a string) is required"
+                ),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn device_numbers_are_checked_at_the_edge() {
+        let msg = |f: &str| {
+            format!("`{f}` must be a device number: 1 to 64 of the dialing characters 0-9 * # A-D + and the dial-string controls ! P T W , @ $ ;")
+        };
+        for bad in ["😀", "２１９", "é", "20 1", "abc", "201\n", &"1".repeat(65)] {
+            let bad = serde_json::to_string(bad).unwrap();
+            for (line, field) in [
+                (
+                    format!(r#"{{"id":1,"op":"monitor.start","device":{bad}}}"#),
+                    "device",
+                ),
+                (
+                    format!(r#"{{"id":1,"op":"call.make","device":"201","to":{bad}}}"#),
+                    "to",
+                ),
+                (
+                    format!(
+                        r#"{{"id":1,"op":"call.drop_party","device":"201","call":"c","party":{bad}}}"#
+                    ),
+                    "party",
+                ),
+                (
+                    format!(
+                        r#"{{"id":1,"op":"agent.login","device":"201","agent":"7","group":{bad}}}"#
+                    ),
+                    "group",
+                ),
+            ] {
+                let (id, e) = err(&line);
+                assert_eq!(
+                    (id.as_str(), e.kind, e.code.as_str(), e.message),
+                    ("1", "request", "invalid_field", msg(field)),
+                    "{line}"
+                );
+            }
+        }
+        for good in [
+            "201",
+            "0891234567",
+            "+4930123",
+            "*72#",
+            "9,W0301234",
+            "A1!",
+            &"1".repeat(64),
+        ] {
+            let line = format!(r#"{{"id":1,"op":"call.make","device":"201","to":"{good}"}}"#);
+            assert!(parse_request(&line).is_ok(), "{line}");
+        }
+    }
+
+    #[test]
     fn errors_keep_their_codes_and_messages() {
         let (id, e) = err(r#"{"id":1,"op":"call.clear","device":"201"}"#);
-        assert_eq!((id, e.code.as_str()), (json!(1), "missing_field"));
+        assert_eq!((id.as_str(), e.code.as_str()), ("1", "missing_field"));
         assert_eq!(e.message, "`call` is required");
         let e = err(r#"{"id":1,"op":"call.answer","device":null}"#).1;
         assert_eq!(
@@ -466,7 +624,7 @@ mod tests {
         assert_eq!(e.code, "invalid_field");
         assert!(e.message.starts_with("`variables` must be"), "{e}");
         let (id, e) = err(r#"{"id":"x","op":"nope"}"#);
-        assert_eq!((id, e.code.as_str()), (json!("x"), "unknown_op"));
+        assert_eq!((id.as_str(), e.code.as_str()), ("\"x\"", "unknown_op"));
         // the list comes from the enum
         assert!(e.message.ends_with(&Op::NAMES.join(", ")), "{e}");
         assert_eq!(Op::NAMES.len(), 25);

@@ -1,8 +1,8 @@
 //! The TCP transport: NDJSON lines over a socket, handed to the transport-agnostic
 //! [`super::session`]. A WebSocket transport is the same few lines: a [`LineSource`] and
-//! a [`LineSink`] over its text frames, and [`session::run`].
+//! a [`LineSink`] over its text frames, and [`super::session::run`].
 
-use super::session::{self, LineSink, LineSource};
+use super::session::{LineSink, LineSource};
 use super::Api;
 use crate::lines::{read_line, Line};
 use std::sync::Arc;
@@ -40,7 +40,12 @@ pub async fn serve(api: Arc<Api>, l: TcpListener) {
                     r: BufReader::new(r),
                     max: api.cfg.max_line,
                 };
-                api.spawn_session(peer.to_string(), src, TcpSink { w, buf: Vec::new() });
+                let sink = TcpSink {
+                    w,
+                    buf: Vec::new(),
+                    close_within: api.cfg.write_timeout(),
+                };
+                api.spawn_session(peer.to_string(), src, sink);
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -67,6 +72,8 @@ impl LineSource for TcpLines {
 pub struct TcpSink {
     w: OwnedWriteHalf,
     buf: Vec<u8>,
+    /// `write_timeout_s`, for the close.
+    close_within: Duration,
 }
 
 impl LineSink for TcpSink {
@@ -80,6 +87,6 @@ impl LineSink for TcpSink {
     }
 
     async fn close(&mut self) {
-        let _ = tokio::time::timeout(session::WRITE_TIMEOUT, self.w.shutdown()).await;
+        let _ = tokio::time::timeout(self.close_within, self.w.shutdown()).await;
     }
 }

@@ -14,16 +14,16 @@
 //! (bad JSON, unknown op, a bad field, rate limit, auth) are answered at once. The
 //! deadline counts from receipt: a request still waiting when it passes is answered
 //! `link`/`timeout` without being run. Responses
-//! are never dropped (reading stops while [`IN_FLIGHT`] requests wait); events beyond
-//! the client's queue are dropped and reported with `lagged`.
+//! are never dropped (reading stops while [`IN_FLIGHT`] requests wait); a client whose
+//! event queue is full when an event comes is cut: what is queued, `lagged`, close.
 
 use super::hub::{ClientId, ClientShared, Hub};
 use super::ops::{self, Cx};
-use super::protocol::{error_line, ok_line, ApiError, PROTOCOL};
+use super::protocol::{error_line, ok_line, ApiError, Id, PROTOCOL};
 use super::request::{parse_request, Op, Request};
 use super::Api;
 use crate::lines::Line;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
@@ -35,8 +35,6 @@ use tracing::{debug, info, warn};
 
 /// Requests of one client waiting to run; beyond them the session stops reading.
 pub const IN_FLIGHT: usize = 32;
-/// A write slower than this drops the client.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Lines from the client.
 pub trait LineSource: Send + 'static {
@@ -82,14 +80,14 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
     let Some((id, events, shared)) = api.hub.register() else {
         warn!(%peer, "client refused: too many clients");
         let line = error_line(
-            &Value::Null,
+            &Id::null(),
             &ApiError::new(
                 "busy",
                 "too_many_clients",
                 "the gateway serves its maximum number of clients; try later",
             ),
         );
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(&[line.into()])).await;
+        let _ = tokio::time::timeout(api.cfg.write_timeout(), sink.send(&[line.into()])).await;
         sink.close().await;
         return;
     };
@@ -110,6 +108,7 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
         shared,
         api.clone(),
         stop.clone(),
+        id,
     ));
     // the requests that act, one after another
     let gone = CancellationToken::new();
@@ -123,12 +122,41 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
     ));
     let mut rate = RateLimit::new(api.cfg.requests_per_s);
     let mut writer_done = false;
+    // lines are read by a task of their own, so that waiting for one can be interrupted
+    // (idle ping) without losing half a line
+    let (line_tx, mut lines) = mpsc::channel::<std::io::Result<Line>>(1);
+    let reader = tokio::spawn(async move {
+        loop {
+            let l = src.next_line().await;
+            let more = matches!(l, Ok(Line::Text(_) | Line::TooLong));
+            if line_tx.send(l).await.is_err() || !more {
+                break;
+            }
+        }
+    });
+    let mut idle = Idle::new(&api.cfg);
     loop {
         let line = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             _ = &mut writer => { writer_done = true; break } // the client stopped reading or went away
-            l = src.next_line() => l,
+            l = lines.recv() => {
+                idle.heard(Instant::now());
+                l.unwrap_or(Ok(Line::Eof))
+            }
+            _ = tokio::time::sleep_until(idle.next()), if idle.on() => {
+                if let Some(line) = idle.due(Instant::now()) {
+                    let last = idle.reaped;
+                    if last {
+                        info!(client = id, limit = "api.idle_timeout_s",
+                              "client silent for {} s: disconnected", api.cfg.idle_timeout_s);
+                    }
+                    if resp_tx.send(line).await.is_err() || last {
+                        break;
+                    }
+                }
+                continue;
+            }
         };
         let text = match line {
             Ok(Line::Text(t)) => t,
@@ -138,7 +166,7 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
                     format!("a request line may be at most {} octets", api.cfg.max_line),
                 );
                 if resp_tx
-                    .send(error_line(&Value::Null, &e).into())
+                    .send(error_line(&Id::null(), &e).into())
                     .await
                     .is_err()
                 {
@@ -187,6 +215,7 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
             }
         }
     }
+    reader.abort();
     // no more requests. At the end of input the queued ones still run and are answered
     // (the client may only have closed its sending side); all of them within the deadline
     // from receipt. A client that is gone gets only the running one finished.
@@ -200,18 +229,19 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
     } else {
         let _ = exec.await;
     }
-    let subs = api.hub.unregister(id);
+    // no more events for it; every monitor count it took is given back (also those of a
+    // request cut off half-way), then it stops counting as a client
+    api.hub.unsubscribe_all(id);
     if !shutting_down {
         // the link's release on shutdown ends every PBX monitor at once
-        for (link, device) in subs {
-            if let Some(s) = api.gateway.links.get(&link) {
-                api.gateway.monitor_release(s, &device).await;
-            }
+        for s in api.gateway.links.values() {
+            api.gateway.monitor_release_all(s, id).await;
         }
     }
+    api.hub.unregister(id);
     drop(resp_tx);
     if !writer_done
-        && tokio::time::timeout(WRITE_TIMEOUT * 2, &mut writer)
+        && tokio::time::timeout(api.cfg.write_timeout() * 2, &mut writer)
             .await
             .is_err()
     {
@@ -270,8 +300,10 @@ async fn exec_loop(
     }
 }
 
-/// The writer: hello, then responses first, then events; `lagged` before the next event
-/// after a drop; on shutdown, what is queued, then the `shutdown` line, then close.
+/// The writer: hello, then responses first, then events (what is queued, in one write);
+/// when the hub cut the client (its queue was full), what is queued, then `lagged`, then
+/// close; on shutdown, what is queued, then the `shutdown` line, then close.
+#[allow(clippy::too_many_arguments)]
 async fn write_loop<K: LineSink>(
     mut sink: K,
     hello: Arc<str>,
@@ -280,9 +312,10 @@ async fn write_loop<K: LineSink>(
     shared: Arc<ClientShared>,
     api: Arc<Api>,
     stop: CancellationToken,
+    client: ClientId,
 ) {
     let mut out: Vec<Arc<str>> = vec![hello];
-    if !write(&mut sink, &mut out).await {
+    if !write(&mut sink, &mut out, api.cfg.write_timeout()).await {
         sink.close().await;
         return;
     }
@@ -291,22 +324,41 @@ async fn write_loop<K: LineSink>(
             biased;
             _ = stop.cancelled() => {
                 flush_for_shutdown(&mut out, &mut responses, &mut events, &shared, &api.hub);
-                write(&mut sink, &mut out).await;
+                write(&mut sink, &mut out, api.cfg.write_timeout()).await;
                 break;
             }
             r = responses.recv() => match r {
                 Some(line) => out.push(line),
                 None => break,
             },
+            _ = shared.cut.cancelled() => {
+                warn!(client, limit = "api.client_queue", queue = api.cfg.client_queue,
+                      "client cut: it did not read its events fast enough");
+                while let Ok(line) = responses.try_recv() {
+                    out.push(line);
+                }
+                while let Ok(line) = events.try_recv() {
+                    out.push(line);
+                }
+                lagged(&shared, api.cfg.client_queue, &mut out);
+                write(&mut sink, &mut out, api.cfg.write_timeout()).await;
+                break;
+            }
             e = events.recv() => match e {
                 Some(line) => {
-                    lagged(&shared, &mut out);
                     out.push(line);
+                    // and what else is queued, in the same write
+                    while out.len() < api.cfg.client_queue {
+                        match events.try_recv() {
+                            Ok(line) => out.push(line),
+                            Err(_) => break,
+                        }
+                    }
                 }
                 None => break,
             },
         }
-        if !write(&mut sink, &mut out).await {
+        if !write(&mut sink, &mut out, api.cfg.write_timeout()).await {
             break;
         }
     }
@@ -327,33 +379,119 @@ fn flush_for_shutdown(
     // the shutdown line's seq comes after every event this client could still get
     let last = hub.close();
     while let Ok(line) = events.try_recv() {
-        lagged(shared, out);
         out.push(line);
     }
-    lagged(shared, out);
+    // a client cut just now: told so before the shutdown line
+    lagged(shared, hub.queue(), out);
     out.push(last);
 }
 
-fn lagged(shared: &ClientShared, out: &mut Vec<Arc<str>>) {
+/// The `lagged` line, when the hub cut the client: the first seq it did not get, and the
+/// limit (`api.client_queue`) by its name.
+fn lagged(shared: &ClientShared, queue: usize, out: &mut Vec<Arc<str>>) {
     let from = shared
         .lagged_from
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
     if let Some(seq) = from {
-        let l = json!({"type": "event", "event": "lagged", "seq": seq,
-                       "message": "you fell behind: events from this seq on were dropped for you; re-monitor with `after`"});
+        let l = json!({"type": "event", "event": "lagged", "seq": seq, "limit": "api.client_queue",
+                       "message": format!("you fell behind: {queue} events (api.client_queue) waited for you when event {seq} came; it and every later one were not sent, and the connection closes: reconnect and re-monitor with `after` = {}", seq - 1)});
         out.push(l.to_string().into());
     }
 }
 
-async fn write<K: LineSink>(sink: &mut K, out: &mut Vec<Arc<str>>) -> bool {
-    let ok = matches!(
-        tokio::time::timeout(WRITE_TIMEOUT, sink.send(out)).await,
-        Ok(Ok(()))
-    );
+/// Write `out` within `limit` (`write_timeout_s`); false when the session should end.
+async fn write<K: LineSink>(sink: &mut K, out: &mut Vec<Arc<str>>, limit: Duration) -> bool {
+    let ok = match tokio::time::timeout(limit, sink.send(out)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            debug!(error = %e, "client write failed");
+            false
+        }
+        Err(_) => {
+            warn!(
+                limit = "api.write_timeout_s",
+                seconds = limit.as_secs(),
+                "a write to the client took too long: disconnected"
+            );
+            false
+        }
+    };
     out.clear();
     ok
+}
+
+/// Idle clients (`idle_ping_s`, `idle_timeout_s`): silence counts from the last line the
+/// client sent (or its connection); after `idle_ping_s` of it a `ping` line, after
+/// `idle_timeout_s` an error line and the end of the session.
+struct Idle {
+    ping: Duration,
+    timeout: Duration,
+    last: Instant,
+    pinged: bool,
+    /// The last line was the timeout's.
+    reaped: bool,
+}
+
+impl Idle {
+    fn new(cfg: &crate::config::ApiConfig) -> Idle {
+        Idle {
+            ping: Duration::from_secs(cfg.idle_ping_s),
+            timeout: Duration::from_secs(cfg.idle_timeout_s),
+            last: Instant::now(),
+            pinged: false,
+            reaped: false,
+        }
+    }
+
+    fn on(&self) -> bool {
+        !(self.ping.is_zero() && self.timeout.is_zero())
+    }
+
+    fn heard(&mut self, now: Instant) {
+        self.last = now;
+        self.pinged = false;
+    }
+
+    /// When the next idle step is due.
+    fn next(&self) -> Instant {
+        let ping = (!self.ping.is_zero() && !self.pinged).then(|| self.last + self.ping);
+        let reap = (!self.timeout.is_zero()).then(|| self.last + self.timeout);
+        match (ping, reap) {
+            (Some(p), Some(r)) => p.min(r),
+            (Some(t), None) | (None, Some(t)) => t,
+            // not armed (see `on`)
+            (None, None) => self.last + Duration::from_secs(86_400 * 365),
+        }
+    }
+
+    /// The line due at `now`, if any: the ping, or the timeout's error (then `reaped`).
+    fn due(&mut self, now: Instant) -> Option<Arc<str>> {
+        let silent = now.saturating_duration_since(self.last);
+        if !self.timeout.is_zero() && silent >= self.timeout {
+            self.reaped = true;
+            let e = ApiError::request(
+                "idle_timeout",
+                format!(
+                    "nothing from you for {} s (api.idle_timeout_s): disconnected; answer a `ping` line with any request, e.g. {{\"id\":1,\"op\":\"ping\"}}",
+                    self.timeout.as_secs()
+                ),
+            );
+            return Some(error_line(&Id::null(), &e).into());
+        }
+        if !self.ping.is_zero() && !self.pinged && silent >= self.ping {
+            self.pinged = true;
+            let left = self.timeout.saturating_sub(silent).as_secs();
+            let msg = if self.timeout.is_zero() {
+                "are you there? send any request, e.g. {\"id\":1,\"op\":\"ping\"}".to_string()
+            } else {
+                format!("are you there? send any request, e.g. {{\"id\":1,\"op\":\"ping\"}}, within {left} s or the connection closes (api.idle_timeout_s)")
+            };
+            return Some(json!({"type": "ping", "message": msg}).to_string().into());
+        }
+        None
+    }
 }
 
 /// At most `n` requests in any second (0: unlimited).

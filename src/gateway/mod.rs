@@ -44,6 +44,18 @@ const RELEASE_BOUND: Duration = Duration::from_secs(10);
 /// (outer), or the switch refused it (inner).
 pub type Reply<T> = Result<Result<T, CstaError>, LinkError>;
 
+/// Who holds a monitor: one count per holder and device (the API's client id).
+pub type Holder = u64;
+
+/// What [`Gateway::monitor_acquire`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// The holder's count was taken now (the PBX monitor started if it was the first).
+    New,
+    /// The holder held it already: nothing changed.
+    Already,
+}
+
 /// A device's calls as SnapshotDevice gives them: (connection, state) per call (`None`:
 /// the answer does not say).
 pub type SnapshotList = Vec<(ConnectionId, Option<LocalConnectionState>)>;
@@ -58,8 +70,10 @@ pub struct LinkSlot {
     pub name: String,
     pub link: Arc<dyn PbxLink>,
     tracker: Mutex<Tracker>,
-    /// Clients watching each device (one PBX monitor however many).
-    refs: tokio::sync::Mutex<BTreeMap<String, usize>>,
+    /// Who holds each device's monitor (one PBX monitor however many): the holders, so
+    /// that a count is taken and recorded in one step, and a holder's counts can be given
+    /// back all at once ([`Gateway::monitor_release_all`]). Never an empty set.
+    refs: Arc<tokio::sync::Mutex<BTreeMap<String, BTreeSet<Holder>>>>,
     /// Devices monitored from the configuration (never stopped).
     pub pinned: BTreeSet<String>,
     /// The last `Down` reason since the link was last up; `None` before any attempt
@@ -112,7 +126,13 @@ impl LinkSlot {
     /// Clients holding the PBX monitor of `device` (0 when none; configured devices are
     /// held by the configuration besides).
     pub async fn monitor_refs(&self, device: &str) -> usize {
-        self.refs.lock().await.get(device).copied().unwrap_or(0)
+        self.refs.lock().await.get(device).map_or(0, BTreeSet::len)
+    }
+
+    /// Every device some client holds, with how many hold it (for `status`).
+    pub async fn monitor_holders(&self) -> Vec<(String, usize)> {
+        let refs = self.refs.lock().await;
+        refs.iter().map(|(d, h)| (d.clone(), h.len())).collect()
     }
 
     /// The link's call tracker.
@@ -256,7 +276,7 @@ impl Gateway {
                 name: spec.name.clone(),
                 link,
                 tracker: Mutex::new(tracker),
-                refs: tokio::sync::Mutex::new(BTreeMap::new()),
+                refs: Arc::new(tokio::sync::Mutex::new(BTreeMap::new())),
                 pinned: spec.monitor.iter().cloned().collect(),
                 down: Mutex::new(None),
                 side: Mutex::new(None),
@@ -374,38 +394,77 @@ impl Gateway {
             .collect()
     }
 
-    /// One more watcher of `device`: the PBX monitor starts with the first one (unless
-    /// configured).
-    pub async fn monitor_acquire(&self, s: &LinkSlot, device: &str) -> MonitorAnswer {
-        let mut refs = s.refs.lock().await;
-        let n = refs.get(device).copied().unwrap_or(0);
-        if n == 0 && !s.pinned.contains(device) {
-            if let Err(e) = s.link.monitor(device).await? {
-                return Ok(Err(e));
+    /// `holder` watches `device`: the PBX monitor starts with the first holder (unless
+    /// configured). Idempotent per holder, and cancellation-safe: once the counts' lock is
+    /// taken, the rest (the PBX request and the recording of the holder) runs to its end in
+    /// a task of its own even if the caller gives up, so a count is never taken without
+    /// being recorded, nor a PBX monitor started without its count.
+    pub async fn monitor_acquire(
+        &self,
+        s: &Arc<LinkSlot>,
+        device: &str,
+        holder: Holder,
+    ) -> Reply<Acquired> {
+        let mut refs = s.refs.clone().lock_owned().await;
+        let (slot, device) = (s.clone(), device.to_string());
+        let step = tokio::spawn(async move {
+            let held = refs.get(&device);
+            if held.is_some_and(|h| h.contains(&holder)) {
+                return Ok(Ok(Acquired::Already));
             }
-        }
-        refs.insert(device.to_string(), n + 1);
-        Ok(Ok(()))
+            if held.is_none() && !slot.pinned.contains(&device) {
+                if let Err(e) = slot.link.monitor(&device).await? {
+                    return Ok(Err(e));
+                }
+            }
+            refs.entry(device).or_default().insert(holder);
+            Ok(Ok(Acquired::New))
+        });
+        step.await.unwrap_or(Err(LinkError::Closed))
     }
 
-    /// A watcher of `device` left: the PBX monitor ends with the last one (unless
-    /// configured).
-    pub async fn monitor_release(&self, s: &LinkSlot, device: &str) {
-        let mut refs = s.refs.lock().await;
-        let n = refs.get(device).copied().unwrap_or(0);
-        if n <= 1 {
-            refs.remove(device);
-            if !s.pinned.contains(device) {
-                match s.link.unmonitor(device).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => warn!(device, error = ?e, "the PBX refused the monitor stop"),
-                    Err(e) => warn!(device, error = %e, "monitor stop failed"),
+    /// `holder` no longer watches `device`: the PBX monitor ends with the last holder
+    /// (unless configured). False when `holder` did not hold it. Cancellation-safe like
+    /// [`Gateway::monitor_acquire`].
+    pub async fn monitor_release(&self, s: &Arc<LinkSlot>, device: &str, holder: Holder) -> bool {
+        self.release(s, Some(device), holder).await > 0
+    }
+
+    /// `holder` is gone: every count it holds on the link is given back (the PBX monitors
+    /// that it was the last holder of end). How many it held.
+    pub async fn monitor_release_all(&self, s: &Arc<LinkSlot>, holder: Holder) -> usize {
+        self.release(s, None, holder).await
+    }
+
+    async fn release(&self, s: &Arc<LinkSlot>, device: Option<&str>, holder: Holder) -> usize {
+        let mut refs = s.refs.clone().lock_owned().await;
+        let (slot, device) = (s.clone(), device.map(str::to_string));
+        let step = tokio::spawn(async move {
+            let mut held = 0;
+            let mut last = Vec::new();
+            refs.retain(|d, holders| {
+                if device.as_ref().is_none_or(|x| x == d) && holders.remove(&holder) {
+                    held += 1;
+                    if holders.is_empty() {
+                        last.push(d.clone());
+                        return false;
+                    }
                 }
-                s.tracker().forget_device(device);
+                true
+            });
+            for d in last.iter().filter(|d| !slot.pinned.contains(*d)) {
+                match slot.link.unmonitor(d).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        warn!(device = %d, error = ?e, "the PBX refused the monitor stop")
+                    }
+                    Err(e) => warn!(device = %d, error = %e, "monitor stop failed"),
+                }
+                slot.tracker().forget_device(d);
             }
-        } else {
-            refs.insert(device.to_string(), n - 1);
-        }
+            held
+        });
+        step.await.unwrap_or(0)
     }
 
     /// SnapshotDevice: one entry per call, whichever form the switch answers in (inline or

@@ -369,6 +369,22 @@ impl Client {
             .await
             .expect("connect in time")
             .expect("connect");
+        Client::over(s).await
+    }
+
+    /// A client whose socket receive buffer is `size` octets (the kernel may round it up):
+    /// one that stops reading makes the gateway's writes stall soon.
+    pub async fn connect_with_recv_buffer(addr: SocketAddr, size: u32) -> Client {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.set_recv_buffer_size(size).expect("SO_RCVBUF");
+        let s = timeout(T, sock.connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        Client::over(s).await
+    }
+
+    async fn over(s: TcpStream) -> Client {
         let (r, w) = s.into_split();
         let mut c = Client {
             r: BufReader::new(r),
@@ -404,6 +420,21 @@ impl Client {
         let v: Value = serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}"));
         self.note(&v);
         Some(v)
+    }
+
+    /// One line exactly as the gateway wrote it (an echoed id keeps its digits); None when
+    /// the gateway closed the connection. Checked like [`Client::read_line`].
+    pub async fn read_text(&mut self) -> Option<String> {
+        let line = timeout(T, ctigate::lines::read_line(&mut self.r, 1 << 20))
+            .await
+            .expect("the gateway sent nothing for 10 s")
+            .expect("read");
+        let ctigate::lines::Line::Text(t) = line else {
+            return None;
+        };
+        let v: Value = serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}"));
+        self.note(&v);
+        Some(t)
     }
 
     fn note(&mut self, v: &Value) {

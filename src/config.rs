@@ -74,6 +74,9 @@ pub struct LinkSection {
     /// Reconnect backoff, doubling from min to max.
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    /// Largest frame accepted from the PBX, in octets; a longer announced length means
+    /// the framing is lost and the link is reset (at most 65535).
+    pub max_frame: usize,
     /// Numbers of at most this many digits are internal (call type).
     pub internal_max_len: usize,
     /// Numbers starting with one of these are internal too.
@@ -101,6 +104,7 @@ impl Default for LinkSection {
             keepalive_misses: l.keepalive_misses,
             reconnect_min_ms: ms(l.reconnect_min),
             reconnect_max_ms: ms(l.reconnect_max),
+            max_frame: l.max_frame,
             internal_max_len: internal.max_len,
             internal_prefixes: internal.prefixes,
             monitor: Vec::new(),
@@ -209,6 +213,9 @@ impl Config {
                 return e(format!(
                     "{k}.reconnect_min_ms: at least 1 and not above reconnect_max_ms"
                 ));
+            }
+            if !(64..=65_535).contains(&l.max_frame) {
+                return e(format!("{k}.max_frame: between 64 and 65535"));
             }
             for d in &l.monitor {
                 if d.is_empty() || d.len() > 32 {

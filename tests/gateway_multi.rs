@@ -54,7 +54,8 @@ async fn two_links_events_carry_the_link_and_requests_name_it() {
     let mut c = gw.client().await;
     assert_eq!(
         c.hello["links"],
-        json!([{"name": "east", "state": "up"}, {"name": "west", "state": "up"}])
+        json!([{"name": "east", "state": "up", "malformed_frames": 0, "rejects_sent": 0},
+            {"name": "west", "state": "up", "malformed_frames": 0, "rejects_sent": 0}])
     );
     // without `link`: the request says which links there are
     let resp = c

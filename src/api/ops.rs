@@ -167,9 +167,14 @@ pub fn link_states(gw: &Gateway) -> Value {
     Value::Array(
         gw.link_states()
             .into_iter()
-            .map(|l| match l.reason {
-                Some(r) => json!({"name": l.name, "state": l.state, "reason": r}),
-                None => json!({"name": l.name, "state": l.state}),
+            .map(|l| {
+                let mut v = json!({"name": l.name, "state": l.state});
+                if let Some(r) = l.reason {
+                    v["reason"] = json!(r);
+                }
+                v["malformed_frames"] = json!(l.counters.malformed_frames);
+                v["rejects_sent"] = json!(l.counters.rejects_sent);
+                v
             })
             .collect(),
     )

@@ -17,7 +17,7 @@ pub use bus::{Body, Bus, BusQueue, Delivery, Event, Subscriber};
 pub use link::{BoxFuture, MonitorAnswer, PbxLink};
 
 use crate::config::{Config, LinkSection};
-use crate::link::{Answer, CstaError, Link, LinkConfig, LinkError, LinkEvent};
+use crate::link::{Answer, CstaError, Link, LinkConfig, LinkCounters, LinkError, LinkEvent};
 use crate::model::{AgentView, EventKind, InternalRule, Out, Tracker, TrackerConfig};
 use ctigate_csta::events::Event as CstaEvent;
 use ctigate_csta::ops::{Argument, OperationResult, SnapshotData, SnapshotDeviceArgument};
@@ -129,6 +129,7 @@ pub fn link_config(l: &LinkSection) -> LinkConfig {
         keepalive_misses: l.keepalive_misses,
         reconnect_min: Duration::from_millis(l.reconnect_min_ms),
         reconnect_max: Duration::from_millis(l.reconnect_max_ms),
+        max_frame: l.max_frame,
         ..LinkConfig::default()
     }
 }
@@ -141,6 +142,8 @@ pub struct LinkState {
     pub state: &'static str,
     /// Why it is down (the last reason the link gave).
     pub reason: Option<String>,
+    /// Malformed frames and rejects sent, over the link's lifetime.
+    pub counters: LinkCounters,
 }
 
 /// The links, their trackers and the bus.
@@ -292,6 +295,7 @@ impl Gateway {
                     name: l.name.clone(),
                     state,
                     reason,
+                    counters: l.link.counters(),
                 }
             })
             .collect()

@@ -65,6 +65,10 @@ pub struct LinkConfig {
     pub reconnect_max: Duration,
     /// TCP connect, and then the association (handshake, AARQ/AARE), each within this.
     pub connect_timeout: Duration,
+    /// Largest frame accepted from the switch, in octets (at most 65535, the 2-octet
+    /// framing's own bound). A longer announced length means the framing is lost (garbage
+    /// where a frame header should be): the link is reset, with this limit named.
+    pub max_frame: usize,
 }
 
 impl Default for LinkConfig {
@@ -82,8 +86,25 @@ impl Default for LinkConfig {
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            max_frame: DEFAULT_MAX_FRAME,
         }
     }
+}
+
+/// [`LinkConfig::max_frame`] unless configured: far above any CSTA PDU seen on these links
+/// (WIRE.md §2.1: the public clients send under 256 octets), far below what a random
+/// 2-octet header announces on average.
+pub const DEFAULT_MAX_FRAME: usize = 16_384;
+
+/// What a link counts over its lifetime (across reconnects), for `status` and `hello`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkCounters {
+    /// Frames from the switch that could not be read: undecodable APDUs, event reports,
+    /// results and error parameters that do not type, lost framing. Each is logged with
+    /// its octets in hex.
+    pub malformed_frames: u64,
+    /// X.880 rejects the link sent to the switch.
+    pub rejects_sent: u64,
 }
 
 /// The link could not carry a request (or could not come up). Each message says what to do.

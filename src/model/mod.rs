@@ -60,7 +60,7 @@ mod tracker;
 mod view;
 
 pub use tracker::{
-    InternalRule, Out, PickError, Tracker, TrackerConfig, Want, MAX_CALLS_PER_DEVICE,
+    InternalRule, Out, PickError, Tracker, TrackerConfig, TrackerSizes, Want, MAX_CALLS_PER_DEVICE,
     MAX_MEMBERS_PER_DEVICE,
 };
 pub use view::{

@@ -373,5 +373,17 @@ mod tests {
             err("[[link]]\nname = \"p\"\naddress = \"h:1\"\ncontext = \"x.y\"")
                 .contains("link[0].context")
         );
+        for bad in [0, 63, 65536] {
+            assert!(
+                err(&format!(
+                    "[[link]]\nname = \"p\"\naddress = \"h:1\"\nmax_frame = {bad}"
+                ))
+                .contains("link[0].max_frame: between 64 and 65535"),
+                "{bad}"
+            );
+        }
+        let ok = "[[link]]\nname = \"p\"\naddress = \"h:1\"\nmax_frame = 65535";
+        let c = Config::from_toml(ok).unwrap();
+        assert_eq!(crate::gateway::link_config(&c.links[0]).max_frame, 65535);
     }
 }

@@ -1186,6 +1186,7 @@ impl<D: Dialect> Session<D> {
     /// | invoke, its argument wrong | reject invoke mistypedArgument |
     /// | result / error of ours in flight, its result / parameter wrong | reject returnResult mistypedResult / returnError mistypedParameter |
     /// | result / error of an invoke not in flight | reject returnResult / returnError unrecognizedInvocation |
+    /// | (readable, not here: a late answer after its deadline is dropped, logged; X.880 would reject it unrecognizedInvocation too) | |
     /// | a cSTAEventReport, however broken | nothing (`ALWAYS RESPONDS FALSE`: never answered) |
     /// | a reject | nothing (a reject is never rejected: no reject ping-pong) |
     ///

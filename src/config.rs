@@ -127,6 +127,9 @@ pub struct LinkSection {
     pub reconnect_jitter_percent: u8,
     /// A link up this long starts the backoff at reconnect_min_ms again.
     pub reconnect_reset_s: u64,
+    /// Largest frame accepted from the PBX, in octets; a longer announced length means
+    /// the framing is lost and the link is reset (at most 65535).
+    pub max_frame: usize,
     /// Numbers of at most this many digits are internal (call type).
     pub internal_max_len: usize,
     /// Numbers starting with one of these are internal too.
@@ -161,6 +164,7 @@ impl Default for LinkSection {
             reconnect_max_ms: ms(l.reconnect_max),
             reconnect_jitter_percent: l.reconnect_jitter_percent,
             reconnect_reset_s: l.reconnect_reset.as_secs(),
+            max_frame: l.max_frame,
             internal_max_len: internal.max_len,
             internal_prefixes: internal.prefixes,
             monitor: Vec::new(),
@@ -343,6 +347,9 @@ impl Config {
                     "{k}.reconnect_jitter_percent: 0 to 100, not {}",
                     l.reconnect_jitter_percent
                 ));
+            }
+            if !(64..=65_535).contains(&l.max_frame) {
+                return e(format!("{k}.max_frame: between 64 and 65535"));
             }
             for d in &l.monitor {
                 if d.is_empty() || d.len() > 32 {
@@ -554,6 +561,18 @@ mod tests {
             err("[[link]]\nname = \"p\"\naddress = \"h:1\"\nreconnect_reset_s = 86401")
                 .contains("link[0].reconnect_reset_s: at most 86400")
         );
+        for bad in [0, 63, 65536] {
+            assert!(
+                err(&format!(
+                    "[[link]]\nname = \"p\"\naddress = \"h:1\"\nmax_frame = {bad}"
+                ))
+                .contains("link[0].max_frame: between 64 and 65535"),
+                "{bad}"
+            );
+        }
+        let ok = "[[link]]\nname = \"p\"\naddress = \"h:1\"\nmax_frame = 65535";
+        let c = Config::from_toml(ok).unwrap();
+        assert_eq!(crate::gateway::link_config(&c.links[0]).max_frame, 65535);
     }
 
     #[test]

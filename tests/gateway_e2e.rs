@@ -61,7 +61,8 @@ async fn hello_first_and_every_request_answered_once() {
     let side0 = e.sim.csta_addr.to_string();
     assert_eq!(
         h["links"],
-        json!([{"name": "pbx1", "state": "up", "side": 0, "address": side0}])
+        json!([{"name": "pbx1", "state": "up", "side": 0, "address": side0,
+            "malformed_frames": 0, "rejects_sent": 0}])
     );
     assert_eq!(h["seq"].as_u64(), Some(e.gw.last_seq()));
 
@@ -93,7 +94,8 @@ async fn hello_first_and_every_request_answered_once() {
     let st = c.ok(json!({"op": "status"})).await;
     assert_eq!(
         st["links"],
-        json!([{"name": "pbx1", "state": "up", "side": 0, "address": side0}])
+        json!([{"name": "pbx1", "state": "up", "side": 0, "address": side0,
+            "malformed_frames": 0, "rejects_sent": 0}])
     );
     assert_eq!(st["clients"], 1);
     assert_eq!(
@@ -950,6 +952,51 @@ async fn switch_errors() {
     );
 }
 
+/// The simulator's `garble` fault mid-call: the frame is rejected (X.880
+/// badlyStructuredPDU, `link_session` unit tests show the bytes), counted in `status`, the
+/// link stays up (no link event) and the call's later events still come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbled_frame_is_rejected_counted_and_the_call_goes_on() {
+    let e = env().await;
+    let mut c = e.client().await;
+    c.ok(json!({"op": "monitor.start", "device": "201"})).await;
+    e.sim(r#"{"cmd":"inbound","ani":"0891234567","dnis":"201"}"#)
+        .await;
+    let x = id_of(&c.until("201", "call.offering").await);
+    let r = e.sim(r#"{"cmd":"fault","fault":"garble"}"#).await;
+    assert_eq!(r["ok"], true, "{r}");
+    // the answer's result and events come on the same association after the garbled frame
+    c.ok(json!({"op": "call.answer", "device": "201"})).await;
+    c.until("201", "call.connected").await;
+    e.sim(r#"{"cmd":"hangup","device":"0891234567"}"#).await;
+    c.until("201", "call.released").await;
+    let a = e.settled(&mut c, "201").await;
+    assert_eq!(
+        names(&a),
+        ["call.offering", "call.connected", "call.released"],
+        "{a:#?}"
+    );
+    all_on(&a, &x);
+    let st = c.ok(json!({"op": "status"})).await;
+    assert_eq!(
+        st["links"],
+        json!([{"name": "pbx1", "state": "up", "side": 0, "address": e.sim.csta_addr.to_string(),
+            "malformed_frames": 1, "rejects_sent": 1}])
+    );
+    assert!(
+        !c.events.iter().any(|e| e.get("device").is_none()),
+        "no link event: {:#?}",
+        c.events
+    );
+    // and once more: the counters count
+    e.sim(r#"{"cmd":"fault","fault":"garble"}"#).await;
+    e.barrier(&mut c).await;
+    let st = c.ok(json!({"op": "status"})).await;
+    assert_eq!(st["links"][0]["malformed_frames"], 2);
+    assert_eq!(st["links"][0]["rejects_sent"], 2);
+    assert_eq!(st["links"][0]["state"], "up");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_timeout_when_the_switch_hangs() {
     let e = env_with(
@@ -1047,7 +1094,8 @@ async fn link_down_then_up_resyncs_and_events_flow_again() {
     let st = c.ok(json!({"op": "status"})).await;
     assert_eq!(
         st["links"],
-        json!([{"name": "pbx1", "state": "down", "reason": down["reason"], "side": 0, "address": side0}])
+        json!([{"name": "pbx1", "state": "down", "reason": down["reason"], "side": 0, "address": side0,
+            "malformed_frames": 0, "rejects_sent": 0}])
     );
     // the call ends while nobody watches
     e.sim(r#"{"cmd":"hangup","device":"201"}"#).await;
@@ -1070,7 +1118,8 @@ async fn link_down_then_up_resyncs_and_events_flow_again() {
     let h = e.client().await;
     assert_eq!(
         h.hello["links"],
-        json!([{"name": "pbx1", "state": "up", "side": 0, "address": side0}])
+        json!([{"name": "pbx1", "state": "up", "side": 0, "address": side0,
+            "malformed_frames": 0, "rejects_sent": 0}])
     );
 
     // events flow again

@@ -55,8 +55,10 @@ async fn two_links_events_carry_the_link_and_requests_name_it() {
     assert_eq!(
         c.hello["links"],
         json!([
-            {"name": "east", "state": "up", "side": 0, "address": a.csta_addr.to_string()},
-            {"name": "west", "state": "up", "side": 0, "address": b.csta_addr.to_string()}
+            {"name": "east", "state": "up", "side": 0, "address": a.csta_addr.to_string(),
+                "malformed_frames": 0, "rejects_sent": 0},
+            {"name": "west", "state": "up", "side": 0, "address": b.csta_addr.to_string(),
+                "malformed_frames": 0, "rejects_sent": 0}
         ])
     );
     // without `link`: the request says which links there are

@@ -436,7 +436,7 @@ async fn hipath_loss_of_framing_resets_the_link() {
     assert_eq!(&head[..2], &[0x26, 0x80], "{head:02x?}");
     assert_eq!(
         down(&mut rx).await,
-        "framing error: loss of framing: bad HiPath header (the first octet must be 0x26, got 0x00); is the other side using framing = \"hipath\"?"
+        "framing lost (bad HiPath header (the first octet must be 0x26, got 0x00); is the other side using framing = \"hipath\"?; the link's max_frame is 16384 octets): resetting the link"
     );
     // reset: the link connects again by itself
     assert!(timeout(T, conns.recv()).await.unwrap().is_some());
@@ -467,4 +467,56 @@ async fn unmonitor_of_a_monitor_the_switch_forgot_is_ok() {
     assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
     assert_eq!(sim_monitors(&sim).await, ["201"]);
     timeout(T, link.shutdown()).await.unwrap();
+}
+
+/// A scripted switch over TCP that associates and then sends a frame header announcing
+/// more than `max_frame`: the framing is lost, so the link sends ABRT, closes, says why
+/// (naming the limit), counts the frame and comes back on the next connection.
+#[tokio::test]
+async fn lost_framing_resets_the_link_and_names_the_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const AARE: &str = "612f80020780a10706052b0c00815aa203020100a305a103020101be14281206072b0c00821d8148a007a0050303000800";
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (link, mut rx) = start(LinkConfig {
+        name: "test".into(),
+        addresses: vec![l.local_addr().unwrap().to_string()],
+        reconnect_min: Duration::from_millis(50),
+        ..LinkConfig::default()
+    });
+    let mut s = associate(&l, AARE).await;
+    up(&mut rx).await;
+    // garbage where a frame header should be: 0x4001 = 16385 octets
+    s.write_all(&[0x40, 0x01, 0xa1, 0x02]).await.unwrap();
+    assert_eq!(
+        down(&mut rx).await,
+        "framing lost (frame of 16385 octets exceeds the limit of 16384; is the other side \
+         speaking CSTA BER with this framing setting?; the link's max_frame is 16384 octets): \
+         resetting the link"
+    );
+    let mut rest = Vec::new();
+    timeout(T, s.read_to_end(&mut rest)).await.unwrap().unwrap();
+    assert_eq!(
+        rest,
+        [0x00, 0x05, 0x64, 0x03, 0x80, 0x01, 0x00],
+        "ABRT, then closed"
+    );
+    assert_eq!(link.counters().malformed_frames, 1);
+    assert_eq!(link.counters().rejects_sent, 0);
+    let _s = associate(&l, AARE).await;
+    up(&mut rx).await;
+    assert_eq!(link.counters().malformed_frames, 1);
+}
+
+/// Accept a connection, read the AARQ, answer `aare` (hex).
+async fn associate(l: &tokio::net::TcpListener, aare: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut s, _) = timeout(T, l.accept()).await.unwrap().unwrap();
+    let n = timeout(T, s.read_u16()).await.unwrap().unwrap();
+    let mut aarq = vec![0; usize::from(n)];
+    s.read_exact(&mut aarq).await.unwrap();
+    assert_eq!(aarq[0], 0x60, "an AARQ");
+    let aare = support::unhex(aare);
+    s.write_u16(aare.len() as u16).await.unwrap();
+    s.write_all(&aare).await.unwrap();
+    s
 }

@@ -573,7 +573,10 @@ async fn requests_apply_in_order_and_ping_answers_at_once() {
         (hello["type"].clone(), hello["protocol"].clone()),
         (json!("hello"), json!("ctigate/1"))
     );
-    assert_eq!(hello["links"], json!([{"name": "pbx1", "state": "up"}]));
+    assert_eq!(
+        hello["links"],
+        json!([{"name": "pbx1", "state": "up", "malformed_frames": 0, "rejects_sent": 0}])
+    );
     c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
         .await;
     c.send(json!({"id": 2, "op": "call.make", "device": "201", "to": "202"}))

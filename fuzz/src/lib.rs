@@ -18,7 +18,7 @@ use ctigate_csta::{Apdu, Limits};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// The fuzz targets, by the name of their binary and corpus directory.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 9] = [
     "frame",
     "acse",
     "apdu",
@@ -26,6 +26,8 @@ pub const TARGETS: [&str; 7] = [
     "request",
     "sim_control",
     "sim_switch",
+    "link_session",
+    "tracker",
 ];
 
 /// Run the check of `target` on `data`; `false` for an unknown target name.
@@ -39,6 +41,8 @@ pub fn check(target: &str, data: &[u8]) -> bool {
         "request" => ctigate::fuzzing::request_line(data),
         "sim_control" => ctigate::fuzzing::sim_control(data),
         "sim_switch" => ctigate::fuzzing::sim_switch(data),
+        "link_session" => ctigate::fuzzing::link_session(data),
+        "tracker" => ctigate::fuzzing::tracker(data),
         _ => return false,
     }
     true

@@ -176,6 +176,8 @@ pub fn link_states(gw: &Gateway) -> Value {
                     v["side"] = json!(s.index);
                     v["address"] = json!(s.address);
                 }
+                v["malformed_frames"] = json!(l.counters.malformed_frames);
+                v["rejects_sent"] = json!(l.counters.rejects_sent);
                 v
             })
             .collect(),

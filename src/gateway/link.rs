@@ -2,7 +2,7 @@
 //! monitor bookkeeping talk to. [`crate::link::Link`] implements it; tests implement it
 //! with a scripted double (answers and errors from a script, link events pushed by hand).
 
-use crate::link::{Answer, CstaError, Link, LinkError};
+use crate::link::{Answer, CstaError, Link, LinkCounters, LinkError};
 use ctigate_csta::ops::Argument;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +30,11 @@ pub trait PbxLink: Send + Sync + 'static {
     fn is_up(&self) -> bool;
     /// Release the association (RLRQ) and stop; bounded.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+    /// Malformed frames from the switch and rejects sent to it, so far (zero for a link
+    /// that does not count them).
+    fn counters(&self) -> LinkCounters {
+        LinkCounters::default()
+    }
 }
 
 impl PbxLink for Link {
@@ -47,5 +52,8 @@ impl PbxLink for Link {
     }
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(Link::shutdown(self))
+    }
+    fn counters(&self) -> LinkCounters {
+        Link::counters(self)
     }
 }

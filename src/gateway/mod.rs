@@ -17,7 +17,7 @@ pub use bus::{Body, Bus, BusQueue, Delivery, Event, Subscriber};
 pub use link::{BoxFuture, MonitorAnswer, PbxLink};
 
 use crate::config::{Config, LinkSection};
-use crate::link::{Answer, CstaError, Link, LinkConfig, LinkError, LinkEvent, Side};
+use crate::link::{Answer, CstaError, Link, LinkConfig, LinkCounters, LinkError, LinkEvent, Side};
 use crate::model::{
     AgentView, EventKind, InternalRule, Out, SnapCall, SnapEntry, Tracker, TrackerConfig,
 };
@@ -216,6 +216,7 @@ pub fn link_config(l: &LinkSection) -> LinkConfig {
         snapshot_max_calls: l.snapshot_max_calls,
         reconnect_jitter_percent: l.reconnect_jitter_percent,
         reconnect_reset: Duration::from_secs(l.reconnect_reset_s),
+        max_frame: l.max_frame,
         ..LinkConfig::default()
     }
 }
@@ -230,6 +231,8 @@ pub struct LinkState {
     pub reason: Option<String>,
     /// Up: the side associated with; down: the side that failed last (the reason's).
     pub side: Option<Side>,
+    /// Malformed frames and rejects sent, over the link's lifetime.
+    pub counters: LinkCounters,
 }
 
 /// The links, their trackers and the bus.
@@ -389,6 +392,7 @@ impl Gateway {
                     state,
                     reason,
                     side: l.side.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    counters: l.link.counters(),
                 }
             })
             .collect()

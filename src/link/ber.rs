@@ -3,17 +3,21 @@
 //! (Alcatel OmniPCX Office, WIRE.md §2.2). Everything here is the `ctigate-csta` crate's
 //! code; this file only maps it onto [`Dialect`].
 
-use super::dialect::{Association, Dialect, Garbled, Message, SwitchError};
+use super::dialect::{Association, Dialect, Fault, Garbled, Message, SwitchError};
 use super::LinkConfig;
 use bytes::Bytes;
 use ctigate_csta::acse::{self, AarqParams, Acse, AcseKind};
 use ctigate_csta::apdu::Apdu;
-use ctigate_csta::framing::{Frame, Framing, U16Codec, HANDSHAKE_APP, HANDSHAKE_SWITCH};
+use ctigate_csta::ber::{self, Children, Tlv};
+use ctigate_csta::framing::{
+    Frame, Framing, U16Codec, HANDSHAKE_APP, HANDSHAKE_SWITCH, MAX_U16_FRAME,
+};
 use ctigate_csta::rose::{Code, InvokeId, Reject, ReturnError, Rose};
 use ctigate_csta::rose_ext::{
     self, FromInvoke, FromReturnResult, ReportFromInvoke, ToInvoke, ToReturnError, ToReturnResult,
 };
-use ctigate_csta::{DecodeError, Oid};
+use ctigate_csta::schema::{Class, Tag};
+use ctigate_csta::{DecodeError, Limits, Oid};
 use ctigate_csta_model::events::EventReport;
 use ctigate_csta_model::opcode;
 use ctigate_csta_model::ops::{Argument, Operation, OperationResult};
@@ -30,6 +34,7 @@ pub struct Ber {
     aarq: Bytes,
     framing: Framing,
     handshake: bool,
+    max_frame: usize,
 }
 
 impl Dialect for Ber {
@@ -39,15 +44,24 @@ impl Dialect for Ber {
     const MAX_INVOKE_ID: i64 = MAX_INVOKE_ID;
 
     fn from_config(cfg: &LinkConfig) -> Result<Ber, String> {
+        if !(1..=MAX_U16_FRAME).contains(&cfg.max_frame) {
+            return Err(format!(
+                "max_frame {} is outside 1..={MAX_U16_FRAME} (the 2-octet framing)",
+                cfg.max_frame
+            ));
+        }
         Ok(Ber {
             aarq: build_aarq(cfg)?,
             framing: cfg.framing,
             handshake: cfg.handshake,
+            max_frame: cfg.max_frame,
         })
     }
 
     fn codec(&self) -> U16Codec {
-        let codec = U16Codec::new().with_framing(self.framing);
+        let codec = U16Codec::new()
+            .with_framing(self.framing)
+            .with_max(self.max_frame);
         if self.handshake {
             codec.expecting_handshake(HANDSHAKE_SWITCH)
         } else {
@@ -239,26 +253,128 @@ fn switch_error(re: &ReturnError) -> SwitchError {
     }
 }
 
-/// A PDU the codec could not read, classified by its first octet (X.690 identifier: ROSE
-/// `[1]`..`[4]` constructed context tags, ACSE `[APPLICATION n]`).
+/// A PDU the codec could not read, classified for the X.880 answer (X.880 §9
+/// Remote-Operations-Generic-ROS-PDUs: the problem named by each constraint):
+///
+/// | the frame | guess |
+/// |---|---|
+/// | empty, or not an APDU type and not even one BER value | [`Garbled::NotAFrame`] (framing lost) |
+/// | one BER value of a type that is no APDU (`30 00`) | [`Garbled::Unknown`]: unrecognizedPDU |
+/// | ACSE (`[APPLICATION n]`) | [`Garbled::Association`] |
+/// | reject (`a4`) | [`Garbled::Ignored`] |
+/// | invoke, result, error: not valid BER | [`Fault::Encoding`]: badlyStructuredPDU |
+/// | ... valid BER, the ROS envelope wrong | [`Fault::Envelope`]: mistypedPDU |
+/// | ... only the argument / result / parameter wrong | [`Fault::Content`] |
 fn undecodable(pdu: &Bytes, e: DecodeError) -> Message {
     let id = e.invoke_id;
-    let guess = match pdu.first().copied() {
+    let first = pdu.first().copied();
+    let fault = || {
+        if !well_formed(pdu) {
+            Fault::Encoding
+        } else if !rose_envelope(pdu) {
+            Fault::Envelope
+        } else {
+            Fault::Content
+        }
+    };
+    let guess = match first {
+        None => Garbled::NotAFrame,
         Some(0xa1) => Garbled::Invoke {
             invoke_id: id,
             event_report: peek_opcode(pdu) == Some(opcode::CSTA_EVENT_REPORT),
+            fault: fault(),
         },
-        Some(0xa2) => Garbled::Result { invoke_id: id },
-        Some(0xa3) => Garbled::Error { invoke_id: id },
-        Some(0xa4) | None => Garbled::Ignored,
+        Some(0xa2) => Garbled::Result {
+            invoke_id: id,
+            fault: fault(),
+        },
+        Some(0xa3) => Garbled::Error {
+            invoke_id: id,
+            fault: fault(),
+        },
+        Some(0xa4) => Garbled::Ignored,
         Some(b) if b & 0xe0 == 0x60 => Garbled::Association,
-        Some(_) => Garbled::Unknown,
+        Some(_) if well_formed(pdu) => Garbled::Unknown,
+        Some(_) => Garbled::NotAFrame,
     };
     Message::Undecodable {
         error: e.to_string(),
         dump: ctigate_csta::json::hex(pdu),
         guess,
     }
+}
+
+/// X.690 well-formed: the frame is exactly one TLV, and the contents of every constructed
+/// value are TLVs up to its end (to the default depth limit).
+fn well_formed(pdu: &[u8]) -> bool {
+    fn inside(buf: &[u8], t: &Tlv, depth: u32, l: &Limits) -> bool {
+        !t.constructed()
+            || Children::new(buf, t, depth, l)
+                .all(|c| c.is_ok_and(|c| inside(buf, &c, depth + 1, l)))
+    }
+    let l = Limits::DEFAULT;
+    match ber::read_tlv(pdu, 0, pdu.len(), 1, &l) {
+        Ok(top) => top.end == pdu.len() && inside(pdu, &top, 1, &l),
+        Err(_) => false,
+    }
+}
+
+/// The ROS envelope of a well-formed invoke, returnResult or returnError is as X.880 has
+/// it (whatever its argument, result or parameter holds): `invokeId` INTEGER or NULL,
+/// `linkedId` `[0]`/`[1]` (invoke), `opcode`/`errcode` a local INTEGER or an OID, at most
+/// one value after it; a result is `SEQUENCE { opcode, result }`.
+fn rose_envelope(pdu: &[u8]) -> bool {
+    let l = Limits::DEFAULT;
+    let Ok(top) = ber::read_tlv(pdu, 0, pdu.len(), 1, &l) else {
+        return false;
+    };
+    let kids = |t: &Tlv, depth| -> Option<Vec<Tlv>> {
+        Children::new(pdu, t, depth, &l)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()
+    };
+    let Some(k) = kids(&top, 1) else {
+        return false;
+    };
+    let prim = |t: &Tlv, class: Class, n: u32| t.tag() == Tag::new(class, n) && !t.constructed();
+    let int = |t: &Tlv| {
+        prim(t, Class::Universal, 2) && (1..=8).contains(&(t.content_end - t.content_start))
+    };
+    let null = |t: &Tlv| prim(t, Class::Universal, 5) && t.content_end == t.content_start;
+    let code =
+        |t: &Tlv| int(t) || (prim(t, Class::Universal, 6) && t.content_end > t.content_start);
+    let Some((id, rest)) = k.split_first() else {
+        return false;
+    };
+    if !(int(id) || null(id)) {
+        return false;
+    }
+    match pdu[0] {
+        0xa1 => {
+            let rest = match rest.first() {
+                Some(t) if prim(t, Class::Context, 0) && int_content(t) => &rest[1..],
+                Some(t) if prim(t, Class::Context, 1) && t.content_end == t.content_start => {
+                    &rest[1..]
+                }
+                _ => rest,
+            };
+            rest.first().is_some_and(code) && rest.len() <= 2
+        }
+        0xa2 => match rest {
+            [] => true,
+            [seq] if seq.tag() == Tag::universal(16) && seq.constructed() => {
+                kids(seq, 2).is_some_and(|r| r.len() == 2 && code(&r[0]))
+            }
+            _ => false,
+        },
+        0xa3 => rest.first().is_some_and(code) && rest.len() <= 2,
+        _ => false,
+    }
+}
+
+/// A primitive value of 1 to 8 content octets (an INTEGER under an implicit tag).
+fn int_content(t: &Tlv) -> bool {
+    (1..=8).contains(&(t.content_end - t.content_start))
 }
 
 fn build_aarq(cfg: &LinkConfig) -> Result<Bytes, String> {

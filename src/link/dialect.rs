@@ -194,24 +194,50 @@ pub enum SwitchError {
     Unreadable(String),
 }
 
-/// What an undecodable frame seems to be.
+/// What an undecodable frame seems to be, as far as the X.880 answer needs it (the
+/// session's `on_undecodable` maps it to a reject, silence, an abort or a reset).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Garbled {
     /// An invoke; `event_report` when its operation is cSTAEventReport (never answered).
     Invoke {
         invoke_id: Option<i64>,
         event_report: bool,
+        fault: Fault,
     },
     /// A result.
-    Result { invoke_id: Option<i64> },
+    Result {
+        invoke_id: Option<i64>,
+        fault: Fault,
+    },
     /// An error answer.
-    Error { invoke_id: Option<i64> },
-    /// Nothing to answer (a reject, an empty frame).
+    Error {
+        invoke_id: Option<i64>,
+        fault: Fault,
+    },
+    /// Nothing to answer (a reject: a reject is never rejected).
     Ignored,
     /// Association control.
     Association,
-    /// Nothing known.
+    /// A well-formed message of a type the dialect does not have (X.880 general
+    /// unrecognizedPDU).
     Unknown,
+    /// Not a message at all where one must start (BER: an empty frame, or octets that are
+    /// neither an APDU nor even one BER value): the framing is lost and the link is reset.
+    NotAFrame,
+}
+
+/// Where an operation message (invoke, result, error) is broken: it decides the X.880
+/// problem of the reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Not valid in the transfer syntax (BER: X.690): general badlyStructuredPDU.
+    Encoding,
+    /// Well encoded but not the message its type says (a component missing, of the wrong
+    /// type, or extra): general mistypedPDU.
+    Envelope,
+    /// Sound but for its argument, result or error parameter: invoke mistypedArgument,
+    /// returnResult mistypedResult, returnError mistypedParameter.
+    Content,
 }
 
 #[cfg(test)]

@@ -11,13 +11,13 @@
 use super::ber::Ber;
 use super::dialect::Dialect;
 use super::session::{Answer, Out, Session, Token};
-use super::{CstaError, LinkConfig, LinkError, LinkEvent};
+use super::{CstaError, LinkConfig, LinkCounters, LinkError, LinkEvent};
 use bytes::BytesMut;
 use ctigate_csta_model::ops::Argument;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -63,7 +63,15 @@ enum Cmd {
 pub struct Link {
     tx: mpsc::Sender<Cmd>,
     up: Arc<AtomicBool>,
+    counters: Arc<SharedCounters>,
     request_timeout: Duration,
+}
+
+/// The session's [`LinkCounters`], as the driver last saw them.
+#[derive(Debug, Default)]
+struct SharedCounters {
+    malformed_frames: AtomicU64,
+    rejects_sent: AtomicU64,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -97,6 +105,7 @@ impl Link {
     {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let up = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(SharedCounters::default());
         let request_timeout = cfg.request_timeout;
         let driver = Driver {
             name: cfg.name.clone(),
@@ -108,6 +117,7 @@ impl Link {
             events_stalled: false,
             events_dropped: 0,
             up: up.clone(),
+            counters: counters.clone(),
             conn: Conn::None,
             replies: HashMap::new(),
             next_token: 0,
@@ -118,6 +128,7 @@ impl Link {
         Link {
             tx,
             up,
+            counters,
             request_timeout,
         }
     }
@@ -151,6 +162,14 @@ impl Link {
     /// Associated right now.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    /// Malformed frames from the switch and rejects sent to it, so far.
+    pub fn counters(&self) -> LinkCounters {
+        LinkCounters {
+            malformed_frames: self.counters.malformed_frames.load(Ordering::Acquire),
+            rejects_sent: self.counters.rejects_sent.load(Ordering::Acquire),
+        }
     }
 
     /// Release the association (RLRQ, then RLRE within `request_timeout`) and stop the
@@ -196,8 +215,17 @@ enum Conn<C> {
     },
 }
 
+/// Why no frame could be read.
+enum ReadError<E> {
+    /// The codec lost the frame boundaries.
+    Framing(E),
+    /// The socket failed.
+    Io(std::io::Error),
+}
+
 /// What the codec of the dialect `D` reads.
-type FrameResult<D> = Result<<D as Dialect>::Frame, <<D as Dialect>::Codec as Decoder>::Error>;
+type FrameResult<D> =
+    Result<<D as Dialect>::Frame, ReadError<<<D as Dialect>::Codec as Decoder>::Error>>;
 
 /// The next frame; `None` at end of stream. Cancel safe: the codec takes bytes out of
 /// `buf` only for a whole frame, and `read_buf` is cancel safe.
@@ -210,13 +238,13 @@ async fn next_frame<D: Dialect>(
         match codec.decode(buf) {
             Ok(Some(f)) => return Some(Ok(f)),
             Ok(None) => {}
-            Err(e) => return Some(Err(e)),
+            Err(e) => return Some(Err(ReadError::Framing(e))),
         }
         buf.reserve(READ_CHUNK);
         match reader.read_buf(buf).await {
             Ok(0) => return None,
             Ok(_) => {}
-            Err(e) => return Some(Err(e.into())),
+            Err(e) => return Some(Err(ReadError::Io(e))),
         }
     }
 }
@@ -242,6 +270,7 @@ struct Driver<E, D: Dialect> {
     events_stalled: bool,
     events_dropped: u64,
     up: Arc<AtomicBool>,
+    counters: Arc<SharedCounters>,
     conn: Conn<D::Codec>,
     replies: HashMap<Token, oneshot::Sender<Answer>>,
     next_token: Token,
@@ -317,10 +346,14 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                     tracing::trace!(link = %self.name, frame = ?f, "frame in");
                     self.session.handle_frame(f, now)
                 }
-                Wake::Conn(ConnEvent::Frame(Some(Err(e)))) => {
+                Wake::Conn(ConnEvent::Frame(Some(Err(ReadError::Framing(e))))) => {
+                    // the ABRT the session sends goes out before the close
+                    self.session.framing_lost(now, &e.to_string());
+                }
+                Wake::Conn(ConnEvent::Frame(Some(Err(ReadError::Io(e))))) => {
                     self.conn = Conn::None;
                     self.session
-                        .transport_closed(now, &format!("framing error: {e}"));
+                        .transport_closed(now, &format!("read failed: {e}"));
                 }
                 Wake::Conn(ConnEvent::Frame(None)) => {
                     self.conn = Conn::None;
@@ -392,6 +425,13 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
         }
         self.up
             .store(self.session.is_associated(), Ordering::Release);
+        let c = self.session.counters();
+        self.counters
+            .malformed_frames
+            .store(c.malformed_frames, Ordering::Release);
+        self.counters
+            .rejects_sent
+            .store(c.rejects_sent, Ordering::Release);
     }
 
     async fn transmit(&mut self, frame: D::Frame) {

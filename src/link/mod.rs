@@ -81,6 +81,10 @@ pub struct LinkConfig {
     /// Calls a SnapshotDevice answered by reference may bring (Snapshot Device Data
     /// segments); beyond it the snapshot fails with `LinkError::TooLarge`.
     pub snapshot_max_calls: usize,
+    /// Largest frame accepted from the switch, in octets (at most 65535, the 2-octet
+    /// framing's own bound). A longer announced length means the framing is lost (garbage
+    /// where a frame header should be): the link is reset, with this limit named.
+    pub max_frame: usize,
 }
 
 impl Default for LinkConfig {
@@ -102,6 +106,7 @@ impl Default for LinkConfig {
             reconnect_reset: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             snapshot_max_calls: 1024,
+            max_frame: DEFAULT_MAX_FRAME,
         }
     }
 }
@@ -129,6 +134,22 @@ impl fmt::Display for Side {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "side {} ({})", self.index, self.address)
     }
+}
+
+/// [`LinkConfig::max_frame`] unless configured: far above any CSTA PDU seen on these links
+/// (WIRE.md §2.1: the public clients send under 256 octets), far below what a random
+/// 2-octet header announces on average.
+pub const DEFAULT_MAX_FRAME: usize = 16_384;
+
+/// What a link counts over its lifetime (across reconnects), for `status` and `hello`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkCounters {
+    /// Frames from the switch that could not be read: undecodable APDUs, event reports,
+    /// results and error parameters that do not type, lost framing. Each is logged with
+    /// its octets in hex.
+    pub malformed_frames: u64,
+    /// X.880 rejects the link sent to the switch.
+    pub rejects_sent: u64,
 }
 
 /// The link could not carry a request (or could not come up). Each message says what to do.

@@ -42,9 +42,9 @@
 //! [`Message`]) and builds every frame it sends through the dialect.
 
 use super::ber::Ber;
-use super::dialect::{Association, Dialect, Garbled, Message, SwitchError};
+use super::dialect::{Association, Dialect, Fault, Garbled, Message, SwitchError};
 use super::monitors::{MonitorState, MonitorTable};
-use super::{CstaError, LinkConfig, LinkError, LinkEvent, Side};
+use super::{CstaError, LinkConfig, LinkCounters, LinkError, LinkEvent, Side};
 use bytes::Bytes;
 use ctigate_csta::framing::Frame;
 use ctigate_csta_model::events::EventReport;
@@ -88,6 +88,9 @@ mod problem {
     use super::Problem;
     pub const UNRECOGNIZED_PDU: Problem = Problem::UNRECOGNIZED_PDU;
     pub const MISTYPED_PDU: Problem = Problem::MISTYPED_PDU;
+    pub const BADLY_STRUCTURED_PDU: Problem = Problem::BADLY_STRUCTURED_PDU;
+    pub const RESULT_UNRECOGNIZED_INVOCATION: Problem = Problem::RESULT_UNRECOGNIZED_INVOCATION;
+    pub const ERROR_UNRECOGNIZED_INVOCATION: Problem = Problem::ERROR_UNRECOGNIZED_INVOCATION;
     pub const UNRECOGNIZED_OPERATION: Problem = Problem::UNRECOGNIZED_OPERATION;
     pub const MISTYPED_ARGUMENT: Problem = Problem::MISTYPED_ARGUMENT;
     pub const MISTYPED_RESULT: Problem = Problem::MISTYPED_RESULT;
@@ -220,6 +223,8 @@ pub struct Session<D: Dialect = Ber> {
     /// What requests get once closed.
     closed_with: LinkError,
     shutting_down: bool,
+    /// Malformed frames and rejects sent, over the session's lifetime.
+    counters: LinkCounters,
 }
 
 impl Session<Ber> {
@@ -265,6 +270,7 @@ impl<D: Dialect> Session<D> {
             refusal: None,
             closed_with: LinkError::Closed,
             shutting_down: false,
+            counters: LinkCounters::default(),
             cfg,
         };
         match dialect {
@@ -317,6 +323,19 @@ impl<D: Dialect> Session<D> {
     /// Make the backoff's jitter repeatable (tests).
     pub fn seed_jitter(&mut self, seed: u64) {
         self.rng = fastrand::Rng::with_seed(seed);
+    }
+
+    /// Malformed frames from the switch and rejects sent to it, since the session began
+    /// (across reconnects).
+    pub fn counters(&self) -> LinkCounters {
+        self.counters
+    }
+
+    /// Invokes of ours outstanding (requests, monitor starts and stops, keep-alives); at
+    /// most [`MAX_IN_FLIGHT`] with a caller, plus the re-monitors, stops and keep-alives
+    /// the link sends by itself.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// The monitor table.
@@ -418,6 +437,30 @@ impl<D: Dialect> Session<D> {
             State::Closed | State::ExpectRetry { .. } => {}
             State::ExpectRlre { .. } => self.finish(&format!("closed during release: {reason}")),
             _ => self.lose_link(now, LinkError::Closed, reason.to_string()),
+        }
+    }
+
+    /// The framing codec lost the frame boundaries (`error`: garbage where a frame header
+    /// should be, a length over [`LinkConfig::max_frame`]). Nothing more on this
+    /// connection can be read: counted as a malformed frame, and the link is reset (ABRT,
+    /// close, reconnect) with the reason named.
+    pub fn framing_lost(&mut self, now: Instant, error: &str) {
+        self.counters.malformed_frames += 1;
+        self.reset_framing(now, error);
+    }
+
+    fn reset_framing(&mut self, now: Instant, error: &str) {
+        let error = error.strip_prefix("loss of framing: ").unwrap_or(error);
+        let reason = format!(
+            "framing lost ({error}; the link's max_frame is {} octets): resetting the link",
+            self.cfg.max_frame
+        );
+        warn!(link = %self.cfg.name, %reason, "framing lost");
+        match self.state {
+            State::Closed | State::ExpectRetry { .. } => {}
+            State::ExpectRlre { .. } => self.finish(&reason),
+            State::ExpectConnect { .. } => self.lose_link(now, LinkError::Closed, reason),
+            _ => self.abort(now, reason),
         }
     }
 
@@ -627,7 +670,15 @@ impl<D: Dialect> Session<D> {
     }
 
     fn reject(&mut self, invoke_id: Option<i64>, problem: Problem) {
-        self.send(|d| d.reject(invoke_id, problem));
+        if let Some(f) = self
+            .dialect
+            .as_ref()
+            .and_then(|d| d.reject(invoke_id, problem))
+        {
+            self.counters.rejects_sent += 1;
+            debug!(link = %self.cfg.name, ?invoke_id, %problem, "reject sent");
+            self.out.push_back(Out::Transmit(f));
+        }
     }
 
     /// The next free invoke id: [`Dialect::FIRST_INVOKE_ID`]..=[`Dialect::MAX_INVOKE_ID`],
@@ -1207,6 +1258,7 @@ impl<D: Dialect> Session<D> {
                 Err(CstaError::Reject(problem::MISTYPED_RESULT))
             }
             Err(e) => {
+                self.counters.malformed_frames += 1;
                 warn!(link = %self.cfg.name, invoke = id, error = %e, "result not understood: rejected");
                 self.reject(Some(id), problem::MISTYPED_RESULT);
                 Err(CstaError::Reject(problem::MISTYPED_RESULT))
@@ -1228,6 +1280,7 @@ impl<D: Dialect> Session<D> {
                 Err(CstaError::Reject(problem::UNRECOGNIZED_ERROR))
             }
             SwitchError::Unreadable(parameter) => {
+                self.counters.malformed_frames += 1;
                 warn!(link = %self.cfg.name, invoke = id, %parameter, "universalFailure without a readable parameter: rejected");
                 self.reject(Some(id), problem::MISTYPED_PARAMETER);
                 Err(CstaError::Reject(problem::MISTYPED_PARAMETER))
@@ -1246,6 +1299,7 @@ impl<D: Dialect> Session<D> {
                 self.event(LinkEvent::Report { device, report });
             }
             Err(e) => {
+                self.counters.malformed_frames += 1;
                 warn!(link = %self.cfg.name, error = %e, "event report not understood: dropped (never answered)")
             }
         }
@@ -1522,37 +1576,62 @@ impl<D: Dialect> Session<D> {
         self.unknown_xrefs.push_back(xref);
     }
 
-    /// A frame the dialect could not read. Before the association: abort. After: reject it
-    /// the X.880 way (never an event report, never a reject) and fail the request it
-    /// answers.
+    /// A frame the dialect could not read: counted, logged with its octets, and answered
+    /// the X.880 way (Remote-Operations-Generic-ROS-PDUs names the problem of each broken
+    /// constraint):
+    ///
+    /// | frame | answer |
+    /// |---|---|
+    /// | before the association | abort (ABRT), reconnect |
+    /// | not a frame (framing lost) | abort, reconnect: the reason says so |
+    /// | ACSE APDU we cannot read | abort |
+    /// | a message type the dialect does not have | reject general unrecognizedPDU, invoke id absent |
+    /// | invoke, result or error not valid BER | reject general badlyStructuredPDU |
+    /// | ... valid BER, the envelope wrong | reject general mistypedPDU |
+    /// | invoke, its argument wrong | reject invoke mistypedArgument |
+    /// | result / error of ours in flight, its result / parameter wrong | reject returnResult mistypedResult / returnError mistypedParameter |
+    /// | result / error of an invoke not in flight | reject returnResult / returnError unrecognizedInvocation |
+    /// | (readable, not here: a late answer after its deadline is dropped, logged; X.880 would reject it unrecognizedInvocation too) | |
+    /// | a cSTAEventReport, however broken | nothing (`ALWAYS RESPONDS FALSE`: never answered) |
+    /// | a reject | nothing (a reject is never rejected: no reject ping-pong) |
+    ///
+    /// Rejects carry the invoke id when it could be read (absent otherwise); a request of
+    /// ours whose answer is rejected is answered with that reject. The link stays up.
     fn on_undecodable(&mut self, error: &str, dump: &str, guess: Garbled, now: Instant) {
+        self.counters.malformed_frames += 1;
+        warn!(link = %self.cfg.name, error, hex = dump, ?guess, "undecodable PDU from the switch");
         if !matches!(self.state, State::Associated | State::ExpectRlre { .. }) {
             self.abort(now, format!("undecodable PDU from the switch: {error}"));
             return;
         }
-        warn!(link = %self.cfg.name, error, hex = dump, "undecodable PDU from the switch");
+        let general = |fault: Fault| match fault {
+            Fault::Encoding => Some(problem::BADLY_STRUCTURED_PDU),
+            Fault::Envelope => Some(problem::MISTYPED_PDU),
+            Fault::Content => None,
+        };
         match guess {
             Garbled::Invoke {
                 event_report: true, ..
             } => {} // never answered
             Garbled::Invoke {
-                invoke_id: Some(i), ..
-            } => self.reject(Some(i), problem::MISTYPED_ARGUMENT),
-            Garbled::Invoke {
-                invoke_id: None, ..
-            } => self.reject(None, problem::MISTYPED_PDU),
-            Garbled::Result { invoke_id } | Garbled::Error { invoke_id } => {
-                match invoke_id.filter(|i| self.pending.contains_key(i)) {
-                    Some(i) => {
-                        let p = if matches!(guess, Garbled::Result { .. }) {
-                            problem::MISTYPED_RESULT
-                        } else {
-                            problem::MISTYPED_PARAMETER
-                        };
-                        self.reject(Some(i), p);
-                        self.complete(i, Ok(Err(CstaError::Reject(p))), now);
-                    }
-                    None => self.reject(None, problem::MISTYPED_PDU),
+                invoke_id, fault, ..
+            } => {
+                let p = general(fault).unwrap_or(problem::MISTYPED_ARGUMENT);
+                self.reject(invoke_id, p);
+            }
+            Garbled::Result { invoke_id, fault } | Garbled::Error { invoke_id, fault } => {
+                let result = matches!(guess, Garbled::Result { .. });
+                let ours = invoke_id.filter(|i| self.pending.contains_key(i));
+                let p = match (general(fault), ours, result) {
+                    (Some(p), _, _) => p,
+                    (None, Some(_), true) => problem::MISTYPED_RESULT,
+                    (None, Some(_), false) => problem::MISTYPED_PARAMETER,
+                    (None, None, true) => problem::RESULT_UNRECOGNIZED_INVOCATION,
+                    (None, None, false) => problem::ERROR_UNRECOGNIZED_INVOCATION,
+                };
+                self.reject(invoke_id, p);
+                if let Some(i) = ours {
+                    self.complete(i, Ok(Err(CstaError::Reject(p))), now);
                 }
             }
             Garbled::Ignored => {}
@@ -1563,6 +1642,9 @@ impl<D: Dialect> Session<D> {
                 );
             }
             Garbled::Unknown => self.reject(None, problem::UNRECOGNIZED_PDU),
+            Garbled::NotAFrame => {
+                self.reset_framing(now, &format!("a frame that is no message: {error}"));
+            }
         }
     }
 }

@@ -1017,6 +1017,10 @@ impl Tracker {
             }
             None => return,
         };
+        // the device was offered the merged call if it was offered any of its views
+        let offered = mine
+            .iter()
+            .any(|k| self.view(dev, *k).is_some_and(|v| v.offered));
         let mut replaced: Vec<String> = Vec::new();
         for k in mine.iter().copied().filter(|k| *k != keep) {
             if let Some(id) = self.drop_view(dev, k) {
@@ -1046,6 +1050,7 @@ impl Tracker {
         };
         v.call = rx.clone();
         v.conn = my_conn;
+        v.offered |= offered;
         if let Some(s) = state_of(j.lcs) {
             v.state = s;
         } else if !j.transfer {

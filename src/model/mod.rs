@@ -62,7 +62,7 @@ mod view;
 
 pub use resync::{SnapCall, SnapEntry};
 pub use tracker::{
-    InternalRule, Out, PickError, Tracker, TrackerConfig, Want, MAX_CALLS_PER_DEVICE,
+    InternalRule, Out, PickError, Tracker, TrackerConfig, TrackerSizes, Want, MAX_CALLS_PER_DEVICE,
     MAX_MEMBERS_PER_DEVICE,
 };
 pub use view::{

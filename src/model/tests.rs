@@ -1609,3 +1609,58 @@ fn unknown_states_and_incomplete_answers_release_nothing() {
     assert_eq!(summary(&out), ["call.released/resync/released"]);
     assert!(t.calls("201").is_empty());
 }
+
+/// Fuzz finding (`tracker`, fuzz/regressions/tracker/offered_twice_after_conference): a
+/// device offered an inbound call that it then conferences with a call it placed kept the
+/// placed call's view, not yet offered, so a late Delivered of the merged call popped it a
+/// second time. The merged view is offered when any view merged into it was.
+#[test]
+fn a_late_delivered_after_a_conference_does_not_pop_again() {
+    let mut t = tracker();
+    // the call it placed is the primary old call: its interaction survives
+    let mut conf = ConferencedEvent::new(
+        cid(1, "202"),
+        p("202"),
+        p("204"),
+        vec![
+            ConnectionListEntry {
+                new_connection: Some(cid(1, "202")),
+                endpoint: Some(p("202")),
+                ..Default::default()
+            },
+            ConnectionListEntry {
+                new_connection: Some(cid(1, "204")),
+                endpoint: Some(p("204")),
+                ..Default::default()
+            },
+            ConnectionListEntry {
+                new_connection: Some(cid(1, "0891234567")),
+                endpoint: Some(p("0891234567")),
+                ..Default::default()
+            },
+        ],
+        EventCause::CONFERENCE,
+    );
+    conf.secondary_old_call = Some(cid(2, "202"));
+    let evs = [
+        delivered(2, "202", "0891234567", "202", EventCause::NEW_CALL),
+        established(2, "202", "0891234567", "202"),
+        HeldEvent::new(cid(2, "202"), p("202"), EventCause::NORMAL).into(),
+        OriginatedEvent::new(cid(1, "202"), p("202"), p("204"), EventCause::MAKE_CALL).into(),
+        conf.into(),
+        delivered(1, "202", "0891234567", "202", EventCause::NEW_CALL),
+    ];
+    let out = feed(&mut t, "202", &evs, t0());
+    assert_eq!(
+        out,
+        [
+            "call.offering/newCall/offering",
+            "call.connected/normal/connected",
+            "call.held/normal/held",
+            "call.dialing/makeCall/dialing",
+            "call.conferenced/conference/connected",
+        ]
+    );
+    assert_eq!(t.calls("202").len(), 1);
+    t.audit().unwrap();
+}

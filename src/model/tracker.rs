@@ -260,6 +260,17 @@ pub(super) struct Device {
     pub pending: Option<(AgentState, String)>,
 }
 
+/// The sizes of the tracker's maps ([`Tracker::audit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackerSizes {
+    pub devices: usize,
+    pub views: usize,
+    pub interactions: usize,
+    pub by_call: usize,
+    pub moved: usize,
+    pub orphans: usize,
+}
+
 /// The call tracker (see the module documentation).
 #[derive(Debug)]
 pub struct Tracker {
@@ -428,6 +439,105 @@ impl Tracker {
                 self.detach(&v.interaction, now);
             }
         }
+    }
+
+    /// Check the tracker's internal consistency (for the `tracker` fuzz target and
+    /// tests): no interaction twice at a device and no callID twice there (no call in two
+    /// states at a device), every view's interaction known and counted exactly, every
+    /// interaction without views an orphan in the orphan list (else nothing would ever
+    /// forget it), every index entry pointing at a known interaction, and every map within
+    /// its bound. Returns the sizes, or what is wrong.
+    pub fn audit(&self) -> Result<TrackerSizes, String> {
+        let mut counted: HashMap<&str, usize> = HashMap::new();
+        let mut views = 0;
+        for (name, d) in &self.devices {
+            if d.calls.len() > MAX_CALLS_PER_DEVICE {
+                return Err(format!("{name}: {} calls", d.calls.len()));
+            }
+            if d.members.len() > MAX_MEMBERS_PER_DEVICE {
+                return Err(format!("{name}: {} members", d.members.len()));
+            }
+            for (i, v) in d.calls.iter().enumerate() {
+                views += 1;
+                for w in &d.calls[..i] {
+                    if w.interaction == v.interaction {
+                        return Err(format!(
+                            "{name}: interaction {} in two views ({:?} and {:?})",
+                            v.interaction, w.state, v.state
+                        ));
+                    }
+                    if w.call == v.call {
+                        return Err(format!(
+                            "{name}: callID {} in two views ({:?} and {:?})",
+                            ctigate_csta_model::value::hex(&v.call),
+                            w.state,
+                            v.state
+                        ));
+                    }
+                }
+                if !self.interactions.contains_key(&v.interaction) {
+                    return Err(format!(
+                        "{name}: a view of the unknown interaction {}",
+                        v.interaction
+                    ));
+                }
+                *counted.entry(&v.interaction).or_default() += 1;
+            }
+        }
+        for (id, i) in &self.interactions {
+            let n = counted.get(id.as_str()).copied().unwrap_or(0);
+            if i.views != n {
+                return Err(format!("{id}: counts {} views, has {n}", i.views));
+            }
+            if n == 0 {
+                let listed = i
+                    .orphaned
+                    .is_some_and(|(_, seq)| self.orphans.iter().any(|(o, s)| o == id && *s == seq));
+                if !listed {
+                    return Err(format!(
+                        "{id}: no views and not in the orphan list (never forgotten)"
+                    ));
+                }
+            }
+            if i.calls.len() > MAX_CALL_IDS {
+                return Err(format!("{id}: {} callIDs", i.calls.len()));
+            }
+        }
+        if let Some((c, id)) = self
+            .by_call
+            .iter()
+            .find(|(_, id)| !self.interactions.contains_key(*id))
+        {
+            return Err(format!(
+                "callID {} indexed to the forgotten interaction {id}",
+                ctigate_csta_model::value::hex(c)
+            ));
+        }
+        if let Some((c, id)) = self
+            .moved
+            .iter()
+            .find(|(_, id)| !self.interactions.contains_key(id))
+        {
+            return Err(format!(
+                "moved callID {} to the forgotten interaction {id}",
+                ctigate_csta_model::value::hex(c)
+            ));
+        }
+        if self.orphans.len() > MAX_ORPHANS || self.moved.len() > MAX_MOVED {
+            return Err(format!(
+                "{} orphans, {} moved",
+                self.orphans.len(),
+                self.moved.len()
+            ));
+        }
+        Ok(TrackerSizes {
+            devices: self.devices.len(),
+            views,
+            interactions: self.interactions.len(),
+            by_call: self.by_call.len(),
+            moved: self.moved.len(),
+            orphans: self.orphans.len(),
+        })
     }
 
     // ---- bookkeeping shared by the handlers -------------------------------------------------

@@ -25,12 +25,18 @@ impl Problem {
     pub const UNRECOGNIZED_PDU: Problem = Problem::General(0);
     /// GeneralProblem mistypedPDU (1).
     pub const MISTYPED_PDU: Problem = Problem::General(1);
+    /// GeneralProblem badlyStructuredPDU (2): not valid BER (X.690).
+    pub const BADLY_STRUCTURED_PDU: Problem = Problem::General(2);
     /// InvokeProblem unrecognizedOperation (1).
     pub const UNRECOGNIZED_OPERATION: Problem = Problem::Invoke(1);
     /// InvokeProblem mistypedArgument (2).
     pub const MISTYPED_ARGUMENT: Problem = Problem::Invoke(2);
+    /// ReturnResultProblem unrecognizedInvocation (0): no such invoke outstanding.
+    pub const RESULT_UNRECOGNIZED_INVOCATION: Problem = Problem::ReturnResult(0);
     /// ReturnResultProblem mistypedResult (2).
     pub const MISTYPED_RESULT: Problem = Problem::ReturnResult(2);
+    /// ReturnErrorProblem unrecognizedInvocation (0): no such invoke outstanding.
+    pub const ERROR_UNRECOGNIZED_INVOCATION: Problem = Problem::ReturnError(0);
     /// ReturnErrorProblem unrecognizedError (2).
     pub const UNRECOGNIZED_ERROR: Problem = Problem::ReturnError(2);
     /// ReturnErrorProblem mistypedParameter (4).

@@ -621,8 +621,8 @@ fn answers_we_cannot_read_are_rejected_and_reported() {
     h.pdu("a2 1b 02 01 01 30 16 02 01 0a 30 11 6b 0f 30 0d 80 02 00 42 a1 07 30 05 80 03 32 30 31");
     // an error code that is not universalFailure
     h.pdu("a3 08 02 01 02 02 01 05 05 00");
-    // a result that does not decode (empty result SEQUENCE)
-    h.pdu("a2 05 02 01 03 30 00");
+    // a result whose monitorStart result does not decode (empty MonitorStartResult)
+    h.pdu("a2 0a 02 01 03 30 05 02 01 47 30 00");
     let outs = h.drain();
     let sent: Vec<Bytes> = outs
         .iter()
@@ -780,9 +780,10 @@ fn other_switch_invokes_are_rejected_and_garbage_is_handled() {
     // the switch invokes makeCall: not ours to serve
     h.pdu("a1 1d 02 01 05 02 01 0a 30 15 30 05 80 03 32 30 31 30 0c 80 0a 30 38 39 31 32 33 34 35 36 37");
     assert_eq!(h.sent(), vec![hex("a4 06 02 01 05 81 01 01")]);
-    // an invoke whose argument does not decode (the simulator's garble fault)
+    // an invoke that is not valid BER (the simulator's garble fault: a SEQUENCE tag with
+    // no length where the opcode should be): general badlyStructuredPDU
     h.pdu("a1 04 02 01 05 30");
-    assert_eq!(h.sent(), vec![hex("a4 06 02 01 05 81 01 02")]);
+    assert_eq!(h.sent(), vec![hex("a4 06 02 01 05 80 01 02")]);
     // a broken event report is never answered
     h.pdu("a1 0a 02 01 09 02 01 15 30 03 55 09 00");
     assert_eq!(h.sent(), Vec::<Bytes>::new());
@@ -843,6 +844,197 @@ fn no_panic_on_any_input() {
             h.drain();
         }
     }
+}
+
+/// X.880 (Remote-Operations-Generic-ROS-PDUs): each frame the codec cannot read gets the
+/// problem its broken constraint names, with the invoke id when it could be read; rejects
+/// and event reports are never answered; every one is counted and the link stays up.
+#[test]
+fn undecodable_frames_get_the_x880_reject_and_are_counted() {
+    let mut h = H::up();
+    h.s.request(1, answer_call(), h.now);
+    h.s.request(2, answer_call(), h.now);
+    assert_eq!(h.sent().len(), 2);
+    let cases: [(&str, &str, Option<&str>); 12] = [
+        // invoke, not valid BER (the garble fault): badlyStructuredPDU, id 5
+        (
+            "garble",
+            "a1 04 02 01 05 30",
+            Some("a4 06 02 01 05 80 01 02"),
+        ),
+        // invoke, an inner length past its parent: badlyStructuredPDU
+        (
+            "bad length",
+            "a1 08 02 01 05 02 01 02 30 05",
+            Some("a4 06 02 01 05 80 01 02"),
+        ),
+        // invoke, an OCTET STRING where the opcode goes: mistypedPDU
+        (
+            "no opcode",
+            "a1 05 02 01 06 04 00",
+            Some("a4 06 02 01 06 80 01 01"),
+        ),
+        // invoke answerCall with an empty argument: mistypedArgument
+        (
+            "bad argument",
+            "a1 08 02 01 07 02 01 02 30 00",
+            Some("a4 06 02 01 07 81 01 02"),
+        ),
+        // a broken event report: never answered
+        ("bad report", "a1 0a 02 01 09 02 01 15 30 03 55 09 00", None),
+        // a result to request 1 with an empty result SEQUENCE: mistypedPDU
+        (
+            "bad envelope",
+            "a2 05 02 01 01 30 00",
+            Some("a4 06 02 01 01 80 01 01"),
+        ),
+        // a returnError to request 2, an OCTET STRING in universalFailure's operation:
+        // mistypedParameter
+        (
+            "bad parameter",
+            "a3 0b 02 01 02 02 01 01 a0 03 04 01 0c",
+            Some("a4 06 02 01 02 83 01 04"),
+        ),
+        // the same to an invoke not in flight: unrecognizedInvocation
+        (
+            "late error",
+            "a3 0b 02 01 63 02 01 01 a0 03 04 01 0c",
+            Some("a4 06 02 01 63 83 01 00"),
+        ),
+        // a result of monitorStart to an invoke not in flight, unreadable: unrecognizedInvocation
+        (
+            "late result",
+            "a2 0a 02 01 64 30 05 02 01 47 30 00",
+            Some("a4 06 02 01 64 82 01 00"),
+        ),
+        // a well-formed value of no APDU type: unrecognizedPDU, invoke id absent
+        ("unknown", "30 03 02 01 05", Some("a4 05 05 00 80 01 00")),
+        // a reject we cannot read: never rejected
+        ("bad reject", "a4 02 02 01", None),
+        // a result whose invoke id is a NULL... of a SEQUENCE: not BER at all inside
+        ("truncated", "a2 03 02 01", Some("a4 05 05 00 80 01 02")),
+    ];
+    let mut rejects = 0;
+    for (n, (what, pdu, reject)) in cases.iter().enumerate() {
+        h.pdu(pdu);
+        let want: Vec<Bytes> = reject.iter().map(|r| hex(r)).collect();
+        rejects += want.len() as u64;
+        let outs = h.drain();
+        let sent: Vec<Bytes> = outs
+            .iter()
+            .filter_map(|o| match o {
+                Out::Transmit(Frame::Pdu(p)) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, want, "{what}");
+        assert!(downs(&outs).is_empty(), "{what}");
+        assert_eq!(
+            h.s.counters(),
+            LinkCounters {
+                malformed_frames: n as u64 + 1,
+                rejects_sent: rejects,
+            },
+            "{what}"
+        );
+        assert!(h.s.is_associated(), "{what}");
+    }
+}
+
+/// The requests whose answers could not be read are answered with the reject sent.
+#[test]
+fn a_rejected_answer_answers_its_request() {
+    let mut h = H::up();
+    h.s.request(1, answer_call(), h.now);
+    h.s.request(2, answer_call(), h.now);
+    h.s.request(3, answer_call(), h.now);
+    h.sent();
+    h.pdu("a2 05 02 01 01 30 00");
+    h.pdu("a3 0b 02 01 02 02 01 01 a0 03 04 01 0c");
+    h.pdu("a2 04 02 01 03 30");
+    let outs = h.drain();
+    assert_eq!(
+        answers(&outs),
+        vec![
+            (1, Ok(Err(CstaError::Reject(problem::MISTYPED_PDU)))),
+            (2, Ok(Err(CstaError::Reject(problem::MISTYPED_PARAMETER)))),
+            (3, Ok(Err(CstaError::Reject(problem::BADLY_STRUCTURED_PDU)))),
+        ]
+    );
+    assert_eq!(h.s.pending(), 0);
+}
+
+/// Garbage where a frame must start (an empty frame, octets that are not one BER value
+/// and no APDU), and a length over max_frame from the codec: the link is reset (ABRT,
+/// close, Down with the reason, reconnect) and the frame counted.
+#[test]
+fn lost_framing_resets_the_link_with_the_reason() {
+    for (frame, reason) in [
+        (
+            "",
+            "framing lost (a frame that is no message: empty PDU at offset 0; the link's max_frame is 16384 octets): resetting the link",
+        ),
+        (
+            "02 05 01",
+            "framing lost (a frame that is no message: APDU: unexpected tag [UNIVERSAL 2] at offset 0; the link's max_frame is 16384 octets): resetting the link",
+        ),
+    ] {
+        let mut h = H::up();
+        h.s.request(1, answer_call(), h.now);
+        h.sent();
+        h.pdu(frame);
+        let outs = h.drain();
+        assert_eq!(
+            outs,
+            vec![
+                Out::Transmit(Frame::Pdu(hex(ABRT_USER))),
+                Out::Answer {
+                    token: 1,
+                    answer: Err(LinkError::Aborted)
+                },
+                Out::Close,
+                Out::Event(LinkEvent::Down {
+                    reason: reason.into(),
+                    side: side0()
+                }),
+            ],
+            "{frame}"
+        );
+        assert_eq!(h.s.counters().malformed_frames, 1);
+        assert!(matches!(h.s.state(), State::ExpectRetry { .. }));
+    }
+    // the driver's codec: an announced length over max_frame
+    let mut h = H::new(LinkConfig {
+        max_frame: 100,
+        ..cfg()
+    });
+    h.s.connected(h.now);
+    h.sent();
+    h.pdu(AARE_REAL);
+    h.drain();
+    let mut codec = h.s.codec().unwrap();
+    let mut buf = bytes::BytesMut::from(&hex("00 65 a1")[..]);
+    let e = tokio_util::codec::Decoder::decode(&mut codec, &mut buf).unwrap_err();
+    h.s.framing_lost(h.now, &e.to_string());
+    assert_eq!(
+        downs(&h.drain()),
+        vec!["framing lost (frame of 101 octets exceeds the limit of 100; is the other side speaking CSTA BER with this framing setting?; the link's max_frame is 100 octets): resetting the link"]
+    );
+    assert_eq!(
+        h.s.counters(),
+        LinkCounters {
+            malformed_frames: 1,
+            rejects_sent: 0
+        }
+    );
+    // the next attempt comes up as usual; the counters stay
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.drain(), vec![Out::Connect]);
+    h.s.connected(h.now);
+    h.sent();
+    h.pdu(AARE_REAL);
+    assert_eq!(h.drain(), vec![Out::Event(LinkEvent::Up { side: side0() })]);
+    assert_eq!(h.s.counters().malformed_frames, 1);
 }
 
 // ---- keep-alive -----------------------------------------------------------------------------

@@ -377,6 +377,7 @@ async fn run_sim(
     exit_after: bool,
     load: Option<f64>,
 ) -> anyhow::Result<i32> {
+    let stop = stop_signal()?;
     if let Some(s) = &scenario {
         ctigate::sim::server::parse_scenario(s)
             .map_err(|e| anyhow::anyhow!(e))
@@ -427,7 +428,7 @@ async fn run_sim(
             return Ok(if res.is_ok() { 0 } else { 1 });
         }
     }
-    stop_signal().await?;
+    stop.await;
     if sim.stop(stop_bound).await {
         tracing::info!("simulator stopped: every association released");
     } else {
@@ -437,6 +438,7 @@ async fn run_sim(
 }
 
 async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
+    let stop = stop_signal()?;
     let l = ctigate::api::server::bind(&cfg.api.listen).await?;
     let addr = l.local_addr()?;
     let targets: Vec<(String, String)> = cfg
@@ -451,7 +453,7 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
         println!("link {name}: connecting to {address}");
     }
     let reported = tokio::spawn(report_links(api.gateway.clone()));
-    stop_signal().await?;
+    stop.await;
     reported.abort();
     api.shutdown().await;
     let _ = serving.await;
@@ -486,26 +488,33 @@ async fn report_links(gw: std::sync::Arc<ctigate::gateway::Gateway>) {
     }
 }
 
-/// SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-async fn stop_signal() -> anyhow::Result<()> {
+/// SIGINT (Ctrl-C) or, on Unix, SIGTERM: watched from this call on, so a signal sent once
+/// the start-up lines are out is never missed; the future ends with the first one.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
-            _ = term.recv() => {}
-        }
-        tracing::info!("stop signal");
-        Ok(())
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("stop signal");
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("stop signal");
+        })
     }
 }
 
 async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Result<i32> {
+    let stop = stop_signal()?;
     let d = ctigate::demo::start(&listen, &sim_control)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the demo: {e}"))?;
@@ -545,7 +554,7 @@ async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Re
         );
     }
     println!("Ctrl-C stops.");
-    stop_signal().await?;
+    stop.await;
     d.shutdown().await;
     Ok(0)
 }

@@ -22,7 +22,8 @@
 //! before). A callID the switch reuses after the call cleared is a new interaction.
 //!
 //! # Decisions where PROTOCOL.md is silent
-//! - `call.offering` is emitted once per interaction and device, on the first
+//! - `call.offering` is emitted once per visit (interaction, device and `visit`: a call that
+//!   comes back to the device after its `call.released` there is a new visit), on the first
 //!   Delivered/Offered at the device, whatever came before (queued, diverted, a repeat);
 //!   when the switch never reported the alerting but reports the device answering, the
 //!   offering is emitted just before `call.connected`, so the screen pop is not lost.

@@ -21,6 +21,8 @@ pub const MAX_MEMBERS_PER_DEVICE: usize = 256;
 const MAX_MOVED: usize = 256;
 /// CallIDs remembered per interaction (it changes on transfer / conference).
 const MAX_CALL_IDS: usize = 8;
+/// Devices whose visits are counted per interaction (`visit` in the call view).
+const MAX_VISITORS: usize = 64;
 /// Interactions no monitored device has a view of any more (the call went on elsewhere:
 /// diverted to an unmonitored device, transferred away) are kept, at most this many, so a
 /// device that sees the call next joins the same interaction.
@@ -202,6 +204,8 @@ pub(super) struct Interaction {
     pub orphaned: Option<(SystemTime, u64)>,
     /// CallCleared was reported: forgotten with its last view.
     pub cleared: bool,
+    /// Views each device had of it so far (the last one's number is its `visit`).
+    pub visits: Vec<(String, u32)>,
 }
 
 /// What a new view knows about its interaction.
@@ -235,6 +239,9 @@ pub(super) struct View {
     pub parties: Vec<String>,
     pub started: SystemTime,
     pub answered: Option<SystemTime>,
+    /// This device's how-many-th view of the interaction (1 the first time; a call that
+    /// comes back, by a blind transfer or a conference rejoin, is a new visit).
+    pub visit: u32,
 }
 
 impl View {
@@ -590,6 +597,7 @@ impl Tracker {
             started: v.started,
             answered: v.answered,
             ended,
+            visit: v.visit,
         }
     }
 
@@ -736,6 +744,7 @@ impl Tracker {
                 views: 0,
                 orphaned: None,
                 cleared: false,
+                visits: Vec::new(),
             },
         );
         self.by_call.insert(call.clone(), id.clone());
@@ -778,6 +787,7 @@ impl Tracker {
             return v.key;
         }
         self.attach(&interaction);
+        let visit = self.next_visit(&interaction, device);
         let key = self.next_key;
         self.next_key = self.next_key.wrapping_add(1);
         self.devices
@@ -796,8 +806,25 @@ impl Tracker {
                 parties: vec![device.to_string()],
                 started: now,
                 answered: None,
+                visit,
             });
         key
+    }
+
+    /// The number of a new view of `interaction` at `device` (counted per interaction; at
+    /// most [`MAX_VISITORS`] devices are counted, a further one starts at 1).
+    fn next_visit(&mut self, interaction: &str, device: &str) -> u32 {
+        let Some(i) = self.interactions.get_mut(interaction) else {
+            return 1;
+        };
+        if let Some((_, n)) = i.visits.iter_mut().find(|(d, _)| d == device) {
+            *n = n.saturating_add(1);
+            return *n;
+        }
+        if i.visits.len() < MAX_VISITORS {
+            i.visits.push((device.to_string(), 1));
+        }
+        1
     }
 
     fn make_room(&mut self, device: &str, now: SystemTime, out: &mut Vec<Out>) {

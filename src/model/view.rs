@@ -167,6 +167,10 @@ pub struct CallView {
     /// When the call ended at this device (set in `call.released`).
     #[serde(serialize_with = "ser_opt_time")]
     pub ended: Option<SystemTime>,
+    /// This device's how-many-th view of the interaction: 1, and 2, 3, ... when the call
+    /// comes back to the device (a blind transfer back, a conference rejoin) after its
+    /// `call.released` there. `call.offering` is once per visit.
+    pub visit: u32,
 }
 
 /// The fields a call event carries besides the view and the cause (PROTOCOL.md

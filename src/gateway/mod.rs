@@ -93,6 +93,8 @@ pub struct LinkSlot {
     resync_failures: AtomicU64,
     /// Resyncs finished (applied or failed).
     resyncs: AtomicU64,
+    /// The switch said it does not serve SnapshotCall.
+    no_snapshot_call: std::sync::atomic::AtomicBool,
 }
 
 /// What a link's event pump publishes, in the order it was queued.
@@ -287,6 +289,7 @@ impl Gateway {
                 stale: Mutex::new(BTreeSet::new()),
                 resync_failures: AtomicU64::new(0),
                 resyncs: AtomicU64::new(0),
+                no_snapshot_call: std::sync::atomic::AtomicBool::new(false),
             });
             links.insert(spec.name.clone(), slot.clone());
             pumps.push((slot, rx));
@@ -501,14 +504,32 @@ impl Gateway {
         }))
     }
 
-    /// SnapshotCall of a call: its parties (`None` when the switch does not say).
-    async fn snapshot_call(&self, s: &LinkSlot, conn: &ConnectionId) -> Option<SnapCall> {
+    /// SnapshotCall of a call: its parties (`Ok(None)` when the switch does not say);
+    /// `Err(())` when asking again is pointless (no answer in time, or the switch does not
+    /// serve SnapshotCall: then it is not asked on this link any more).
+    async fn snapshot_call(
+        &self,
+        s: &LinkSlot,
+        conn: &ConnectionId,
+    ) -> Result<Option<SnapCall>, ()> {
         let arg = SnapshotCallArgument::new(conn.clone());
         match s.link.request(arg.into()).await {
-            Ok(Ok(Some(OperationResult::SnapshotCall(r)))) => Some(SnapCall::from_result(&r)),
+            Ok(Ok(Some(OperationResult::SnapshotCall(r)))) => Ok(Some(SnapCall::from_result(&r))),
+            Ok(Err(e))
+                if e == CstaError::Reject(Problem::UNRECOGNIZED_OPERATION)
+                    || e.to_string() == "operation/serviceNotSupported" =>
+            {
+                info!(link = %s.name, error = %e, "the switch does not serve SnapshotCall: new calls found by a snapshot get no parties");
+                s.no_snapshot_call.store(true, Ordering::Relaxed);
+                Err(())
+            }
+            Err(LinkError::Timeout) => {
+                warn!(link = %s.name, "SnapshotCall not answered in time: the other new calls of this snapshot get no parties");
+                Err(())
+            }
             other => {
                 debug!(link = %s.name, error = ?other.err(), "SnapshotCall gave nothing: the call's parties stay unknown");
-                None
+                Ok(None)
             }
         }
     }
@@ -543,7 +564,12 @@ impl Gateway {
             .cloned()
             .collect();
         for conn in unknown {
-            let info = self.snapshot_call(s, &conn).await;
+            if s.no_snapshot_call.load(Ordering::Relaxed) {
+                break;
+            }
+            let Ok(info) = self.snapshot_call(s, &conn).await else {
+                break;
+            };
             if let Some(e) = entries.iter_mut().find(|e| e.conn == conn) {
                 e.call = info;
             }

@@ -7,7 +7,7 @@ use crate::api::protocol::ok_line;
 use crate::api::request::parse_request;
 use crate::link::session::{Out, Session, Token, MAX_IN_FLIGHT};
 use crate::link::{LinkConfig, LinkCounters};
-use crate::model::{EventKind, Out as TrackerOut, Tracker, TrackerConfig};
+use crate::model::{EventKind, Out as TrackerOut, SnapEntry, Tracker, TrackerConfig};
 use crate::sim::control::{parse as parse_control, Command};
 use crate::sim::switch::{Output, Switch};
 use crate::sim::SimConfig;
@@ -19,10 +19,11 @@ use ctigate_csta::events::{
     RetrievedEvent, ServiceInitiatedEvent, TransferredEvent,
 };
 use ctigate_csta::framing::Frame;
-use ctigate_csta::ops::{Argument, HoldCallArgument, SystemStatus, SystemStatusArg};
+use ctigate_csta::ops::{Argument, HoldCallArgument, SnapshotState, SystemStatus, SystemStatusArg};
 use ctigate_csta::rose::Rose;
 use ctigate_csta::types::{
-    ConnectionId, ConnectionListEntry, EventCause, LocalConnectionState, Party, Redirection,
+    ConnectionId, ConnectionListEntry, DeviceId, EventCause, LocalConnectionState, LocalDeviceId,
+    Party, Redirection,
 };
 use ctigate_csta::Apdu;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -170,6 +171,7 @@ pub fn tracker(data: &[u8]) {
     let mut now = UNIX_EPOCH + Duration::from_secs(1_795_255_200);
     let mut c = Choices(data);
     let mut visits = Visits::new();
+    let mut resyncs: Vec<(u64, Vec<SnapEntry>)> = Vec::new();
     let mut steps = 0;
     while !c.is_empty() && steps < MAX_STEPS {
         steps += 1;
@@ -182,13 +184,38 @@ pub fn tracker(data: &[u8]) {
                 t.on_event(at, &e, now)
             }
             14 => {
-                let snapshot: Vec<(ConnectionId, LocalConnectionState)> = (0..c.pick(4))
-                    .map(|_| {
-                        let call = call_id(&mut c);
-                        (ConnectionId::dialing(call, at), lcs(&mut c))
-                    })
-                    .collect();
-                t.resync(at, &snapshot, now)
+                // a snapshot asked for now, applied now or after later events (at most 4
+                // in flight): entries in a known state, `unknown`, or without their callID
+                if c.byte() & 1 == 0 && !resyncs.is_empty() || resyncs.len() >= 4 {
+                    let (mark, entries) = resyncs.remove(0);
+                    t.apply_resync(mark, &entries, now)
+                } else {
+                    let entries: Vec<SnapEntry> = (0..c.pick(4))
+                        .map(|_| {
+                            let call = call_id(&mut c);
+                            let conn = if c.pick(8) == 0 {
+                                ConnectionId::device_only(LocalDeviceId::Static(DeviceId::dialing(
+                                    at,
+                                )))
+                            } else {
+                                ConnectionId::dialing(call, at)
+                            };
+                            let state = if c.pick(4) == 0 {
+                                SnapshotState::Unknown
+                            } else {
+                                SnapshotState::Known(lcs(&mut c))
+                            };
+                            SnapEntry::new(conn, state)
+                        })
+                        .collect();
+                    let mark = t.begin_resync(at);
+                    if c.byte() & 1 == 0 {
+                        t.apply_resync(mark, &entries, now)
+                    } else {
+                        resyncs.push((mark, entries));
+                        Vec::new()
+                    }
+                }
             }
             _ => {
                 t.forget_device(at);

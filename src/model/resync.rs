@@ -355,7 +355,17 @@ impl Tracker {
             inside: outgoing,
             ..Seed::default()
         };
+        let before = self.keys(device);
         let key = self.create(device, &call, seed, st, out, now);
+        if before.contains(&key) {
+            // the callID belongs to an interaction the device already has a view of (under
+            // another callID: a transfer it was not told of); that view now follows this
+            // callID and is brought to the snapshot's state like any known call
+            if let Some(lcs) = known {
+                self.resync_state(device, key, lcs, &e.conn, now, out);
+            }
+            return;
+        }
         let other = far
             .first()
             .map(|(d, _)| d.clone())

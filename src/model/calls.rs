@@ -267,6 +267,8 @@ impl Tracker {
             }
             Event::CallCleared(e) => {
                 if let Some(call) = e.cleared_call.call_id() {
+                    // ended everywhere: a resync in progress must not bring it back
+                    self.note_gone(dev, call);
                     let mut ids = Vec::new();
                     while let Some(k) = self.find(dev, call) {
                         ids.push(self.iid(dev, k));
@@ -871,10 +873,20 @@ impl Tracker {
         now: SystemTime,
         out: &mut Vec<Out>,
     ) {
-        let Some(key) = f.conn.call_id().and_then(|c| self.find(dev, c)) else {
+        let Some(call) = f.conn.call_id() else {
             return;
         };
-        if f.here(dev) || f.lcs == Some(LocalConnectionState::Null) {
+        let here = f.here(dev) || f.lcs == Some(LocalConnectionState::Null);
+        let Some(key) = self.find(dev, call) else {
+            if here {
+                // a call the device has no view of (yet) ended there: a resync in progress
+                // whose snapshot lists it must not bring it back
+                let call = call.clone();
+                self.note_gone(dev, &call);
+            }
+            return;
+        };
+        if here {
             self.release(
                 dev,
                 key,

@@ -1609,3 +1609,26 @@ fn unknown_states_and_incomplete_answers_release_nothing() {
     assert_eq!(summary(&out), ["call.released/resync/released"]);
     assert!(t.calls("201").is_empty());
 }
+
+#[test]
+fn a_call_that_ended_before_the_tracker_knew_it_is_not_brought_back_by_the_resync() {
+    // found by tests/chaos.rs (switch_aborts_the_association_mid_call): a call that appeared
+    // during a link outage is in the snapshot; it ends (ConnectionCleared, or CallCleared)
+    // before the answer is applied, while the tracker has no view of it yet. The resync
+    // must not create it: it would stay in the view while the switch no longer has it.
+    let mut t = tracker();
+    let mark = t.begin_resync("201");
+    feed(&mut t, "201", &[cleared(4, "201"), call_cleared(5)], t0());
+    let snap = [
+        SnapEntry::new(
+            cid(4, "201"),
+            SnapshotState::Known(LocalConnectionState::Alerting),
+        ),
+        SnapEntry::new(
+            cid(5, "201"),
+            SnapshotState::Known(LocalConnectionState::Connected),
+        ),
+    ];
+    assert!(t.apply_resync(mark, &snap, t0()).is_empty());
+    assert!(t.calls("201").is_empty(), "{:?}", t.calls("201"));
+}

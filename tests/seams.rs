@@ -442,7 +442,7 @@ async fn every_subscriber_sees_every_event_in_one_order() {
     assert_eq!(seen.len(), 1000);
     let mut hub_order = Vec::new();
     for seq in 1..=1000u64 {
-        let l: Value = serde_json::from_str(&lines.recv().await.unwrap()).unwrap();
+        let l: Value = serde_json::from_str(&lines.recv().await.unwrap().1).unwrap();
         assert_eq!(l["seq"], seq);
         hub_order.push(l["reason"].as_str().unwrap().to_string());
     }

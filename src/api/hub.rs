@@ -22,8 +22,11 @@ pub struct ClientShared {
     pub lagged_from: Mutex<Option<u64>>,
 }
 
+/// An event line queued for a client, with its seq (the writer places `lagged` by it).
+pub type EventLine = (u64, Arc<str>);
+
 struct Slot {
-    events: mpsc::Sender<Arc<str>>,
+    events: mpsc::Sender<EventLine>,
     shared: Arc<ClientShared>,
     subs: BTreeSet<DeviceKey>,
 }
@@ -85,7 +88,7 @@ impl Hub {
 
     /// A new client: its id, the receiving end of its event queue and the lag flag; `None`
     /// when the gateway has `max_clients` already.
-    pub fn register(&self) -> Option<(ClientId, mpsc::Receiver<Arc<str>>, Arc<ClientShared>)> {
+    pub fn register(&self) -> Option<(ClientId, mpsc::Receiver<EventLine>, Arc<ClientShared>)> {
         let mut s = self.lock();
         if s.clients.len() >= self.max_clients {
             return None;
@@ -185,7 +188,7 @@ impl Hub {
             if !wants {
                 continue;
             }
-            if c.events.try_send(line.clone()).is_err() {
+            if c.events.try_send((seq, line.clone())).is_err() {
                 dropped += 1;
                 let mut l = c
                     .shared
@@ -229,11 +232,11 @@ impl Hub {
         if let Some(after) = after {
             let oldest = s.buffer.front().map_or(s.seq + 1, |b| b.seq);
             rep.gap = after + 1 < oldest && after < s.seq;
-            let lines: Vec<Arc<str>> = s
+            let lines: Vec<EventLine> = s
                 .buffer
                 .iter()
                 .filter(|b| b.seq > after && b.key.as_ref() == Some(&key))
-                .map(|b| b.line.clone())
+                .map(|b| (b.seq, b.line.clone()))
                 .collect();
             if let Some(c) = s.clients.get(&id) {
                 for l in lines {
@@ -341,17 +344,17 @@ mod tests {
         let s1 = hub.publish("pbx1", Some("201"), "call.offering", Map::new());
         hub.publish("pbx1", Some("202"), "call.offering", Map::new());
         hub.publish("pbx1", None, "link.down", Map::new());
-        let l: Value = serde_json::from_str(&ra.recv().await.unwrap()).unwrap();
+        let l: Value = serde_json::from_str(&ra.recv().await.unwrap().1).unwrap();
         assert_eq!(
             (l["seq"].as_u64(), l["device"].as_str()),
             (Some(s1), Some("201"))
         );
         assert_eq!(
-            serde_json::from_str::<Value>(&ra.recv().await.unwrap()).unwrap()["event"],
+            serde_json::from_str::<Value>(&ra.recv().await.unwrap().1).unwrap()["event"],
             "link.down"
         );
         assert_eq!(
-            serde_json::from_str::<Value>(&rb.recv().await.unwrap()).unwrap()["device"],
+            serde_json::from_str::<Value>(&rb.recv().await.unwrap().1).unwrap()["device"],
             "202"
         );
         // a slow client: queue of 2, the third is dropped and remembered
@@ -374,7 +377,7 @@ mod tests {
             }
         );
         assert_eq!(
-            serde_json::from_str::<Value>(&rc.recv().await.unwrap()).unwrap()["seq"],
+            serde_json::from_str::<Value>(&rc.recv().await.unwrap().1).unwrap()["seq"],
             5
         );
         // after=1: 2..3 are gone

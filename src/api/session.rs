@@ -17,7 +17,7 @@
 //! are never dropped (reading stops while [`IN_FLIGHT`] requests wait); events beyond
 //! the client's queue are dropped and reported with `lagged`.
 
-use super::hub::{ClientId, ClientShared, Hub};
+use super::hub::{ClientId, ClientShared, EventLine, Hub};
 use super::ops::{self, Cx};
 use super::protocol::{error_line, ok_line, ApiError, PROTOCOL};
 use super::request::{parse_request, Op, Request};
@@ -276,7 +276,7 @@ async fn write_loop<K: LineSink>(
     mut sink: K,
     hello: Arc<str>,
     mut responses: mpsc::Receiver<Arc<str>>,
-    mut events: mpsc::Receiver<Arc<str>>,
+    mut events: mpsc::Receiver<EventLine>,
     shared: Arc<ClientShared>,
     api: Arc<Api>,
     stop: CancellationToken,
@@ -299,8 +299,8 @@ async fn write_loop<K: LineSink>(
                 None => break,
             },
             e = events.recv() => match e {
-                Some(line) => {
-                    lagged(&shared, &mut out);
+                Some((seq, line)) => {
+                    lagged(&shared, Some(seq), &mut out);
                     out.push(line);
                 }
                 None => break,
@@ -317,7 +317,7 @@ async fn write_loop<K: LineSink>(
 fn flush_for_shutdown(
     out: &mut Vec<Arc<str>>,
     responses: &mut mpsc::Receiver<Arc<str>>,
-    events: &mut mpsc::Receiver<Arc<str>>,
+    events: &mut mpsc::Receiver<EventLine>,
     shared: &ClientShared,
     hub: &Hub,
 ) {
@@ -326,20 +326,25 @@ fn flush_for_shutdown(
     }
     // the shutdown line's seq comes after every event this client could still get
     let last = hub.close();
-    while let Ok(line) = events.try_recv() {
-        lagged(shared, out);
+    while let Ok((seq, line)) = events.try_recv() {
+        lagged(shared, Some(seq), out);
         out.push(line);
     }
-    lagged(shared, out);
+    lagged(shared, None, out);
     out.push(last);
 }
 
-fn lagged(shared: &ClientShared, out: &mut Vec<Arc<str>>) {
-    let from = shared
-        .lagged_from
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+/// The `lagged` line, if events were dropped for the client, before the event `next` (None:
+/// the end of the stream). Only before an event published after the first dropped one:
+/// events queued before the drop come first, so the stream's seq keeps increasing.
+fn lagged(shared: &ClientShared, next: Option<u64>, out: &mut Vec<Arc<str>>) {
+    let from = {
+        let mut l = shared.lagged_from.lock().unwrap_or_else(|p| p.into_inner());
+        match (*l, next) {
+            (Some(from), Some(next)) if next < from => None,
+            _ => l.take(),
+        }
+    };
     if let Some(seq) = from {
         let l = json!({"type": "event", "event": "lagged", "seq": seq,
                        "message": "you fell behind: events from this seq on were dropped for you; re-monitor with `after`"});

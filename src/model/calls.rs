@@ -170,6 +170,26 @@ impl Tracker {
         now: SystemTime,
         out: &mut Vec<Out>,
     ) {
+        // the call an event is about: a resync in progress at the device leaves it to the
+        // events (even one that changed nothing in the view: the snapshot may be older)
+        let primary = match event {
+            Event::ServiceInitiated(e) => Some(&e.initiated_connection),
+            Event::Originated(e) => Some(&e.originated_connection),
+            Event::Delivered(e) => Some(&e.connection),
+            Event::Offered(e) => Some(&e.offered_connection),
+            Event::Established(e) => Some(&e.established_connection),
+            Event::Held(e) => Some(&e.held_connection),
+            Event::Retrieved(e) => Some(&e.retrieved_connection),
+            Event::Queued(e) => Some(&e.queued_connection),
+            Event::Diverted(e) => Some(&e.connection),
+            Event::Failed(e) => Some(&e.failed_connection),
+            Event::ConnectionCleared(e) => Some(&e.dropped_connection),
+            _ => None,
+        };
+        if let Some(call) = primary.and_then(ConnectionId::call_id) {
+            let call = call.clone();
+            self.note_touched(dev, &call);
+        }
         match event {
             Event::ServiceInitiated(e) => {
                 let mut f = Facts::new(&e.initiated_connection, &e.initiating_device, e.cause);

@@ -1632,3 +1632,34 @@ fn a_call_that_ended_before_the_tracker_knew_it_is_not_brought_back_by_the_resyn
     assert!(t.apply_resync(mark, &snap, t0()).is_empty());
     assert!(t.calls("201").is_empty(), "{:?}", t.calls("201"));
 }
+
+#[test]
+fn an_event_after_the_mark_wins_even_when_it_changed_nothing() {
+    // found by tests/chaos.rs (switch_closes_the_link_mid_call, CHAOS_SEED=123): the call
+    // was held and retrieved during the outage; the snapshot saw it held, the Retrieved
+    // event came after it (the view already said connected: nothing changed). The snapshot
+    // must not make it held: the switch has it connected.
+    let mut t = tracker();
+    feed(
+        &mut t,
+        "201",
+        &[
+            delivered(1, "201", "0891234567", "201", EventCause::NEW_CALL),
+            established(1, "201", "0891234567", "201"),
+        ],
+        t0(),
+    );
+    let mark = t.begin_resync("201");
+    feed(
+        &mut t,
+        "201",
+        &[RetrievedEvent::new(cid(1, "201"), p("201"), EventCause::NORMAL).into()],
+        t0(),
+    );
+    let snap = [SnapEntry::new(
+        cid(1, "201"),
+        SnapshotState::Known(LocalConnectionState::Hold),
+    )];
+    assert!(t.apply_resync(mark, &snap, t0()).is_empty());
+    assert_eq!(t.calls("201")[0].state, CallState::Connected);
+}

@@ -358,7 +358,7 @@ async fn link_fault(e: &Env, rng: &mut Lcg, fault: &str, reason: &str) {
 async fn switch_closes_the_link_mid_call() {
     let mut rng = seed(9001);
     let e = env().await;
-    link_fault(&e, &mut rng, "close", "").await;
+    link_fault(&e, &mut rng, "close", "the switch closed the connection").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

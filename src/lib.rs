@@ -23,7 +23,8 @@
 //! ```
 //!
 //! Beside them: [`sim`] (a switch simulator speaking the same wire protocol), [`config`],
-//! [`decode`], [`demo`], [`client`], [`logging`]. Where each kind of change goes:
+//! [`decode`], [`demo`], [`client`], [`logging`], [`soak`] (the chaos run and the
+//! call-view bookkeeping the chaos tests share). Where each kind of change goes:
 //! `docs/ARCHITECTURE.md`.
 
 pub mod api;
@@ -38,6 +39,7 @@ pub mod link;
 pub mod logging;
 pub mod model;
 pub mod sim;
+pub mod soak;
 
 #[cfg(test)]
 mod test_util;

@@ -115,6 +115,31 @@ enum Command {
         #[arg(default_value = "127.0.0.1:7700")]
         addr: String,
     },
+    /// Soak (a benchmark-style chaos run, not CI): the simulator and the gateway in this
+    /// process, load mode on, N clients watching the stations, random faults (close, abort,
+    /// garble, stop_keepalive then resume, restart with the links kept); progress lines, then
+    /// each client's view compared with the switch's calls. Exit 1 on any loss.
+    Soak {
+        /// How long to inject faults, in minutes.
+        #[arg(long, default_value = "2")]
+        minutes: f64,
+        /// NDJSON clients, each watching stations 201-210.
+        #[arg(long, default_value = "4")]
+        clients: usize,
+        /// Load mode's inbound calls per second (to group 8000; 10 agents at 201-210, each
+        /// call 1.3 to 6.5 s: above about 2.5 calls queue at the group).
+        #[arg(long, default_value = "2")]
+        calls_per_s: f64,
+        /// Seconds between faults.
+        #[arg(long, default_value = "10")]
+        fault_interval_s: f64,
+        /// Seconds between progress lines.
+        #[arg(long, default_value = "5")]
+        progress_s: f64,
+        /// Seed of the fault sequence (default: from the clock; printed).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Run the CSTA Phase III switch simulator (prints its dial plan; SIGTERM or Ctrl-C
     /// releases every association (RLRQ, ABRT without RLRE in time) and stops it);
     /// `ctigate sim ctl` drives a running one.
@@ -181,6 +206,7 @@ fn main() {
         Command::Demo { .. }
             | Command::Client { .. }
             | Command::Ping { .. }
+            | Command::Soak { .. }
             | Command::Sim {
                 action: Some(_),
                 ..
@@ -242,6 +268,42 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             once,
         } => runtime()?.block_on(run_demo(listen, sim_control, once)),
         Command::Client { addr } => runtime()?.block_on(run_client(addr)),
+        Command::Soak {
+            minutes,
+            clients,
+            calls_per_s,
+            fault_interval_s,
+            progress_s,
+            seed,
+        } => {
+            let secs = |x: f64, what: &str| {
+                if x.is_finite() && x > 0.0 && x <= 86_400.0 {
+                    Ok(std::time::Duration::from_secs_f64(x))
+                } else {
+                    Err(anyhow::anyhow!("{what} must be above 0 and at most a day"))
+                }
+            };
+            if clients == 0 || clients > 200 {
+                anyhow::bail!("--clients must be 1 to 200");
+            }
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_secs())
+            });
+            let spec = ctigate::soak::SoakSpec {
+                duration: secs(minutes * 60.0, "--minutes")?,
+                clients,
+                calls_per_s,
+                fault_interval: secs(fault_interval_s, "--fault-interval-s")?,
+                progress: secs(progress_s, "--progress-s")?,
+                seed,
+            };
+            let ok = runtime()?
+                .block_on(ctigate::soak::run(spec, |l| println!("{l}")))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            Ok(if ok { 0 } else { 1 })
+        }
         Command::Ping {
             addr,
             timeout_ms,

@@ -170,6 +170,26 @@ impl Tracker {
         now: SystemTime,
         out: &mut Vec<Out>,
     ) {
+        // the call an event is about: a resync in progress at the device leaves it to the
+        // events (even one that changed nothing in the view: the snapshot may be older)
+        let primary = match event {
+            Event::ServiceInitiated(e) => Some(&e.initiated_connection),
+            Event::Originated(e) => Some(&e.originated_connection),
+            Event::Delivered(e) => Some(&e.connection),
+            Event::Offered(e) => Some(&e.offered_connection),
+            Event::Established(e) => Some(&e.established_connection),
+            Event::Held(e) => Some(&e.held_connection),
+            Event::Retrieved(e) => Some(&e.retrieved_connection),
+            Event::Queued(e) => Some(&e.queued_connection),
+            Event::Diverted(e) => Some(&e.connection),
+            Event::Failed(e) => Some(&e.failed_connection),
+            Event::ConnectionCleared(e) => Some(&e.dropped_connection),
+            _ => None,
+        };
+        if let Some(call) = primary.and_then(ConnectionId::call_id) {
+            let call = call.clone();
+            self.note_touched(dev, &call);
+        }
         match event {
             Event::ServiceInitiated(e) => {
                 let mut f = Facts::new(&e.initiated_connection, &e.initiating_device, e.cause);
@@ -267,6 +287,8 @@ impl Tracker {
             }
             Event::CallCleared(e) => {
                 if let Some(call) = e.cleared_call.call_id() {
+                    // ended everywhere: a resync in progress must not bring it back
+                    self.note_gone(dev, call);
                     let mut ids = Vec::new();
                     while let Some(k) = self.find(dev, call) {
                         ids.push(self.iid(dev, k));
@@ -871,10 +893,20 @@ impl Tracker {
         now: SystemTime,
         out: &mut Vec<Out>,
     ) {
-        let Some(key) = f.conn.call_id().and_then(|c| self.find(dev, c)) else {
+        let Some(call) = f.conn.call_id() else {
             return;
         };
-        if f.here(dev) || f.lcs == Some(LocalConnectionState::Null) {
+        let here = f.here(dev) || f.lcs == Some(LocalConnectionState::Null);
+        let Some(key) = self.find(dev, call) else {
+            if here {
+                // a call the device has no view of (yet) ended there: a resync in progress
+                // whose snapshot lists it must not bring it back
+                let call = call.clone();
+                self.note_gone(dev, &call);
+            }
+            return;
+        };
+        if here {
             self.release(
                 dev,
                 key,

@@ -36,6 +36,9 @@ pub(super) struct Mark {
     before: Vec<(u64, CallState, Bytes)>,
     /// CallIDs whose view at the device ended (released, merged) since.
     pub(super) released: Vec<Bytes>,
+    /// CallIDs an event at the device was about since (the events know better than the
+    /// snapshot, even when the view's state did not change).
+    touched: Vec<Bytes>,
 }
 
 impl Mark {
@@ -133,6 +136,7 @@ impl Tracker {
             device: device.to_string(),
             before,
             released: Vec::new(),
+            touched: Vec::new(),
         });
         self.next_mark
     }
@@ -153,6 +157,16 @@ impl Tracker {
         for m in self.marks.iter_mut().filter(|m| m.device == device) {
             if m.released.len() < MAX_RELEASED {
                 m.released.push(call.clone());
+            }
+        }
+    }
+
+    /// An event at `device` was about `call`: the resyncs in progress there leave its view
+    /// to the events.
+    pub(super) fn note_touched(&mut self, device: &str, call: &Bytes) {
+        for m in self.marks.iter_mut().filter(|m| m.device == device) {
+            if m.touched.len() < MAX_RELEASED && !m.touched.contains(call) {
+                m.touched.push(call.clone());
             }
         }
     }
@@ -187,9 +201,10 @@ impl Tracker {
         let m = self.marks.remove(pos);
         let device = m.device.as_str();
         let untouched = |key: u64, state: CallState, call: &Bytes| {
-            m.before
-                .iter()
-                .any(|(k, s, c)| *k == key && *s == state && c == call)
+            !m.touched.contains(call)
+                && m.before
+                    .iter()
+                    .any(|(k, s, c)| *k == key && *s == state && c == call)
         };
         // every entry names its call: a call it does not list is gone
         let complete = entries.iter().all(|e| e.conn.call_id().is_some());

@@ -1761,3 +1761,57 @@ fn conn202(h: &H) -> ConnectionId {
     let c = h.sw.model.calls.values().next().expect("one call");
     c.conn("202")
 }
+
+#[test]
+fn a_call_that_ended_before_the_tracker_knew_it_is_not_brought_back_by_the_resync() {
+    // found by tests/chaos.rs (switch_aborts_the_association_mid_call): a call that appeared
+    // during a link outage is in the snapshot; it ends (ConnectionCleared, or CallCleared)
+    // before the answer is applied, while the tracker has no view of it yet. The resync
+    // must not create it: it would stay in the view while the switch no longer has it.
+    let mut t = tracker();
+    let mark = t.begin_resync("201");
+    feed(&mut t, "201", &[cleared(4, "201"), call_cleared(5)], t0());
+    let snap = [
+        SnapEntry::new(
+            cid(4, "201"),
+            SnapshotState::Known(LocalConnectionState::Alerting),
+        ),
+        SnapEntry::new(
+            cid(5, "201"),
+            SnapshotState::Known(LocalConnectionState::Connected),
+        ),
+    ];
+    assert!(t.apply_resync(mark, &snap, t0()).is_empty());
+    assert!(t.calls("201").is_empty(), "{:?}", t.calls("201"));
+}
+
+#[test]
+fn an_event_after_the_mark_wins_even_when_it_changed_nothing() {
+    // found by tests/chaos.rs (switch_closes_the_link_mid_call, CHAOS_SEED=123): the call
+    // was held and retrieved during the outage; the snapshot saw it held, the Retrieved
+    // event came after it (the view already said connected: nothing changed). The snapshot
+    // must not make it held: the switch has it connected.
+    let mut t = tracker();
+    feed(
+        &mut t,
+        "201",
+        &[
+            delivered(1, "201", "0891234567", "201", EventCause::NEW_CALL),
+            established(1, "201", "0891234567", "201"),
+        ],
+        t0(),
+    );
+    let mark = t.begin_resync("201");
+    feed(
+        &mut t,
+        "201",
+        &[RetrievedEvent::new(cid(1, "201"), p("201"), EventCause::NORMAL).into()],
+        t0(),
+    );
+    let snap = [SnapEntry::new(
+        cid(1, "201"),
+        SnapshotState::Known(LocalConnectionState::Hold),
+    )];
+    assert!(t.apply_resync(mark, &snap, t0()).is_empty());
+    assert_eq!(t.calls("201")[0].state, CallState::Connected);
+}

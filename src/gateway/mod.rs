@@ -596,15 +596,7 @@ impl Gateway {
     pub async fn resync(&self, s: &Arc<LinkSlot>, device: &str) {
         let e = match self.resync_now(s, device).await {
             Ok(Ok(())) => {
-                if s.set_stale(device, false) {
-                    info!(link = %s.name, device, "snapshot taken: the device's calls are confirmed");
-                    self.emit(
-                        &s.name,
-                        Some(device),
-                        EventKind::DeviceConfirmed,
-                        Body::Empty,
-                    );
-                }
+                self.confirmed(s, device);
                 return;
             }
             Ok(Err(e)) => e.to_string(),
@@ -631,6 +623,19 @@ impl Gateway {
         tokio::spawn(async move { gw.retry_resync(&slot, &device).await });
     }
 
+    /// A snapshot of `device` succeeded: `device.confirmed` when it was unconfirmed.
+    fn confirmed(&self, s: &LinkSlot, device: &str) {
+        if s.set_stale(device, false) {
+            info!(link = %s.name, device, "snapshot taken: the device's calls are confirmed");
+            self.emit(
+                &s.name,
+                Some(device),
+                EventKind::DeviceConfirmed,
+                Body::Empty,
+            );
+        }
+    }
+
     /// The retry loop of an unconfirmed device (one per device).
     async fn retry_resync(self: &Arc<Self>, s: &Arc<LinkSlot>, device: &str) {
         let stop = self.shutdown_token();
@@ -655,15 +660,7 @@ impl Gateway {
             }
             match self.resync_now(s, device).await {
                 Ok(Ok(())) => {
-                    if s.set_stale(device, false) {
-                        info!(link = %s.name, device, "snapshot taken: the device's calls are confirmed");
-                        self.emit(
-                            &s.name,
-                            Some(device),
-                            EventKind::DeviceConfirmed,
-                            Body::Empty,
-                        );
-                    }
+                    self.confirmed(s, device);
                     return;
                 }
                 Ok(Err(e)) => {

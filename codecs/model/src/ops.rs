@@ -344,30 +344,26 @@ impl SimpleCallState {
         if self == SimpleCallState::CallBlocked {
             return Some(LocalConnectionState::Fail);
         }
-        Some(match self.to_i64() & 0x0f {
-            0 => LocalConnectionState::Null,
-            1 => LocalConnectionState::Initiated,
-            2 => LocalConnectionState::Alerting,
-            3 => LocalConnectionState::Connected,
-            4 => LocalConnectionState::Hold,
-            5 => LocalConnectionState::Queued,
-            6 => LocalConnectionState::Fail,
-            _ => return None,
-        })
+        nibble_state(self.to_i64() & 0x0f)
     }
     /// The far end's connection state (the high hex digit), when it is one.
     pub fn other(self) -> Option<LocalConnectionState> {
-        Some(match (self.to_i64() >> 4) & 0x0f {
-            0 => LocalConnectionState::Null,
-            1 => LocalConnectionState::Initiated,
-            2 => LocalConnectionState::Alerting,
-            3 => LocalConnectionState::Connected,
-            4 => LocalConnectionState::Hold,
-            5 => LocalConnectionState::Queued,
-            6 => LocalConnectionState::Fail,
-            _ => return None,
-        })
+        nibble_state((self.to_i64() >> 4) & 0x0f)
     }
+}
+
+/// A connection state from one hex digit of a [`SimpleCallState`].
+fn nibble_state(n: i64) -> Option<LocalConnectionState> {
+    Some(match n {
+        0 => LocalConnectionState::Null,
+        1 => LocalConnectionState::Initiated,
+        2 => LocalConnectionState::Alerting,
+        3 => LocalConnectionState::Connected,
+        4 => LocalConnectionState::Hold,
+        5 => LocalConnectionState::Queued,
+        6 => LocalConnectionState::Fail,
+        _ => return None,
+    })
 }
 
 /// What a snapshot says about a device's own connection in one call (`CallState`).

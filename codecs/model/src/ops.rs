@@ -421,75 +421,60 @@ impl SnapshotDeviceResponseInfo {
     }
 }
 
-/// `SnapshotDeviceResult.crossRefIDorSnapshotData`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SnapshotData {
-    /// `serviceCrossRefID`: the data follows in snapshot events.
-    ServiceCrossRefId(Bytes),
-    /// `snapshotData [APPLICATION 22] IMPLICIT SEQUENCE OF SnapshotDeviceResponseInfo`.
-    Data(Vec<SnapshotDeviceResponseInfo>),
-}
-
-impl Typed for SnapshotData {
-    fn from_value(v: &Value) -> Result<SnapshotData, TypeError> {
-        const T: &str = "SnapshotDeviceResult.crossRefIDorSnapshotData";
-        match v.choice() {
-            Some(("serviceCrossRefID", b)) => Bytes::from_value(b)
-                .map(SnapshotData::ServiceCrossRefId)
-                .map_err(|e| e.within("serviceCrossRefID")),
-            Some(("snapshotData", l)) => Vec::from_value(l)
-                .map(SnapshotData::Data)
-                .map_err(|e| e.within("snapshotData")),
-            _ => Err(TypeError::new(
-                T,
-                "expected serviceCrossRefID or snapshotData",
-            )),
+/// A snapshot result's `crossRefIDorSnapshotData` CHOICE: `serviceCrossRefID` (the data
+/// follows in the switch's own invocations) or `snapshotData` (the list).
+macro_rules! cross_ref_or_data {
+    ($(#[$m:meta])* $name:ident = $t:literal, $item:ty, $data_doc:literal, $ref_doc:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum $name {
+            #[doc = $ref_doc]
+            ServiceCrossRefId(Bytes),
+            #[doc = $data_doc]
+            Data(Vec<$item>),
         }
-    }
-    fn to_value(&self) -> Value {
-        match self {
-            SnapshotData::ServiceCrossRefId(b) => {
-                Value::alt("serviceCrossRefID", Value::Octets(b.clone()))
+
+        impl Typed for $name {
+            fn from_value(v: &Value) -> Result<$name, TypeError> {
+                match v.choice() {
+                    Some(("serviceCrossRefID", b)) => Bytes::from_value(b)
+                        .map($name::ServiceCrossRefId)
+                        .map_err(|e| e.within("serviceCrossRefID")),
+                    Some(("snapshotData", l)) => Vec::from_value(l)
+                        .map($name::Data)
+                        .map_err(|e| e.within("snapshotData")),
+                    _ => Err(TypeError::new(
+                        $t,
+                        "expected serviceCrossRefID or snapshotData",
+                    )),
+                }
             }
-            SnapshotData::Data(l) => Value::alt("snapshotData", l.to_value()),
-        }
-    }
-}
-
-/// `SnapshotCallResult.crossRefIDorSnapshotData`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SnapshotCallInfo {
-    /// `serviceCrossRefID [0] IMPLICIT`: the data follows (Snapshot Call Data, not read
-    /// by this gateway: the call's parties then stay unknown).
-    ServiceCrossRefId(Bytes),
-    /// `snapshotData [APPLICATION 23] IMPLICIT SEQUENCE OF SnapshotCallResponseInfo`.
-    Data(Vec<SnapshotCallResponseInfo>),
-}
-
-impl Typed for SnapshotCallInfo {
-    fn from_value(v: &Value) -> Result<SnapshotCallInfo, TypeError> {
-        const T: &str = "SnapshotCallResult.crossRefIDorSnapshotData";
-        match v.choice() {
-            Some(("serviceCrossRefID", b)) => Bytes::from_value(b)
-                .map(SnapshotCallInfo::ServiceCrossRefId)
-                .map_err(|e| e.within("serviceCrossRefID")),
-            Some(("snapshotData", l)) => Vec::from_value(l)
-                .map(SnapshotCallInfo::Data)
-                .map_err(|e| e.within("snapshotData")),
-            _ => Err(TypeError::new(
-                T,
-                "expected serviceCrossRefID or snapshotData",
-            )),
-        }
-    }
-    fn to_value(&self) -> Value {
-        match self {
-            SnapshotCallInfo::ServiceCrossRefId(b) => {
-                Value::alt("serviceCrossRefID", Value::Octets(b.clone()))
+            fn to_value(&self) -> Value {
+                match self {
+                    $name::ServiceCrossRefId(b) => {
+                        Value::alt("serviceCrossRefID", Value::Octets(b.clone()))
+                    }
+                    $name::Data(l) => Value::alt("snapshotData", l.to_value()),
+                }
             }
-            SnapshotCallInfo::Data(l) => Value::alt("snapshotData", l.to_value()),
         }
-    }
+    };
+}
+
+cross_ref_or_data! {
+    /// `SnapshotDeviceResult.crossRefIDorSnapshotData`.
+    SnapshotData = "SnapshotDeviceResult.crossRefIDorSnapshotData",
+    SnapshotDeviceResponseInfo,
+    "`snapshotData [APPLICATION 22] IMPLICIT SEQUENCE OF SnapshotDeviceResponseInfo`.",
+    "`serviceCrossRefID`: the calls follow in Snapshot Device Data invocations (the link collects them)."
+}
+
+cross_ref_or_data! {
+    /// `SnapshotCallResult.crossRefIDorSnapshotData`.
+    SnapshotCallInfo = "SnapshotCallResult.crossRefIDorSnapshotData",
+    SnapshotCallResponseInfo,
+    "`snapshotData [APPLICATION 23] IMPLICIT SEQUENCE OF SnapshotCallResponseInfo`.",
+    "`serviceCrossRefID [0] IMPLICIT`: the data follows (Snapshot Call Data, not read by this gateway: the call's parties then stay unknown)."
 }
 
 macro_rules! results {

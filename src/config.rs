@@ -139,6 +139,11 @@ pub struct LinkSection {
     /// Calls a SnapshotDevice answered by reference may bring (its Snapshot Device Data
     /// segments); a larger snapshot fails and the device stays unconfirmed.
     pub snapshot_max_calls: usize,
+    /// SnapshotCall requests per snapshot for the calls it found that the gateway did not
+    /// know (for their parties).
+    pub resync_snapshot_calls: usize,
+    /// The longest wait between the retries of a failed snapshot, in seconds.
+    pub resync_retry_max_s: u64,
 }
 
 impl Default for LinkSection {
@@ -169,6 +174,8 @@ impl Default for LinkSection {
             internal_prefixes: internal.prefixes,
             monitor: Vec::new(),
             snapshot_max_calls: l.snapshot_max_calls,
+            resync_snapshot_calls: 64,
+            resync_retry_max_s: 30,
         }
     }
 }
@@ -321,6 +328,9 @@ impl Config {
             }
             if l.snapshot_max_calls == 0 {
                 return e(format!("{k}.snapshot_max_calls: at least 1"));
+            }
+            if !(1..=3600).contains(&l.resync_retry_max_s) {
+                return e(format!("{k}.resync_retry_max_s: 1 to 3600"));
             }
             if l.keepalive_misses == 0 {
                 return e(format!("{k}.keepalive_misses: at least 1"));

@@ -141,6 +141,7 @@ fn gateway(link: Arc<ScriptedLink>) -> (Arc<Gateway>, mpsc::Sender<PumpIn>) {
         name: "pbx1".into(),
         internal: InternalRule::default(),
         monitor: Vec::new(),
+        resync: Default::default(),
     };
     let e = events.clone();
     let gw = Gateway::with_links(vec![spec], move |_, tx| {

@@ -59,11 +59,27 @@ pub enum Acquired {
 /// A device's calls as SnapshotDevice gives them: (connection, state) per call (`None`:
 /// the answer does not say).
 pub type SnapshotList = Vec<(ConnectionId, Option<LocalConnectionState>)>;
-/// At most this many SnapshotCall requests per resync (calls the gateway did not know).
-const MAX_SNAPSHOT_CALLS: usize = 64;
-/// Retry delays of a failed snapshot (doubling).
+/// The first retry delay of a failed snapshot (doubling up to `resync_retry_max_s`).
 const RESYNC_RETRY_MIN: Duration = Duration::from_secs(1);
-const RESYNC_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// How a link's devices are resynchronised (`[[link]]` keys of the same names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResyncRules {
+    /// SnapshotCall requests per snapshot for calls the gateway did not know (their
+    /// parties); the calls beyond get none, with a warning naming the key.
+    pub snapshot_calls: usize,
+    /// The longest wait between the retries of a failed snapshot.
+    pub retry_max: Duration,
+}
+
+impl Default for ResyncRules {
+    fn default() -> Self {
+        ResyncRules {
+            snapshot_calls: 64,
+            retry_max: Duration::from_secs(30),
+        }
+    }
+}
 
 /// One PBX link with its tracker and monitor reference counts.
 pub struct LinkSlot {
@@ -95,6 +111,7 @@ pub struct LinkSlot {
     resyncs: AtomicU64,
     /// The switch said it does not serve SnapshotCall.
     no_snapshot_call: std::sync::atomic::AtomicBool,
+    resync: ResyncRules,
 }
 
 /// What a link's event pump publishes, in the order it was queued.
@@ -185,6 +202,7 @@ pub struct LinkSpec {
     pub internal: InternalRule,
     /// Devices monitored whenever the link is up, whether or not a client watches them.
     pub monitor: Vec<String>,
+    pub resync: ResyncRules,
 }
 
 impl LinkSpec {
@@ -196,6 +214,10 @@ impl LinkSpec {
                 prefixes: l.internal_prefixes.clone(),
             },
             monitor: l.monitor.clone(),
+            resync: ResyncRules {
+                snapshot_calls: l.resync_snapshot_calls,
+                retry_max: Duration::from_secs(l.resync_retry_max_s),
+            },
         }
     }
 }
@@ -290,6 +312,7 @@ impl Gateway {
                 resync_failures: AtomicU64::new(0),
                 resyncs: AtomicU64::new(0),
                 no_snapshot_call: std::sync::atomic::AtomicBool::new(false),
+                resync: spec.resync.clone(),
             });
             links.insert(spec.name.clone(), slot.clone());
             pumps.push((slot, rx));
@@ -556,13 +579,17 @@ impl Gateway {
             }
         };
         // calls that appeared meanwhile: their parties from SnapshotCall
-        let unknown: Vec<ConnectionId> = s
+        let mut unknown: Vec<ConnectionId> = s
             .tracker()
             .unknown_calls(device, &entries)
             .into_iter()
-            .take(MAX_SNAPSHOT_CALLS)
             .cloned()
             .collect();
+        let max = s.resync.snapshot_calls;
+        if unknown.len() > max {
+            warn!(link = %s.name, device, calls = unknown.len(), limit = max, "resync_snapshot_calls: more new calls than SnapshotCall requests allowed per snapshot; the rest get no parties");
+            unknown.truncate(max);
+        }
         for conn in unknown {
             if s.no_snapshot_call.load(Ordering::Relaxed) {
                 break;
@@ -655,7 +682,7 @@ impl Gateway {
             }
             if !s.link.is_up() {
                 // the re-monitor after the link comes back takes the snapshot
-                wait = (wait * 2).min(RESYNC_RETRY_MAX);
+                wait = (wait * 2).min(s.resync.retry_max.max(RESYNC_RETRY_MIN));
                 continue;
             }
             match self.resync_now(s, device).await {
@@ -672,7 +699,7 @@ impl Gateway {
                     warn!(link = %s.name, device, error = %e, retry_in = ?wait, "snapshot failed again");
                 }
             }
-            wait = (wait * 2).min(RESYNC_RETRY_MAX);
+            wait = (wait * 2).min(s.resync.retry_max.max(RESYNC_RETRY_MIN));
         }
     }
 

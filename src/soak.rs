@@ -312,6 +312,7 @@ async fn client(addr: SocketAddr, devices: Vec<String>, st: Shared) -> Result<()
         .await
         .map_err(|e| e.to_string())?;
     let mut answered = BTreeSet::new();
+    let mut next_id = all.len() + 1;
     loop {
         let line = crate::lines::read_line(&mut r, 1 << 20)
             .await
@@ -321,6 +322,15 @@ async fn client(addr: SocketAddr, devices: Vec<String>, st: Shared) -> Result<()
             return Ok(());
         };
         let v: Value = serde_json::from_str(&t).map_err(|e| format!("{e}: {t}"))?;
+        if v["type"] == "ping" {
+            // a listen-only client answers the gateway's idle ping (api.idle_ping_s)
+            let ping = format!("{}\n", json!({"id": next_id, "op": "ping"}));
+            next_id += 1;
+            w.write_all(ping.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            continue;
+        }
         let mut c = lock(&st);
         match v["type"].as_str() {
             Some("hello") => c.last_seq = v["seq"].as_u64().unwrap_or(0),
@@ -329,8 +339,8 @@ async fn client(addr: SocketAddr, devices: Vec<String>, st: Shared) -> Result<()
                     c.problems.push(format!("answered twice: {v}"));
                 }
                 if v["ok"] != true {
-                    c.problems.push(format!("monitor.start failed: {v}"));
-                } else {
+                    c.problems.push(format!("request failed: {v}"));
+                } else if v["result"]["device"].is_string() {
                     c.view.seed(&v["result"]);
                 }
             }

@@ -1074,3 +1074,39 @@ async fn a_failed_snapshot_leaves_the_device_unconfirmed_and_releases_nothing() 
     assert!(answers.lock().unwrap().is_empty());
     assert_eq!(slot.tracker().resyncs_in_progress(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unconfirmed_device_nobody_watches_any_more_is_not_retried() {
+    // every snapshot fails: no answer in time
+    let link = Arc::new(ScriptedLink::new(|a| {
+        Some(match a {
+            Argument::SnapshotDevice(_) => Err(LinkError::Timeout),
+            _ => Ok(Ok(None)),
+        })
+    }));
+    let (api, _events) = api_over(link.clone(), api_cfg());
+    let mut c = mem_client(&api);
+    c.must().await;
+    c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
+    assert_eq!(c.must().await["result"]["unconfirmed"], true);
+    let slot = api.gateway.links["pbx1"].clone();
+    assert_eq!(slot.unconfirmed(), ["201"]);
+    // retried: 1 s, then 2 s later
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let snapshots = |l: &ScriptedLink| {
+        l.log()
+            .iter()
+            .filter(|x| *x == "request snapshotDevice")
+            .count()
+    };
+    assert_eq!(snapshots(&link), 3, "{:?}", link.log());
+    assert_eq!(slot.resync_failures(), 3);
+    c.send(json!({"id": 2, "op": "monitor.stop", "device": "201"}))
+        .await;
+    assert_eq!(c.must().await["ok"], true);
+    // the next retry finds nobody watching: no more snapshots, the device forgotten
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(snapshots(&link), 3, "{:?}", link.log());
+    assert_eq!(slot.unconfirmed(), Vec::<String>::new());
+}

@@ -25,7 +25,7 @@ use ctigate_csta::events::Event as CstaEvent;
 use ctigate_csta::ops::{
     Argument, OperationResult, SnapshotCallArgument, SnapshotDeviceArgument, SnapshotState,
 };
-use ctigate_csta::types::{ConnectionId, DeviceId, LocalConnectionState};
+use ctigate_csta::types::{ConnectionId, DeviceId, LocalConnectionState, UniversalFailure};
 use ctigate_csta_model::reject::Problem;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -177,6 +177,24 @@ impl LinkSlot {
     /// Resyncs finished since the start (applied, or failed: see `resync_failures`).
     pub fn resyncs(&self) -> u64 {
         self.resyncs.load(Ordering::Acquire)
+    }
+
+    /// Queue `make(done)` on the link's event pump (in order with the PBX's events) and
+    /// wait until the pump has applied it; `None` when the pump has stopped.
+    async fn through_pump<T>(
+        &self,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> PumpIn,
+    ) -> Option<T> {
+        let (done, applied) = tokio::sync::oneshot::channel();
+        self.pump.send(make(done)).await.ok()?;
+        applied.await.ok()
+    }
+
+    fn is_stale(&self, device: &str) -> bool {
+        self.stale
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(device)
     }
 
     fn set_stale(&self, device: &str, stale: bool) -> bool {
@@ -540,7 +558,8 @@ impl Gateway {
             Ok(Ok(Some(OperationResult::SnapshotCall(r)))) => Ok(Some(SnapCall::from_result(&r))),
             Ok(Err(e))
                 if e == CstaError::Reject(Problem::UNRECOGNIZED_OPERATION)
-                    || e.to_string() == "operation/serviceNotSupported" =>
+                    || UniversalFailure::from_names("operation", "serviceNotSupported")
+                        .is_some_and(|f| e == CstaError::Failure(f)) =>
             {
                 info!(link = %s.name, error = %e, "the switch does not serve SnapshotCall: new calls found by a snapshot get no parties");
                 s.no_snapshot_call.store(true, Ordering::Relaxed);
@@ -569,13 +588,9 @@ impl Gateway {
         let mark = s.tracker().begin_resync(device);
         let mut entries = match self.snapshot_entries(s, device).await {
             Ok(Ok(e)) => e,
-            Ok(Err(e)) => {
+            failed => {
                 s.tracker().cancel_resync(mark);
-                return Ok(Err(e));
-            }
-            Err(e) => {
-                s.tracker().cancel_resync(mark);
-                return Err(e);
+                return failed.map(|r| r.map(drop));
             }
         };
         // calls that appeared meanwhile: their parties from SnapshotCall
@@ -601,18 +616,19 @@ impl Gateway {
                 e.call = info;
             }
         }
-        let (done, applied) = tokio::sync::oneshot::channel();
-        let item = PumpIn::Resync {
-            mark,
-            device: device.to_string(),
-            entries,
-            done,
-        };
-        if s.pump.send(item).await.is_err() {
+        let device = device.to_string();
+        let applied = s
+            .through_pump(|done| PumpIn::Resync {
+                mark,
+                device,
+                entries,
+                done,
+            })
+            .await;
+        if applied.is_none() {
             s.tracker().cancel_resync(mark);
             return Err(LinkError::Closed);
         }
-        applied.await.map_err(|_| LinkError::Closed)?;
         Ok(Ok(()))
     }
 
@@ -666,13 +682,14 @@ impl Gateway {
     /// The retry loop of an unconfirmed device (one per device).
     async fn retry_resync(self: &Arc<Self>, s: &Arc<LinkSlot>, device: &str) {
         let stop = self.shutdown_token();
+        let longest = s.resync.retry_max.max(RESYNC_RETRY_MIN);
         let mut wait = RESYNC_RETRY_MIN;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
             }
-            if !s.unconfirmed().iter().any(|d| d == device) {
+            if !s.is_stale(device) {
                 return; // confirmed by another snapshot
             }
             if !s.wanted(device).await {
@@ -680,26 +697,20 @@ impl Gateway {
                 debug!(link = %s.name, device, "nobody watches the device any more: no more snapshots");
                 return;
             }
-            if !s.link.is_up() {
-                // the re-monitor after the link comes back takes the snapshot
-                wait = (wait * 2).min(s.resync.retry_max.max(RESYNC_RETRY_MIN));
-                continue;
+            // while the link is down the re-monitor after it comes back takes the snapshot
+            if s.link.is_up() {
+                let e = match self.resync_now(s, device).await {
+                    Ok(Ok(())) => {
+                        self.confirmed(s, device);
+                        return;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                s.resync_failures.fetch_add(1, Ordering::Relaxed);
+                warn!(link = %s.name, device, error = %e, retry_in = ?wait, "snapshot failed again");
             }
-            match self.resync_now(s, device).await {
-                Ok(Ok(())) => {
-                    self.confirmed(s, device);
-                    return;
-                }
-                Ok(Err(e)) => {
-                    s.resync_failures.fetch_add(1, Ordering::Relaxed);
-                    warn!(link = %s.name, device, error = %e, retry_in = ?wait, "snapshot failed again");
-                }
-                Err(e) => {
-                    s.resync_failures.fetch_add(1, Ordering::Relaxed);
-                    warn!(link = %s.name, device, error = %e, retry_in = ?wait, "snapshot failed again");
-                }
-            }
-            wait = (wait * 2).min(s.resync.retry_max.max(RESYNC_RETRY_MIN));
+            wait = (wait * 2).min(longest);
         }
     }
 
@@ -717,17 +728,18 @@ impl Gateway {
         device: &str,
         agent: AgentView,
     ) -> Option<AgentView> {
-        let (done, applied) = tokio::sync::oneshot::channel();
-        let item = PumpIn::Agent {
-            device: device.to_string(),
-            agent,
-            done,
-        };
-        if s.pump.send(item).await.is_err() {
+        let d = device.to_string();
+        let applied = s
+            .through_pump(|done| PumpIn::Agent {
+                device: d,
+                agent,
+                done,
+            })
+            .await;
+        if applied.is_none() {
             warn!(link = %s.name, device, "the event pump has stopped: agent state not published");
-            return None;
         }
-        applied.await.ok()
+        applied
     }
 }
 

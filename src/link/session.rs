@@ -1358,13 +1358,7 @@ impl<D: Dialect> Session<D> {
         };
         if rows.len() + arg.snapshot_data.len() > max {
             warn!(link = %self.cfg.name, invoke = id, limit = max, "snapshot_max_calls: the snapshot has more calls than the limit; it fails (the device stays as it was)");
-            if let Some(p) = self.pending.remove(&id) {
-                self.callers -= callers_of(&p.purpose);
-                for t in tokens_of(p.purpose) {
-                    self.answer(t, Err(LinkError::TooLarge("snapshot_max_calls", max)));
-                }
-                self.request_done();
-            }
+            self.complete(id, Err(LinkError::TooLarge("snapshot_max_calls", max)), now);
             return;
         }
         rows.extend(arg.snapshot_data);

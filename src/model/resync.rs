@@ -154,19 +154,21 @@ impl Tracker {
     /// A view of `call` at `device` ended: the resyncs in progress there must not bring it
     /// back.
     pub(super) fn note_gone(&mut self, device: &str, call: &Bytes) {
-        for m in self.marks.iter_mut().filter(|m| m.device == device) {
-            if m.released.len() < MAX_RELEASED {
-                m.released.push(call.clone());
-            }
-        }
+        self.note(device, call, |m| &mut m.released);
     }
 
     /// An event at `device` was about `call`: the resyncs in progress there leave its view
     /// to the events.
     pub(super) fn note_touched(&mut self, device: &str, call: &Bytes) {
+        self.note(device, call, |m| &mut m.touched);
+    }
+
+    /// Add `call` to a list of every resync in progress at `device` (once, bounded).
+    fn note(&mut self, device: &str, call: &Bytes, list: impl Fn(&mut Mark) -> &mut Vec<Bytes>) {
         for m in self.marks.iter_mut().filter(|m| m.device == device) {
-            if m.touched.len() < MAX_RELEASED && !m.touched.contains(call) {
-                m.touched.push(call.clone());
+            let l = list(m);
+            if l.len() < MAX_RELEASED && !l.contains(call) {
+                l.push(call.clone());
             }
         }
     }

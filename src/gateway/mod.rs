@@ -637,15 +637,9 @@ impl Gateway {
     /// (`device.unconfirmed`, logged and counted) and the snapshot retried with backoff
     /// until it succeeds (`device.confirmed`) or nobody watches the device any more.
     pub async fn resync(&self, s: &Arc<LinkSlot>, device: &str) {
-        let e = match self.resync_now(s, device).await {
-            Ok(Ok(())) => {
-                self.confirmed(s, device);
-                return;
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
+        let Err(e) = self.attempt_resync(s, device).await else {
+            return;
         };
-        s.resync_failures.fetch_add(1, Ordering::Relaxed);
         warn!(link = %s.name, device, error = %e, "snapshot failed: the device's calls are unconfirmed (kept as they are); retrying");
         self.emit(
             &s.name,
@@ -664,6 +658,21 @@ impl Gateway {
         };
         let (slot, device) = (s.clone(), device.to_string());
         tokio::spawn(async move { gw.retry_resync(&slot, &device).await });
+    }
+
+    /// One resync: on success `device.confirmed` when the device was unconfirmed; a
+    /// failure is counted and given back as text.
+    async fn attempt_resync(&self, s: &LinkSlot, device: &str) -> Result<(), String> {
+        let e = match self.resync_now(s, device).await {
+            Ok(Ok(())) => {
+                self.confirmed(s, device);
+                return Ok(());
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        s.resync_failures.fetch_add(1, Ordering::Relaxed);
+        Err(e)
     }
 
     /// A snapshot of `device` succeeded: `device.confirmed` when it was unconfirmed.
@@ -699,15 +708,9 @@ impl Gateway {
             }
             // while the link is down the re-monitor after it comes back takes the snapshot
             if s.link.is_up() {
-                let e = match self.resync_now(s, device).await {
-                    Ok(Ok(())) => {
-                        self.confirmed(s, device);
-                        return;
-                    }
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
+                let Err(e) = self.attempt_resync(s, device).await else {
+                    return;
                 };
-                s.resync_failures.fetch_add(1, Ordering::Relaxed);
                 warn!(link = %s.name, device, error = %e, retry_in = ?wait, "snapshot failed again");
             }
             wait = (wait * 2).min(longest);

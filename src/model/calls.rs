@@ -106,7 +106,8 @@ fn external_hint(p: &Party) -> Option<bool> {
     }
 }
 
-fn state_of(lcs: Option<LocalConnectionState>) -> Option<CallState> {
+/// The view state of a connection state (`None`: null or not given: not a call state).
+pub(super) fn state_of(lcs: Option<LocalConnectionState>) -> Option<CallState> {
     Some(match lcs? {
         LocalConnectionState::Initiated => CallState::Dialing,
         LocalConnectionState::Alerting => CallState::Offering,

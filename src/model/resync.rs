@@ -11,6 +11,7 @@
 //! give (`unknown`, an unreadable form) keeps its state; a new one is created (offered
 //! once) with what SnapshotCall told of it.
 
+use super::calls::state_of;
 use super::tracker::{Out, Seed, Tracker};
 use super::view::{CallExtra, CallState, EventKind};
 use bytes::Bytes;
@@ -278,7 +279,9 @@ impl Tracker {
         now: SystemTime,
         out: &mut Vec<Out>,
     ) {
-        let Some(st) = state_of(lcs) else { return };
+        let Some(st) = state_of(Some(lcs)) else {
+            return;
+        };
         let Some(v) = self.view_mut(device, key) else {
             return;
         };
@@ -353,7 +356,9 @@ impl Tracker {
                     .and_then(|(_, s)| *s)
             })
             .unwrap_or(LocalConnectionState::Connected);
-        let Some(mut st) = state_of(lcs) else { return };
+        let Some(mut st) = state_of(Some(lcs)) else {
+            return;
+        };
         let outgoing = st == CallState::Dialing || info.calling.as_deref() == Some(device);
         let far: Vec<&(String, Option<LocalConnectionState>)> =
             info.parties.iter().filter(|(d, _)| d != device).collect();
@@ -447,17 +452,4 @@ impl Tracker {
             .collect();
         self.apply_resync(mark, &entries, now)
     }
-}
-
-/// The view state of a connection state (`None`: null, the call is not at the device).
-fn state_of(lcs: LocalConnectionState) -> Option<CallState> {
-    Some(match lcs {
-        LocalConnectionState::Initiated => CallState::Dialing,
-        LocalConnectionState::Alerting => CallState::Offering,
-        LocalConnectionState::Connected => CallState::Connected,
-        LocalConnectionState::Hold => CallState::Held,
-        LocalConnectionState::Queued => CallState::Queued,
-        LocalConnectionState::Fail => CallState::Failed,
-        _ => return None,
-    })
 }

@@ -33,8 +33,6 @@ struct Slot {
     events: mpsc::Sender<Arc<str>>,
     shared: Arc<ClientShared>,
     subs: BTreeSet<DeviceKey>,
-    /// Its queue overflowed: no more events (the session is closing it).
-    cut: bool,
 }
 
 struct Buffered {
@@ -154,7 +152,6 @@ impl Hub {
                 events: tx,
                 shared: shared.clone(),
                 subs: BTreeSet::new(),
-                cut: false,
             },
         );
         Some((id, rx, shared))
@@ -248,7 +245,7 @@ impl Hub {
                 Some(k) => c.subs.contains(k),
                 None => true,
             };
-            if !wants || c.cut {
+            if !wants || c.shared.cut.is_cancelled() {
                 continue;
             }
             match c.events.try_send(line.clone()) {
@@ -257,7 +254,6 @@ impl Hub {
                     // a client that does not keep up is cut here, never waited for: its
                     // memory is its queue, and nobody else is delayed
                     dropped += 1;
-                    c.cut = true;
                     let mut l = c
                         .shared
                         .lagged_from

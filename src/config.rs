@@ -144,6 +144,10 @@ pub struct LinkSection {
     pub resync_snapshot_calls: usize,
     /// The longest wait between the retries of a failed snapshot, in seconds.
     pub resync_retry_max_s: u64,
+    /// Switch events waiting for the gateway's event pump (tracker, fan-out); when it is
+    /// full the link sheds events and resynchronises their devices afterwards, and never
+    /// stops reading the switch.
+    pub event_queue: usize,
 }
 
 impl Default for LinkSection {
@@ -176,6 +180,7 @@ impl Default for LinkSection {
             snapshot_max_calls: l.snapshot_max_calls,
             resync_snapshot_calls: 64,
             resync_retry_max_s: 30,
+            event_queue: crate::gateway::EVENT_QUEUE,
         }
     }
 }
@@ -328,6 +333,9 @@ impl Config {
             }
             if l.snapshot_max_calls == 0 {
                 return e(format!("{k}.snapshot_max_calls: at least 1"));
+            }
+            if !(64..=1 << 20).contains(&l.event_queue) {
+                return e(format!("{k}.event_queue: 64 to 1048576"));
             }
             if !(1..=3600).contains(&l.resync_retry_max_s) {
                 return e(format!("{k}.resync_retry_max_s: 1 to 3600"));

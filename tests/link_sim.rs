@@ -520,3 +520,76 @@ async fn associate(l: &tokio::net::TcpListener, aare: &str) -> tokio::net::TcpSt
     s.write_all(&aare).await.unwrap();
     s
 }
+
+#[tokio::test]
+async fn a_stalled_owner_never_stops_the_link_events_are_shed_then_resynced() {
+    let mut sc = SimConfig::default();
+    sc.link.keepalive_s = 1;
+    let sim = start_sim(sc).await;
+    // the owner's channel holds 4 events, and the owner stops reading after the monitor
+    let (tx, mut rx) = mpsc::channel(4);
+    let link = ctigate::link::Link::start(
+        LinkConfig {
+            keepalive_idle: Duration::from_millis(300),
+            ..cfg(&sim)
+        },
+        tx,
+    );
+    up(&mut rx).await;
+    assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
+    monitored(&mut rx, "201").await;
+    // ten calls: far more events than the channel takes
+    for _ in 0..10 {
+        cmd(&sim, r#"{"cmd":"inbound","ani":"0891234567","dnis":"201"}"#).await;
+        cmd(&sim, r#"{"cmd":"hangup","device":"0891234567"}"#).await;
+    }
+    // the switch is still read and answered: requests are answered, keep-alives both ways
+    // go on (the switch's every second, ours after 300 ms of silence) for 2.5 s
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(2500) {
+        match timeout(T, link.request(answer_unknown_call()))
+            .await
+            .unwrap()
+        {
+            Ok(Err(CstaError::Failure(f))) => {
+                assert_eq!(f.to_string(), "operation/invalidCallID")
+            }
+            o => panic!("{o:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(link.is_up());
+    let shed = link.counters().events_shed;
+    assert!(shed > 0, "events were shed");
+    // the owner reads again: what fitted (4 events), then a resync of 201 for what was
+    // shed, then the events that come after it as usual
+    let mut first = Vec::new();
+    for _ in 0..4 {
+        first.push(timeout(T, rx.recv()).await.unwrap().unwrap());
+    }
+    assert!(
+        first
+            .iter()
+            .all(|e| matches!(e, LinkEvent::Report { .. } | LinkEvent::SystemStatus { .. })),
+        "{first:?}"
+    );
+    let (device, reason) = wait_for(&mut rx, "Resync", |e| match e {
+        LinkEvent::Resync { device, reason } => Some((device.clone(), reason.clone())),
+        LinkEvent::Report { .. } => panic!("an event report after the shedding began: {e:?}"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(device, "201");
+    assert!(reason.contains("link.event_queue"), "{reason}");
+    cmd(&sim, r#"{"cmd":"inbound","ani":"0891234567","dnis":"201"}"#).await;
+    assert_eq!(
+        report(&mut rx).await,
+        (Some("201".to_string()), "delivered".to_string())
+    );
+    assert_eq!(link.counters().events_shed, shed, "nothing shed since");
+    // no Down came through in all that
+    while let Ok(e) = rx.try_recv() {
+        assert!(!matches!(e, LinkEvent::Down { .. }), "{e:?}");
+    }
+    timeout(T, link.shutdown()).await.unwrap();
+}

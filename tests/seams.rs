@@ -142,6 +142,7 @@ fn gateway(link: Arc<ScriptedLink>) -> (Arc<Gateway>, mpsc::Sender<PumpIn>) {
         internal: InternalRule::default(),
         monitor: Vec::new(),
         resync: Default::default(),
+        event_queue: ctigate::gateway::EVENT_QUEUE,
     };
     let e = events.clone();
     let gw = Gateway::with_links(vec![spec], move |_, tx| {
@@ -576,7 +577,7 @@ async fn requests_apply_in_order_and_ping_answers_at_once() {
     );
     assert_eq!(
         hello["links"],
-        json!([{"name": "pbx1", "state": "up", "malformed_frames": 0, "rejects_sent": 0}])
+        json!([{"name": "pbx1", "state": "up", "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0}])
     );
     c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
         .await;
@@ -1050,7 +1051,7 @@ async fn a_failed_snapshot_leaves_the_device_unconfirmed_and_releases_nothing() 
     // the link monitored the device again by itself (an outage): the snapshot is refused,
     // so the call is kept, unconfirmed, until a snapshot says otherwise
     events
-        .send(PumpIn::Link(LinkEvent::Monitored {
+        .send(PumpIn::from(LinkEvent::Monitored {
             device: "201".into(),
             again: true,
         }))

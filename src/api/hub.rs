@@ -6,6 +6,7 @@
 use super::protocol::rfc3339;
 use crate::config::ApiConfig;
 use crate::gateway::{Body, Event, Subscriber};
+use crate::model::{CallExtra, CallView};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,48 @@ struct Slot {
     subs: BTreeSet<DeviceKey>,
 }
 
+/// Who is subscribed to each device: link -> device -> clients (looked up by `&str`, no
+/// allocation per event). Kept in step with every [`Slot::subs`]; a device without
+/// subscribers has no entry.
+#[derive(Default)]
+struct Index(HashMap<String, HashMap<String, Vec<ClientId>>>);
+
+impl Index {
+    fn get(&self, link: &str, device: &str) -> &[ClientId] {
+        self.0
+            .get(link)
+            .and_then(|d| d.get(device))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    fn add(&mut self, key: &DeviceKey, id: ClientId) {
+        let v = self
+            .0
+            .entry(key.0.clone())
+            .or_default()
+            .entry(key.1.clone())
+            .or_default();
+        if !v.contains(&id) {
+            v.push(id);
+        }
+    }
+
+    fn remove(&mut self, key: &DeviceKey, id: ClientId) {
+        let Some(devices) = self.0.get_mut(&key.0) else {
+            return;
+        };
+        if let Some(v) = devices.get_mut(&key.1) {
+            v.retain(|c| *c != id);
+            if v.is_empty() {
+                devices.remove(&key.1);
+            }
+        }
+        if devices.is_empty() {
+            self.0.remove(&key.0);
+        }
+    }
+}
+
 struct Buffered {
     seq: u64,
     key: Option<DeviceKey>,
@@ -57,6 +100,7 @@ struct State {
     seq: u64,
     buffer: ReplayBuffer,
     clients: HashMap<ClientId, Slot>,
+    index: Index,
     next_client: ClientId,
     /// Events lost to slow clients, for `status`.
     dropped: u64,
@@ -94,6 +138,7 @@ impl Hub {
                     evicted: 0,
                 },
                 clients: HashMap::new(),
+                index: Index::default(),
                 next_client: 1,
                 dropped: 0,
                 closed: None,
@@ -160,17 +205,24 @@ impl Hub {
     /// The client left; the devices it was subscribed to. (Its monitor counts are the
     /// gateway's: the session gives them back with `Gateway::monitor_release_all`.)
     pub fn unregister(&self, id: ClientId) -> Vec<DeviceKey> {
-        self.lock()
-            .clients
-            .remove(&id)
-            .map(|s| s.subs.into_iter().collect())
-            .unwrap_or_default()
+        let mut s = self.lock();
+        let Some(slot) = s.clients.remove(&id) else {
+            return Vec::new();
+        };
+        for k in &slot.subs {
+            s.index.remove(k, id);
+        }
+        slot.subs.into_iter().collect()
     }
 
     /// The client gets no more events (it is leaving; [`Hub::unregister`] follows).
     pub fn unsubscribe_all(&self, id: ClientId) {
-        if let Some(c) = self.lock().clients.get_mut(&id) {
-            c.subs.clear();
+        let mut s = self.lock();
+        let State { clients, index, .. } = &mut *s;
+        if let Some(c) = clients.get_mut(&id) {
+            for k in std::mem::take(&mut c.subs) {
+                index.remove(&k, id);
+            }
         }
     }
 
@@ -213,62 +265,73 @@ impl Hub {
         event: &str,
         body: Map<String, Value>,
     ) -> u64 {
+        let tail = tail(&Tail {
+            time: &rfc3339(time),
+            link,
+            device,
+            body: &body,
+        });
+        self.publish_line(link, device, event, &tail)
+    }
+
+    /// Publish the line `{"type":"event","event":<event>,"seq":<seq>` + `tail`: the seq is
+    /// the one thing made under the lock (the rest was serialized before taking it); then
+    /// the line is buffered for replay and queued for the device's subscribers (found in
+    /// the index, not by asking every client), or for every client for a link event.
+    fn publish_line(&self, link: &str, device: Option<&str>, event: &str, tail: &str) -> u64 {
         let mut s = self.lock();
         if s.closed.is_some() {
             return s.seq;
         }
         s.seq += 1;
         let seq = s.seq;
-        let mut m = Map::new();
-        m.insert("type".into(), json!("event"));
-        m.insert("event".into(), json!(event));
-        m.insert("seq".into(), json!(seq));
-        m.insert("time".into(), json!(rfc3339(time)));
-        m.insert("link".into(), json!(link));
-        if let Some(d) = device {
-            m.insert("device".into(), json!(d));
-        }
-        m.extend(body);
-        let line: Arc<str> = Value::Object(m).to_string().into();
+        let line: Arc<str> = {
+            use std::fmt::Write;
+            let mut l = String::with_capacity(48 + event.len() + tail.len());
+            if event
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+            {
+                let _ = write!(l, r#"{{"type":"event","event":"{event}","seq":{seq}{tail}"#);
+            } else {
+                let _ = write!(
+                    l,
+                    r#"{{"type":"event","event":{},"seq":{seq}{tail}"#,
+                    Value::from(event)
+                );
+            }
+            l.into()
+        };
         let key = device.map(|d| (link.to_string(), d.to_string()));
+        let now = Instant::now();
         s.buffer.bytes += line.len();
         s.buffer.events.push_back(Buffered {
             seq,
-            key: key.clone(),
+            key,
             line: line.clone(),
-            at: Instant::now(),
+            at: now,
         });
-        self.evict(&mut s, Instant::now());
-        let mut dropped = 0;
-        for c in s.clients.values_mut() {
-            let wants = match &key {
-                Some(k) => c.subs.contains(k),
-                None => true,
-            };
-            if !wants || c.shared.cut.is_cancelled() {
-                continue;
-            }
-            match c.events.try_send(line.clone()) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    // a client that does not keep up is cut here, never waited for: its
-                    // memory is its queue, and nobody else is delayed
-                    dropped += 1;
-                    let mut l = c
-                        .shared
-                        .lagged_from
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    if l.is_none() {
-                        *l = Some(seq);
+        self.evict(&mut s, now);
+        let State {
+            clients,
+            index,
+            dropped,
+            ..
+        } = &mut *s;
+        match device {
+            Some(d) => {
+                for id in index.get(link, d) {
+                    if let Some(c) = clients.get(id) {
+                        *dropped += offer(c, &line, seq);
                     }
-                    c.shared.cut.cancel();
                 }
-                // the session is ending
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+            None => {
+                for c in clients.values() {
+                    *dropped += offer(c, &line, seq);
+                }
             }
         }
-        s.dropped += dropped;
         seq
     }
 
@@ -328,7 +391,9 @@ impl Hub {
                 }
             }
         }
-        if let Some(c) = s.clients.get_mut(&id) {
+        let State { clients, index, .. } = &mut *s;
+        if let Some(c) = clients.get_mut(&id) {
+            index.add(&key, id);
             c.subs.insert(key);
         }
         rep
@@ -336,10 +401,13 @@ impl Hub {
 
     /// Unsubscribe; false when the client was not subscribed.
     pub fn unsubscribe(&self, id: ClientId, key: &DeviceKey) -> bool {
-        self.lock()
-            .clients
-            .get_mut(&id)
-            .is_some_and(|c| c.subs.remove(key))
+        let mut s = self.lock();
+        let State { clients, index, .. } = &mut *s;
+        let removed = clients.get_mut(&id).is_some_and(|c| c.subs.remove(key));
+        if removed {
+            index.remove(key, id);
+        }
+        removed
     }
 
     pub fn is_subscribed(&self, id: ClientId, key: &DeviceKey) -> bool {
@@ -350,47 +418,121 @@ impl Hub {
     }
 }
 
+/// Queue `line` (event `seq`) for one client; 1 when it was dropped because the client's
+/// queue is full: the client is cut then, never waited for (its memory is its queue, and
+/// nobody else is delayed), and gets nothing more.
+fn offer(c: &Slot, line: &Arc<str>, seq: u64) -> u64 {
+    if c.shared.cut.is_cancelled() {
+        return 0;
+    }
+    match c.events.try_send(line.clone()) {
+        Ok(()) => 0,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            let mut l = c
+                .shared
+                .lagged_from
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if l.is_none() {
+                *l = Some(seq);
+            }
+            c.shared.cut.cancel();
+            1
+        }
+        // the session is ending
+        Err(mpsc::error::TrySendError::Closed(_)) => 0,
+    }
+}
+
+/// The fields of an event line after its seq (`time`, `link`, `device`, then the body's),
+/// in that order.
+#[derive(serde::Serialize)]
+struct Tail<'a, B: serde::Serialize> {
+    time: &'a str,
+    link: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<&'a str>,
+    #[serde(flatten)]
+    body: &'a B,
+}
+
+/// A call event's body: the view, the cause, the event's own fields.
+#[derive(serde::Serialize)]
+struct CallBody<'a> {
+    call: &'a CallView,
+    cause: &'a Option<String>,
+    #[serde(flatten)]
+    extra: &'a CallExtra,
+}
+
+/// `tail` as JSON with its opening brace turned into the comma that follows the seq.
+fn tail<B: serde::Serialize>(tail: &Tail<'_, B>) -> String {
+    match serde_json::to_string(tail) {
+        Ok(mut s) => {
+            s.replace_range(..1, ",");
+            s
+        }
+        // no map key of these types can fail to serialize; never lose the event for it
+        Err(e) => {
+            tracing::error!(error = %e, "an event could not be serialized");
+            format!(
+                r#","time":"{}","link":{},"error":"unserializable event"}}"#,
+                tail.time,
+                Value::from(tail.link)
+            )
+        }
+    }
+}
+
 impl Subscriber for Hub {
     fn on_event(&self, ev: &Event) {
-        let mut m = Map::new();
-        match &ev.body {
-            Body::Call { call, cause, extra } => {
-                m.insert(
-                    "call".into(),
-                    serde_json::to_value(call).unwrap_or(Value::Null),
-                );
-                m.insert(
-                    "cause".into(),
-                    cause.clone().map_or(Value::Null, Value::String),
-                );
-                if let Ok(Value::Object(x)) = serde_json::to_value(extra) {
-                    m.extend(x);
+        let time = rfc3339(ev.time);
+        let device = ev.device.as_deref();
+        // serialized before the hub's lock is taken; call events, nearly all of them,
+        // straight from the typed view
+        let tail = match &ev.body {
+            Body::Call { call, cause, extra } => tail(&Tail {
+                time: &time,
+                link: &ev.link,
+                device,
+                body: &CallBody { call, cause, extra },
+            }),
+            other => {
+                let mut m = Map::new();
+                match other {
+                    Body::Call { .. } => {}
+                    Body::Agent(agent) => {
+                        if let Ok(Value::Object(a)) = serde_json::to_value(agent) {
+                            m = a;
+                        }
+                    }
+                    Body::LinkUp { side } => {
+                        m.insert("side".into(), json!(side.index));
+                        m.insert("address".into(), json!(side.address));
+                    }
+                    Body::LinkDown { reason, side } => {
+                        m.insert("reason".into(), json!(reason));
+                        m.insert("side".into(), json!(side.index));
+                        m.insert("address".into(), json!(side.address));
+                    }
+                    Body::Unconfirmed {
+                        reason,
+                        retry_in_ms,
+                    } => {
+                        m.insert("reason".into(), json!(reason));
+                        m.insert("retry_in_ms".into(), json!(retry_in_ms));
+                    }
+                    Body::Empty => {}
                 }
+                tail(&Tail {
+                    time: &time,
+                    link: &ev.link,
+                    device,
+                    body: &m,
+                })
             }
-            Body::Agent(agent) => {
-                if let Ok(Value::Object(a)) = serde_json::to_value(agent) {
-                    m = a;
-                }
-            }
-            Body::LinkUp { side } => {
-                m.insert("side".into(), json!(side.index));
-                m.insert("address".into(), json!(side.address));
-            }
-            Body::LinkDown { reason, side } => {
-                m.insert("reason".into(), json!(reason));
-                m.insert("side".into(), json!(side.index));
-                m.insert("address".into(), json!(side.address));
-            }
-            Body::Unconfirmed {
-                reason,
-                retry_in_ms,
-            } => {
-                m.insert("reason".into(), json!(reason));
-                m.insert("retry_in_ms".into(), json!(retry_in_ms));
-            }
-            Body::Empty => {}
-        }
-        self.publish_at(ev.time, &ev.link, ev.device.as_deref(), ev.kind.as_str(), m);
+        };
+        self.publish_line(&ev.link, device, ev.kind.as_str(), &tail);
     }
 }
 

@@ -35,8 +35,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// Items waiting for one link's event pump.
-pub const PUMP_QUEUE: usize = 4096;
+/// Items waiting for one link's event pump unless configured (`[[link]] event_queue`).
+pub const EVENT_QUEUE: usize = 16384;
 /// How long a link may take to release on shutdown beyond its own bound.
 const RELEASE_BOUND: Duration = Duration::from_secs(10);
 
@@ -118,7 +118,9 @@ pub struct LinkSlot {
 // A `LinkEvent` is as large as an event report, as on the link's own channel.
 #[allow(clippy::large_enum_variant)]
 pub enum PumpIn {
-    Link(LinkEvent),
+    /// A link event, and when the link handed it over (just after its frame was read and
+    /// decoded; for the event latency).
+    Link(LinkEvent, Instant),
     /// An agent state from a request's result ([`Tracker::set_agent`]); `done` gets the
     /// state as completed from what is known ([`Tracker::fill_agent`]).
     Agent {
@@ -137,7 +139,7 @@ pub enum PumpIn {
 
 impl From<LinkEvent> for PumpIn {
     fn from(e: LinkEvent) -> PumpIn {
-        PumpIn::Link(e)
+        PumpIn::Link(e, Instant::now())
     }
 }
 
@@ -221,6 +223,8 @@ pub struct LinkSpec {
     /// Devices monitored whenever the link is up, whether or not a client watches them.
     pub monitor: Vec<String>,
     pub resync: ResyncRules,
+    /// Items waiting for the link's event pump (`event_queue`).
+    pub event_queue: usize,
 }
 
 impl LinkSpec {
@@ -236,6 +240,7 @@ impl LinkSpec {
                 snapshot_calls: l.resync_snapshot_calls,
                 retry_max: Duration::from_secs(l.resync_retry_max_s),
             },
+            event_queue: l.event_queue,
         }
     }
 }
@@ -311,7 +316,7 @@ impl Gateway {
         let mut links = BTreeMap::new();
         let mut pumps = Vec::new();
         for spec in specs {
-            let (tx, rx) = mpsc::channel(PUMP_QUEUE);
+            let (tx, rx) = mpsc::channel(spec.event_queue.max(1));
             let link = connect(&spec, tx.clone());
             let tracker = Tracker::new(TrackerConfig {
                 link: spec.name.clone(),
@@ -781,7 +786,7 @@ async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<Pump
 
 fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
     let ev = match item {
-        PumpIn::Link(ev) => ev,
+        PumpIn::Link(ev, _received) => ev,
         PumpIn::Agent {
             device,
             agent,

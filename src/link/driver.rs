@@ -4,9 +4,14 @@
 //! `request_timeout`, answers by the session's deadlines (plus a safety margin here),
 //! shutdown by the RLRE deadline.
 //!
-//! Slow-consumer policy for the owner's event channel: the driver waits up to
-//! [`EVENT_SEND_TIMEOUT`] for room; after that it drops events (with a warning) until the
-//! channel takes one again, so that a stalled owner cannot stop keep-alives and answers.
+//! Slow-consumer policy for the owner's event channel (its size is the owner's: the
+//! gateway's `event_queue`): the driver never waits for room, so the switch's socket is
+//! read, and keep-alives and answers go on, however far behind the owner is. When the
+//! channel is full, events are shed ([`Shed`]): an event report is dropped and its device
+//! remembered; once the channel has room again, the owner gets a [`LinkEvent::Resync`] for
+//! every such device (its calls are taken from a snapshot), in order before anything newer.
+//! `Up` and `Down` are never dropped (they wait, in order, in a small backlog), nor are the
+//! re-monitors and resyncs (they become resyncs of their device).
 
 use super::ber::Ber;
 use super::dialect::Dialect;
@@ -14,7 +19,7 @@ use super::session::{Answer, Out, Session, Token};
 use super::{CstaError, LinkConfig, LinkCounters, LinkError, LinkEvent};
 use bytes::BytesMut;
 use ctigate_csta_model::ops::Argument;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,8 +36,9 @@ use tracing::{debug, warn};
 
 /// Commands waiting for the driver (beyond them: [`LinkError::TooManyRequests`]).
 pub const COMMAND_QUEUE: usize = 1024;
-/// How long the driver waits for room in the owner's event channel before dropping.
-pub const EVENT_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// `Up`/`Down` events held while the owner's channel is full (beyond: the oldest go, with a
+/// warning; only the latest state matters then).
+const HELD_LINK_STATES: usize = 64;
 /// Added to `request_timeout` for the caller's own safety timeout (the session answers
 /// Timeout first).
 const ANSWER_SLACK: Duration = Duration::from_secs(1);
@@ -72,6 +78,7 @@ pub struct Link {
 struct SharedCounters {
     malformed_frames: AtomicU64,
     rejects_sent: AtomicU64,
+    events_shed: AtomicU64,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -114,8 +121,7 @@ impl Link {
             rx,
             rx_open: true,
             events,
-            events_stalled: false,
-            events_dropped: 0,
+            shed: Shed::default(),
             up: up.clone(),
             counters: counters.clone(),
             conn: Conn::None,
@@ -169,6 +175,7 @@ impl Link {
         LinkCounters {
             malformed_frames: self.counters.malformed_frames.load(Ordering::Acquire),
             rejects_sent: self.counters.rejects_sent.load(Ordering::Acquire),
+            events_shed: self.counters.events_shed.load(Ordering::Acquire),
         }
     }
 
@@ -256,6 +263,8 @@ enum ConnEvent<D: Dialect> {
 
 enum Wake<D: Dialect> {
     Cmd(Option<Cmd>),
+    /// The owner's channel has room again (false: it is closed) while shedding.
+    Room(bool),
     Timer,
     Conn(ConnEvent<D>),
 }
@@ -267,8 +276,7 @@ struct Driver<E, D: Dialect> {
     rx: mpsc::Receiver<Cmd>,
     rx_open: bool,
     events: mpsc::Sender<E>,
-    events_stalled: bool,
-    events_dropped: u64,
+    shed: Shed,
     up: Arc<AtomicBool>,
     counters: Arc<SharedCounters>,
     conn: Conn<D::Codec>,
@@ -307,8 +315,10 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                 break;
             }
             let timer = self.session.poll_timeout();
+            let shedding = self.shed.active();
             let wake = tokio::select! {
                 c = self.rx.recv(), if self.rx_open => Wake::Cmd(c),
+                r = self.events.reserve(), if shedding => Wake::Room(r.is_ok()),
                 _ = sleep_until(timer) => Wake::Timer,
                 e = conn_event::<D>(&mut self.conn) => Wake::Conn(e),
             };
@@ -321,6 +331,8 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                 }
                 Wake::Cmd(Some(c)) => self.command(c, now),
                 Wake::Timer => self.session.handle_timeout(now),
+                Wake::Room(true) => self.catch_up(),
+                Wake::Room(false) => self.shed = Shed::default(),
                 Wake::Conn(ConnEvent::Connected(Ok(stream))) => {
                     let _ = stream.set_nodelay(true);
                     let (r, w) = stream.into_split();
@@ -420,7 +432,7 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                         let _ = r.send(answer); // the caller may have given up
                     }
                 }
-                Out::Event(e) => self.deliver(e).await,
+                Out::Event(e) => self.deliver(e),
             }
         }
         self.up
@@ -456,27 +468,148 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
         self.session.transport_closed(now(), &reason);
     }
 
-    async fn deliver(&mut self, e: LinkEvent) {
-        let e = E::from(e);
-        if self.events_stalled {
-            match self.events.try_send(e) {
-                Ok(()) => {
-                    warn!(link = %self.name, dropped = self.events_dropped, "event consumer caught up");
-                    self.events_stalled = false;
-                    self.events_dropped = 0;
+    /// Give `e` to the owner without waiting: when its channel is full (or older shed
+    /// work still waits), shed it ([`Shed::hold`]).
+    fn deliver(&mut self, e: LinkEvent) {
+        if self.shed.active() {
+            self.catch_up();
+        }
+        if !self.shed.active() {
+            match self.events.try_reserve() {
+                Ok(p) => {
+                    p.send(E::from(e));
+                    return;
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => self.events_dropped += 1,
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(())) => return,
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    warn!(link = %self.name, limit = "link.event_queue",
+                          "the gateway is not keeping up with the switch's events: shedding them (each device concerned is resynchronised from a snapshot once it catches up); the switch is still read");
+                }
             }
+        }
+        let dropped = self.shed.hold(e);
+        self.count_shed(dropped);
+    }
+
+    fn count_shed(&mut self, n: u64) {
+        if n > 0 {
+            self.shed.episode += n;
+            self.counters.events_shed.fetch_add(n, Ordering::AcqRel);
+        }
+    }
+
+    /// Hand the owner what shedding kept back, as far as its channel takes it.
+    fn catch_up(&mut self) {
+        while let Some(e) = self.shed.peek_next() {
+            match self.events.try_reserve() {
+                Ok(p) => {
+                    self.shed.pop(&e);
+                    p.send(E::from(e));
+                }
+                Err(_) => return,
+            }
+        }
+        if self.shed.active() {
             return;
         }
-        if timeout(EVENT_SEND_TIMEOUT, self.events.send(e))
-            .await
-            .is_err()
-        {
-            warn!(link = %self.name, "event consumer is not keeping up: dropping events until it does");
-            self.events_stalled = true;
-            self.events_dropped = 1;
+        if self.shed.episode > 0 {
+            warn!(link = %self.name, shed = self.shed.episode,
+                  "the gateway caught up with the switch's events; the devices concerned are being resynchronised");
+            self.shed.episode = 0;
+        }
+    }
+}
+
+/// What the driver keeps back while the owner's channel is full: the link states (`Up`,
+/// `Down`) in order, and the devices to resynchronise (their event reports were dropped,
+/// or a re-monitor or resync was due). Bounded: a device is kept once, and the link
+/// states by [`HELD_LINK_STATES`].
+#[derive(Default)]
+struct Shed {
+    /// Shedding: set by the first event that found the channel full, cleared when
+    /// everything held was handed over.
+    on: bool,
+    states: VecDeque<LinkEvent>,
+    devices: BTreeSet<String>,
+    /// Events shed in this episode (for the catch-up warning).
+    episode: u64,
+}
+
+impl Shed {
+    fn active(&self) -> bool {
+        self.on
+    }
+
+    /// Keep what matters of `e`; the number of events dropped (0 or 1).
+    fn hold(&mut self, e: LinkEvent) -> u64 {
+        self.on = true;
+        match e {
+            LinkEvent::Up { .. } | LinkEvent::Down { .. } => {
+                if self.states.len() >= HELD_LINK_STATES {
+                    self.states.pop_front();
+                    warn!(
+                        limit = HELD_LINK_STATES,
+                        "link states held while the gateway is behind: the oldest dropped"
+                    );
+                }
+                self.states.push_back(e);
+                0
+            }
+            LinkEvent::Report {
+                device: Some(device),
+                ..
+            } => {
+                self.devices.insert(device);
+                1
+            }
+            LinkEvent::Monitored {
+                device,
+                again: true,
+            }
+            | LinkEvent::Resync { device, .. } => {
+                self.devices.insert(device);
+                0
+            }
+            LinkEvent::Report { device: None, .. } => {
+                debug!("an event for an unknown monitor shed");
+                1
+            }
+            LinkEvent::Monitored { again: false, .. } => 0,
+            LinkEvent::MonitorLost { device, reason } => {
+                warn!(%device, %reason, "monitor lost (while shedding events)");
+                0
+            }
+            LinkEvent::SystemStatus { status } => {
+                debug!(%status, "PBX system status (while shedding events)");
+                0
+            }
+        }
+    }
+
+    /// The next thing to hand over: link states first, then one resync per device.
+    fn peek_next(&self) -> Option<LinkEvent> {
+        if let Some(s) = self.states.front() {
+            return Some(s.clone());
+        }
+        self.devices.first().map(|d| LinkEvent::Resync {
+            device: d.clone(),
+            reason: "events were shed: the gateway fell behind the switch (link.event_queue)"
+                .into(),
+        })
+    }
+
+    /// `e` (from [`Shed::peek_next`]) was handed over.
+    fn pop(&mut self, e: &LinkEvent) {
+        match e {
+            LinkEvent::Resync { device, .. } if self.states.is_empty() => {
+                self.devices.remove(device);
+            }
+            _ => {
+                self.states.pop_front();
+            }
+        }
+        if self.states.is_empty() && self.devices.is_empty() {
+            self.on = false;
         }
     }
 }

@@ -150,6 +150,9 @@ pub struct LinkCounters {
     pub malformed_frames: u64,
     /// X.880 rejects the link sent to the switch.
     pub rejects_sent: u64,
+    /// Events from the switch the gateway shed because it fell behind (`event_queue` was
+    /// full); each device concerned was resynchronised from a snapshot afterwards.
+    pub events_shed: u64,
 }
 
 /// The link could not carry a request (or could not come up). Each message says what to do.

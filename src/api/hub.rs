@@ -686,6 +686,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_event_line_is_serialized_once_in_the_documented_order() {
+        use crate::model::{CallState, CallType, EventKind};
+        let hub = Hub::new(&limits(2, 8, 8));
+        let (a, mut ra, _) = hub.register().unwrap();
+        hub.subscribe(a, key("201"), None);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_255_200);
+        let call = CallView {
+            id: "c-1".into(),
+            pbx_call_id: "0042".into(),
+            state: CallState::Connected,
+            r#type: CallType::Inbound,
+            ani: Some("0891234567".into()),
+            dnis: Some("8000".into()),
+            other: Some("0891234567".into()),
+            parties: vec!["201".into(), "0891234567".into()],
+            related: None,
+            variables: Default::default(),
+            started: t,
+            answered: Some(t),
+            ended: None,
+            visit: 1,
+        };
+        hub.on_event(&Event {
+            kind: EventKind::CallTransferred,
+            time: t,
+            link: "pbx1".into(),
+            device: Some("201".into()),
+            body: Body::Call {
+                call,
+                cause: Some("transfer".into()),
+                extra: CallExtra {
+                    from: Some("202".into()),
+                    replaces: vec!["c-0".into()],
+                    ..CallExtra::default()
+                },
+            },
+        });
+        assert_eq!(
+            &*ra.recv().await.unwrap(),
+            r#"{"type":"event","event":"call.transferred","seq":1,"time":"2026-11-21T10:00:00.000Z","link":"pbx1","device":"201","call":{"id":"c-1","pbx_call_id":"0042","state":"connected","type":"inbound","ani":"0891234567","dnis":"8000","other":"0891234567","parties":["201","0891234567"],"related":null,"variables":{},"started":"2026-11-21T10:00:00.000Z","answered":"2026-11-21T10:00:00.000Z","ended":null,"visit":1},"cause":"transfer","from":"202","replaces":"c-0"}"#
+        );
+        // a link event, to every client, and an event kind that needs escaping
+        hub.publish_at(t, "pbx1", None, "x\"y", Map::new());
+        assert_eq!(
+            &*ra.recv().await.unwrap(),
+            r#"{"type":"event","event":"x\"y","seq":2,"time":"2026-11-21T10:00:00.000Z","link":"pbx1"}"#
+        );
+    }
+
+    #[tokio::test]
     async fn fan_out_replay_and_lagged() {
         let hub = Hub::new(&limits(2, 2, 3));
         let (a, mut ra, sa) = hub.register().unwrap();

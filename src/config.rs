@@ -64,12 +64,39 @@ pub struct ApiConfig {
     pub idle_ping_s: u64,
     /// A client silent this many seconds is disconnected (0 = never).
     pub idle_timeout_s: u64,
+    /// TLS on the client port: the server's certificate chain (PEM) ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    /// ... and its private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
+    /// Mutual TLS: clients must show a certificate issued by this CA (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<String>,
+    /// A TLS handshake not finished within this many milliseconds closes the connection.
+    pub tls_handshake_timeout_ms: u64,
 }
 
 impl ApiConfig {
     /// `write_timeout_s` as a duration.
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_s)
+    }
+
+    /// `tls_handshake_timeout_ms` as a duration.
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.tls_handshake_timeout_ms)
+    }
+
+    /// The client port's TLS configuration, when `tls_cert` and `tls_key` are set (files
+    /// read and checked now).
+    pub fn tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => crate::tls::server(c, k, self.tls_client_ca.as_deref())
+                .map(Some)
+                .map_err(ConfigError),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -87,6 +114,10 @@ impl Default for ApiConfig {
             write_timeout_s: 10,
             idle_ping_s: 60,
             idle_timeout_s: 120,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_handshake_timeout_ms: 10_000,
         }
     }
 }
@@ -259,6 +290,17 @@ impl Config {
                 "api.idle_ping_s: {} must be below api.idle_timeout_s ({}), or 0 for no ping",
                 self.api.idle_ping_s, self.api.idle_timeout_s
             ));
+        }
+        if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
+            return e("api.tls_cert and api.tls_key: set both (the certificate chain and its private key, PEM files) or neither".into());
+        }
+        if self.api.tls_client_ca.is_some() && self.api.tls_cert.is_none() {
+            return e(
+                "api.tls_client_ca: mutual TLS needs api.tls_cert and api.tls_key too".into(),
+            );
+        }
+        if self.api.tls_handshake_timeout_ms == 0 || self.api.tls_handshake_timeout_ms > 600_000 {
+            return e("api.tls_handshake_timeout_ms: between 1 and 600000".into());
         }
         if self.links.is_empty() {
             return e("no [[link]]: add one with a name and the PBX's address, e.g.\n[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"".into());

@@ -40,6 +40,7 @@ pub mod logging;
 pub mod model;
 pub mod sim;
 pub mod soak;
+pub mod tls;
 
 #[cfg(test)]
 mod test_util;

@@ -501,6 +501,8 @@ async fn run_sim(
 
 async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
     let stop = stop_signal()?;
+    // the TLS files are read and checked before anything listens
+    let tls = cfg.api.tls().map_err(|e| anyhow::anyhow!("{e}"))?;
     let l = ctigate::api::server::bind(&cfg.api.listen).await?;
     let addr = l.local_addr()?;
     let targets: Vec<(String, String)> = cfg
@@ -509,8 +511,16 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
         .map(|l| (l.name.clone(), l.sides().join(", then ")))
         .collect();
     let api = ctigate::api::start(cfg);
-    let serving = tokio::spawn(ctigate::api::server::serve(api.clone(), l));
-    println!("ctigate run: NDJSON port {addr}");
+    let serving = match tls {
+        Some(tls) => {
+            println!("ctigate run: NDJSON port {addr} (TLS)");
+            tokio::spawn(ctigate::api::server::serve_tls(api.clone(), l, tls))
+        }
+        None => {
+            println!("ctigate run: NDJSON port {addr}");
+            tokio::spawn(ctigate::api::server::serve(api.clone(), l))
+        }
+    };
     for (name, address) in &targets {
         println!("link {name}: connecting to {address}");
     }

@@ -64,6 +64,9 @@ fn the_documented_block_is_the_defaults_and_every_key() {
     keys(&toml::from_str(&uncommented).unwrap(), "", &mut documented);
     let mut full = defaults.clone();
     full.links[0].password = Some("x".into()); // optional keys, to be listed too
+    full.api.tls_cert = Some("c".into());
+    full.api.tls_key = Some("k".into());
+    full.api.tls_client_ca = Some("ca".into());
     full.links[0].addresses = vec!["pbx-a:2555".into(), "pbx-b:2555".into()];
     let mut code = BTreeSet::new();
     keys(

@@ -116,12 +116,24 @@ impl Api {
         src: S,
         sink: K,
     ) {
+        self.spawn_session_as(peer, None, src, sink)
+    }
+
+    /// [`Api::spawn_session`] for a peer the transport identified: the subject of the
+    /// client certificate it verified (mutual TLS).
+    pub fn spawn_session_as<S: LineSource, K: LineSink>(
+        self: &Arc<Api>,
+        peer: String,
+        certificate: Option<String>,
+        src: S,
+        sink: K,
+    ) {
         let Some(alive) = self.sessions.enter() else {
             return; // shutting down: the transport's connection is dropped
         };
         let api = self.clone();
         tokio::spawn(async move {
-            session::run(api, peer, src, sink).await;
+            session::run(api, peer, certificate, src, sink).await;
             drop(alive);
         });
     }

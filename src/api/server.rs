@@ -7,7 +7,7 @@ use super::Api;
 use crate::lines::{read_line, Line};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -26,7 +26,21 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
 
 /// Serve clients until the gateway shuts down (then the listener closes).
 pub async fn serve(api: Arc<Api>, l: TcpListener) {
+    accept_loop(api, l, None).await
+}
+
+/// [`serve`] over TLS (`[api] tls_cert`, `tls_key`, `tls_client_ca`): each connection's
+/// handshake runs in a task of its own within `api.tls_handshake_timeout_ms`; one that fails
+/// (a plain-TCP client, garbage, a certificate the CA did not issue) or stalls costs a log
+/// line and its socket, nothing else. At most `api.max_clients` handshakes run at once.
+pub async fn serve_tls(api: Arc<Api>, l: TcpListener, tls: Arc<rustls::ServerConfig>) {
+    accept_loop(api, l, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+}
+
+async fn accept_loop(api: Arc<Api>, l: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
     let stop = api.gateway.shutdown_token();
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(api.cfg.max_clients.max(1)));
+    let mut refused = RateLimitedLog::default();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -35,17 +49,49 @@ pub async fn serve(api: Arc<Api>, l: TcpListener) {
         match accepted {
             Ok((s, peer)) => {
                 let _ = s.set_nodelay(true);
-                let (r, w) = s.into_split();
-                let src = TcpLines {
-                    r: BufReader::new(r),
-                    max: api.cfg.max_line,
+                let Some(tls) = &tls else {
+                    let (r, w) = s.into_split();
+                    let (src, sink) = lines(&api, r, w);
+                    api.spawn_session(peer.to_string(), src, sink);
+                    continue;
                 };
-                let sink = TcpSink {
-                    w,
-                    buf: Vec::new(),
-                    close_within: api.cfg.write_timeout(),
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    refused.note(
+                        &peer.to_string(),
+                        "api.max_clients TLS handshakes already under way",
+                    );
+                    continue;
                 };
-                api.spawn_session(peer.to_string(), src, sink);
+                let (api, tls, stop) = (api.clone(), tls.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let limit = api.cfg.tls_handshake_timeout();
+                    let shake = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        r = tokio::time::timeout(limit, tls.accept(s)) => r,
+                    };
+                    drop(permit);
+                    let stream = match shake {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            info!(%peer, error = %e, "TLS handshake failed (a plain-TCP client on the TLS port, or a certificate the CA did not issue): connection closed");
+                            return;
+                        }
+                        Err(_) => {
+                            info!(%peer, limit = "api.tls_handshake_timeout_ms", ms = limit.as_millis() as u64,
+                                  "TLS handshake not finished in time: connection closed");
+                            return;
+                        }
+                    };
+                    let subject = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(crate::tls::subject);
+                    let (r, w) = tokio::io::split(stream);
+                    let (src, sink) = lines(&api, r, w);
+                    api.spawn_session_as(peer.to_string(), subject, src, sink);
+                });
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -56,34 +102,79 @@ pub async fn serve(api: Arc<Api>, l: TcpListener) {
     info!("API listener closed");
 }
 
-/// Lines from a socket, each at most `max` octets.
-pub struct TcpLines {
-    r: BufReader<OwnedReadHalf>,
+/// The line source and sink of a connection's two halves.
+fn lines<R: AsyncRead + Unpin + Send + 'static, W: AsyncWrite + Unpin + Send + 'static>(
+    api: &Api,
+    r: R,
+    w: W,
+) -> (TcpLines<R>, TcpSink<W>) {
+    (
+        TcpLines {
+            r: BufReader::new(r),
+            max: api.cfg.max_line,
+        },
+        TcpSink {
+            w,
+            buf: Vec::new(),
+            close_within: api.cfg.write_timeout(),
+        },
+    )
+}
+
+/// Log lines about refused connections, at most one a second (with how many were refused
+/// since the last), so that a flood of connections cannot flood the log.
+#[derive(Default)]
+struct RateLimitedLog {
+    last: Option<tokio::time::Instant>,
+    since: u64,
+}
+
+impl RateLimitedLog {
+    fn note(&mut self, peer: &str, why: &str) {
+        self.since += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < Duration::from_secs(1))
+        {
+            return;
+        }
+        warn!(%peer, refused = self.since, "connection refused: {why}");
+        self.last = Some(now);
+        self.since = 0;
+    }
+}
+
+/// Lines from a connection (TCP, or TLS over it), each at most `max` octets.
+pub struct TcpLines<R = OwnedReadHalf> {
+    r: BufReader<R>,
     max: usize,
 }
 
-impl LineSource for TcpLines {
+impl<R: AsyncRead + Unpin + Send + 'static> LineSource for TcpLines<R> {
     async fn next_line(&mut self) -> std::io::Result<Line> {
         read_line(&mut self.r, self.max).await
     }
 }
 
-/// Lines to a socket, newline-terminated, written together.
-pub struct TcpSink {
-    w: OwnedWriteHalf,
+/// Lines to a connection, newline-terminated, written together.
+pub struct TcpSink<W = OwnedWriteHalf> {
+    w: W,
     buf: Vec<u8>,
     /// `write_timeout_s`, for the close.
     close_within: Duration,
 }
 
-impl LineSink for TcpSink {
+impl<W: AsyncWrite + Unpin + Send + 'static> LineSink for TcpSink<W> {
     async fn send(&mut self, lines: &[Arc<str>]) -> std::io::Result<()> {
         self.buf.clear();
         for l in lines {
             self.buf.extend_from_slice(l.as_bytes());
             self.buf.push(b'\n');
         }
-        self.w.write_all(&self.buf).await
+        self.w.write_all(&self.buf).await?;
+        // TLS buffers what it encrypts: push it out with the lines
+        self.w.flush().await
     }
 
     async fn close(&mut self) {

@@ -56,6 +56,9 @@ pub struct SessionInfo {
     pub client: ClientId,
     /// The transport's name for the peer (`127.0.0.1:50412`).
     pub peer: String,
+    /// The subject (common name) of the client certificate the transport verified (mutual
+    /// TLS), if any.
+    pub certificate: Option<String>,
 }
 
 /// The auth hook: may this session run this request? Called for every request before it
@@ -75,7 +78,13 @@ impl Auth for Open {
 }
 
 /// Serve one client until it goes or the gateway shuts down.
-pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut src: S, mut sink: K) {
+pub async fn run<S: LineSource, K: LineSink>(
+    api: Arc<Api>,
+    peer: String,
+    certificate: Option<String>,
+    mut src: S,
+    mut sink: K,
+) {
     let stop = api.gateway.shutdown_token();
     let Some((id, events, shared)) = api.hub.register() else {
         warn!(%peer, "client refused: too many clients");
@@ -91,8 +100,15 @@ pub async fn run<S: LineSource, K: LineSink>(api: Arc<Api>, peer: String, mut sr
         sink.close().await;
         return;
     };
-    info!(client = id, %peer, "client connected");
-    let info = SessionInfo { client: id, peer };
+    match &certificate {
+        Some(c) => info!(client = id, %peer, certificate = %c, "client connected"),
+        None => info!(client = id, %peer, "client connected"),
+    }
+    let info = SessionInfo {
+        client: id,
+        peer,
+        certificate,
+    };
     let hello: Arc<str> = json!({
         "type": "hello", "protocol": PROTOCOL, "version": env!("CARGO_PKG_VERSION"),
         "links": ops::link_states(&api.gateway), "seq": api.hub.last_seq(),

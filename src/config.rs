@@ -179,6 +179,15 @@ pub struct LinkSection {
     /// full the link sheds events and resynchronises their devices afterwards, and never
     /// stops reading the switch.
     pub event_queue: usize,
+    /// CSTA over TLS to this switch.
+    pub tls: bool,
+    /// With `tls`: the CA that issued the switch's certificate (PEM file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
+    /// With `tls`: the name the switch's certificate must carry, when not the host of its
+    /// address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 impl Default for LinkSection {
@@ -212,6 +221,9 @@ impl Default for LinkSection {
             resync_snapshot_calls: 64,
             resync_retry_max_s: 30,
             event_queue: crate::gateway::EVENT_QUEUE,
+            tls: false,
+            tls_ca: None,
+            tls_server_name: None,
         }
     }
 }
@@ -302,6 +314,7 @@ impl Config {
         if self.api.tls_handshake_timeout_ms == 0 || self.api.tls_handshake_timeout_ms > 600_000 {
             return e("api.tls_handshake_timeout_ms: between 1 and 600000".into());
         }
+        self.api.tls()?;
         if self.links.is_empty() {
             return e("no [[link]]: add one with a name and the PBX's address, e.g.\n[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"".into());
         }
@@ -375,6 +388,22 @@ impl Config {
             }
             if l.snapshot_max_calls == 0 {
                 return e(format!("{k}.snapshot_max_calls: at least 1"));
+            }
+            match (l.tls, &l.tls_ca) {
+                (true, None) => {
+                    return e(format!("{k}.tls_ca: needed with tls = true: the CA certificate (PEM file) that issued the switch's certificate"))
+                }
+                (true, Some(ca)) => {
+                    crate::tls::client(ca, &k).map_err(ConfigError)?;
+                    if let Some(n) = &l.tls_server_name {
+                        crate::tls::server_name("", Some(n))
+                            .map_err(|m| ConfigError(format!("{k}.tls_server_name: {m}")))?;
+                    }
+                }
+                (false, Some(_)) => {
+                    return e(format!("{k}.tls_ca: set tls = true to use it"));
+                }
+                (false, None) => {}
             }
             if !(64..=1 << 20).contains(&l.event_queue) {
                 return e(format!("{k}.event_queue: 64 to 1048576"));

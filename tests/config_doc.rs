@@ -67,6 +67,8 @@ fn the_documented_block_is_the_defaults_and_every_key() {
     full.api.tls_cert = Some("c".into());
     full.api.tls_key = Some("k".into());
     full.api.tls_client_ca = Some("ca".into());
+    full.links[0].tls_ca = Some("ca".into());
+    full.links[0].tls_server_name = Some("pbx".into());
     full.links[0].addresses = vec!["pbx-a:2555".into(), "pbx-b:2555".into()];
     let mut code = BTreeSet::new();
     keys(

@@ -355,3 +355,117 @@ fn configuration_errors_name_the_key() {
     let e = cfg.unwrap_err().0;
     assert!(e.contains("api.tls_cert and api.tls_key"), "{e}");
 }
+
+/// A TLS front for the simulator's CSTA port (as a switch offering CSTA over TLS would
+/// be): accepts TLS with `cert`, and relays to `to`.
+async fn tls_front(srv: &Issued, to: SocketAddr) -> SocketAddr {
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![srv.cert.clone()], srv.key.clone_key())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let mut sw = TcpStream::connect(to).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut sw).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_link_over_tls_to_the_switch() {
+    use ctigate::link::{LinkConfig, LinkEvent, LinkTls};
+    let ca = Ca::new("switch CA");
+    let sim = start_sim(SimConfig::default()).await;
+    let front = tls_front(&ca.issue("pbx", &["localhost"]), sim.csta_addr).await;
+    let dir = std::env::temp_dir().join(format!("ctigate-tls-link-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _d = TempDir(dir.clone());
+    let ca_file = write(&dir, "ca.pem", &ca.pem());
+    let cfg = LinkConfig {
+        // by address; the certificate names localhost
+        tls: Some(LinkTls {
+            ca: ca_file.clone(),
+            server_name: Some("localhost".into()),
+        }),
+        ..support::link_cfg(&sim)
+    };
+    let cfg = LinkConfig {
+        addresses: vec![front.to_string()],
+        ..cfg
+    };
+    let (link, mut rx) = support::start_link(cfg.clone());
+    let up = async {
+        loop {
+            match rx.recv().await.unwrap() {
+                LinkEvent::Up { .. } => return,
+                LinkEvent::Down { reason, .. } => panic!("down: {reason}"),
+                _ => {}
+            }
+        }
+    };
+    timeout(T, up).await.expect("up over TLS");
+    assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
+    sim_cmd(&sim, r#"{"cmd":"inbound","ani":"0891234567","dnis":"201"}"#).await;
+    let ev = async {
+        loop {
+            if let LinkEvent::Report { device, report } = rx.recv().await.unwrap() {
+                return (device, report.event.name().to_string());
+            }
+        }
+    };
+    assert_eq!(
+        timeout(T, ev).await.unwrap(),
+        (Some("201".to_string()), "delivered".to_string())
+    );
+    timeout(T, link.shutdown()).await.unwrap();
+
+    // a switch whose certificate another CA issued: the link is down, and says why
+    let other = Ca::new("other CA");
+    let bad = tls_front(&other.issue("pbx", &["localhost"]), sim.csta_addr).await;
+    let (link, mut rx) = support::start_link(LinkConfig {
+        addresses: vec![bad.to_string()],
+        ..cfg
+    });
+    let reason = async {
+        loop {
+            match rx.recv().await.unwrap() {
+                LinkEvent::Up { .. } => panic!("up with an untrusted certificate"),
+                LinkEvent::Down { reason, .. } => return reason,
+                _ => {}
+            }
+        }
+    };
+    let reason = timeout(T, reason).await.unwrap();
+    assert!(reason.contains("TLS handshake"), "{reason}");
+    assert!(reason.to_lowercase().contains("certificate"), "{reason}");
+    timeout(T, link.shutdown()).await.unwrap();
+    // the configuration names the key of a CA file that does not load
+    let e = Config::from_toml(&format!(
+        "[[link]]\nname = \"p\"\naddress = \"h:1\"\ntls = true\ntls_ca = \"{}\"",
+        dir.join("missing.pem").display()
+    ))
+    .unwrap_err()
+    .0;
+    assert!(e.starts_with("link[0].tls_ca: cannot read"), "{e}");
+    let e = Config::from_toml("[[link]]\nname = \"p\"\naddress = \"h:1\"\ntls = true")
+        .unwrap_err()
+        .0;
+    assert!(
+        e.starts_with("link[0].tls_ca: needed with tls = true"),
+        "{e}"
+    );
+}

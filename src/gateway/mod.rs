@@ -264,6 +264,10 @@ pub fn link_config(l: &LinkSection) -> LinkConfig {
         reconnect_jitter_percent: l.reconnect_jitter_percent,
         reconnect_reset: Duration::from_secs(l.reconnect_reset_s),
         max_frame: l.max_frame,
+        tls: l.tls.then(|| crate::link::LinkTls {
+            ca: l.tls_ca.clone().unwrap_or_default(),
+            server_name: l.tls_server_name.clone(),
+        }),
         ..LinkConfig::default()
     }
 }

@@ -25,9 +25,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout, Instant};
@@ -114,8 +112,13 @@ impl Link {
         let up = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(SharedCounters::default());
         let request_timeout = cfg.request_timeout;
+        let tls = cfg.tls.as_ref().map(|t| {
+            crate::tls::client(&t.ca, &format!("link {}", cfg.name))
+                .map(|c| (tokio_rustls::TlsConnector::from(c), t.server_name.clone()))
+        });
         let driver = Driver {
             name: cfg.name.clone(),
+            tls,
             write_timeout: cfg.request_timeout.max(Duration::from_millis(100)),
             session: Session::<D>::with_dialect(cfg, Instant::now().into_std()),
             rx,
@@ -209,17 +212,41 @@ impl Link {
     }
 }
 
-type Connecting = Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>>;
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+type Connecting = Pin<Box<dyn Future<Output = std::io::Result<(Reader, Writer)>> + Send>>;
 
 enum Conn<C> {
     None,
     Connecting(Connecting),
     Open {
-        reader: OwnedReadHalf,
+        reader: Reader,
         buf: BytesMut,
         codec: C,
-        writer: OwnedWriteHalf,
+        writer: Writer,
     },
+}
+
+/// Connect to `addr`: TCP, then the TLS handshake when `tls` is set (the session bounds the
+/// whole attempt by `connect_timeout`).
+async fn connect(
+    addr: String,
+    tls: Option<(tokio_rustls::TlsConnector, Option<String>)>,
+) -> std::io::Result<(Reader, Writer)> {
+    let tcp = TcpStream::connect(&addr).await?;
+    let _ = tcp.set_nodelay(true);
+    let Some((connector, name)) = tls else {
+        let (r, w) = tcp.into_split();
+        return Ok((Box::new(r), Box::new(w)));
+    };
+    let name = crate::tls::server_name(&addr, name.as_deref())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("TLS handshake: {e}")))?;
+    let (r, w) = tokio::io::split(stream);
+    Ok((Box::new(r), Box::new(w)))
 }
 
 /// Why no frame could be read.
@@ -237,7 +264,7 @@ type FrameResult<D> =
 /// The next frame; `None` at end of stream. Cancel safe: the codec takes bytes out of
 /// `buf` only for a whole frame, and `read_buf` is cancel safe.
 async fn next_frame<D: Dialect>(
-    reader: &mut OwnedReadHalf,
+    reader: &mut Reader,
     buf: &mut BytesMut,
     codec: &mut D::Codec,
 ) -> Option<FrameResult<D>> {
@@ -257,7 +284,7 @@ async fn next_frame<D: Dialect>(
 }
 
 enum ConnEvent<D: Dialect> {
-    Connected(std::io::Result<TcpStream>),
+    Connected(std::io::Result<(Reader, Writer)>),
     Frame(Option<FrameResult<D>>),
 }
 
@@ -269,8 +296,12 @@ enum Wake<D: Dialect> {
     Conn(ConnEvent<D>),
 }
 
+/// The TLS connector of a link and the server name to check, or why there is none.
+type LinkTlsConnector = Result<(tokio_rustls::TlsConnector, Option<String>), String>;
+
 struct Driver<E, D: Dialect> {
     name: String,
+    tls: Option<LinkTlsConnector>,
     write_timeout: Duration,
     session: Session<D>,
     rx: mpsc::Receiver<Cmd>,
@@ -333,22 +364,18 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                 Wake::Timer => self.session.handle_timeout(now),
                 Wake::Room(true) => self.catch_up(),
                 Wake::Room(false) => self.shed = Shed::default(),
-                Wake::Conn(ConnEvent::Connected(Ok(stream))) => {
-                    let _ = stream.set_nodelay(true);
-                    let (r, w) = stream.into_split();
-                    match self.session.codec() {
-                        Some(codec) => {
-                            self.conn = Conn::Open {
-                                reader: r,
-                                buf: BytesMut::with_capacity(READ_CHUNK),
-                                codec,
-                                writer: w,
-                            };
-                            self.session.connected(now);
-                        }
-                        None => self.conn = Conn::None,
+                Wake::Conn(ConnEvent::Connected(Ok((r, w)))) => match self.session.codec() {
+                    Some(codec) => {
+                        self.conn = Conn::Open {
+                            reader: r,
+                            buf: BytesMut::with_capacity(READ_CHUNK),
+                            codec,
+                            writer: w,
+                        };
+                        self.session.connected(now);
                     }
-                }
+                    None => self.conn = Conn::None,
+                },
                 Wake::Conn(ConnEvent::Connected(Err(e))) => {
                     self.conn = Conn::None;
                     let reason = format!("cannot connect to {}: {e}", self.session.address());
@@ -418,7 +445,19 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
             match o {
                 Out::Connect => {
                     let addr = self.session.address().to_string();
-                    self.conn = Conn::Connecting(Box::pin(TcpStream::connect(addr)));
+                    let tls = match &self.tls {
+                        None => None,
+                        Some(Ok(t)) => Some(t.clone()),
+                        Some(Err(e)) => {
+                            // the CA file went missing or bad since the start: say so on
+                            // every attempt
+                            let e =
+                                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.clone());
+                            self.conn = Conn::Connecting(Box::pin(async move { Err(e) }));
+                            continue;
+                        }
+                    };
+                    self.conn = Conn::Connecting(Box::pin(connect(addr, tls)));
                 }
                 Out::Transmit(frame) => self.transmit(frame).await,
                 Out::Close => {
@@ -456,7 +495,12 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
             warn!(link = %self.name, error = %e, "cannot frame a PDU: dropped");
             return;
         }
-        let reason = match timeout(self.write_timeout, writer.write_all(&buf)).await {
+        let write = async {
+            writer.write_all(&buf).await?;
+            // TLS holds what it encrypted until flushed
+            writer.flush().await
+        };
+        let reason = match timeout(self.write_timeout, write).await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => format!("write failed: {e}"),
             Err(_) => format!(

@@ -85,6 +85,16 @@ pub struct LinkConfig {
     /// framing's own bound). A longer announced length means the framing is lost (garbage
     /// where a frame header should be): the link is reset, with this limit named.
     pub max_frame: usize,
+    /// CSTA over TLS, for switches that offer it.
+    pub tls: Option<LinkTls>,
+}
+
+/// TLS to the switch: its certificate must chain to `ca` (a PEM file) and name the host of
+/// the address connected to, or `server_name` when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkTls {
+    pub ca: String,
+    pub server_name: Option<String>,
 }
 
 impl Default for LinkConfig {
@@ -107,6 +117,7 @@ impl Default for LinkConfig {
             connect_timeout: Duration::from_secs(5),
             snapshot_max_calls: 1024,
             max_frame: DEFAULT_MAX_FRAME,
+            tls: None,
         }
     }
 }

@@ -23,11 +23,12 @@
 //! ```
 //!
 //! Beside them: [`sim`] (a switch simulator speaking the same wire protocol), [`config`],
-//! [`decode`], [`demo`], [`client`], [`logging`], [`soak`] (the chaos run and the
+//! [`decode`], [`demo`], [`bench`] (the one-command benchmark), [`client`], [`logging`], [`soak`] (the chaos run and the
 //! call-view bookkeeping the chaos tests share). Where each kind of change goes:
 //! `docs/ARCHITECTURE.md`.
 
 pub mod api;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod decode;

@@ -140,6 +140,51 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Benchmark (one command, no set-up): a built-in switch generating event reports at a
+    /// fixed rate, the gateway as a child process (`ctigate run`), and NDJSON clients on
+    /// loopback; progress on stderr, then the figures (events/s in and out, losses, lagged
+    /// clients, latency percentiles, the gateway's CPU and memory, monitors/s, ready time).
+    /// Exit 1 when events were lost or a phase timed out.
+    Bench {
+        /// Switch events per second (each call: Delivered, Established, ConnectionCleared,
+        /// round robin over the clients' devices).
+        #[arg(long, default_value = "100000")]
+        rate: u64,
+        /// NDJSON clients.
+        #[arg(long, default_value = "1000")]
+        clients: usize,
+        /// Devices monitored on the link in all: the clients' (clients x
+        /// devices-per-client, which get the events) and the rest in the configuration's
+        /// `monitor` list.
+        #[arg(long, default_value = "100000")]
+        devices: usize,
+        /// Devices each client monitors (monitor.start).
+        #[arg(long, default_value = "1")]
+        devices_per_client: usize,
+        /// Length of the measured window.
+        #[arg(long, default_value = "20")]
+        seconds: f64,
+        /// Load before the measured window.
+        #[arg(long, default_value = "2")]
+        warmup_seconds: f64,
+        /// The switch answers each request after this long.
+        #[arg(long, default_value = "1")]
+        switch_delay_ms: u64,
+        /// Every device must be monitored within this after link up.
+        #[arg(long, default_value = "60")]
+        monitor_timeout_s: f64,
+        /// Print one JSON object (the same fields) instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Search the highest rate with nothing lost, no client lagged and p99 under
+        /// 50 ms: trials of --seconds (at most 5) from --find-max-start doubling until one
+        /// fails, then bisecting.
+        #[arg(long)]
+        find_max: bool,
+        /// The first rate of --find-max.
+        #[arg(long, default_value = "5000")]
+        find_max_start: u64,
+    },
     /// Run the CSTA Phase III switch simulator (prints its dial plan; SIGTERM or Ctrl-C
     /// releases every association (RLRQ, ABRT without RLRE in time) and stops it);
     /// `ctigate sim ctl` drives a running one.
@@ -207,6 +252,7 @@ fn main() {
             | Command::Client { .. }
             | Command::Ping { .. }
             | Command::Soak { .. }
+            | Command::Bench { .. }
             | Command::Sim {
                 action: Some(_),
                 ..
@@ -239,6 +285,85 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+fn runtime_with(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?)
+}
+
+async fn run_bench(
+    spec: ctigate::bench::Spec,
+    exe: PathBuf,
+    json: bool,
+    find_max: bool,
+    start: u64,
+) -> anyhow::Result<i32> {
+    // Ctrl-C or SIGTERM: the run is dropped, which stops the gateway child
+    let stop = stop_signal()?;
+    let work = async {
+        if find_max {
+            let r = ctigate::bench::find_max(&spec, &exe, start, 4, |t| {
+                eprintln!(
+                    "bench: trial {}/s: {} (switch in {:.0}/s, clients out {:.0}/s, lost {}, lagged {}, p99 {} ms, gateway CPU {:.1} %){}",
+                    t.rate_per_s,
+                    if t.passed { "pass" } else { "FAIL" },
+                    t.switch_events_per_s,
+                    t.client_events_per_s,
+                    t.events_lost,
+                    t.lagged_clients,
+                    t.latency_p99_ms.map_or("-".into(), |p| format!("{p:.3}")),
+                    t.gateway_cpu_percent,
+                    if t.failures.is_empty() { String::new() } else { format!(": {}", t.failures.join("; ")) }
+                )
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "highest rate with nothing lost, no client lagged and p99 < {} ms: {}/s",
+                    ctigate::bench::FIND_MAX_P99_MS,
+                    r.max_rate_per_s
+                );
+                for t in &r.trials {
+                    println!(
+                        "  trial {:>9}/s  {}  p99 {} ms  lost {}  lagged {}",
+                        t.rate_per_s,
+                        if t.passed { "pass" } else { "FAIL" },
+                        t.latency_p99_ms.map_or("-".into(), |p| format!("{p:.3}")),
+                        t.events_lost,
+                        t.lagged_clients
+                    );
+                }
+                if let Some(b) = &r.best {
+                    println!("the highest passing trial:");
+                    print!("{}", ctigate::bench::table(b));
+                }
+            }
+            anyhow::Ok(if r.max_rate_per_s > 0 { 0 } else { 1 })
+        } else {
+            let r = ctigate::bench::run(&spec, &exe).await?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", ctigate::bench::table(&r));
+            }
+            if !r.ok {
+                eprintln!("bench: FAILED: {}", r.failures.join("; "));
+            }
+            Ok(if r.ok { 0 } else { 1 })
+        }
+    };
+    tokio::select! {
+        r = work => r,
+        _ = stop => {
+            eprintln!("bench: interrupted; the gateway is stopped");
+            Ok(130)
+        }
+    }
 }
 
 fn run(cmd: Command) -> anyhow::Result<i32> {
@@ -303,6 +428,38 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
                 .block_on(ctigate::soak::run(spec, |l| println!("{l}")))
                 .map_err(|e| anyhow::anyhow!(e))?;
             Ok(if ok { 0 } else { 1 })
+        }
+        Command::Bench {
+            rate,
+            clients,
+            devices,
+            devices_per_client,
+            seconds,
+            warmup_seconds,
+            switch_delay_ms,
+            monitor_timeout_s,
+            json,
+            find_max,
+            find_max_start,
+        } => {
+            let spec = ctigate::bench::Spec {
+                rate,
+                clients,
+                devices,
+                devices_per_client,
+                seconds: if find_max { seconds.min(5.0) } else { seconds },
+                warmup_seconds: if find_max {
+                    warmup_seconds.min(1.0)
+                } else {
+                    warmup_seconds
+                },
+                switch_delay_ms,
+                monitor_timeout_s,
+                progress: true,
+            };
+            spec.check()?;
+            let exe = std::env::current_exe().context("cannot find the ctigate executable")?;
+            runtime_with(2)?.block_on(run_bench(spec, exe, json, find_max, find_max_start))
         }
         Command::Ping {
             addr,

@@ -1,0 +1,931 @@
+//! `ctigate bench`: one command, no set-up. The bench's own switch (`switch`, speaking CSTA
+//! over BER on loopback), the gateway as a child process (`ctigate run` with a generated
+//! configuration, so its CPU and memory are its own), and N NDJSON clients (`clients`).
+//!
+//! Phases, each bounded in time: the gateway starts (ready: its NDJSON port printed); its
+//! link connects (the switch holds the association until the gateway's baseline memory is
+//! measured); every device is monitored (the clients' `monitor.start`s and the configured
+//! `monitor` list; monitors/s); warm-up at the rate; the measured window; the drain (every
+//! event sent must reach its client). Then the report: events/s in and out, losses, lagged
+//! clients, latency percentiles (switch send to client receive), the gateway's CPU, peak
+//! RSS and memory per monitored device, write stalls on the switch side.
+
+pub mod clients;
+pub mod switch;
+
+use anyhow::{bail, Context};
+use clients::{Histogram, Stats};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switch::Shared;
+use tokio::sync::watch;
+
+/// The gateway prints its NDJSON port within this.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The gateway's link connects (its AARQ reaches the switch) within this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Every event sent reaches its client within this after the generator stops.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The gateway's `status` answer, at most.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+/// The gateway stops after SIGTERM within this, else it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lines of the gateway's output kept for error messages.
+const KEEP_LINES: usize = 40;
+/// The p99 latency bound of a passing `--find-max` trial.
+pub const FIND_MAX_P99_MS: f64 = 50.0;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub rate: u64,
+    pub clients: usize,
+    pub devices: usize,
+    pub devices_per_client: usize,
+    pub seconds: f64,
+    pub warmup_seconds: f64,
+    pub switch_delay_ms: u64,
+    pub monitor_timeout_s: f64,
+    /// Progress lines on stderr.
+    pub progress: bool,
+}
+
+impl Spec {
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.clients == 0 || self.clients > 100_000 {
+            bail!("--clients must be 1 to 100000");
+        }
+        if self.devices_per_client == 0 {
+            bail!("--devices-per-client must be at least 1");
+        }
+        let watched = self.clients.saturating_mul(self.devices_per_client);
+        if watched > self.devices {
+            bail!(
+                "--devices ({}) must be at least --clients x --devices-per-client ({watched})",
+                self.devices
+            );
+        }
+        if self.devices > switch::MAX_DEVICES {
+            bail!("--devices must be at most {}", switch::MAX_DEVICES);
+        }
+        if self.rate > 10_000_000 {
+            bail!("--rate must be at most 10000000 events/s");
+        }
+        for (v, name) in [
+            (self.seconds, "--seconds"),
+            (self.monitor_timeout_s, "--monitor-timeout-s"),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+                bail!("{name} must be above 0 and at most 3600");
+            }
+        }
+        if !(self.warmup_seconds.is_finite() && (0.0..=3600.0).contains(&self.warmup_seconds)) {
+            bail!("--warmup-seconds must be 0 to 3600");
+        }
+        if self.switch_delay_ms > 60_000 {
+            bail!("--switch-delay-ms must be at most 60000");
+        }
+        Ok(())
+    }
+}
+
+/// The figures of one run (`--json` prints them as one object).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    /// Why not ok, one sentence each.
+    pub failures: Vec<String>,
+    pub rate_target_per_s: u64,
+    pub clients: usize,
+    pub devices: usize,
+    pub devices_per_client: usize,
+    pub watched_devices: usize,
+    pub configured_devices: usize,
+    pub seconds: f64,
+    pub warmup_seconds: f64,
+    pub switch_delay_ms: u64,
+    /// Gateway process spawned -> its NDJSON port printed.
+    pub ready_port_ms: f64,
+    /// Gateway process spawned -> link up (the switch's AARE sent), less the time the
+    /// switch held the association while the bench measured the baseline memory
+    /// (`baseline_wait_ms`).
+    pub ready_link_ms: f64,
+    pub baseline_wait_ms: f64,
+    pub monitors_expected: usize,
+    /// Devices the switch answered MonitorStart for.
+    pub monitors_up: u64,
+    pub monitors_missing: u64,
+    pub monitor_starts: u64,
+    pub snapshots: u64,
+    /// Link up -> every device monitored (or the timeout).
+    pub monitor_phase_ms: f64,
+    pub monitor_phase_timed_out: bool,
+    pub monitors_per_s: f64,
+    /// The gateway's `status` after the monitor phase (None: no answer): the monitors it
+    /// lists (those clients hold; configured ones are not listed), the snapshots it took
+    /// and the devices it has unconfirmed.
+    pub status_client_monitors: Option<u64>,
+    pub status_snapshots: Option<u64>,
+    pub status_unconfirmed: Option<u64>,
+    pub client_monitors_ok: u64,
+    pub client_monitors_failed: u64,
+    pub measured_s: f64,
+    pub switch_events_per_s: f64,
+    pub client_events_per_s: f64,
+    pub events_sent: u64,
+    pub events_received: u64,
+    pub events_lost: u64,
+    pub events_unexpected: u64,
+    pub lagged_clients: u64,
+    pub clients_disconnected: u64,
+    pub latency_samples: u64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub latency_p999_ms: Option<f64>,
+    pub latency_max_ms: Option<f64>,
+    pub gateway_cpu_percent: f64,
+    pub gateway_peak_rss_bytes: u64,
+    pub gateway_rss_baseline_bytes: u64,
+    pub gateway_rss_monitored_bytes: u64,
+    pub memory_per_device_bytes: f64,
+    pub switch_write_stalls: u64,
+    pub switch_longest_write_ms: f64,
+    pub switch_schedule_slips: u64,
+    pub link_drops: u64,
+    pub latency_fifo_overflow: u64,
+    pub bench_cpu_percent: f64,
+}
+
+/// The gateway child process; stopped (SIGTERM, then killed) when dropped.
+struct Gateway {
+    child: Child,
+    cfg: PathBuf,
+    lines: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Gateway {
+    fn spawn(
+        exe: &Path,
+        cfg_text: &str,
+    ) -> anyhow::Result<(Gateway, tokio::sync::oneshot::Receiver<String>)> {
+        static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let cfg = std::env::temp_dir().join(format!(
+            "ctigate-bench-{}-{}.toml",
+            std::process::id(),
+            RUN.fetch_add(1, Relaxed)
+        ));
+        std::fs::write(&cfg, cfg_text)
+            .with_context(|| format!("cannot write {}", cfg.display()))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("--log")
+            .arg("warn")
+            .arg("--log-format")
+            .arg("text")
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe; the gateway gets SIGTERM if the bench
+            // dies without stopping it (no orphan gateway).
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&cfg);
+                return Err(e).with_context(|| format!("cannot start {}", exe.display()));
+            }
+        };
+        let lines = Arc::new(Mutex::new(VecDeque::new()));
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        let keep = |l: String, lines: &Arc<Mutex<VecDeque<String>>>| {
+            if let Ok(mut q) = lines.lock() {
+                if q.len() >= KEEP_LINES {
+                    q.pop_front();
+                }
+                q.push_back(l);
+            }
+        };
+        if let Some(out) = child.stdout.take() {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                let mut port_tx = Some(port_tx);
+                for l in std::io::BufReader::new(out).lines() {
+                    let Ok(l) = l else { break };
+                    if let Some(a) = l.strip_prefix("ctigate run: NDJSON port ") {
+                        if let Some(tx) = port_tx.take() {
+                            let _ = tx.send(a.trim().to_string());
+                        }
+                    }
+                    keep(l, &lines);
+                }
+            });
+        }
+        if let Some(err) = child.stderr.take() {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for l in std::io::BufReader::new(err).lines() {
+                    let Ok(l) = l else { break };
+                    keep(l, &lines);
+                }
+            });
+        }
+        Ok((Gateway { child, cfg, lines }, port_rx))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn last_lines(&self) -> String {
+        self.lines
+            .lock()
+            .map(|q| q.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
+    }
+
+    /// SIGTERM, then kill after [`STOP_TIMEOUT`]; true when it stopped by itself.
+    fn stop(&mut self) -> bool {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return true;
+        }
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let end = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.cfg);
+    }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // fields after the command: state is field 3, utime 14, stime 15
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn clock_ticks_per_s() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// A `/proc/PID/status` line in kB, as bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(pid: &str, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let l = s.lines().find(|l| l.starts_with(key))?;
+    let kb: u64 = l[key.len()..]
+        .trim_start_matches(':')
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The gateway's configuration for a run.
+fn config(spec: &Spec, switch: std::net::SocketAddr) -> String {
+    let watched = spec.clients * spec.devices_per_client;
+    let mut c = format!(
+        "# generated by ctigate bench\n[api]\nlisten = \"127.0.0.1:0\"\nmax_clients = {}\nrequests_per_s = 0\n\n[[link]]\nname = \"bench\"\naddress = \"{switch}\"\nmonitor = [",
+        spec.clients + 16
+    );
+    for i in watched..spec.devices {
+        if i > watched {
+            c.push(',');
+        }
+        c.push('"');
+        c.push_str(&switch::device_number(i));
+        c.push('"');
+    }
+    c.push_str("]\n");
+    c
+}
+
+/// Ask the gateway's `status`: the monitors it lists, its snapshots, its unconfirmed devices.
+async fn status_monitors(addr: std::net::SocketAddr) -> anyhow::Result<(u64, u64, u64)> {
+    use tokio::io::AsyncWriteExt;
+    let go = async {
+        let s = tokio::net::TcpStream::connect(addr).await?;
+        let (r, mut w) = s.into_split();
+        let mut r = tokio::io::BufReader::new(r);
+        w.write_all(b"{\"id\":\"bench-status\",\"op\":\"status\"}\n")
+            .await?;
+        loop {
+            match crate::lines::read_line(&mut r, 1 << 28).await? {
+                crate::lines::Line::Text(t) if t.contains("\"id\":\"bench-status\"") => {
+                    let v: serde_json::Value = serde_json::from_str(&t)?;
+                    let r = &v["result"];
+                    let n = r["monitors"]
+                        .as_array()
+                        .map(|m| m.len() as u64)
+                        .context("no monitors in the status answer")?;
+                    let sum = |f: &dyn Fn(&serde_json::Value) -> u64| {
+                        r["resync"].as_array().map_or(0, |l| l.iter().map(f).sum())
+                    };
+                    let snaps = sum(&|x| x["snapshots"].as_u64().unwrap_or(0));
+                    let unconfirmed =
+                        sum(&|x| x["unconfirmed"].as_array().map_or(0, |u| u.len() as u64));
+                    return anyhow::Ok((n, snaps, unconfirmed));
+                }
+                crate::lines::Line::Text(_) => {}
+                crate::lines::Line::TooLong => bail!("a line over 256 MiB"),
+                crate::lines::Line::Eof => bail!("the gateway closed the connection"),
+            }
+        }
+    };
+    tokio::time::timeout(STATUS_TIMEOUT, go)
+        .await
+        .map_err(|_| anyhow::anyhow!("no status answer within {STATUS_TIMEOUT:?}"))?
+}
+
+fn opt_n(n: Option<u64>) -> String {
+    n.map_or("?".into(), |n| n.to_string())
+}
+
+fn progress(spec: &Spec, line: impl FnOnce() -> String) {
+    if spec.progress {
+        eprintln!("bench: {}", line());
+    }
+}
+
+/// One run: everything started, measured and stopped.
+pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
+    spec.check()?;
+    let watched = spec.clients * spec.devices_per_client;
+    let shared = Arc::new(Shared::new(spec.devices, watched));
+    let stats = Arc::new(Stats::new(watched));
+    let mut rep = Report {
+        rate_target_per_s: spec.rate,
+        clients: spec.clients,
+        devices: spec.devices,
+        devices_per_client: spec.devices_per_client,
+        watched_devices: watched,
+        configured_devices: spec.devices - watched,
+        seconds: spec.seconds,
+        warmup_seconds: spec.warmup_seconds,
+        switch_delay_ms: spec.switch_delay_ms,
+        monitors_expected: spec.devices,
+        ..Report::default()
+    };
+    let (sw_addr, sw_task) =
+        switch::start(shared.clone(), Duration::from_millis(spec.switch_delay_ms)).await?;
+    let _sw = AbortOnDrop(sw_task);
+    let spawned = Instant::now();
+    let (mut gw, port_rx) = Gateway::spawn(exe, &config(spec, sw_addr))?;
+    let pid = gw.pid().to_string();
+    progress(spec, || {
+        format!(
+            "gateway started (pid {pid}); {} devices ({} watched by {} clients, {} configured)",
+            spec.devices,
+            watched,
+            spec.clients,
+            spec.devices - watched
+        )
+    });
+    let port = match tokio::time::timeout(START_TIMEOUT, port_rx).await {
+        Ok(Ok(p)) => p,
+        _ => bail!(
+            "the gateway did not print its NDJSON port within {START_TIMEOUT:?}; its last output:\n{}",
+            gw.last_lines()
+        ),
+    };
+    rep.ready_port_ms = ms(spawned.elapsed());
+    let api: std::net::SocketAddr = port
+        .parse()
+        .with_context(|| format!("the gateway printed a port that is no address: {port}"))?;
+    // the link connects; the switch holds the association until the baseline is measured
+    let seen = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        while !shared.aarq.load(Relaxed) {
+            let _ =
+                tokio::time::timeout(Duration::from_millis(50), shared.aarq_seen.notified()).await;
+        }
+    })
+    .await;
+    if seen.is_err() {
+        bail!(
+            "the gateway's link did not connect to the bench switch within {CONNECT_TIMEOUT:?}; its last output:\n{}",
+            gw.last_lines()
+        );
+    }
+    let held = Instant::now();
+    // a moment for the gateway to settle (its start-up allocations done)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rep.gateway_rss_baseline_bytes = status_bytes(&pid, "VmRSS").unwrap_or(0);
+    let hold = held.elapsed();
+    rep.baseline_wait_ms = ms(hold);
+    shared.associate.notify_one();
+    let up = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        while shared.link_up_us.load(Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    if up.is_err() {
+        bail!("the switch did not answer the association (bug)");
+    }
+    let link_up = shared.epoch + Duration::from_micros(shared.link_up_us.load(Relaxed));
+    // less the time the switch held the association for the baseline
+    rep.ready_link_ms = ms(link_up
+        .saturating_duration_since(spawned)
+        .saturating_sub(hold));
+    progress(spec, || {
+        format!(
+            "NDJSON port {api} after {:.0} ms, link up after {:.0} ms (not counting {:.0} ms held for the baseline RSS, {} KiB)",
+            rep.ready_port_ms,
+            rep.ready_link_ms,
+            rep.baseline_wait_ms,
+            rep.gateway_rss_baseline_bytes / 1024
+        )
+    });
+
+    // clients, and the monitor phase
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut handles = Vec::with_capacity(spec.clients);
+    for c in 0..spec.clients {
+        handles.push(tokio::spawn(clients::run(
+            api,
+            c * spec.devices_per_client,
+            spec.devices_per_client,
+            shared.clone(),
+            stats.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    let monitor_limit = Duration::from_secs_f64(spec.monitor_timeout_s);
+    let mut last_print = Instant::now();
+    let monitored_all = loop {
+        let answered = stats.monitors_ok.load(Relaxed) + stats.monitors_failed.load(Relaxed);
+        let m = shared.monitored.load(Relaxed);
+        let done = m >= spec.devices as u64
+            && shared.snapshots.load(Relaxed) >= spec.devices as u64
+            && answered >= watched as u64;
+        if done {
+            break true;
+        }
+        if link_up.elapsed() >= monitor_limit {
+            break false;
+        }
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = Instant::now();
+            progress(spec, || {
+                format!(
+                    "[monitor {:.0} s] devices monitored {m}/{}, snapshots {}, client monitor.start answered {answered}/{watched}",
+                    link_up.elapsed().as_secs_f64(),
+                    spec.devices,
+                    shared.snapshots.load(Relaxed)
+                )
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let phase = link_up.elapsed();
+    rep.monitor_phase_ms = ms(phase);
+    rep.monitor_phase_timed_out = !monitored_all;
+    rep.monitors_up = shared.monitored.load(Relaxed);
+    rep.monitors_missing = (spec.devices as u64).saturating_sub(rep.monitors_up);
+    rep.monitor_starts = shared.monitor_starts.load(Relaxed);
+    rep.snapshots = shared.snapshots.load(Relaxed);
+    rep.monitors_per_s = (rep.monitors_up as f64 / phase.as_secs_f64()).round();
+    rep.client_monitors_ok = stats.monitors_ok.load(Relaxed);
+    rep.client_monitors_failed = stats.monitors_failed.load(Relaxed);
+    if !monitored_all {
+        rep.failures.push(format!(
+            "monitor phase timed out after {:.1} s (--monitor-timeout-s): {} of {} devices monitored, {} of {} client monitor.start answered ok",
+            spec.monitor_timeout_s, rep.monitors_up, spec.devices, rep.client_monitors_ok, watched
+        ));
+    }
+    if rep.client_monitors_failed > 0 {
+        rep.failures.push(format!(
+            "{} client monitor.start failed (first: {})",
+            rep.client_monitors_failed,
+            stats
+                .first_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_default()
+        ));
+    }
+    match status_monitors(api).await {
+        Ok((n, snaps, unconfirmed)) => {
+            rep.status_client_monitors = Some(n);
+            rep.status_snapshots = Some(snaps);
+            rep.status_unconfirmed = Some(unconfirmed);
+        }
+        Err(e) => rep.failures.push(format!("the gateway's status: {e:#}")),
+    }
+    rep.gateway_rss_monitored_bytes = status_bytes(&pid, "VmRSS").unwrap_or(0);
+    if rep.monitors_up > 0 {
+        rep.memory_per_device_bytes =
+            (rep.gateway_rss_monitored_bytes
+                .saturating_sub(rep.gateway_rss_baseline_bytes) as f64
+                / rep.monitors_up as f64)
+                .round();
+    }
+    progress(spec, || {
+        format!(
+            "monitor phase: {} of {} devices in {:.0} ms ({:.0}/s), gateway status: {} client monitors, {} snapshots, {} unconfirmed; RSS {} KiB ({:.0} octets per device)",
+            rep.monitors_up,
+            spec.devices,
+            rep.monitor_phase_ms,
+            rep.monitors_per_s,
+            opt_n(rep.status_client_monitors),
+            opt_n(rep.status_snapshots),
+            opt_n(rep.status_unconfirmed),
+            rep.gateway_rss_monitored_bytes / 1024,
+            rep.memory_per_device_bytes
+        )
+    });
+
+    // load: warm-up, the measured window, the drain
+    let tick = clock_ticks_per_s();
+    if rep.client_monitors_ok == watched as u64 && spec.rate > 0 {
+        shared.rate.store(spec.rate, Relaxed);
+        let load = |phase: &str, secs: f64| {
+            let shared = shared.clone();
+            let stats = stats.clone();
+            let phase = phase.to_string();
+            async move {
+                let start = Instant::now();
+                let end = start + Duration::from_secs_f64(secs);
+                let (mut in0, mut out0, mut t0) = (
+                    shared.events_sent.load(Relaxed),
+                    stats.events_out.load(Relaxed),
+                    Instant::now(),
+                );
+                while Instant::now() < end {
+                    let next = (t0 + Duration::from_secs(1)).min(end);
+                    tokio::time::sleep_until(next.into()).await;
+                    let (in1, out1, t1) = (
+                        shared.events_sent.load(Relaxed),
+                        stats.events_out.load(Relaxed),
+                        Instant::now(),
+                    );
+                    let dt = t1.duration_since(t0).as_secs_f64().max(1e-3);
+                    progress(spec, || {
+                        format!(
+                            "[{phase} {:.0}/{secs:.0} s] switch in {:.0}/s, clients out {:.0}/s, lagged {}, unexpected {}, write stalls {}",
+                            start.elapsed().as_secs_f64(),
+                            (in1 - in0) as f64 / dt,
+                            (out1 - out0) as f64 / dt,
+                            stats.lagged.load(Relaxed),
+                            stats.unexpected.load(Relaxed),
+                            shared.write_stalls.load(Relaxed)
+                        )
+                    });
+                    (in0, out0, t0) = (in1, out1, t1);
+                }
+            }
+        };
+        if spec.warmup_seconds > 0.0 {
+            load("warm-up", spec.warmup_seconds).await;
+        }
+        let w0 = Instant::now();
+        let (in0, out0) = (
+            shared.events_sent.load(Relaxed),
+            stats.events_out.load(Relaxed),
+        );
+        let cpu0 = cpu_ticks(&pid).unwrap_or(0);
+        let me0 = cpu_ticks("self").unwrap_or(0);
+        stats.measure_from_us.store(shared.us(w0), Relaxed);
+        load("measure", spec.seconds).await;
+        let w1 = Instant::now();
+        stats.measure_to_us.store(shared.us(w1), Relaxed);
+        let (in1, out1) = (
+            shared.events_sent.load(Relaxed),
+            stats.events_out.load(Relaxed),
+        );
+        let cpu1 = cpu_ticks(&pid).unwrap_or(0);
+        let me1 = cpu_ticks("self").unwrap_or(0);
+        shared.rate.store(0, Relaxed);
+        let window = w1.duration_since(w0).as_secs_f64();
+        rep.measured_s = (window * 1000.0).round() / 1000.0;
+        rep.switch_events_per_s = ((in1 - in0) as f64 / window).round();
+        rep.client_events_per_s = ((out1 - out0) as f64 / window).round();
+        rep.gateway_cpu_percent =
+            ((cpu1.saturating_sub(cpu0)) as f64 / tick / window * 1000.0).round() / 10.0;
+        rep.bench_cpu_percent =
+            ((me1.saturating_sub(me0)) as f64 / tick / window * 1000.0).round() / 10.0;
+        // the drain: wait until every event sent has reached its client
+        tokio::time::sleep(Duration::from_millis(20)).await; // the generator's last tick
+        let drain_end = Instant::now() + DRAIN_TIMEOUT;
+        loop {
+            let sent = shared.events_sent.load(Relaxed);
+            let got: u64 = stats.received.iter().map(|r| r.load(Relaxed)).sum();
+            if got >= sent || Instant::now() >= drain_end || stats.disconnected.load(Relaxed) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    } else if spec.rate > 0 {
+        rep.failures
+            .push("no load phase: not every client's monitor.start succeeded".to_string());
+    }
+    rep.gateway_peak_rss_bytes = status_bytes(&pid, "VmHWM").unwrap_or(0);
+    let _ = stop_tx.send(true);
+    let mut h = Histogram::new();
+    for c in handles {
+        if let Ok(Ok(x)) = tokio::time::timeout(Duration::from_secs(5), c).await {
+            h.merge(&x);
+        }
+    }
+    rep.events_sent = shared.events_sent.load(Relaxed);
+    rep.events_received = stats.received.iter().map(|r| r.load(Relaxed)).sum();
+    rep.events_lost = shared
+        .sent
+        .iter()
+        .zip(&stats.received)
+        .map(|(s, r)| s.load(Relaxed).saturating_sub(r.load(Relaxed)))
+        .sum();
+    rep.events_unexpected = stats.unexpected.load(Relaxed);
+    rep.lagged_clients = stats.lagged.load(Relaxed);
+    // the bench stops its clients itself; a client gone before is one the gateway dropped
+    rep.clients_disconnected = stats.disconnected.load(Relaxed);
+    rep.latency_samples = h.n;
+    let q = |x: f64| h.quantile(x).map(|us| us as f64 / 1000.0);
+    rep.latency_p50_ms = q(0.5);
+    rep.latency_p99_ms = q(0.99);
+    rep.latency_p999_ms = q(0.999);
+    rep.latency_max_ms = (h.n > 0).then(|| h.max_us as f64 / 1000.0);
+    rep.switch_write_stalls = shared.write_stalls.load(Relaxed);
+    rep.switch_longest_write_ms = shared.longest_write_us.load(Relaxed) as f64 / 1000.0;
+    rep.switch_schedule_slips = shared.schedule_slips.load(Relaxed);
+    rep.link_drops = shared.link_drops.load(Relaxed);
+    rep.latency_fifo_overflow = shared.fifo_overflow.load(Relaxed);
+    let first_error = || {
+        stats
+            .first_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .unwrap_or_default()
+    };
+    if rep.events_lost > 0 {
+        rep.failures.push(format!(
+            "{} of {} events sent never reached their client (drain {DRAIN_TIMEOUT:?})",
+            rep.events_lost, rep.events_sent
+        ));
+    }
+    if rep.events_unexpected > 0 {
+        rep.failures.push(format!(
+            "{} events out of their expected order (first: {})",
+            rep.events_unexpected,
+            first_error()
+        ));
+    }
+    if rep.lagged_clients > 0 {
+        rep.failures.push(format!(
+            "{} clients lagged (cut by the gateway)",
+            rep.lagged_clients
+        ));
+    }
+    if rep.clients_disconnected > 0 {
+        rep.failures.push(format!(
+            "{} clients lost their connection ({})",
+            rep.clients_disconnected,
+            first_error()
+        ));
+    }
+    if rep.link_drops > 0 {
+        rep.failures
+            .push(format!("the link went down {} times", rep.link_drops));
+    }
+    if !gw.stop() {
+        rep.failures.push(format!(
+            "the gateway did not stop within {STOP_TIMEOUT:?} of SIGTERM: killed"
+        ));
+    }
+    rep.ok = rep.failures.is_empty();
+    Ok(rep)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One `--find-max` trial's verdict: no loss, no lag, every event in order, the switch
+/// sent at least 95 % of the rate asked, and p99 under [`FIND_MAX_P99_MS`].
+pub fn passes(r: &Report) -> bool {
+    r.ok && r.switch_events_per_s >= 0.95 * r.rate_target_per_s as f64
+        && r.latency_p99_ms.is_some_and(|p| p < FIND_MAX_P99_MS)
+}
+
+/// `--find-max`: trials at rising rates from `start` (doubling until one fails), then
+/// `bisect` steps between the last passing and the first failing rate.
+#[derive(Debug, Serialize)]
+pub struct FindMax {
+    pub max_rate_per_s: u64,
+    pub trials: Vec<Trial>,
+    /// The report of the highest passing trial.
+    pub best: Option<Report>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Trial {
+    pub rate_per_s: u64,
+    pub passed: bool,
+    pub switch_events_per_s: f64,
+    pub client_events_per_s: f64,
+    pub events_lost: u64,
+    pub lagged_clients: u64,
+    pub latency_p99_ms: Option<f64>,
+    pub gateway_cpu_percent: f64,
+    pub failures: Vec<String>,
+}
+
+pub async fn find_max(
+    spec: &Spec,
+    exe: &Path,
+    start: u64,
+    bisect: u32,
+    mut each: impl FnMut(&Trial),
+) -> anyhow::Result<FindMax> {
+    let mut trials = Vec::new();
+    let mut best: Option<Report> = None;
+    let (mut lo, mut hi) = (0u64, None::<u64>);
+    let mut rate = start.max(1);
+    loop {
+        let (t, r) = trial(spec, exe, rate).await?;
+        each(&t);
+        let ok = t.passed;
+        trials.push(t);
+        if ok {
+            lo = rate;
+            best = Some(r);
+            if rate >= 10_000_000 {
+                break;
+            }
+            rate = (rate * 2).min(10_000_000);
+        } else {
+            hi = Some(rate);
+            break;
+        }
+    }
+    if let Some(mut hi) = hi {
+        for _ in 0..bisect {
+            if hi - lo <= hi / 50 {
+                break; // within 2 %
+            }
+            let mid = lo + (hi - lo) / 2;
+            let (t, r) = trial(spec, exe, mid).await?;
+            each(&t);
+            let ok = t.passed;
+            trials.push(t);
+            if ok {
+                lo = mid;
+                best = Some(r);
+            } else {
+                hi = mid;
+            }
+        }
+    }
+    Ok(FindMax {
+        max_rate_per_s: lo,
+        trials,
+        best,
+    })
+}
+
+async fn trial(spec: &Spec, exe: &Path, rate: u64) -> anyhow::Result<(Trial, Report)> {
+    let mut s = spec.clone();
+    s.rate = rate;
+    let r = run(&s, exe).await?;
+    let t = Trial {
+        rate_per_s: rate,
+        passed: passes(&r),
+        switch_events_per_s: r.switch_events_per_s,
+        client_events_per_s: r.client_events_per_s,
+        events_lost: r.events_lost,
+        lagged_clients: r.lagged_clients,
+        latency_p99_ms: r.latency_p99_ms,
+        gateway_cpu_percent: r.gateway_cpu_percent,
+        failures: r.failures.clone(),
+    };
+    Ok((t, r))
+}
+
+/// The report as a table.
+pub fn table(r: &Report) -> String {
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
+    let rows: Vec<(&str, String)> = vec![
+        ("result", if r.ok { "ok".into() } else { "FAILED".into() }),
+        (
+            "run",
+            format!(
+                "rate {}/s, {} clients x {} devices, {} devices on the link ({} configured), {} s measured after {} s warm-up, switch answers after {} ms",
+                r.rate_target_per_s, r.clients, r.devices_per_client, r.devices, r.configured_devices, r.seconds, r.warmup_seconds, r.switch_delay_ms
+            ),
+        ),
+        ("ready: NDJSON port", format!("{:.1} ms after spawn", r.ready_port_ms)),
+        ("ready: link up", format!("{:.1} ms after spawn (not counting {:.0} ms held for the baseline RSS)", r.ready_link_ms, r.baseline_wait_ms)),
+        (
+            "monitors at start-up",
+            format!(
+                "{} of {} in {:.0} ms: {:.0}/s{}; gateway status: {} client monitors, {} snapshots, {} unconfirmed",
+                r.monitors_up,
+                r.monitors_expected,
+                r.monitor_phase_ms,
+                r.monitors_per_s,
+                if r.monitor_phase_timed_out { " (TIMED OUT)" } else { "" },
+                opt_n(r.status_client_monitors),
+                opt_n(r.status_snapshots),
+                opt_n(r.status_unconfirmed)
+            ),
+        ),
+        ("switch events in", format!("{:.0}/s", r.switch_events_per_s)),
+        ("client events out", format!("{:.0}/s", r.client_events_per_s)),
+        ("events sent / received", format!("{} / {}", r.events_sent, r.events_received)),
+        ("events lost", r.events_lost.to_string()),
+        ("events out of order", r.events_unexpected.to_string()),
+        ("lagged clients", r.lagged_clients.to_string()),
+        ("disconnected clients", r.clients_disconnected.to_string()),
+        (
+            "latency p50 / p99 / p99.9 / max",
+            format!(
+                "{} / {} / {} / {} ms ({} samples)",
+                opt(r.latency_p50_ms),
+                opt(r.latency_p99_ms),
+                opt(r.latency_p999_ms),
+                opt(r.latency_max_ms),
+                r.latency_samples
+            ),
+        ),
+        ("gateway CPU", format!("{:.1} % of one core", r.gateway_cpu_percent)),
+        ("gateway peak RSS", mib(r.gateway_peak_rss_bytes)),
+        (
+            "memory per device",
+            format!(
+                "{:.0} octets (RSS {} monitored - {} baseline)",
+                r.memory_per_device_bytes,
+                mib(r.gateway_rss_monitored_bytes),
+                mib(r.gateway_rss_baseline_bytes)
+            ),
+        ),
+        (
+            "switch write stalls",
+            format!(
+                "{} writes blocked >= 10 ms; longest {:.3} ms; schedule slips {}",
+                r.switch_write_stalls, r.switch_longest_write_ms, r.switch_schedule_slips
+            ),
+        ),
+        ("bench CPU", format!("{:.1} % of one core", r.bench_cpu_percent)),
+    ];
+    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut s = String::new();
+    for (k, v) in rows {
+        s.push_str(&format!("{k:<w$}  {v}\n"));
+    }
+    for f in &r.failures {
+        s.push_str(&format!("FAILED: {f}\n"));
+    }
+    s
+}

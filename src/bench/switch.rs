@@ -1,0 +1,585 @@
+//! The bench's switch: a minimal CSTA Phase III peer over BER (2-octet length framing) that
+//! accepts the gateway's association, answers every request at monitor time after a fixed
+//! delay (MonitorStart with a fresh cross reference, SnapshotDevice with no calls,
+//! systemStatus, anything else `serviceNotSupported`), and, when told, sends event reports
+//! at a fixed rate for the devices the bench's clients watch: per call on a device
+//! Delivered, Established, ConnectionCleared (each call a fresh callID).
+//!
+//! Writes are batched: every millisecond what is due (answers and events) goes out as one
+//! buffer, and the time each write is blocked (the gateway not reading the socket) is
+//! measured. The send time of each event goes into its device's FIFO, which the clients pop
+//! for the end-to-end latency.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use ctigate_csta::acse::{Acse, AcseKind};
+use ctigate_csta::apdu::Apdu;
+use ctigate_csta::framing::{Frame, U16Codec};
+use ctigate_csta::rose::{Code, Rose};
+use ctigate_csta::rose_ext::{self, FromInvoke, ToInvoke, ToReturnError, ToReturnResult};
+use ctigate_csta::Oid;
+use ctigate_csta_model::events::{
+    ConnectionClearedEvent, DeliveredEvent, EstablishedEvent, Event, EventReport,
+};
+use ctigate_csta_model::ops::{
+    Argument, MonitorStartResult, Operation, OperationResult, SnapshotData, SnapshotDeviceResult,
+};
+use ctigate_csta_model::types::{
+    ConnectionId, CstaObject, EventCause, LocalConnectionState, MonitorCrossRefId, Party,
+    Redirection, UniversalFailure,
+};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::codec::Decoder;
+use tracing::{debug, warn};
+
+/// The first device number; device `i` of the bench is `DEVICE_BASE + i` (7 digits).
+pub const DEVICE_BASE: u32 = 2_000_000;
+/// The most devices one bench monitors.
+pub const MAX_DEVICES: usize = 1_000_000;
+/// The calling party of every generated call (an external number: inbound calls).
+pub const CALLER: &str = "0891234567";
+/// Events of one call at a device, in order; the client events they give
+/// ([`super::clients::EXPECTED`]).
+pub const EVENTS_PER_CALL: u64 = 3;
+/// A write to the gateway blocked at least this long counts as a stall.
+pub const STALL: Duration = Duration::from_millis(10);
+/// Send times kept per device for the latency (events sent, not yet seen by the client):
+/// beyond it the oldest is dropped and counted (`latency_fifo_overflow`).
+pub const FIFO_CAP: usize = 65_536;
+/// Answers waiting for their delay, at most.
+const ANSWER_QUEUE: usize = 65_536;
+/// The generator's tick.
+const TICK: Duration = Duration::from_millis(1);
+/// The generator never catches up more than this much of its schedule in one go (after a
+/// blocked write): beyond it the schedule slips (counted).
+const MAX_CATCH_UP: Duration = Duration::from_millis(100);
+
+/// The device number of bench device `i`.
+pub fn device_number(i: usize) -> String {
+    (DEVICE_BASE as u64 + i as u64).to_string()
+}
+
+/// The bench device index of a device number (`None`: not one of the bench's).
+pub fn device_index(n: &[u8], devices: usize) -> Option<usize> {
+    if n.len() != 7 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in n {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u64::from(c - b'0');
+    }
+    let i = v.checked_sub(u64::from(DEVICE_BASE))? as usize;
+    (i < devices).then_some(i)
+}
+
+/// State shared by the switch, the clients and the orchestrator.
+pub struct Shared {
+    /// Devices monitored on the link in all (watched by clients first, then configured).
+    pub devices: usize,
+    /// Devices `0..watched` get events (the clients watch them).
+    pub watched: usize,
+    /// The cross reference of each device's monitor (0: none yet).
+    xrefs: Vec<AtomicU32>,
+    /// Distinct devices with a monitor.
+    pub monitored: AtomicU64,
+    pub monitor_starts: AtomicU64,
+    pub snapshots: AtomicU64,
+    /// Requests answered with an error (anything but MonitorStart, SnapshotDevice,
+    /// systemStatus), and MonitorStarts of devices not the bench's.
+    pub other_requests: AtomicU64,
+    /// Per watched device: send times of events in flight.
+    pub fifos: Vec<Mutex<VecDeque<Instant>>>,
+    pub fifo_overflow: AtomicU64,
+    /// Per watched device: events sent.
+    pub sent: Vec<AtomicU64>,
+    pub events_sent: AtomicU64,
+    /// Target rate (events/s; 0: no events).
+    pub rate: AtomicU64,
+    pub schedule_slips: AtomicU64,
+    pub write_stalls: AtomicU64,
+    pub longest_write_us: AtomicU64,
+    /// The AARQ arrived (the gateway is up and connecting).
+    pub aarq_seen: Notify,
+    pub aarq: AtomicBool,
+    /// The bench allows the association (it measured the gateway before it).
+    pub associate: Notify,
+    /// When the AARE went out (link up), since `epoch`.
+    pub link_up_us: AtomicU64,
+    pub connections: AtomicU64,
+    /// The link went down after being up (the connection closed or was aborted).
+    pub link_drops: AtomicU64,
+    pub epoch: Instant,
+}
+
+impl Shared {
+    pub fn new(devices: usize, watched: usize) -> Shared {
+        Shared {
+            devices,
+            watched,
+            xrefs: (0..devices).map(|_| AtomicU32::new(0)).collect(),
+            monitored: AtomicU64::new(0),
+            monitor_starts: AtomicU64::new(0),
+            snapshots: AtomicU64::new(0),
+            other_requests: AtomicU64::new(0),
+            fifos: (0..watched).map(|_| Mutex::new(VecDeque::new())).collect(),
+            fifo_overflow: AtomicU64::new(0),
+            sent: (0..watched).map(|_| AtomicU64::new(0)).collect(),
+            events_sent: AtomicU64::new(0),
+            rate: AtomicU64::new(0),
+            schedule_slips: AtomicU64::new(0),
+            write_stalls: AtomicU64::new(0),
+            longest_write_us: AtomicU64::new(0),
+            aarq_seen: Notify::new(),
+            aarq: AtomicBool::new(false),
+            associate: Notify::new(),
+            link_up_us: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            link_drops: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Microseconds since the epoch.
+    pub fn us(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// The send time of the oldest event of watched device `i` not seen yet.
+    pub fn pop_sent(&self, i: usize) -> Option<Instant> {
+        self.fifos
+            .get(i)
+            .and_then(|f| f.lock().ok().and_then(|mut q| q.pop_front()))
+    }
+}
+
+/// Listen on 127.0.0.1:0; serve the gateway's connections one after the other.
+pub async fn start(
+    shared: Arc<Shared>,
+    delay: Duration,
+) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let (s, peer) = match l.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "bench switch: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            debug!(%peer, "bench switch: gateway connected");
+            shared.connections.fetch_add(1, Relaxed);
+            let _ = s.set_nodelay(true);
+            serve(s, shared.clone(), delay).await;
+            if shared.link_up_us.load(Relaxed) > 0 {
+                shared.link_drops.fetch_add(1, Relaxed);
+            }
+        }
+    });
+    Ok((addr, task))
+}
+
+/// One PDU with its 2-octet length.
+fn frame(out: &mut BytesMut, pdu: &[u8]) {
+    out.put_u16(pdu.len() as u16);
+    out.put_slice(pdu);
+}
+
+fn encode(apdu: &Apdu) -> Option<Vec<u8>> {
+    match apdu.encode() {
+        Ok(b) if b.len() <= usize::from(u16::MAX) => Some(b),
+        Ok(_) => {
+            warn!("bench switch: a PDU over 65535 octets (bug): not sent");
+            None
+        }
+        Err(e) => {
+            warn!(error = %e, "bench switch: cannot encode a PDU (bug)");
+            None
+        }
+    }
+}
+
+fn failure(category: &str, value: &str) -> UniversalFailure {
+    UniversalFailure::from_names(category, value).unwrap_or(UniversalFailure {
+        category: "unspecified",
+        value: 0,
+    })
+}
+
+async fn serve(s: TcpStream, shared: Arc<Shared>, delay: Duration) {
+    let (mut r, w) = s.into_split();
+    let (tx, rx) = mpsc::channel::<(Instant, Bytes)>(ANSWER_QUEUE);
+    let writer = tokio::spawn(write_loop(w, rx, shared.clone()));
+    let mut codec = U16Codec::new();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    'read: loop {
+        match r.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        loop {
+            let f = match codec.decode(&mut buf) {
+                Ok(Some(Frame::Pdu(p))) => p,
+                Ok(Some(Frame::Handshake(_))) => continue,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(error = %e, "bench switch: framing lost");
+                    break 'read;
+                }
+            };
+            match on_pdu(&f, &shared, delay).await {
+                Step::Answer(pdu, due) => {
+                    let mut out = BytesMut::with_capacity(pdu.len() + 2);
+                    frame(&mut out, &pdu);
+                    if tx.send((due, out.freeze())).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Step::Nothing => {}
+                Step::Close => break 'read,
+            }
+        }
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+enum Step {
+    Answer(Vec<u8>, Instant),
+    Nothing,
+    Close,
+}
+
+async fn on_pdu(pdu: &Bytes, shared: &Shared, delay: Duration) -> Step {
+    let apdu = match Apdu::decode(pdu) {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(error = %e, "bench switch: undecodable PDU from the gateway");
+            return Step::Nothing;
+        }
+    };
+    match apdu {
+        Apdu::Acse(a) => match a.kind {
+            AcseKind::Aarq => {
+                shared.aarq.store(true, Relaxed);
+                shared.aarq_seen.notify_one();
+                // the bench measures the gateway before its link is up (bounded there)
+                shared.associate.notified().await;
+                let ctx = a
+                    .context_name()
+                    .unwrap_or_else(|| Oid(Bytes::from_static(&[0x2b, 0x0c, 0x00, 0x81, 0x5a])));
+                let ours = ctigate_csta::acse::version::PHASE3_ALL;
+                let versions: Vec<u32> = match a.csta_user_info().map(|u| u.versions) {
+                    Some(v) if v.iter().any(|x| ours.contains(x)) => {
+                        v.into_iter().filter(|x| ours.contains(x)).collect()
+                    }
+                    _ => ours.to_vec(),
+                };
+                let Ok(aare) = Acse::aare(&ctx, 0, 0, Some(&versions)) else {
+                    return Step::Close;
+                };
+                let now = Instant::now();
+                shared.link_up_us.store(shared.us(now).max(1), Relaxed);
+                match encode(&Apdu::Acse(aare)) {
+                    Some(p) => Step::Answer(p, now),
+                    None => Step::Close,
+                }
+            }
+            AcseKind::Rlrq => match encode(&Apdu::Acse(Acse::rlre(0))) {
+                Some(p) => Step::Answer(p, Instant::now()),
+                None => Step::Close,
+            },
+            _ => Step::Close,
+        },
+        Apdu::Rose(Rose::Invoke(inv)) => {
+            let Some(id) = inv.invoke_id.value() else {
+                return Step::Nothing;
+            };
+            let op = match inv.opcode {
+                Code::Local(n) => Operation::from_code(n),
+                Code::Global(_) => None,
+            };
+            let due = Instant::now() + delay;
+            if op == Some(Operation::SystemStatus) {
+                return match rose_ext::no_data_result(Operation::SystemStatus, id)
+                    .and_then(|r| encode(&Apdu::Rose(r)))
+                {
+                    Some(p) => Step::Answer(p, Instant::now()),
+                    None => Step::Nothing,
+                };
+            }
+            let answer: Result<OperationResult, UniversalFailure> =
+                match Argument::from_invoke(&inv) {
+                    Ok(Argument::MonitorStart(m)) => {
+                        shared.monitor_starts.fetch_add(1, Relaxed);
+                        let idx = match &m.monitor_object {
+                            CstaObject::Device(d) => d
+                                .number()
+                                .and_then(|n| device_index(n.as_bytes(), shared.devices)),
+                            CstaObject::Call(_) => None,
+                        };
+                        // cross references: device index + 1 (fresh for every device; a
+                        // device monitored again gets the same, which the gateway accepts)
+                        let xref = match idx {
+                            Some(i) => {
+                                let x = i as u32 + 1;
+                                if shared.xrefs[i].swap(x, Relaxed) == 0 {
+                                    shared.monitored.fetch_add(1, Relaxed);
+                                }
+                                x
+                            }
+                            None => {
+                                shared.other_requests.fetch_add(1, Relaxed);
+                                (MAX_DEVICES + 1) as u32
+                            }
+                        };
+                        Ok(
+                            MonitorStartResult::new(MonitorCrossRefId::new(xref.to_be_bytes()))
+                                .into(),
+                        )
+                    }
+                    Ok(Argument::SnapshotDevice(_)) => {
+                        shared.snapshots.fetch_add(1, Relaxed);
+                        Ok(SnapshotDeviceResult::new(SnapshotData::Data(Vec::new())).into())
+                    }
+                    Ok(Argument::MonitorStop(_)) => Ok(OperationResult::Simple {
+                        op: Operation::MonitorStop,
+                        extensions: None,
+                    }),
+                    _ => {
+                        shared.other_requests.fetch_add(1, Relaxed);
+                        Err(failure("operation", "serviceNotSupported"))
+                    }
+                };
+            let rose = match answer {
+                Ok(r) => r.return_result(id),
+                Err(f) => f.return_error(id),
+            };
+            match encode(&Apdu::Rose(rose)) {
+                Some(p) => Step::Answer(p, due),
+                None => Step::Nothing,
+            }
+        }
+        Apdu::Rose(_) => Step::Nothing, // answers to our keep-alives (none sent), rejects
+    }
+}
+
+/// Per watched device: where its current call is.
+struct Gen {
+    /// Next event of each device: 0 Delivered, 1 Established, 2 ConnectionCleared.
+    phase: Vec<u8>,
+    call: Vec<u32>,
+    next_call: u32,
+    /// The next device to get an event (round robin).
+    next_device: usize,
+    invoke: i64,
+}
+
+impl Gen {
+    fn event(&mut self, shared: &Shared, out: &mut BytesMut, now: Instant) -> bool {
+        let i = self.next_device;
+        self.next_device = (self.next_device + 1) % shared.watched;
+        let xref = shared.xrefs[i].load(Relaxed);
+        if xref == 0 {
+            return false; // not monitored (yet): nothing to send for it
+        }
+        let dev = device_number(i);
+        if self.phase[i] == 0 {
+            self.next_call = self.next_call.wrapping_add(1).max(1);
+            self.call[i] = self.next_call;
+        }
+        let call = self.call[i].to_be_bytes();
+        let conn = ConnectionId::dialing(call, &dev);
+        let caller = Party::dialing(CALLER);
+        let ev: Event = match self.phase[i] {
+            0 => {
+                let mut e = DeliveredEvent::new(
+                    conn,
+                    Party::dialing(&dev),
+                    caller,
+                    Party::dialing(&dev),
+                    Redirection::NotKnown,
+                    EventCause::NEW_CALL,
+                );
+                e.local_connection_info = Some(LocalConnectionState::Alerting);
+                e.into()
+            }
+            1 => {
+                let mut e = EstablishedEvent::new(
+                    conn,
+                    Party::dialing(&dev),
+                    caller,
+                    Party::dialing(&dev),
+                    Redirection::NotKnown,
+                    EventCause::NORMAL,
+                );
+                e.local_connection_info = Some(LocalConnectionState::Connected);
+                e.into()
+            }
+            _ => {
+                let mut e = ConnectionClearedEvent::new(
+                    conn,
+                    Party::dialing(&dev),
+                    EventCause::NORMAL_CLEARING,
+                );
+                e.local_connection_info = Some(LocalConnectionState::Null);
+                e.into()
+            }
+        };
+        self.phase[i] = (self.phase[i] + 1) % EVENTS_PER_CALL as u8;
+        self.invoke = if self.invoke >= 0x7fff_ffff {
+            1
+        } else {
+            self.invoke + 1
+        };
+        let rep = EventReport::new(MonitorCrossRefId::new(xref.to_be_bytes()), ev);
+        let Some(pdu) = encode(&Apdu::Rose(rep.invoke(self.invoke))) else {
+            return false;
+        };
+        frame(out, &pdu);
+        if let Ok(mut q) = shared.fifos[i].lock() {
+            if q.len() >= FIFO_CAP {
+                q.pop_front();
+                shared.fifo_overflow.fetch_add(1, Relaxed);
+            }
+            q.push_back(now);
+        }
+        shared.sent[i].fetch_add(1, Relaxed);
+        true
+    }
+}
+
+async fn write_loop(
+    mut w: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<(Instant, Bytes)>,
+    shared: Arc<Shared>,
+) {
+    let mut pending: VecDeque<(Instant, Bytes)> = VecDeque::new();
+    let mut gen = Gen {
+        phase: vec![0; shared.watched],
+        call: vec![0; shared.watched],
+        next_call: 0,
+        next_device: 0,
+        invoke: 0,
+    };
+    let mut out = BytesMut::with_capacity(1 << 20);
+    let mut next_tick = Instant::now() + TICK;
+    // the schedule: events due since `start` at `rate`
+    let mut sched: Option<(Instant, u64, u64)> = None; // (start, rate, sent since start)
+    let mut open = true;
+    loop {
+        let wake = pending
+            .front()
+            .map_or(next_tick, |(d, _)| (*d).min(next_tick));
+        if open {
+            tokio::select! {
+                biased;
+                m = rx.recv() => match m {
+                    Some(m) => {
+                        pending.push_back(m);
+                        while pending.len() < ANSWER_QUEUE {
+                            match rx.try_recv() {
+                                Ok(m) => pending.push_back(m),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => open = false,
+                },
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+        } else if pending.is_empty() {
+            return;
+        } else {
+            tokio::time::sleep_until(wake.into()).await;
+        }
+        let now = Instant::now();
+        while pending.front().is_some_and(|(d, _)| *d <= now) {
+            if let Some((_, b)) = pending.pop_front() {
+                out.extend_from_slice(&b);
+            }
+        }
+        if now >= next_tick {
+            next_tick = (next_tick + TICK).max(now);
+            let rate = shared.rate.load(Relaxed);
+            if rate == 0 || shared.watched == 0 {
+                sched = None;
+            } else {
+                let (mut start, r, mut done) = match sched {
+                    Some(s) if s.1 == rate => s,
+                    _ => (now, rate, 0),
+                };
+                let due = (now.duration_since(start).as_secs_f64() * r as f64) as u64;
+                let mut n = due.saturating_sub(done);
+                let cap = (r as f64 * MAX_CATCH_UP.as_secs_f64()).max(1.0) as u64;
+                if n > cap {
+                    // too far behind (a blocked write): send a bounded batch and start
+                    // the schedule again from here, counted
+                    shared.schedule_slips.fetch_add(1, Relaxed);
+                    n = cap;
+                    start = now;
+                    done = 0;
+                } else {
+                    done += n;
+                }
+                let mut sent = 0;
+                for _ in 0..n {
+                    if gen.event(&shared, &mut out, now) {
+                        sent += 1;
+                    }
+                }
+                shared.events_sent.fetch_add(sent, Relaxed);
+                sched = Some((start, r, done));
+            }
+        }
+        if !out.is_empty() {
+            if !write_timed(&mut w, &out, &shared).await {
+                return;
+            }
+            out.clear();
+        }
+    }
+}
+
+/// Write all of `buf`; the time blocked (the socket's send buffer full: the gateway not
+/// reading) is measured from the first write that would block until the last octet is
+/// written, so task scheduling alone never counts as a stall. False when the connection
+/// is gone.
+async fn write_timed(w: &mut OwnedWriteHalf, buf: &[u8], shared: &Shared) -> bool {
+    let mut at = 0;
+    let mut blocked: Option<Instant> = None;
+    while at < buf.len() {
+        match w.try_write(&buf[at..]) {
+            Ok(0) => return false,
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                blocked.get_or_insert_with(Instant::now);
+                if w.as_ref().writable().await.is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    if let Some(t) = blocked {
+        let took = t.elapsed();
+        if took >= STALL {
+            shared.write_stalls.fetch_add(1, Relaxed);
+        }
+        shared
+            .longest_write_us
+            .fetch_max(took.as_micros() as u64, Relaxed);
+    }
+    true
+}

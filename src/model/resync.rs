@@ -20,6 +20,7 @@ use ctigate_csta_model::ops::{
 };
 use ctigate_csta_model::types::Party;
 use ctigate_csta_model::types::{ConnectionId, LocalConnectionState};
+use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 /// At most this many resyncs in progress are remembered (a mark beyond evicts the oldest,
@@ -42,9 +43,48 @@ pub(super) struct Mark {
     touched: Vec<Bytes>,
 }
 
-impl Mark {
-    pub(super) fn device(&self) -> &str {
-        &self.device
+/// The resyncs in progress, found by device (every event at a device looks for its marks:
+/// no scan of the others) and by id (oldest first).
+#[derive(Debug, Default)]
+pub(super) struct Marks {
+    by_device: HashMap<String, Vec<Mark>>,
+    by_id: BTreeMap<u64, String>,
+}
+
+impl Marks {
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn push(&mut self, m: Mark) {
+        self.by_id.insert(m.id, m.device.clone());
+        self.by_device.entry(m.device.clone()).or_default().push(m);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Mark> {
+        let device = self.by_id.remove(&id)?;
+        let list = self.by_device.get_mut(&device)?;
+        let pos = list.iter().position(|m| m.id == id)?;
+        let m = list.remove(pos);
+        if list.is_empty() {
+            self.by_device.remove(&device);
+        }
+        Some(m)
+    }
+
+    fn oldest(&self) -> Option<u64> {
+        self.by_id.keys().next().copied()
+    }
+
+    fn at(&mut self, device: &str) -> impl Iterator<Item = &mut Mark> {
+        self.by_device.get_mut(device).into_iter().flatten()
+    }
+
+    /// Forget every mark of `device` (its monitor stopped).
+    pub(super) fn forget(&mut self, device: &str) {
+        for m in self.by_device.remove(device).unwrap_or_default() {
+            self.by_id.remove(&m.id);
+        }
     }
 }
 
@@ -118,12 +158,13 @@ impl Tracker {
     /// [`Tracker::apply_resync`] (or [`Tracker::cancel_resync`] when no answer comes).
     pub fn begin_resync(&mut self, device: &str) -> u64 {
         if self.marks.len() >= MAX_MARKS {
-            let oldest = self.marks.iter().map(|m| m.id).min().unwrap_or(0);
-            tracing::warn!(
-                device,
-                "too many resyncs in progress: the oldest is given up"
-            );
-            self.marks.retain(|m| m.id != oldest);
+            if let Some(oldest) = self.marks.oldest() {
+                tracing::warn!(
+                    device,
+                    "too many resyncs in progress: the oldest is given up"
+                );
+                self.marks.remove(oldest);
+            }
         }
         self.next_mark += 1;
         let before = self.devices.get(device).map_or_else(Vec::new, |d| {
@@ -144,7 +185,7 @@ impl Tracker {
 
     /// Forget a resync that got no answer.
     pub fn cancel_resync(&mut self, mark: u64) {
-        self.marks.retain(|m| m.id != mark);
+        self.marks.remove(mark);
     }
 
     /// Resyncs in progress (for tests and status).
@@ -166,7 +207,7 @@ impl Tracker {
 
     /// Add `call` to a list of every resync in progress at `device` (once, bounded).
     fn note(&mut self, device: &str, call: &Bytes, list: impl Fn(&mut Mark) -> &mut Vec<Bytes>) {
-        for m in self.marks.iter_mut().filter(|m| m.device == device) {
+        for m in self.marks.at(device) {
             let l = list(m);
             if l.len() < MAX_RELEASED && !l.contains(call) {
                 l.push(call.clone());
@@ -198,10 +239,9 @@ impl Tracker {
     pub fn apply_resync(&mut self, mark: u64, entries: &[SnapEntry], now: SystemTime) -> Vec<Out> {
         self.clock = self.clock.max(now);
         let mut out = Vec::new();
-        let Some(pos) = self.marks.iter().position(|m| m.id == mark) else {
+        let Some(m) = self.marks.remove(mark) else {
             return out;
         };
-        let m = self.marks.remove(pos);
         let device = m.device.as_str();
         let untouched = |key: u64, state: CallState, call: &Bytes| {
             !m.touched.contains(call)

@@ -297,7 +297,7 @@ pub struct Tracker {
     /// The latest `now` given (for `forget_device`, which is not given one).
     pub(super) clock: SystemTime,
     /// Resyncs in progress ([`Tracker::begin_resync`]).
-    pub(super) marks: Vec<super::resync::Mark>,
+    pub(super) marks: super::resync::Marks,
     pub(super) next_mark: u64,
 }
 
@@ -324,7 +324,7 @@ impl Tracker {
             orphan_seq: 0,
             devices: HashMap::new(),
             clock: UNIX_EPOCH,
-            marks: Vec::new(),
+            marks: Default::default(),
             next_mark: 0,
         }
     }
@@ -439,7 +439,7 @@ impl Tracker {
 
     /// Forget a device (its monitor stopped): no events.
     pub fn forget_device(&mut self, device: &str) {
-        self.marks.retain(|m| m.device() != device);
+        self.marks.forget(device);
         if let Some(d) = self.devices.remove(device) {
             let now = self.clock;
             for v in d.calls {

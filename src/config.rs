@@ -195,11 +195,29 @@ impl LinkSection {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint (docs/METRICS.md).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` and `GET /healthz` are served (HTTP); empty = no endpoint.
+    pub listen: String,
+}
+
+impl MetricsConfig {
+    /// The endpoint's address, when one is configured.
+    pub fn listen(&self) -> Option<&str> {
+        let l = self.listen.trim();
+        (!l.is_empty()).then_some(l)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
     pub api: ApiConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     #[serde(default, rename = "link")]
     pub links: Vec<LinkSection>,
 }
@@ -254,6 +272,13 @@ impl Config {
                 "api.idle_ping_s: {} must be below api.idle_timeout_s ({}), or 0 for no ping",
                 self.api.idle_ping_s, self.api.idle_timeout_s
             ));
+        }
+        if let Some(l) = self.metrics.listen() {
+            if l.parse::<std::net::SocketAddr>().is_err() {
+                return e(format!(
+                    "metrics.listen: `{l}` is not an address like \"127.0.0.1:9700\" (or \"\" for no metrics endpoint)"
+                ));
+            }
         }
         if self.links.is_empty() {
             return e("no [[link]]: add one with a name and the PBX's address, e.g.\n[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"".into());

@@ -503,6 +503,11 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
     let stop = stop_signal()?;
     let l = ctigate::api::server::bind(&cfg.api.listen).await?;
     let addr = l.local_addr()?;
+    // bound before anything starts: a busy port is a start-up error naming metrics.listen
+    let metrics_listener = match cfg.metrics.listen() {
+        Some(m) => Some(ctigate::http::bind(m).await?),
+        None => None,
+    };
     let targets: Vec<(String, String)> = cfg
         .links
         .iter()
@@ -511,6 +516,17 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
     let api = ctigate::api::start(cfg);
     let serving = tokio::spawn(ctigate::api::server::serve(api.clone(), l));
     println!("ctigate run: NDJSON port {addr}");
+    let metrics = match metrics_listener {
+        Some(ml) => {
+            println!("ctigate run: metrics http://{}/metrics", ml.local_addr()?);
+            let api = api.clone();
+            Some(tokio::spawn(async move {
+                let router = ctigate::http::router(api.clone());
+                ctigate::http::serve(&api, ml, router).await
+            }))
+        }
+        None => None,
+    };
     for (name, address) in &targets {
         println!("link {name}: connecting to {address}");
     }
@@ -519,6 +535,10 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
     reported.abort();
     api.shutdown().await;
     let _ = serving.await;
+    if let Some(m) = metrics {
+        // bounded by http::STOP_BOUND inside
+        let _ = m.await;
+    }
     Ok(0)
 }
 

@@ -282,6 +282,8 @@ pub struct Gateway {
     pub links: BTreeMap<String, Arc<LinkSlot>>,
     pub bus: Bus,
     pub started: Instant,
+    /// PBX event report taken by the pump -> its events published (`/metrics`).
+    pub event_latency: crate::metrics::Histogram,
     shutdown: CancellationToken,
     /// Itself, for the tasks it starts (snapshot retries).
     me: std::sync::Weak<Gateway>,
@@ -339,6 +341,7 @@ impl Gateway {
             links,
             bus: Bus::new(),
             started: Instant::now(),
+            event_latency: crate::metrics::Histogram::new(crate::metrics::EVENT_LATENCY_BUCKETS),
             shutdown: CancellationToken::new(),
             me: me.clone(),
         });
@@ -780,6 +783,9 @@ async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<Pump
 }
 
 fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
+    // METRICS (event latency): starts when the pump takes the item for now; the lead moves
+    // the start to the frame's read time (a receive timestamp on the report)
+    let taken = Instant::now();
     let ev = match item {
         PumpIn::Link(ev) => ev,
         PumpIn::Agent {
@@ -889,6 +895,8 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
                     gw.publish(&slot.name, outs);
                 }
             }
+            // METRICS (event latency): the report's events are published (queued to clients)
+            gw.event_latency.observe(taken.elapsed());
         }
     }
 }

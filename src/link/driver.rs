@@ -11,7 +11,7 @@
 use super::ber::Ber;
 use super::dialect::Dialect;
 use super::session::{Answer, Out, Session, Token};
-use super::{CstaError, LinkConfig, LinkCounters, LinkError, LinkEvent};
+use super::{CstaError, EventKinds, LinkConfig, LinkCounters, LinkError, LinkEvent, EVENT_KINDS};
 use bytes::BytesMut;
 use ctigate_csta_model::ops::Argument;
 use std::collections::HashMap;
@@ -67,11 +67,27 @@ pub struct Link {
     request_timeout: Duration,
 }
 
-/// The session's [`LinkCounters`], as the driver last saw them.
-#[derive(Debug, Default)]
+/// The session's [`LinkCounters`], as the driver last saw them, and the driver's own
+/// (frames, reconnects, events per kind: one relaxed add where they happen).
+#[derive(Debug)]
 struct SharedCounters {
     malformed_frames: AtomicU64,
     rejects_sent: AtomicU64,
+    frames_received: AtomicU64,
+    reconnects: AtomicU64,
+    events: [AtomicU64; EVENT_KINDS],
+}
+
+impl Default for SharedCounters {
+    fn default() -> Self {
+        SharedCounters {
+            malformed_frames: AtomicU64::new(0),
+            rejects_sent: AtomicU64::new(0),
+            frames_received: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            events: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Cmd {
@@ -116,6 +132,7 @@ impl Link {
             events,
             events_stalled: false,
             events_dropped: 0,
+            associated_before: false,
             up: up.clone(),
             counters: counters.clone(),
             conn: Conn::None,
@@ -164,11 +181,16 @@ impl Link {
         self.up.load(Ordering::Acquire)
     }
 
-    /// Malformed frames from the switch and rejects sent to it, so far.
+    /// Malformed frames from the switch and rejects sent to it, frames and event reports
+    /// received, reconnects, so far.
     pub fn counters(&self) -> LinkCounters {
+        let c = &self.counters;
         LinkCounters {
-            malformed_frames: self.counters.malformed_frames.load(Ordering::Acquire),
-            rejects_sent: self.counters.rejects_sent.load(Ordering::Acquire),
+            malformed_frames: c.malformed_frames.load(Ordering::Acquire),
+            rejects_sent: c.rejects_sent.load(Ordering::Acquire),
+            frames_received: c.frames_received.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+            events: EventKinds(std::array::from_fn(|i| c.events[i].load(Ordering::Relaxed))),
         }
     }
 
@@ -269,6 +291,8 @@ struct Driver<E, D: Dialect> {
     events: mpsc::Sender<E>,
     events_stalled: bool,
     events_dropped: u64,
+    /// The link was associated once already (the next association is a reconnect).
+    associated_before: bool,
     up: Arc<AtomicBool>,
     counters: Arc<SharedCounters>,
     conn: Conn<D::Codec>,
@@ -343,6 +367,9 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                     self.session.transport_closed(now, &reason);
                 }
                 Wake::Conn(ConnEvent::Frame(Some(Ok(f)))) => {
+                    self.counters
+                        .frames_received
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::trace!(link = %self.name, frame = ?f, "frame in");
                     self.session.handle_frame(f, now)
                 }
@@ -420,7 +447,10 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                         let _ = r.send(answer); // the caller may have given up
                     }
                 }
-                Out::Event(e) => self.deliver(e).await,
+                Out::Event(e) => {
+                    self.count(&e);
+                    self.deliver(e).await
+                }
             }
         }
         self.up
@@ -454,6 +484,22 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
         };
         self.conn = Conn::None;
         self.session.transport_closed(now(), &reason);
+    }
+
+    /// Count an event for the metrics: reports per kind, associations after the first.
+    fn count(&mut self, e: &LinkEvent) {
+        match e {
+            LinkEvent::Report { report, .. } => {
+                self.counters.events[report.event.kind_index()].fetch_add(1, Ordering::Relaxed);
+            }
+            LinkEvent::Up { .. } => {
+                if self.associated_before {
+                    self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                self.associated_before = true;
+            }
+            _ => {}
+        }
     }
 
     async fn deliver(&mut self, e: LinkEvent) {

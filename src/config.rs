@@ -538,6 +538,29 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listen_is_off_by_default_and_checked() {
+        let link = "[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"\n";
+        let c = Config::from_toml(link).unwrap();
+        assert_eq!(c.metrics.listen(), None);
+        let c = Config::from_toml(&format!("[metrics]\nlisten = \"\"\n{link}")).unwrap();
+        assert_eq!(c.metrics.listen(), None);
+        let c =
+            Config::from_toml(&format!("[metrics]\nlisten = \"127.0.0.1:9700\"\n{link}")).unwrap();
+        assert_eq!(c.metrics.listen(), Some("127.0.0.1:9700"));
+        let e = Config::from_toml(&format!("[metrics]\nlisten = \"9700\"\n{link}"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("metrics.listen: `9700` is not an address"),
+            "{e}"
+        );
+        let e = Config::from_toml(&format!("[metrics]\nport = 9700\n{link}"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("port"), "{e}");
+    }
+
+    #[test]
     fn the_minimal_file_is_enough() {
         let c = Config::from_toml(
             "[api]\nlisten = \"127.0.0.1:7700\"\n[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"\n",

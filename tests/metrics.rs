@@ -328,3 +328,148 @@ async fn a_busy_port_names_metrics_listen() {
         "{err}"
     );
 }
+
+/// `ctigate run` with `[metrics] listen` prints the endpoint's address after the NDJSON
+/// port, serves the series there, and closes it on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctigate_run_serves_metrics_when_configured() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let sim = ctigate::sim::Sim::start(ctigate::sim::SimConfig::default(), "127.0.0.1:0", None)
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("ctigate-metrics-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("ctigate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[api]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[[link]]\nname = \"pbx1\"\naddress = \"{}\"\n",
+            sim.csta_addr
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ctigate"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run ctigate run");
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .take(4)
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let lines = timeout(T, lines).await.expect("start-up lines").unwrap();
+    assert!(
+        lines[0].starts_with("ctigate run: NDJSON port "),
+        "{lines:?}"
+    );
+    let url = lines[1]
+        .strip_prefix("ctigate run: metrics http://")
+        .and_then(|u| u.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("the metrics line: {lines:?}"));
+    let addr: SocketAddr = url.parse().expect("an address");
+    assert!(lines[3].starts_with("link pbx1: up in "), "{lines:?}");
+    let m = scrape_until(addr, |m| {
+        m.get("ctigate_link_up{link=\"pbx1\"}") == Some(&1.0)
+    })
+    .await;
+    assert_eq!(at(&m, "ctigate_clients"), 0.0);
+    assert_eq!(get(addr, "/healthz").await.2, "ok\n");
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let code = timeout(
+        T,
+        tokio::task::spawn_blocking(move || child.wait().unwrap().code()),
+    )
+    .await
+    .expect("it stops in time")
+    .unwrap();
+    assert_eq!(code, Some(0), "SIGTERM stops it cleanly");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the port is closed"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `ctigate_*` names in a text (`_bucket`, `_sum`, `_count` taken off).
+fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("ctigate_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let name = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        out.insert(name.to_string());
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// docs/METRICS.md documents every series the gateway exposes, and the Grafana dashboard
+/// (valid JSON) uses only documented series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_series_is_documented_and_the_dashboard_uses_only_those() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/METRICS.md"))
+        .expect("docs/METRICS.md");
+    let table: std::collections::BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `ctigate_"))
+        .map(|l| format!("ctigate_{}", &l[..l.find('`').unwrap()]))
+        .collect();
+    let e = env().await;
+    let (addr, _task) = ctigate::http::start(&e.gw.gw, "127.0.0.1:0").await.unwrap();
+    // a request and an event, so that every family has samples
+    let mut c = e.client().await;
+    c.ok(json!({"op": "monitor.start", "device": "201"})).await;
+    e.sim(r#"{"cmd":"inbound","ani":"0891234567","dnis":"201"}"#)
+        .await;
+    c.until("201", "call.offering").await;
+    let (_, _, body) = get(addr, "/metrics").await;
+    let exposed: std::collections::BTreeSet<String> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        exposed, table,
+        "docs/METRICS.md's table and the exposition differ"
+    );
+    let dash = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/grafana/ctigate.json"
+    ))
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&dash).expect("the dashboard is JSON");
+    let mut exprs = String::new();
+    for p in v["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().expect("targets") {
+            exprs.push_str(t["expr"].as_str().expect("an expr"));
+            exprs.push('\n');
+        }
+    }
+    let used = names_in(&exprs);
+    assert!(used.len() >= 10, "{used:?}");
+    for n in &used {
+        assert!(
+            table.contains(n),
+            "the dashboard uses {n}, not in docs/METRICS.md"
+        );
+    }
+    e.gw.gw.shutdown().await;
+}

@@ -473,3 +473,63 @@ async fn every_series_is_documented_and_the_dashboard_uses_only_those() {
     }
     e.gw.gw.shutdown().await;
 }
+
+/// A client that stops reading: the fullest queue shows it, then it is cut: one lagged
+/// client, one dropped event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_shows_in_queue_depth_then_lagged_and_dropped() {
+    use ctigate::config::{ApiConfig, LinkSection};
+    let e = support::env_with(
+        ApiConfig {
+            requests_per_s: 0,
+            client_queue: 16,
+            ..ApiConfig::default()
+        },
+        LinkSection {
+            request_timeout_ms: 3000,
+            ..LinkSection::default()
+        },
+    )
+    .await;
+    let (addr, _task) = ctigate::http::start(&e.gw.gw, "127.0.0.1:0").await.unwrap();
+    let mut fast = e.client().await;
+    fast.ok(json!({"op": "monitor.start", "device": "201"}))
+        .await;
+    let mut slow = support::Client::connect_with_recv_buffer(e.gw.api, 4096).await;
+    slow.ok(json!({"op": "monitor.start", "device": "201"}))
+        .await;
+    // slow reads nothing from now on: calls with 10 KB of user data fill its socket, then
+    // its queue
+    let inbound = json!({"cmd": "inbound", "ani": "0891234567", "dnis": "201",
+                         "user_data": "x".repeat(10_000)})
+    .to_string();
+    let mut calls = 0;
+    while e.gw.gw.hub.dropped() == 0 {
+        assert!(calls < 300, "the slow client was never cut");
+        e.sim(&inbound).await;
+        e.sim(r#"{"cmd":"hangup","device":"0891234567"}"#).await;
+        calls += 1;
+        e.barrier(&mut fast).await;
+    }
+    // cut: its writer is still stuck on the full socket, its queue full
+    let (_, _, body) = get(addr, "/metrics").await;
+    let m = parse(&body);
+    assert_eq!(at(&m, "ctigate_client_queue_depth_max"), 16.0, "{m:#?}");
+    assert_eq!(at(&m, "ctigate_client_queue_capacity"), 16.0);
+    assert_eq!(at(&m, "ctigate_dropped_events_total"), 1.0);
+    assert_eq!(at(&m, "ctigate_clients"), 2.0);
+    // it reads again: its events, `lagged`, the end; then it is counted and gone
+    let mut last = None;
+    while let Some(v) = slow.read_line().await {
+        last = Some(v);
+    }
+    assert_eq!(last.expect("lines")["event"], "lagged");
+    let m = scrape_until(addr, |m| {
+        m.get("ctigate_lagged_clients_total") == Some(&1.0)
+            && m.get("ctigate_clients") == Some(&1.0)
+    })
+    .await;
+    assert_eq!(at(&m, "ctigate_dropped_events_total"), 1.0);
+    assert_eq!(at(&m, "ctigate_client_queue_depth_max"), 0.0);
+    e.gw.gw.shutdown().await;
+}

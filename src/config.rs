@@ -196,14 +196,33 @@ impl LinkSection {
 }
 
 /// `[metrics]`: the Prometheus endpoint (docs/METRICS.md).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Where `GET /metrics` and `GET /healthz` are served (HTTP); empty = no endpoint.
     pub listen: String,
+    /// HTTP connections at once; more wait (in the listen backlog) until one closes.
+    pub max_connections: usize,
+    /// A connection that sends or takes nothing for this many seconds is closed.
+    pub idle_timeout_s: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: String::new(),
+            max_connections: 16,
+            idle_timeout_s: 30,
+        }
+    }
 }
 
 impl MetricsConfig {
+    /// `idle_timeout_s` as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_s)
+    }
+
     /// The endpoint's address, when one is configured.
     pub fn listen(&self) -> Option<&str> {
         let l = self.listen.trim();
@@ -279,6 +298,12 @@ impl Config {
                     "metrics.listen: `{l}` is not an address like \"127.0.0.1:9700\" (or \"\" for no metrics endpoint)"
                 ));
             }
+        }
+        if self.metrics.max_connections == 0 {
+            return e("metrics.max_connections: at least 1".into());
+        }
+        if self.metrics.idle_timeout_s == 0 {
+            return e("metrics.idle_timeout_s: at least 1".into());
         }
         if self.links.is_empty() {
             return e("no [[link]]: add one with a name and the PBX's address, e.g.\n[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"".into());

@@ -6,18 +6,25 @@
 //! shutdown token.
 
 use crate::api::Api;
+use crate::config::MetricsConfig;
 use crate::metrics::{self, Format};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use std::future::IntoFuture;
+use std::future::{Future, IntoFuture};
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
+use tracing::{debug, info, warn};
 
 /// How long the server may take to close its connections once the gateway stops.
 pub const STOP_BOUND: Duration = Duration::from_secs(5);
@@ -65,10 +72,169 @@ async fn healthz(State(api): State<Arc<Api>>) -> Response {
     }
 }
 
+/// The bounds on the HTTP connections (`[metrics] max_connections`, `idle_timeout_s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+impl From<&MetricsConfig> for Limits {
+    fn from(c: &MetricsConfig) -> Limits {
+        Limits {
+            max_connections: c.max_connections.max(1),
+            idle_timeout: c.idle_timeout(),
+        }
+    }
+}
+
+/// A listener with at most `max_connections` connections open: at the limit, the next
+/// connection is accepted only when one closes (it waits in the listen backlog); each
+/// connection is closed after `idle_timeout` without a byte read or written.
+struct Bounded {
+    l: TcpListener,
+    permits: Arc<Semaphore>,
+    limits: Limits,
+}
+
+impl axum::serve::Listener for Bounded {
+    type Io = Conn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Conn, SocketAddr) {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                warn!(
+                    limit = "metrics.max_connections",
+                    max = self.limits.max_connections,
+                    "HTTP connections at the limit: the next waits until one closes"
+                );
+                match self.permits.clone().acquire_owned().await {
+                    Ok(p) => p,
+                    // the semaphore is never closed
+                    Err(_) => std::future::pending().await,
+                }
+            }
+        };
+        loop {
+            match self.l.accept().await {
+                Ok((io, peer)) => {
+                    let _ = io.set_nodelay(true);
+                    let idle = self.limits.idle_timeout;
+                    let conn = Conn {
+                        io,
+                        idle,
+                        deadline: Box::pin(tokio::time::sleep(idle)),
+                        _permit: permit,
+                    };
+                    return (conn, peer);
+                }
+                Err(e) => {
+                    warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.l.local_addr()
+    }
+}
+
+/// An HTTP connection: its socket, its idle deadline (moved on by every byte read or
+/// written), its place among `max_connections`.
+struct Conn {
+    io: TcpStream,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    /// Err once the connection was idle too long (the task is woken when it is).
+    fn idle_check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            debug!(
+                limit = "metrics.idle_timeout_s",
+                "HTTP connection idle: closed"
+            );
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "idle longer than metrics.idle_timeout_s",
+            ));
+        }
+        Ok(())
+    }
+
+    fn progress(&mut self) {
+        let at = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(at);
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.progress();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.idle_check(cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, data) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progress();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match self.idle_check(cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 /// Serve `router` on `l` until the gateway shuts down (then open connections get
 /// [`STOP_BOUND`] to finish).
-pub async fn serve(api: &Arc<Api>, l: TcpListener, router: Router) {
+pub async fn serve(api: &Arc<Api>, l: TcpListener, router: Router, limits: Limits) {
     let stop = api.gateway.shutdown_token();
+    let l = Bounded {
+        l,
+        permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+        limits,
+    };
     let server = axum::serve(l, router).with_graceful_shutdown(stop.clone().cancelled_owned());
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
@@ -86,18 +252,19 @@ pub async fn serve(api: &Arc<Api>, l: TcpListener, router: Router) {
     info!("HTTP listener closed");
 }
 
-/// Bind `addr` and serve the metrics routes of `api` in a task of their own; the bound
-/// address (port 0 picks one) and the task.
+/// Bind `cfg.listen` and serve the metrics routes of `api` in a task of their own; the
+/// bound address (port 0 picks one) and the task.
 pub async fn start(
     api: &Arc<Api>,
-    addr: &str,
+    cfg: &MetricsConfig,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let l = bind(addr).await?;
+    let l = bind(cfg.listen.trim()).await?;
     let bound = l.local_addr()?;
     let api = api.clone();
+    let limits = Limits::from(cfg);
     let task = tokio::spawn(async move {
         let r = router(api.clone());
-        serve(&api, l, r).await
+        serve(&api, l, r, limits).await
     });
     info!(address = %bound, "metrics endpoint: GET /metrics, GET /healthz");
     Ok((bound, task))

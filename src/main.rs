@@ -95,6 +95,10 @@ enum Command {
         /// Run the scripted call and exit (no serving afterwards).
         #[arg(long)]
         once: bool,
+        /// Also serve Prometheus metrics (GET /metrics, /healthz) here, e.g. 127.0.0.1:9700
+        /// (docs/METRICS.md).
+        #[arg(long)]
+        metrics: Option<String>,
     },
     /// Health check: the gateway answers `ping` within the time (exit 0), or not (exit 1).
     /// For systemd, container healthchecks and monitoring scripts.
@@ -266,7 +270,8 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             listen,
             sim_control,
             once,
-        } => runtime()?.block_on(run_demo(listen, sim_control, once)),
+            metrics,
+        } => runtime()?.block_on(run_demo(listen, sim_control, once, metrics)),
         Command::Client { addr } => runtime()?.block_on(run_client(addr)),
         Command::Soak {
             minutes,
@@ -508,6 +513,7 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
         Some(m) => Some(ctigate::http::bind(m).await?),
         None => None,
     };
+    let metrics_limits = ctigate::http::Limits::from(&cfg.metrics);
     let targets: Vec<(String, String)> = cfg
         .links
         .iter()
@@ -522,7 +528,7 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
             let api = api.clone();
             Some(tokio::spawn(async move {
                 let router = ctigate::http::router(api.clone());
-                ctigate::http::serve(&api, ml, router).await
+                ctigate::http::serve(&api, ml, router, metrics_limits).await
             }))
         }
         None => None,
@@ -595,7 +601,12 @@ fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     }
 }
 
-async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Result<i32> {
+async fn run_demo(
+    listen: String,
+    sim_control: String,
+    once: bool,
+    metrics: Option<String>,
+) -> anyhow::Result<i32> {
     let stop = stop_signal()?;
     let d = ctigate::demo::start(&listen, &sim_control)
         .await
@@ -606,6 +617,25 @@ async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Re
         d.sim.control_addr.map_or("none".into(), |a| a.to_string()),
         d.api
     );
+    let metrics = match metrics {
+        Some(m) => {
+            let cfg = ctigate::config::MetricsConfig {
+                listen: m,
+                ..Default::default()
+            };
+            let started = ctigate::http::start(&d.service, &cfg).await;
+            let (addr, task) = match started {
+                Ok(s) => s,
+                Err(e) => {
+                    d.shutdown().await;
+                    return Err(anyhow::anyhow!("cannot start the demo: {e} (--metrics)"));
+                }
+            };
+            println!("ctigate demo: metrics http://{addr}/metrics");
+            Some(task)
+        }
+        None => None,
+    };
     println!("A scripted call, as the NDJSON events an adapter receives:");
     ctigate::demo::script(&d, |l| println!("{l}"))
         .await
@@ -613,6 +643,9 @@ async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Re
         .context("the scripted call failed")?;
     if once {
         d.shutdown().await;
+        if let Some(t) = metrics {
+            let _ = t.await; // stops with the gateway, bounded (http::STOP_BOUND)
+        }
         return Ok(0);
     }
     println!();
@@ -638,6 +671,9 @@ async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Re
     println!("Ctrl-C stops.");
     stop.await;
     d.shutdown().await;
+    if let Some(t) = metrics {
+        let _ = t.await; // stops with the gateway, bounded (http::STOP_BOUND)
+    }
     Ok(0)
 }
 

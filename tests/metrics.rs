@@ -13,6 +13,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+/// `[metrics]` on a free loopback port, the other keys at their defaults.
+fn local() -> ctigate::config::MetricsConfig {
+    ctigate::config::MetricsConfig {
+        listen: "127.0.0.1:0".into(),
+        ..Default::default()
+    }
+}
+
 /// A minimal HTTP/1.1 GET: (status, content type, body).
 async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     let io = async {
@@ -108,7 +116,7 @@ fn pbx_events(m: &BTreeMap<String, f64>) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_show_the_link_the_call_the_requests_and_the_clients() {
     let e = env().await;
-    let (addr, _task) = ctigate::http::start(&e.gw.gw, "127.0.0.1:0")
+    let (addr, _task) = ctigate::http::start(&e.gw.gw, &local())
         .await
         .expect("the metrics endpoint starts");
 
@@ -433,7 +441,7 @@ async fn every_series_is_documented_and_the_dashboard_uses_only_those() {
         .map(|l| format!("ctigate_{}", &l[..l.find('`').unwrap()]))
         .collect();
     let e = env().await;
-    let (addr, _task) = ctigate::http::start(&e.gw.gw, "127.0.0.1:0").await.unwrap();
+    let (addr, _task) = ctigate::http::start(&e.gw.gw, &local()).await.unwrap();
     // a request and an event, so that every family has samples
     let mut c = e.client().await;
     c.ok(json!({"op": "monitor.start", "device": "201"})).await;
@@ -491,7 +499,7 @@ async fn a_slow_client_shows_in_queue_depth_then_lagged_and_dropped() {
         },
     )
     .await;
-    let (addr, _task) = ctigate::http::start(&e.gw.gw, "127.0.0.1:0").await.unwrap();
+    let (addr, _task) = ctigate::http::start(&e.gw.gw, &local()).await.unwrap();
     let mut fast = e.client().await;
     fast.ok(json!({"op": "monitor.start", "device": "201"}))
         .await;
@@ -531,5 +539,32 @@ async fn a_slow_client_shows_in_queue_depth_then_lagged_and_dropped() {
     .await;
     assert_eq!(at(&m, "ctigate_dropped_events_total"), 1.0);
     assert_eq!(at(&m, "ctigate_client_queue_depth_max"), 0.0);
+    e.gw.gw.shutdown().await;
+}
+
+/// `metrics.max_connections` and `metrics.idle_timeout_s`: a connection that sends nothing
+/// holds the only place until it is closed as idle; the next one is served then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connections_are_bounded_and_idle_ones_closed() {
+    let e = env().await;
+    let cfg = ctigate::config::MetricsConfig {
+        listen: "127.0.0.1:0".into(),
+        max_connections: 1,
+        idle_timeout_s: 1,
+    };
+    let (addr, _task) = ctigate::http::start(&e.gw.gw, &cfg).await.unwrap();
+    let t0 = tokio::time::Instant::now();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    let (status, _, body) = get(addr, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "served only once the idle connection was closed, not after {waited:?}"
+    );
+    // the idle one was closed by the gateway
+    let mut b = [0u8; 16];
+    let n = timeout(T, idle.read(&mut b)).await.expect("closed in time");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
     e.gw.gw.shutdown().await;
 }

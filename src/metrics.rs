@@ -73,7 +73,7 @@ impl Histogram {
     pub fn new(bounds: &'static [f64]) -> Histogram {
         Histogram {
             bounds,
-            bounds_ns: bounds.iter().map(|b| (b * 1e9) as u64).collect(),
+            bounds_ns: bounds.iter().map(|b| (b * 1e9).round() as u64).collect(),
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_ns: AtomicU64::new(0),
         }
@@ -217,6 +217,8 @@ pub struct LinkFigures {
 /// [`Collector`].
 #[derive(Debug, Clone)]
 pub struct Scrape {
+    /// When the gateway started (Unix time, seconds).
+    pub start_time: f64,
     pub links: Vec<LinkFigures>,
     pub requests: Vec<(&'static str, &'static str, u64)>,
     pub durations: Vec<(&'static str, HistogramSnapshot)>,
@@ -256,7 +258,12 @@ pub async fn gather(api: &Api) -> Scrape {
             resync_failures: s.resync_failures(),
         });
     }
+    let start_time = std::time::SystemTime::now()
+        .checked_sub(api.gateway.started.elapsed())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
     Scrape {
+        start_time,
         links,
         requests: api.metrics.requests(),
         durations: api.metrics.durations(),
@@ -363,6 +370,15 @@ impl Collector for Scrape {
                 MetricType::Info,
             )?;
             m.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
+        }
+        {
+            let m = e.encode_descriptor(
+                "start_time",
+                "When the gateway started, Unix time (a change means a restart).",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(self.start_time).encode(m)?;
         }
         per_link(
             &mut e,
@@ -519,6 +535,7 @@ mod tests {
 
     fn empty() -> Scrape {
         Scrape {
+            start_time: 1_780_000_000.5,
             links: vec![LinkFigures {
                 name: "pbx1".into(),
                 up: true,
@@ -621,6 +638,8 @@ mod tests {
             "ctigate_event_latency_seconds_count 2",
             "ctigate_clients 1",
             "ctigate_events_published_total 3",
+            "# TYPE ctigate_start_time_seconds gauge",
+            "ctigate_start_time_seconds 1780000000.5",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

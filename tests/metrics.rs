@@ -151,6 +151,12 @@ async fn metrics_show_the_link_the_call_the_requests_and_the_clients() {
         1.0
     );
     assert!(!m.keys().any(|k| k.starts_with("ctigate_requests_total")));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = at(&m, "ctigate_start_time_seconds");
+    assert!(started <= now && started > now - 60.0, "{started} vs {now}");
     let frames_before = at(&m, "ctigate_pbx_frames_received_total{link=\"pbx1\"}");
 
     // a client monitors 201 and calls 202; 202 answers; 201 hangs up

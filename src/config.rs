@@ -243,11 +243,48 @@ impl LinkSection {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint (docs/METRICS.md).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` and `GET /healthz` are served (HTTP); empty = no endpoint.
+    pub listen: String,
+    /// HTTP connections at once; more wait (in the listen backlog) until one closes.
+    pub max_connections: usize,
+    /// A connection that sends or takes nothing for this many seconds is closed.
+    pub idle_timeout_s: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: String::new(),
+            max_connections: 16,
+            idle_timeout_s: 30,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// `idle_timeout_s` as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_s)
+    }
+
+    /// The endpoint's address, when one is configured.
+    pub fn listen(&self) -> Option<&str> {
+        let l = self.listen.trim();
+        (!l.is_empty()).then_some(l)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
     pub api: ApiConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     #[serde(default, rename = "link")]
     pub links: Vec<LinkSection>,
 }
@@ -315,6 +352,19 @@ impl Config {
             return e("api.tls_handshake_timeout_ms: between 1 and 600000".into());
         }
         self.api.tls()?;
+        if let Some(l) = self.metrics.listen() {
+            if l.parse::<std::net::SocketAddr>().is_err() {
+                return e(format!(
+                    "metrics.listen: `{l}` is not an address like \"127.0.0.1:9700\" (or \"\" for no metrics endpoint)"
+                ));
+            }
+        }
+        if self.metrics.max_connections == 0 {
+            return e("metrics.max_connections: at least 1".into());
+        }
+        if self.metrics.idle_timeout_s == 0 {
+            return e("metrics.idle_timeout_s: at least 1".into());
+        }
         if self.links.is_empty() {
             return e("no [[link]]: add one with a name and the PBX's address, e.g.\n[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"".into());
         }
@@ -589,6 +639,29 @@ mod tests {
         std::fs::write(&sys, "").unwrap();
         assert_eq!(locate(None, None, &sys).unwrap(), sys);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_checked() {
+        let link = "[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"\n";
+        let c = Config::from_toml(link).unwrap();
+        assert_eq!(c.metrics.listen(), None);
+        let c = Config::from_toml(&format!("[metrics]\nlisten = \"\"\n{link}")).unwrap();
+        assert_eq!(c.metrics.listen(), None);
+        let c =
+            Config::from_toml(&format!("[metrics]\nlisten = \"127.0.0.1:9700\"\n{link}")).unwrap();
+        assert_eq!(c.metrics.listen(), Some("127.0.0.1:9700"));
+        let e = Config::from_toml(&format!("[metrics]\nlisten = \"9700\"\n{link}"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("metrics.listen: `9700` is not an address"),
+            "{e}"
+        );
+        let e = Config::from_toml(&format!("[metrics]\nport = 9700\n{link}"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("port"), "{e}");
     }
 
     #[test]

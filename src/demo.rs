@@ -36,6 +36,7 @@ pub async fn start(listen: &str, sim_control: &str) -> Result<Demo, String> {
             listen: listen.to_string(),
             ..ApiConfig::default()
         },
+        metrics: Default::default(),
         links: vec![LinkSection {
             name: "pbx1".into(),
             address: sim.csta_addr.to_string(),

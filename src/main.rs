@@ -95,6 +95,10 @@ enum Command {
         /// Run the scripted call and exit (no serving afterwards).
         #[arg(long)]
         once: bool,
+        /// Also serve Prometheus metrics (GET /metrics, /healthz) here, e.g. 127.0.0.1:9700
+        /// (docs/METRICS.md).
+        #[arg(long)]
+        metrics: Option<String>,
     },
     /// Health check: the gateway answers `ping` within the time (exit 0), or not (exit 1).
     /// For systemd, container healthchecks and monitoring scripts.
@@ -391,7 +395,8 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             listen,
             sim_control,
             once,
-        } => runtime()?.block_on(run_demo(listen, sim_control, once)),
+            metrics,
+        } => runtime()?.block_on(run_demo(listen, sim_control, once, metrics)),
         Command::Client { addr } => runtime()?.block_on(run_client(addr)),
         Command::Soak {
             minutes,
@@ -662,6 +667,12 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
     let tls = cfg.api.tls().map_err(|e| anyhow::anyhow!("{e}"))?;
     let l = ctigate::api::server::bind(&cfg.api.listen).await?;
     let addr = l.local_addr()?;
+    // bound before anything starts: a busy port is a start-up error naming metrics.listen
+    let metrics_listener = match cfg.metrics.listen() {
+        Some(m) => Some(ctigate::http::bind(m).await?),
+        None => None,
+    };
+    let metrics_limits = ctigate::http::Limits::from(&cfg.metrics);
     let targets: Vec<(String, String)> = cfg
         .links
         .iter()
@@ -678,6 +689,17 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
             tokio::spawn(ctigate::api::server::serve(api.clone(), l))
         }
     };
+    let metrics = match metrics_listener {
+        Some(ml) => {
+            println!("ctigate run: metrics http://{}/metrics", ml.local_addr()?);
+            let api = api.clone();
+            Some(tokio::spawn(async move {
+                let router = ctigate::http::router(api.clone());
+                ctigate::http::serve(&api, ml, router, metrics_limits).await
+            }))
+        }
+        None => None,
+    };
     for (name, address) in &targets {
         println!("link {name}: connecting to {address}");
     }
@@ -686,6 +708,10 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
     reported.abort();
     api.shutdown().await;
     let _ = serving.await;
+    if let Some(m) = metrics {
+        // bounded by http::STOP_BOUND inside
+        let _ = m.await;
+    }
     Ok(0)
 }
 
@@ -742,7 +768,12 @@ fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     }
 }
 
-async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Result<i32> {
+async fn run_demo(
+    listen: String,
+    sim_control: String,
+    once: bool,
+    metrics: Option<String>,
+) -> anyhow::Result<i32> {
     let stop = stop_signal()?;
     let d = ctigate::demo::start(&listen, &sim_control)
         .await
@@ -753,6 +784,25 @@ async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Re
         d.sim.control_addr.map_or("none".into(), |a| a.to_string()),
         d.api
     );
+    let metrics = match metrics {
+        Some(m) => {
+            let cfg = ctigate::config::MetricsConfig {
+                listen: m,
+                ..Default::default()
+            };
+            let started = ctigate::http::start(&d.service, &cfg).await;
+            let (addr, task) = match started {
+                Ok(s) => s,
+                Err(e) => {
+                    d.shutdown().await;
+                    return Err(anyhow::anyhow!("cannot start the demo: {e} (--metrics)"));
+                }
+            };
+            println!("ctigate demo: metrics http://{addr}/metrics");
+            Some(task)
+        }
+        None => None,
+    };
     println!("A scripted call, as the NDJSON events an adapter receives:");
     ctigate::demo::script(&d, |l| println!("{l}"))
         .await
@@ -760,6 +810,9 @@ async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Re
         .context("the scripted call failed")?;
     if once {
         d.shutdown().await;
+        if let Some(t) = metrics {
+            let _ = t.await; // stops with the gateway, bounded (http::STOP_BOUND)
+        }
         return Ok(0);
     }
     println!();
@@ -785,6 +838,9 @@ async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Re
     println!("Ctrl-C stops.");
     stop.await;
     d.shutdown().await;
+    if let Some(t) = metrics {
+        let _ = t.await; // stops with the gateway, bounded (http::STOP_BOUND)
+    }
     Ok(0)
 }
 

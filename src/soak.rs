@@ -441,6 +441,7 @@ pub async fn run(spec: SoakSpec, mut say: impl FnMut(&str)) -> Result<bool, Stri
             max_clients: spec.clients + 8,
             ..ApiConfig::default()
         },
+        metrics: Default::default(),
         links: vec![LinkSection {
             name: "pbx1".into(),
             address: sim.csta_addr.to_string(),

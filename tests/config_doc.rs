@@ -44,6 +44,7 @@ fn the_documented_block_is_the_defaults_and_every_key() {
     let parsed = Config::from_toml(&block).expect("the documented block parses");
     let defaults = Config {
         api: ApiConfig::default(),
+        metrics: Default::default(),
         links: vec![LinkSection {
             name: "pbx1".into(),
             address: "127.0.0.1:2555".into(),

@@ -21,6 +21,7 @@ async fn two_links_events_carry_the_link_and_requests_name_it() {
     };
     let cfg = Config {
         api: ApiConfig::default(),
+        metrics: Default::default(),
         links: vec![
             LinkSection {
                 monitor: vec!["205".into()],

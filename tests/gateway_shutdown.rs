@@ -33,6 +33,7 @@ async fn a_gateway_stops_cleanly() {
             listen: "127.0.0.1:0".into(),
             ..ApiConfig::default()
         },
+        metrics: Default::default(),
         links: vec![LinkSection {
             name: "pbx1".into(),
             address: sim.csta_addr.to_string(),

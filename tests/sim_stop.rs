@@ -72,6 +72,7 @@ async fn sigterm_releases_every_association_and_exits_0() {
     // the gateway, one link to it
     let gw = Gw::start(Config {
         api: ApiConfig::default(),
+        metrics: Default::default(),
         links: vec![LinkSection {
             name: "pbx1".into(),
             address: addr.clone(),

@@ -113,6 +113,7 @@ async fn gateway(ca: &Ca, client_ca: Option<&Ca>, handshake_ms: u64) -> TlsGw {
             address: sim.csta_addr.to_string(),
             ..LinkSection::default()
         }],
+        metrics: Default::default(),
     };
     cfg.validate().expect("valid");
     let tls = cfg.api.tls().expect("the TLS files load").expect("TLS on");

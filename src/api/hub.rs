@@ -536,6 +536,20 @@ impl Subscriber for Hub {
     }
 }
 
+/// Figures for the metrics (`/metrics`), read at scrape time.
+impl Hub {
+    /// Events waiting in the fullest client queue now (`client_queue` minus the room left
+    /// in its sender).
+    pub fn max_queue_depth(&self) -> usize {
+        self.lock()
+            .clients
+            .values()
+            .map(|c| self.queue.saturating_sub(c.events.capacity()))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

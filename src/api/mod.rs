@@ -35,6 +35,8 @@ pub struct Api {
     /// Every request is answered within this time, whatever the PBX does.
     pub deadline: Duration,
     pub auth: Arc<dyn Auth>,
+    /// Requests by operation and result, their durations, lagged clients (`/metrics`).
+    pub metrics: Arc<crate::metrics::ApiMetrics>,
     sessions: Sessions,
 }
 
@@ -104,6 +106,7 @@ impl Api {
             cfg,
             deadline,
             auth,
+            metrics: Arc::new(crate::metrics::ApiMetrics::new()),
             sessions: Sessions::new(),
         })
     }

@@ -181,6 +181,8 @@ pub async fn run<S: LineSource, K: LineSink>(
                     "line_too_long",
                     format!("a request line may be at most {} octets", api.cfg.max_line),
                 );
+                api.metrics
+                    .request(crate::metrics::OP_INVALID, Some(e.kind));
                 if resp_tx
                     .send(error_line(&Id::null(), &e).into())
                     .await
@@ -195,10 +197,14 @@ pub async fn run<S: LineSource, K: LineSink>(
         if text.trim().is_empty() {
             continue;
         }
+        let mut op = crate::metrics::OP_INVALID;
         let checked = parse_request(&text)
-            .and_then(|r| match api.auth.authorize(&info, &r.op) {
-                Ok(()) => Ok(r),
-                Err(e) => Err(Box::new((r.id, e))),
+            .and_then(|r| {
+                op = r.op.name();
+                match api.auth.authorize(&info, &r.op) {
+                    Ok(()) => Ok(r),
+                    Err(e) => Err(Box::new((r.id, e))),
+                }
             })
             .and_then(|r| match rate.admit(Instant::now()) {
                 Ok(()) => Ok(r),
@@ -208,6 +214,7 @@ pub async fn run<S: LineSource, K: LineSink>(
             Ok(r) => r,
             Err(bad) => {
                 let (rid, e) = *bad;
+                api.metrics.request(op, Some(e.kind));
                 if resp_tx.send(error_line(&rid, &e).into()).await.is_err() {
                     break;
                 }
@@ -274,6 +281,7 @@ async fn run_one(api: &Api, client: ClientId, req: Request, received: Instant) -
         hub: &api.hub,
         client,
     };
+    let op = req.op.name();
     let left = api.deadline.saturating_sub(received.elapsed());
     let res = if left.is_zero() {
         Err(ApiError::new(
@@ -291,11 +299,13 @@ async fn run_one(api: &Api, client: ClientId, req: Request, received: Instant) -
             )),
         }
     };
-    match res {
+    let kind = res.as_ref().err().map(|e| e.kind);
+    let line = match res {
         Ok(v) => ok_line(&req.id, v),
         Err(e) => error_line(&req.id, &e),
-    }
-    .into()
+    };
+    api.metrics.answered(op, kind, received.elapsed());
+    line.into()
 }
 
 async fn exec_loop(
@@ -339,7 +349,7 @@ async fn write_loop<K: LineSink>(
         tokio::select! {
             biased;
             _ = stop.cancelled() => {
-                flush_for_shutdown(&mut out, &mut responses, &mut events, &shared, &api.hub);
+                flush_for_shutdown(&mut out, &mut responses, &mut events, &shared, &api.hub, &api.metrics);
                 write(&mut sink, &mut out, api.cfg.write_timeout()).await;
                 break;
             }
@@ -356,7 +366,9 @@ async fn write_loop<K: LineSink>(
                 while let Ok(line) = events.try_recv() {
                     out.push(line);
                 }
-                lagged(&shared, api.cfg.client_queue, &mut out);
+                if lagged(&shared, api.cfg.client_queue, &mut out) {
+                    api.metrics.lagged();
+                }
                 write(&mut sink, &mut out, api.cfg.write_timeout()).await;
                 break;
             }
@@ -388,6 +400,7 @@ fn flush_for_shutdown(
     events: &mut mpsc::Receiver<Arc<str>>,
     shared: &ClientShared,
     hub: &Hub,
+    metrics: &crate::metrics::ApiMetrics,
 ) {
     while let Ok(line) = responses.try_recv() {
         out.push(line);
@@ -398,13 +411,15 @@ fn flush_for_shutdown(
         out.push(line);
     }
     // a client cut just now: told so before the shutdown line
-    lagged(shared, hub.queue(), out);
+    if lagged(shared, hub.queue(), out) {
+        metrics.lagged();
+    }
     out.push(last);
 }
 
 /// The `lagged` line, when the hub cut the client: the first seq it did not get, and the
-/// limit (`api.client_queue`) by its name.
-fn lagged(shared: &ClientShared, queue: usize, out: &mut Vec<Arc<str>>) {
+/// limit (`api.client_queue`) by its name. True when the client was cut (told now).
+fn lagged(shared: &ClientShared, queue: usize, out: &mut Vec<Arc<str>>) -> bool {
     let from = shared
         .lagged_from
         .lock()
@@ -414,7 +429,9 @@ fn lagged(shared: &ClientShared, queue: usize, out: &mut Vec<Arc<str>>) {
         let l = json!({"type": "event", "event": "lagged", "seq": seq, "limit": "api.client_queue",
                        "message": format!("you fell behind: {queue} events (api.client_queue) waited for you when event {seq} came; it and every later one were not sent, and the connection closes: reconnect and re-monitor with `after` = {}", seq - 1)});
         out.push(l.to_string().into());
+        return true;
     }
+    false
 }
 
 /// Write `out` within `limit` (`write_timeout_s`); false when the session should end.

@@ -291,6 +291,8 @@ pub struct Gateway {
     pub links: BTreeMap<String, Arc<LinkSlot>>,
     pub bus: Bus,
     pub started: Instant,
+    /// PBX event report taken by the pump -> its events published (`/metrics`).
+    pub event_latency: crate::metrics::Histogram,
     shutdown: CancellationToken,
     /// Itself, for the tasks it starts (snapshot retries).
     me: std::sync::Weak<Gateway>,
@@ -348,6 +350,7 @@ impl Gateway {
             links,
             bus: Bus::new(),
             started: Instant::now(),
+            event_latency: crate::metrics::Histogram::new(crate::metrics::EVENT_LATENCY_BUCKETS),
             shutdown: CancellationToken::new(),
             me: me.clone(),
         });
@@ -789,8 +792,8 @@ async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<Pump
 }
 
 fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
-    let ev = match item {
-        PumpIn::Link(ev, _received) => ev,
+    let (ev, received) = match item {
+        PumpIn::Link(ev, received) => (ev, received),
         PumpIn::Agent {
             device,
             agent,
@@ -898,6 +901,9 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
                     gw.publish(&slot.name, outs);
                 }
             }
+            // the event latency: from the frame's read (the link handed the report over just
+            // after decoding it) to its events queued for the clients
+            gw.event_latency.observe(received.elapsed());
         }
     }
 }

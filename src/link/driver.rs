@@ -16,7 +16,7 @@
 use super::ber::Ber;
 use super::dialect::Dialect;
 use super::session::{Answer, Out, Session, Token};
-use super::{CstaError, LinkConfig, LinkCounters, LinkError, LinkEvent};
+use super::{CstaError, EventKinds, LinkConfig, LinkCounters, LinkError, LinkEvent, EVENT_KINDS};
 use bytes::BytesMut;
 use ctigate_csta_model::ops::Argument;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -71,12 +71,29 @@ pub struct Link {
     request_timeout: Duration,
 }
 
-/// The session's [`LinkCounters`], as the driver last saw them.
-#[derive(Debug, Default)]
+/// The session's [`LinkCounters`], as the driver last saw them, and the driver's own
+/// (frames, reconnects, events per kind: one relaxed add where they happen).
+#[derive(Debug)]
 struct SharedCounters {
     malformed_frames: AtomicU64,
     rejects_sent: AtomicU64,
     events_shed: AtomicU64,
+    frames_received: AtomicU64,
+    reconnects: AtomicU64,
+    events: [AtomicU64; EVENT_KINDS],
+}
+
+impl Default for SharedCounters {
+    fn default() -> Self {
+        SharedCounters {
+            malformed_frames: AtomicU64::new(0),
+            rejects_sent: AtomicU64::new(0),
+            events_shed: AtomicU64::new(0),
+            frames_received: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            events: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Cmd {
@@ -125,6 +142,7 @@ impl Link {
             rx_open: true,
             events,
             shed: Shed::default(),
+            associated_before: false,
             up: up.clone(),
             counters: counters.clone(),
             conn: Conn::None,
@@ -173,12 +191,17 @@ impl Link {
         self.up.load(Ordering::Acquire)
     }
 
-    /// Malformed frames from the switch and rejects sent to it, so far.
+    /// Malformed frames from the switch and rejects sent to it, frames and event reports
+    /// received, reconnects, so far.
     pub fn counters(&self) -> LinkCounters {
+        let c = &self.counters;
         LinkCounters {
-            malformed_frames: self.counters.malformed_frames.load(Ordering::Acquire),
-            rejects_sent: self.counters.rejects_sent.load(Ordering::Acquire),
-            events_shed: self.counters.events_shed.load(Ordering::Acquire),
+            malformed_frames: c.malformed_frames.load(Ordering::Acquire),
+            rejects_sent: c.rejects_sent.load(Ordering::Acquire),
+            events_shed: c.events_shed.load(Ordering::Acquire),
+            frames_received: c.frames_received.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+            events: EventKinds(std::array::from_fn(|i| c.events[i].load(Ordering::Relaxed))),
         }
     }
 
@@ -308,6 +331,8 @@ struct Driver<E, D: Dialect> {
     rx_open: bool,
     events: mpsc::Sender<E>,
     shed: Shed,
+    /// The link was associated once already (the next association is a reconnect).
+    associated_before: bool,
     up: Arc<AtomicBool>,
     counters: Arc<SharedCounters>,
     conn: Conn<D::Codec>,
@@ -382,6 +407,9 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                     self.session.transport_closed(now, &reason);
                 }
                 Wake::Conn(ConnEvent::Frame(Some(Ok(f)))) => {
+                    self.counters
+                        .frames_received
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::trace!(link = %self.name, frame = ?f, "frame in");
                     self.session.handle_frame(f, now)
                 }
@@ -471,7 +499,10 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                         let _ = r.send(answer); // the caller may have given up
                     }
                 }
-                Out::Event(e) => self.deliver(e),
+                Out::Event(e) => {
+                    self.count(&e);
+                    self.deliver(e)
+                }
             }
         }
         self.up
@@ -510,6 +541,22 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
         };
         self.conn = Conn::None;
         self.session.transport_closed(now(), &reason);
+    }
+
+    /// Count an event for the metrics: reports per kind, associations after the first.
+    fn count(&mut self, e: &LinkEvent) {
+        match e {
+            LinkEvent::Report { report, .. } => {
+                self.counters.events[report.event.kind_index()].fetch_add(1, Ordering::Relaxed);
+            }
+            LinkEvent::Up { .. } => {
+                if self.associated_before {
+                    self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                self.associated_before = true;
+            }
+            _ => {}
+        }
     }
 
     /// Give `e` to the owner without waiting: when its channel is full (or older shed

@@ -152,7 +152,9 @@ impl fmt::Display for Side {
 /// 2-octet header announces on average.
 pub const DEFAULT_MAX_FRAME: usize = 16_384;
 
-/// What a link counts over its lifetime (across reconnects), for `status` and `hello`.
+/// What a link counts over its lifetime (across reconnects), for `status`, `hello` and the
+/// metrics. The session counts `malformed_frames` and `rejects_sent`; the driver
+/// ([`Link::counters`]) the rest (zero in [`Session::counters`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkCounters {
     /// Frames from the switch that could not be read: undecodable APDUs, event reports,
@@ -164,6 +166,27 @@ pub struct LinkCounters {
     /// Events from the switch the gateway shed because it fell behind (`event_queue` was
     /// full); each device concerned was resynchronised from a snapshot afterwards.
     pub events_shed: u64,
+    /// Frames read from the switch (whole frames, readable or not).
+    pub frames_received: u64,
+    /// Associations established after the link's first one (reconnects, failovers).
+    pub reconnects: u64,
+    /// Event reports from the switch, per kind ([`EventKinds`]).
+    pub events: EventKinds,
+}
+
+/// A count per CSTA event kind, indexed by
+/// [`Event::kind_index`](ctigate_csta_model::events::Event::kind_index); the names are
+/// [`Event::KINDS`](ctigate_csta_model::events::Event::KINDS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventKinds(pub [u64; EVENT_KINDS]);
+
+/// How many event kinds are counted (every typed CSTA event, and `other`).
+pub const EVENT_KINDS: usize = ctigate_csta_model::events::Event::KINDS.len();
+
+impl Default for EventKinds {
+    fn default() -> Self {
+        EventKinds([0; EVENT_KINDS])
+    }
 }
 
 /// The link could not carry a request (or could not come up). Each message says what to do.

@@ -225,6 +225,7 @@ pub async fn env_sim(sim: SimConfig, api: ApiConfig, link: LinkSection) -> Env {
     let sim = start_sim(sim).await;
     let cfg = Config {
         api,
+        metrics: Default::default(),
         links: vec![LinkSection {
             name: "pbx1".into(),
             address: sim.csta_addr.to_string(),
@@ -251,6 +252,7 @@ pub async fn env_sides(link: LinkSection) -> Env {
             requests_per_s: 0,
             ..ApiConfig::default()
         },
+        metrics: Default::default(),
         links: vec![LinkSection {
             name: "pbx1".into(),
             addresses: sim.sides.iter().map(ToString::to_string).collect(),

@@ -124,6 +124,21 @@ macro_rules! events {
                     Event::Other { name, .. } => name,
                 }
             }
+
+            /// The name of every typed event, in declaration order, and `other` last: the
+            /// event kinds [`Event::kind_index`] indexes (for counters kept per kind in an
+            /// array, without a lookup per event).
+            pub const KINDS: &'static [&'static str] = &[$($($name,)*)* "other"];
+
+            /// This event's index in [`Event::KINDS`] (`Other`: the last).
+            pub fn kind_index(&self) -> usize {
+                #[allow(dead_code)]
+                enum Ix { $($($variant,)*)* Other }
+                match self {
+                    $($( Event::$variant(_) => Ix::$variant as usize, )*)*
+                    Event::Other { .. } => Ix::Other as usize,
+                }
+            }
         }
     };
 }

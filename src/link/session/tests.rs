@@ -934,7 +934,7 @@ fn undecodable_frames_get_the_x880_reject_and_are_counted() {
             LinkCounters {
                 malformed_frames: n as u64 + 1,
                 rejects_sent: rejects,
-                events_shed: 0,
+                ..LinkCounters::default()
             },
             "{what}"
         );
@@ -1026,7 +1026,7 @@ fn lost_framing_resets_the_link_with_the_reason() {
         LinkCounters {
             malformed_frames: 1,
             rejects_sent: 0,
-            events_shed: 0,
+            ..LinkCounters::default()
         }
     );
     // the next attempt comes up as usual; the counters stay

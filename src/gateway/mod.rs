@@ -37,6 +37,8 @@ use tracing::{debug, info, warn};
 
 /// Items waiting for one link's event pump unless configured (`[[link]] event_queue`).
 pub const EVENT_QUEUE: usize = 16384;
+/// Items the event pump takes from its queue at once.
+const PUMP_BATCH: usize = 256;
 /// How long a link may take to release on shutdown beyond its own bound.
 const RELEASE_BOUND: Duration = Duration::from_secs(10);
 
@@ -778,15 +780,19 @@ async fn monitor_configured(gw: &Gateway, slot: &Arc<LinkSlot>, device: &str) {
 /// until the gateway shuts down.
 async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<PumpIn>) {
     let stop = gw.shutdown_token();
+    // what is queued is taken in batches: one wake-up for many events when busy
+    let mut batch = Vec::with_capacity(PUMP_BATCH);
     loop {
-        let item = tokio::select! {
+        let n = tokio::select! {
             _ = stop.cancelled() => break,
-            i = rx.recv() => match i {
-                Some(i) => i,
-                None => break,
-            },
+            n = rx.recv_many(&mut batch, PUMP_BATCH) => n,
         };
-        pump_one(&gw, &slot, item);
+        if n == 0 {
+            break;
+        }
+        for item in batch.drain(..) {
+            pump_one(&gw, &slot, item);
+        }
     }
     debug!(link = %slot.name, "event pump stopped");
 }

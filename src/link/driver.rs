@@ -40,8 +40,12 @@ const HELD_LINK_STATES: usize = 64;
 /// Added to `request_timeout` for the caller's own safety timeout (the session answers
 /// Timeout first).
 const ANSWER_SLACK: Duration = Duration::from_secs(1);
-/// Room made in the read buffer before each read (frames are at most 65 537 octets).
-const READ_CHUNK: usize = 4096;
+/// Room made in the read buffer before each read (frames are at most 65 537 octets; a
+/// busy switch sends many small ones at once).
+const READ_CHUNK: usize = 16384;
+/// Frames handled one after another when several were read at once, before the driver
+/// looks at its commands and timers again.
+const FRAME_BATCH: usize = 256;
 
 enum Cmd {
     Request {
@@ -378,54 +382,24 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                 _ = sleep_until(timer) => Wake::Timer,
                 e = conn_event::<D>(&mut self.conn) => Wake::Conn(e),
             };
-            let now = now();
-            match wake {
-                Wake::Cmd(None) => {
-                    debug!(link = %self.name, "every handle dropped: shutting down");
-                    self.rx_open = false;
-                    self.session.shutdown(now);
-                }
-                Wake::Cmd(Some(c)) => self.command(c, now),
-                Wake::Timer => self.session.handle_timeout(now),
-                Wake::Room(true) => self.catch_up(),
-                Wake::Room(false) => self.shed = Shed::default(),
-                Wake::Conn(ConnEvent::Connected(Ok((r, w)))) => match self.session.codec() {
-                    Some(codec) => {
-                        self.conn = Conn::Open {
-                            reader: r,
-                            buf: BytesMut::with_capacity(READ_CHUNK),
-                            codec,
-                            writer: w,
-                        };
-                        self.session.connected(now);
+            let batch = self.wake(wake, now());
+            if batch {
+                // the other whole frames already read, without a round through the
+                // select (bounded, so that commands and timers are served between)
+                for _ in 1..FRAME_BATCH {
+                    self.flush().await;
+                    let Conn::Open { buf, codec, .. } = &mut self.conn else {
+                        break;
+                    };
+                    let next = codec.decode(buf).map_err(|e| e.to_string());
+                    match next {
+                        Ok(Some(f)) => self.frame_in(f, self::now()),
+                        Ok(None) => break,
+                        Err(e) => {
+                            self.session.framing_lost(self::now(), &e);
+                            break;
+                        }
                     }
-                    None => self.conn = Conn::None,
-                },
-                Wake::Conn(ConnEvent::Connected(Err(e))) => {
-                    self.conn = Conn::None;
-                    let reason = format!("cannot connect to {}: {e}", self.session.address());
-                    self.session.transport_closed(now, &reason);
-                }
-                Wake::Conn(ConnEvent::Frame(Some(Ok(f)))) => {
-                    self.counters
-                        .frames_received
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::trace!(link = %self.name, frame = ?f, "frame in");
-                    self.session.handle_frame(f, now)
-                }
-                Wake::Conn(ConnEvent::Frame(Some(Err(ReadError::Framing(e))))) => {
-                    // the ABRT the session sends goes out before the close
-                    self.session.framing_lost(now, &e.to_string());
-                }
-                Wake::Conn(ConnEvent::Frame(Some(Err(ReadError::Io(e))))) => {
-                    self.conn = Conn::None;
-                    self.session
-                        .transport_closed(now, &format!("read failed: {e}"));
-                }
-                Wake::Conn(ConnEvent::Frame(None)) => {
-                    self.conn = Conn::None;
-                    self.session
-                        .transport_closed(now, "the switch closed the connection");
                 }
             }
         }
@@ -437,6 +411,66 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
             let _ = d.send(());
         }
         debug!(link = %self.name, "link driver stopped");
+    }
+
+    /// Act on what woke the driver; true when a frame came (more may be buffered).
+    fn wake(&mut self, wake: Wake<D>, now: std::time::Instant) -> bool {
+        let mut batch = false;
+        match wake {
+            Wake::Cmd(None) => {
+                debug!(link = %self.name, "every handle dropped: shutting down");
+                self.rx_open = false;
+                self.session.shutdown(now);
+            }
+            Wake::Cmd(Some(c)) => self.command(c, now),
+            Wake::Timer => self.session.handle_timeout(now),
+            Wake::Room(true) => self.catch_up(),
+            Wake::Room(false) => self.shed = Shed::default(),
+            Wake::Conn(ConnEvent::Connected(Ok((r, w)))) => match self.session.codec() {
+                Some(codec) => {
+                    self.conn = Conn::Open {
+                        reader: r,
+                        buf: BytesMut::with_capacity(READ_CHUNK),
+                        codec,
+                        writer: w,
+                    };
+                    self.session.connected(now);
+                }
+                None => self.conn = Conn::None,
+            },
+            Wake::Conn(ConnEvent::Connected(Err(e))) => {
+                self.conn = Conn::None;
+                let reason = format!("cannot connect to {}: {e}", self.session.address());
+                self.session.transport_closed(now, &reason);
+            }
+            Wake::Conn(ConnEvent::Frame(Some(Ok(f)))) => {
+                self.frame_in(f, now);
+                batch = true;
+            }
+            Wake::Conn(ConnEvent::Frame(Some(Err(ReadError::Framing(e))))) => {
+                // the ABRT the session sends goes out before the close
+                self.session.framing_lost(now, &e.to_string());
+            }
+            Wake::Conn(ConnEvent::Frame(Some(Err(ReadError::Io(e))))) => {
+                self.conn = Conn::None;
+                self.session
+                    .transport_closed(now, &format!("read failed: {e}"));
+            }
+            Wake::Conn(ConnEvent::Frame(None)) => {
+                self.conn = Conn::None;
+                self.session
+                    .transport_closed(now, "the switch closed the connection");
+            }
+        }
+        batch
+    }
+
+    fn frame_in(&mut self, f: D::Frame, now: std::time::Instant) {
+        self.counters
+            .frames_received
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(link = %self.name, frame = ?f, "frame in");
+        self.session.handle_frame(f, now)
     }
 
     fn command(&mut self, c: Cmd, now: std::time::Instant) {

@@ -101,6 +101,11 @@ pub struct Report {
     pub ok: bool,
     /// Why not ok, one sentence each.
     pub failures: Vec<String>,
+    /// What fell short without failing the run (the rate not reached, the switch's writes
+    /// blocked, latency over 50 ms at p99), one sentence each.
+    pub warnings: Vec<String>,
+    /// The switch's events/s in the measured window as a percentage of `--rate`.
+    pub rate_reached_percent: f64,
     pub rate_target_per_s: u64,
     pub clients: usize,
     pub devices: usize,
@@ -135,6 +140,8 @@ pub struct Report {
     pub status_unconfirmed: Option<u64>,
     pub client_monitors_ok: u64,
     pub client_monitors_failed: u64,
+    /// Client `monitor.start`s answered `busy` and sent again (after 200 ms).
+    pub client_monitor_retries: u64,
     pub measured_s: f64,
     pub switch_events_per_s: f64,
     pub client_events_per_s: f64,
@@ -142,6 +149,9 @@ pub struct Report {
     pub events_received: u64,
     pub events_lost: u64,
     pub events_unexpected: u64,
+    /// `device.*` events the clients got (device.unconfirmed / device.confirmed: the
+    /// gateway's snapshot of a device failed, then succeeded).
+    pub device_events: u64,
     pub lagged_clients: u64,
     pub clients_disconnected: u64,
     pub latency_samples: u64,
@@ -513,10 +523,11 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
             last_print = Instant::now();
             progress(spec, || {
                 format!(
-                    "[monitor {:.0} s] devices monitored {m}/{}, snapshots {}, client monitor.start answered {answered}/{watched}",
+                    "[monitor {:.0} s] devices monitored {m}/{}, snapshots {}, client monitor.start answered {answered}/{watched} ({} sent again after `busy`)",
                     link_up.elapsed().as_secs_f64(),
                     spec.devices,
-                    shared.snapshots.load(Relaxed)
+                    shared.snapshots.load(Relaxed),
+                    stats.monitor_retries.load(Relaxed)
                 )
             });
         }
@@ -532,6 +543,7 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
     rep.monitors_per_s = (rep.monitors_up as f64 / phase.as_secs_f64()).round();
     rep.client_monitors_ok = stats.monitors_ok.load(Relaxed);
     rep.client_monitors_failed = stats.monitors_failed.load(Relaxed);
+    rep.client_monitor_retries = stats.monitor_retries.load(Relaxed);
     if !monitored_all {
         rep.failures.push(format!(
             "monitor phase timed out after {:.1} s (--monitor-timeout-s): {} of {} devices monitored, {} of {} client monitor.start answered ok",
@@ -682,6 +694,19 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
         .map(|(s, r)| s.load(Relaxed).saturating_sub(r.load(Relaxed)))
         .sum();
     rep.events_unexpected = stats.unexpected.load(Relaxed);
+    rep.device_events = stats.device_events.load(Relaxed);
+    if rep.device_events > 0 {
+        rep.warnings.push(format!(
+            "the clients got {} device.* events (first: {})",
+            rep.device_events,
+            stats
+                .first_device_event
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_default()
+        ));
+    }
     rep.lagged_clients = stats.lagged.load(Relaxed);
     // the bench stops its clients itself; a client gone before is one the gateway dropped
     rep.clients_disconnected = stats.disconnected.load(Relaxed);
@@ -704,6 +729,35 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
             .and_then(|e| e.clone())
             .unwrap_or_default()
     };
+    if spec.rate > 0 && rep.measured_s > 0.0 {
+        rep.rate_reached_percent =
+            (rep.switch_events_per_s / spec.rate as f64 * 1000.0).round() / 10.0;
+        if rep.rate_reached_percent < 99.0 {
+            rep.warnings.push(format!(
+                "the switch sent {:.0} events/s, {:.1} % of --rate {}: {}",
+                rep.switch_events_per_s,
+                rep.rate_reached_percent,
+                spec.rate,
+                if rep.switch_write_stalls > 0 || rep.switch_schedule_slips > 0 {
+                    "its writes were blocked (the gateway did not read its PBX socket fast enough)"
+                } else {
+                    "the bench itself could not generate faster"
+                }
+            ));
+        }
+    }
+    if rep.switch_write_stalls > 0 {
+        rep.warnings.push(format!(
+            "{} switch writes were blocked 10 ms or more (longest {:.1} ms): the gateway did not read its PBX socket continuously",
+            rep.switch_write_stalls, rep.switch_longest_write_ms
+        ));
+    }
+    if rep.latency_p99_ms.is_some_and(|p| p >= FIND_MAX_P99_MS) {
+        rep.warnings.push(format!(
+            "latency p99 {:.1} ms is {FIND_MAX_P99_MS} ms or more",
+            rep.latency_p99_ms.unwrap_or(0.0)
+        ));
+    }
     if rep.events_lost > 0 {
         rep.failures.push(format!(
             "{} of {} events sent never reached their client (drain {DRAIN_TIMEOUT:?})",
@@ -714,7 +768,12 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
         rep.failures.push(format!(
             "{} events out of their expected order (first: {})",
             rep.events_unexpected,
-            first_error()
+            stats
+                .first_unexpected
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_default()
         ));
     }
     if rep.lagged_clients > 0 {
@@ -881,11 +940,25 @@ pub fn table(r: &Report) -> String {
                 opt_n(r.status_unconfirmed)
             ),
         ),
-        ("switch events in", format!("{:.0}/s", r.switch_events_per_s)),
+        (
+            "client monitor.start",
+            format!(
+                "{} ok, {} failed, {} sent again after `busy`",
+                r.client_monitors_ok, r.client_monitors_failed, r.client_monitor_retries
+            ),
+        ),
+        (
+            "switch events in",
+            format!(
+                "{:.0}/s ({:.1} % of the rate)",
+                r.switch_events_per_s, r.rate_reached_percent
+            ),
+        ),
         ("client events out", format!("{:.0}/s", r.client_events_per_s)),
         ("events sent / received", format!("{} / {}", r.events_sent, r.events_received)),
         ("events lost", r.events_lost.to_string()),
         ("events out of order", r.events_unexpected.to_string()),
+        ("device.* events", r.device_events.to_string()),
         ("lagged clients", r.lagged_clients.to_string()),
         ("disconnected clients", r.clients_disconnected.to_string()),
         (
@@ -923,6 +996,9 @@ pub fn table(r: &Report) -> String {
     let mut s = String::new();
     for (k, v) in rows {
         s.push_str(&format!("{k:<w$}  {v}\n"));
+    }
+    for w in &r.warnings {
+        s.push_str(&format!("NOTE: {w}\n"));
     }
     for f in &r.failures {
         s.push_str(&format!("FAILED: {f}\n"));

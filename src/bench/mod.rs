@@ -41,6 +41,9 @@ const KEEP_LINES: usize = 40;
 /// The p99 latency bound of a passing `--find-max` trial.
 pub const FIND_MAX_P99_MS: f64 = 50.0;
 
+/// The lowest rate `--find-max` tries.
+pub const FIND_MAX_FLOOR: u64 = 100;
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -817,8 +820,9 @@ pub fn passes(r: &Report) -> bool {
         && r.latency_p99_ms.is_some_and(|p| p < FIND_MAX_P99_MS)
 }
 
-/// `--find-max`: trials at rising rates from `start` (doubling until one fails), then
-/// `bisect` steps between the last passing and the first failing rate.
+/// `--find-max`: trials from `start`, doubling while they pass (halving while they fail,
+/// down to [`FIND_MAX_FLOOR`]), then `bisect` steps between the highest passing and the
+/// lowest failing rate.
 #[derive(Debug, Serialize)]
 pub struct FindMax {
     pub max_rate_per_s: u64,
@@ -847,50 +851,62 @@ pub async fn find_max(
     bisect: u32,
     mut each: impl FnMut(&Trial),
 ) -> anyhow::Result<FindMax> {
-    let mut trials = Vec::new();
+    let mut trials: Vec<Trial> = Vec::new();
     let mut best: Option<Report> = None;
-    let (mut lo, mut hi) = (0u64, None::<u64>);
-    let mut rate = start.max(1);
-    loop {
+    let mut tried: Vec<(u64, bool)> = Vec::new();
+    while let Some(rate) = next_rate(start, bisect, &tried) {
         let (t, r) = trial(spec, exe, rate).await?;
         each(&t);
-        let ok = t.passed;
-        trials.push(t);
-        if ok {
-            lo = rate;
+        tried.push((rate, t.passed));
+        if t.passed && best.as_ref().is_none_or(|b| b.rate_target_per_s < rate) {
             best = Some(r);
-            if rate >= 10_000_000 {
-                break;
-            }
-            rate = (rate * 2).min(10_000_000);
-        } else {
-            hi = Some(rate);
-            break;
         }
+        trials.push(t);
     }
-    if let Some(mut hi) = hi {
-        for _ in 0..bisect {
-            if hi - lo <= hi / 50 {
-                break; // within 2 %
-            }
-            let mid = lo + (hi - lo) / 2;
-            let (t, r) = trial(spec, exe, mid).await?;
-            each(&t);
-            let ok = t.passed;
-            trials.push(t);
-            if ok {
-                lo = mid;
-                best = Some(r);
-            } else {
-                hi = mid;
-            }
-        }
-    }
+    let lo = highest_pass(&tried);
     Ok(FindMax {
         max_rate_per_s: lo,
         trials,
         best,
     })
+}
+
+/// The highest passing rate (0: none).
+fn highest_pass(tried: &[(u64, bool)]) -> u64 {
+    tried.iter().filter(|t| t.1).map(|t| t.0).max().unwrap_or(0)
+}
+
+/// The search of `--find-max`: the next rate to try after `tried` (rate, passed), or None
+/// when done. From `start`: doubling while trials pass (up to 10 M/s), halving while they
+/// fail (down to [`FIND_MAX_FLOOR`]); once a pass and a fail bracket the answer, `bisect`
+/// steps between the highest pass and the lowest fail above it (or fewer, once they are
+/// within 2 %).
+pub fn next_rate(start: u64, bisect: u32, tried: &[(u64, bool)]) -> Option<u64> {
+    const TOP: u64 = 10_000_000;
+    let Some(&(last, passed)) = tried.last() else {
+        return Some(start.clamp(FIND_MAX_FLOOR, TOP));
+    };
+    let lo = highest_pass(tried);
+    let hi = tried.iter().filter(|t| !t.1 && t.0 > lo).map(|t| t.0).min();
+    let bracketed_at = (0..tried.len()).find(|&k| {
+        let (p, f) = tried[..=k]
+            .iter()
+            .fold((false, false), |(p, f), t| (p || t.1, f || !t.1));
+        p && f
+    });
+    match (bracketed_at, hi) {
+        (None, _) if passed => (last < TOP).then(|| (last * 2).min(TOP)),
+        (None, _) => (last > FIND_MAX_FLOOR).then(|| (last / 2).max(FIND_MAX_FLOOR)),
+        (Some(_), None) => None,
+        (Some(k), Some(hi)) => {
+            let steps = tried.len() - 1 - k;
+            if steps >= bisect as usize || hi - lo <= hi / 50 {
+                None
+            } else {
+                Some(lo + (hi - lo) / 2)
+            }
+        }
+    }
 }
 
 async fn trial(spec: &Spec, exe: &Path, rate: u64) -> anyhow::Result<(Trial, Report)> {
@@ -1004,4 +1020,68 @@ pub fn table(r: &Report) -> String {
         s.push_str(&format!("FAILED: {f}\n"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The search against a gateway that passes up to `limit`.
+    fn search(start: u64, bisect: u32, limit: u64) -> (u64, Vec<u64>) {
+        let mut tried = Vec::new();
+        while let Some(r) = next_rate(start, bisect, &tried) {
+            assert!(tried.len() < 64, "the search ends: {tried:?}");
+            tried.push((r, r <= limit));
+        }
+        (highest_pass(&tried), tried.iter().map(|t| t.0).collect())
+    }
+
+    #[test]
+    fn find_max_doubles_halves_then_bisects() {
+        // up: 5000 10000 20000 (fail), then 4 steps between 10000 and 20000
+        let (max, rates) = search(5000, 4, 12_345);
+        assert_eq!(
+            rates,
+            [5000, 10_000, 20_000, 15_000, 12_500, 11_250, 11_875]
+        );
+        assert_eq!(max, 11_875);
+        // down: 5000 (fail) 2500 1250 (pass), then between 1250 and 2500
+        let (max, rates) = search(5000, 2, 1300);
+        assert_eq!(rates, [5000, 2500, 1250, 1875, 1562]);
+        assert_eq!(max, 1250);
+        // nothing passes: down to the floor, then stop
+        let (max, rates) = search(500, 4, 10);
+        assert_eq!(rates, [500, 250, 125, 100]);
+        assert_eq!(max, 0);
+        // everything passes: up to the top
+        let (max, rates) = search(5_000_000, 4, u64::MAX);
+        assert_eq!(rates, [5_000_000, 10_000_000]);
+        assert_eq!(max, 10_000_000);
+        // no bisection
+        let (max, rates) = search(1000, 0, 3000);
+        assert_eq!(rates, [1000, 2000, 4000]);
+        assert_eq!(max, 2000);
+    }
+
+    #[test]
+    fn the_config_lists_the_devices_beyond_the_clients() {
+        let spec = Spec {
+            rate: 1,
+            clients: 2,
+            devices: 5,
+            devices_per_client: 2,
+            seconds: 1.0,
+            warmup_seconds: 0.0,
+            switch_delay_ms: 1,
+            monitor_timeout_s: 1.0,
+            progress: false,
+        };
+        let c = config(&spec, "127.0.0.1:9".parse().unwrap());
+        assert!(c.contains("monitor = [\"2000004\"]"), "{c}");
+        assert!(c.contains("address = \"127.0.0.1:9\""), "{c}");
+        assert!(c.contains("listen = \"127.0.0.1:0\""), "{c}");
+        let cfg = crate::config::Config::from_toml(&c).expect("a valid configuration");
+        assert_eq!(cfg.links[0].monitor, ["2000004"]);
+        assert_eq!(cfg.api.requests_per_s, 0);
+    }
 }

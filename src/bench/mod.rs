@@ -470,6 +470,7 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
     rep.gateway_rss_baseline_bytes = status_bytes(&pid, "VmRSS").unwrap_or(0);
     let hold = held.elapsed();
     rep.baseline_wait_ms = ms(hold);
+    shared.associate_allowed.store(true, Relaxed);
     shared.associate.notify_one();
     let up = tokio::time::timeout(CONNECT_TIMEOUT, async {
         while shared.link_up_us.load(Relaxed) == 0 {

@@ -172,6 +172,9 @@ pub struct Report {
     pub switch_schedule_slips: u64,
     pub link_drops: u64,
     pub latency_fifo_overflow: u64,
+    /// Lines the gateway logged (at level warn) during the run, and the last of them.
+    pub gateway_log_lines: u64,
+    pub gateway_last_log: Option<String>,
     pub bench_cpu_percent: f64,
 }
 
@@ -180,6 +183,10 @@ struct Gateway {
     child: Child,
     cfg: PathBuf,
     lines: Arc<Mutex<VecDeque<String>>>,
+    /// Lines the gateway logged (stderr; warnings and errors at the bench's log level),
+    /// and the last of them.
+    logged: Arc<std::sync::atomic::AtomicU64>,
+    last_log: Arc<Mutex<Option<String>>>,
 }
 
 impl Gateway {
@@ -251,20 +258,41 @@ impl Gateway {
                 }
             });
         }
+        let logged = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let last_log = Arc::new(Mutex::new(None));
         if let Some(err) = child.stderr.take() {
             let lines = lines.clone();
+            let logged = logged.clone();
+            let last_log = last_log.clone();
             std::thread::spawn(move || {
                 for l in std::io::BufReader::new(err).lines() {
                     let Ok(l) = l else { break };
+                    logged.fetch_add(1, Relaxed);
+                    if let Ok(mut x) = last_log.lock() {
+                        *x = Some(l.clone());
+                    }
                     keep(l, &lines);
                 }
             });
         }
-        Ok((Gateway { child, cfg, lines }, port_rx))
+        Ok((
+            Gateway {
+                child,
+                cfg,
+                lines,
+                logged,
+                last_log,
+            },
+            port_rx,
+        ))
     }
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    fn last_log(&self) -> Option<String> {
+        self.last_log.lock().ok().and_then(|l| l.clone())
     }
 
     fn last_lines(&self) -> String {
@@ -797,6 +825,8 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
         rep.failures
             .push(format!("the link went down {} times", rep.link_drops));
     }
+    rep.gateway_log_lines = gw.logged.load(Relaxed);
+    rep.gateway_last_log = gw.last_log();
     if !gw.stop() {
         rep.failures.push(format!(
             "the gateway did not stop within {STOP_TIMEOUT:?} of SIGTERM: killed"
@@ -1008,6 +1038,16 @@ pub fn table(r: &Report) -> String {
             ),
         ),
         ("bench CPU", format!("{:.1} % of one core", r.bench_cpu_percent)),
+        (
+            "gateway log",
+            format!(
+                "{} lines at level warn{}",
+                r.gateway_log_lines,
+                r.gateway_last_log
+                    .as_ref()
+                    .map_or(String::new(), |l| format!("; the last: {l}"))
+            ),
+        ),
     ];
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut s = String::new();

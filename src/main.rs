@@ -181,8 +181,9 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Search the highest rate with nothing lost, no client lagged and p99 under
-        /// 50 ms: trials of --seconds (at most 5) from --find-max-start doubling until one
-        /// fails, then bisecting.
+        /// 50 ms: trials of --seconds (at most 5) from --find-max-start, doubling while
+        /// they pass (halving while they fail), then bisecting; each trial a fresh gateway.
+        /// Exit 1 when no rate passed.
         #[arg(long)]
         find_max: bool,
         /// The first rate of --find-max.

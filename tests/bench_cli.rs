@@ -78,12 +78,15 @@ fn a_small_run_accounts_for_every_event() {
     assert_eq!(u("events_received"), sent, "{r}");
     assert_eq!(u("events_lost"), 0);
     assert_eq!(u("events_unexpected"), 0);
+    assert_eq!(u("device_events"), 0);
+    // (latency and the rate reached depend on the machine's load: warnings, not failures)
+    assert!(r["warnings"].is_array(), "{r}");
     assert_eq!(u("lagged_clients"), 0);
     assert_eq!(u("clients_disconnected"), 0);
     assert_eq!(u("link_drops"), 0);
     // the measured window: the rate held, a latency sample per event sent in it
     let rate = f("switch_events_per_s");
-    assert!((1800.0..=2200.0).contains(&rate), "{r}");
+    assert!((1500.0..=2200.0).contains(&rate), "{r}");
     let samples = u("latency_samples");
     assert!(samples >= 3000 && samples <= sent, "{r}");
     assert!(f("latency_p50_ms") <= f("latency_p99_ms"));

@@ -16,6 +16,12 @@ use tokio::sync::watch;
 pub const EXPECTED: [&str; 3] = ["call.offering", "call.connected", "call.released"];
 /// The longest line a bench client accepts (longer: counted as an error, connection ends).
 pub const MAX_LINE: usize = 1 << 20;
+/// A `monitor.start` answered `busy` (the gateway's request limits: "slow down and retry")
+/// is sent again after this, at most [`MAX_RETRIES`] times per device (counted).
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+pub const MAX_RETRIES: u32 = 100;
+/// Each client's read buffer (a thousand clients: 16 MiB).
+const READ_CHUNK: usize = 16 * 1024;
 /// Connecting and the hello line, at most.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -138,12 +144,19 @@ pub struct Stats {
     pub connected: AtomicU64,
     pub monitors_ok: AtomicU64,
     pub monitors_failed: AtomicU64,
+    /// `monitor.start`s sent again after a `busy` answer.
+    pub monitor_retries: AtomicU64,
     pub pings: AtomicU64,
+    /// `device.*` events (device.unconfirmed, device.confirmed, ...).
+    pub device_events: AtomicU64,
+    pub first_device_event: std::sync::Mutex<Option<String>>,
     pub other_lines: AtomicU64,
     /// Latency is recorded for events sent in [from, to) (µs since the switch's epoch).
     pub measure_from_us: AtomicU64,
     pub measure_to_us: AtomicU64,
     pub first_error: std::sync::Mutex<Option<String>>,
+    /// The first event out of order (or of a device not watched), as received.
+    pub first_unexpected: std::sync::Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -157,19 +170,32 @@ impl Stats {
             connected: AtomicU64::new(0),
             monitors_ok: AtomicU64::new(0),
             monitors_failed: AtomicU64::new(0),
+            monitor_retries: AtomicU64::new(0),
             pings: AtomicU64::new(0),
+            device_events: AtomicU64::new(0),
+            first_device_event: std::sync::Mutex::new(None),
             other_lines: AtomicU64::new(0),
             measure_from_us: AtomicU64::new(u64::MAX),
             measure_to_us: AtomicU64::new(u64::MAX),
             first_error: std::sync::Mutex::new(None),
+            first_unexpected: std::sync::Mutex::new(None),
         }
     }
 
     fn error(&self, e: String) {
-        if let Ok(mut f) = self.first_error.lock() {
-            if f.is_none() {
-                *f = Some(e);
-            }
+        keep_first(&self.first_error, e);
+    }
+
+    fn unexpected(&self, e: String) {
+        self.unexpected.fetch_add(1, Relaxed);
+        keep_first(&self.first_unexpected, e);
+    }
+}
+
+fn keep_first(slot: &std::sync::Mutex<Option<String>>, e: String) {
+    if let Ok(mut f) = slot.lock() {
+        if f.is_none() {
+            *f = Some(e);
         }
     }
 }
@@ -205,10 +231,7 @@ pub async fn run(
     let (mut r, mut w) = s.into_split();
     let mut req = String::new();
     for i in first..first + count {
-        req.push_str(&format!(
-            "{{\"id\":{i},\"op\":\"monitor.start\",\"device\":\"{}\"}}\n",
-            device_number(i)
-        ));
+        req.push_str(&monitor_start(i));
     }
     // the gateway reads at most 32 waiting requests ahead; the rest wait in the socket
     let writer = tokio::spawn(async move {
@@ -219,9 +242,13 @@ pub async fn run(
     let mut writer = Some(writer);
     // per device of this client: the index of its next expected event in EXPECTED
     let mut phase = vec![0u8; count];
-    let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
+    // monitor.start answered busy: sent again at `retry_at`
+    let mut retries = vec![0u32; count];
+    let mut again: Vec<usize> = Vec::new();
+    let mut retry_at: Option<Instant> = None;
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut start = 0; // where the unscanned bytes begin
-    let mut chunk = vec![0u8; 256 * 1024];
+    let mut chunk = vec![0u8; READ_CHUNK];
     let stopped = loop {
         if let Some(t) = writer.as_mut() {
             if t.is_finished() {
@@ -232,12 +259,31 @@ pub async fn run(
                 }
             }
         }
-        let n = tokio::select! {
+        let wake = retry_at.filter(|_| w.is_some());
+        let got = tokio::select! {
             r = r.read(&mut chunk) => match r {
                 Ok(0) | Err(_) => break false,
-                Ok(n) => n,
+                Ok(n) => Some(n),
             },
-            _ = stop.wait_for(|s| *s) => break true,
+            r = stop.wait_for(|s| *s) => {
+                drop(r);
+                break true;
+            }
+            _ = sleep_until_opt(wake) => None,
+        };
+        let Some(n) = got else {
+            // the monitor.starts answered busy, again
+            retry_at = None;
+            let mut req = String::new();
+            for i in again.drain(..) {
+                req.push_str(&monitor_start(i));
+            }
+            if let Some(w) = w.as_mut() {
+                if w.write_all(req.as_bytes()).await.is_err() {
+                    break false;
+                }
+            }
+            continue;
         };
         buf.extend_from_slice(&chunk[..n]);
         let mut pong = false;
@@ -248,13 +294,26 @@ pub async fn run(
                 stats.other_lines.fetch_add(1, Relaxed);
                 continue;
             };
-            pong |= on_line(line, first, count, &mut phase, &shared, &stats, &mut h);
+            pong |= on_line(
+                line,
+                first,
+                count,
+                &mut phase,
+                &mut retries,
+                &mut again,
+                &shared,
+                &stats,
+                &mut h,
+            );
         }
         buf.drain(..start);
         start = 0;
         if buf.len() > MAX_LINE {
             stats.error(format!("client: a line over {MAX_LINE} octets"));
             break false;
+        }
+        if !again.is_empty() && retry_at.is_none() {
+            retry_at = Some(Instant::now() + RETRY_AFTER);
         }
         if pong {
             if let Some(w) = w.as_mut() {
@@ -270,12 +329,30 @@ pub async fn run(
     h
 }
 
+/// The `monitor.start` of bench device `i` (its request id is `i`).
+fn monitor_start(i: usize) -> String {
+    format!(
+        "{{\"id\":{i},\"op\":\"monitor.start\",\"device\":\"{}\"}}\n",
+        device_number(i)
+    )
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// One line; true when it asks for an answer (the gateway's idle `ping`).
+#[allow(clippy::too_many_arguments)]
 fn on_line(
     line: &str,
     first: usize,
     count: usize,
     phase: &mut [u8],
+    retries: &mut [u32],
+    again: &mut Vec<usize>,
     shared: &Shared,
     stats: &Stats,
     h: &mut Histogram,
@@ -293,6 +370,13 @@ fn on_line(
         if ev.starts_with("link.") {
             return false;
         }
+        if ev.starts_with("device.") {
+            // the gateway's word on a device's snapshot (unconfirmed, confirmed) or service:
+            // not one of the generated calls' events; counted and reported
+            stats.device_events.fetch_add(1, Relaxed);
+            keep_first(&stats.first_device_event, line.to_string());
+            return false;
+        }
         stats.events_out.fetch_add(1, Relaxed);
         let idx =
             str_field(line, "device").and_then(|d| device_index(d.as_bytes(), shared.watched));
@@ -305,8 +389,7 @@ fn on_line(
         };
         let p = &mut phase[i - first];
         if EXPECTED[*p as usize] != ev {
-            stats.unexpected.fetch_add(1, Relaxed);
-            stats.error(format!(
+            stats.unexpected(format!(
                 "device {}: expected {}, got: {line}",
                 device_number(i),
                 EXPECTED[*p as usize]
@@ -328,10 +411,19 @@ fn on_line(
         }
         if line.contains("\"ok\":true") {
             stats.monitors_ok.fetch_add(1, Relaxed);
-        } else {
-            stats.monitors_failed.fetch_add(1, Relaxed);
-            stats.error(format!("monitor.start failed: {line}"));
+            return false;
         }
+        let id = num_field(line, "id").map(|i| i as usize);
+        if let Some(i) = id.filter(|i| (first..first + count).contains(i)) {
+            if line.contains("\"kind\":\"busy\"") && retries[i - first] < MAX_RETRIES {
+                retries[i - first] += 1;
+                stats.monitor_retries.fetch_add(1, Relaxed);
+                again.push(i);
+                return false;
+            }
+        }
+        stats.monitors_failed.fetch_add(1, Relaxed);
+        stats.error(format!("monitor.start failed: {line}"));
         false
     } else if line.starts_with("{\"type\":\"ping\"") {
         stats.pings.fetch_add(1, Relaxed);

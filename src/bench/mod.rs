@@ -41,6 +41,9 @@ const KEEP_LINES: usize = 40;
 /// The p99 latency bound of a passing `--find-max` trial.
 pub const FIND_MAX_P99_MS: f64 = 50.0;
 
+/// The lowest rate `--find-max` tries.
+pub const FIND_MAX_FLOOR: u64 = 100;
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -101,6 +104,11 @@ pub struct Report {
     pub ok: bool,
     /// Why not ok, one sentence each.
     pub failures: Vec<String>,
+    /// What fell short without failing the run (the rate not reached, the switch's writes
+    /// blocked, latency over 50 ms at p99), one sentence each.
+    pub warnings: Vec<String>,
+    /// The switch's events/s in the measured window as a percentage of `--rate`.
+    pub rate_reached_percent: f64,
     pub rate_target_per_s: u64,
     pub clients: usize,
     pub devices: usize,
@@ -135,6 +143,8 @@ pub struct Report {
     pub status_unconfirmed: Option<u64>,
     pub client_monitors_ok: u64,
     pub client_monitors_failed: u64,
+    /// Client `monitor.start`s answered `busy` and sent again (after 200 ms).
+    pub client_monitor_retries: u64,
     pub measured_s: f64,
     pub switch_events_per_s: f64,
     pub client_events_per_s: f64,
@@ -142,6 +152,9 @@ pub struct Report {
     pub events_received: u64,
     pub events_lost: u64,
     pub events_unexpected: u64,
+    /// `device.*` events the clients got (device.unconfirmed / device.confirmed: the
+    /// gateway's snapshot of a device failed, then succeeded).
+    pub device_events: u64,
     pub lagged_clients: u64,
     pub clients_disconnected: u64,
     pub latency_samples: u64,
@@ -159,6 +172,9 @@ pub struct Report {
     pub switch_schedule_slips: u64,
     pub link_drops: u64,
     pub latency_fifo_overflow: u64,
+    /// Lines the gateway logged (at level warn) during the run, and the last of them.
+    pub gateway_log_lines: u64,
+    pub gateway_last_log: Option<String>,
     pub bench_cpu_percent: f64,
 }
 
@@ -167,6 +183,10 @@ struct Gateway {
     child: Child,
     cfg: PathBuf,
     lines: Arc<Mutex<VecDeque<String>>>,
+    /// Lines the gateway logged (stderr; warnings and errors at the bench's log level),
+    /// and the last of them.
+    logged: Arc<std::sync::atomic::AtomicU64>,
+    last_log: Arc<Mutex<Option<String>>>,
 }
 
 impl Gateway {
@@ -238,20 +258,41 @@ impl Gateway {
                 }
             });
         }
+        let logged = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let last_log = Arc::new(Mutex::new(None));
         if let Some(err) = child.stderr.take() {
             let lines = lines.clone();
+            let logged = logged.clone();
+            let last_log = last_log.clone();
             std::thread::spawn(move || {
                 for l in std::io::BufReader::new(err).lines() {
                     let Ok(l) = l else { break };
+                    logged.fetch_add(1, Relaxed);
+                    if let Ok(mut x) = last_log.lock() {
+                        *x = Some(l.clone());
+                    }
                     keep(l, &lines);
                 }
             });
         }
-        Ok((Gateway { child, cfg, lines }, port_rx))
+        Ok((
+            Gateway {
+                child,
+                cfg,
+                lines,
+                logged,
+                last_log,
+            },
+            port_rx,
+        ))
     }
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    fn last_log(&self) -> Option<String> {
+        self.last_log.lock().ok().and_then(|l| l.clone())
     }
 
     fn last_lines(&self) -> String {
@@ -457,6 +498,7 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
     rep.gateway_rss_baseline_bytes = status_bytes(&pid, "VmRSS").unwrap_or(0);
     let hold = held.elapsed();
     rep.baseline_wait_ms = ms(hold);
+    shared.associate_allowed.store(true, Relaxed);
     shared.associate.notify_one();
     let up = tokio::time::timeout(CONNECT_TIMEOUT, async {
         while shared.link_up_us.load(Relaxed) == 0 {
@@ -513,10 +555,11 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
             last_print = Instant::now();
             progress(spec, || {
                 format!(
-                    "[monitor {:.0} s] devices monitored {m}/{}, snapshots {}, client monitor.start answered {answered}/{watched}",
+                    "[monitor {:.0} s] devices monitored {m}/{}, snapshots {}, client monitor.start answered {answered}/{watched} ({} sent again after `busy`)",
                     link_up.elapsed().as_secs_f64(),
                     spec.devices,
-                    shared.snapshots.load(Relaxed)
+                    shared.snapshots.load(Relaxed),
+                    stats.monitor_retries.load(Relaxed)
                 )
             });
         }
@@ -532,6 +575,7 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
     rep.monitors_per_s = (rep.monitors_up as f64 / phase.as_secs_f64()).round();
     rep.client_monitors_ok = stats.monitors_ok.load(Relaxed);
     rep.client_monitors_failed = stats.monitors_failed.load(Relaxed);
+    rep.client_monitor_retries = stats.monitor_retries.load(Relaxed);
     if !monitored_all {
         rep.failures.push(format!(
             "monitor phase timed out after {:.1} s (--monitor-timeout-s): {} of {} devices monitored, {} of {} client monitor.start answered ok",
@@ -682,6 +726,19 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
         .map(|(s, r)| s.load(Relaxed).saturating_sub(r.load(Relaxed)))
         .sum();
     rep.events_unexpected = stats.unexpected.load(Relaxed);
+    rep.device_events = stats.device_events.load(Relaxed);
+    if rep.device_events > 0 {
+        rep.warnings.push(format!(
+            "the clients got {} device.* events (first: {})",
+            rep.device_events,
+            stats
+                .first_device_event
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_default()
+        ));
+    }
     rep.lagged_clients = stats.lagged.load(Relaxed);
     // the bench stops its clients itself; a client gone before is one the gateway dropped
     rep.clients_disconnected = stats.disconnected.load(Relaxed);
@@ -704,6 +761,35 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
             .and_then(|e| e.clone())
             .unwrap_or_default()
     };
+    if spec.rate > 0 && rep.measured_s > 0.0 {
+        rep.rate_reached_percent =
+            (rep.switch_events_per_s / spec.rate as f64 * 1000.0).round() / 10.0;
+        if rep.rate_reached_percent < 99.0 {
+            rep.warnings.push(format!(
+                "the switch sent {:.0} events/s, {:.1} % of --rate {}: {}",
+                rep.switch_events_per_s,
+                rep.rate_reached_percent,
+                spec.rate,
+                if rep.switch_write_stalls > 0 || rep.switch_schedule_slips > 0 {
+                    "its writes were blocked (the gateway did not read its PBX socket fast enough)"
+                } else {
+                    "the bench itself could not generate faster"
+                }
+            ));
+        }
+    }
+    if rep.switch_write_stalls > 0 {
+        rep.warnings.push(format!(
+            "{} switch writes were blocked 10 ms or more (longest {:.1} ms): the gateway did not read its PBX socket continuously",
+            rep.switch_write_stalls, rep.switch_longest_write_ms
+        ));
+    }
+    if rep.latency_p99_ms.is_some_and(|p| p >= FIND_MAX_P99_MS) {
+        rep.warnings.push(format!(
+            "latency p99 {:.1} ms is {FIND_MAX_P99_MS} ms or more",
+            rep.latency_p99_ms.unwrap_or(0.0)
+        ));
+    }
     if rep.events_lost > 0 {
         rep.failures.push(format!(
             "{} of {} events sent never reached their client (drain {DRAIN_TIMEOUT:?})",
@@ -714,7 +800,12 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
         rep.failures.push(format!(
             "{} events out of their expected order (first: {})",
             rep.events_unexpected,
-            first_error()
+            stats
+                .first_unexpected
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_default()
         ));
     }
     if rep.lagged_clients > 0 {
@@ -734,6 +825,8 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
         rep.failures
             .push(format!("the link went down {} times", rep.link_drops));
     }
+    rep.gateway_log_lines = gw.logged.load(Relaxed);
+    rep.gateway_last_log = gw.last_log();
     if !gw.stop() {
         rep.failures.push(format!(
             "the gateway did not stop within {STOP_TIMEOUT:?} of SIGTERM: killed"
@@ -758,8 +851,9 @@ pub fn passes(r: &Report) -> bool {
         && r.latency_p99_ms.is_some_and(|p| p < FIND_MAX_P99_MS)
 }
 
-/// `--find-max`: trials at rising rates from `start` (doubling until one fails), then
-/// `bisect` steps between the last passing and the first failing rate.
+/// `--find-max`: trials from `start`, doubling while they pass (halving while they fail,
+/// down to [`FIND_MAX_FLOOR`]), then `bisect` steps between the highest passing and the
+/// lowest failing rate.
 #[derive(Debug, Serialize)]
 pub struct FindMax {
     pub max_rate_per_s: u64,
@@ -788,50 +882,62 @@ pub async fn find_max(
     bisect: u32,
     mut each: impl FnMut(&Trial),
 ) -> anyhow::Result<FindMax> {
-    let mut trials = Vec::new();
+    let mut trials: Vec<Trial> = Vec::new();
     let mut best: Option<Report> = None;
-    let (mut lo, mut hi) = (0u64, None::<u64>);
-    let mut rate = start.max(1);
-    loop {
+    let mut tried: Vec<(u64, bool)> = Vec::new();
+    while let Some(rate) = next_rate(start, bisect, &tried) {
         let (t, r) = trial(spec, exe, rate).await?;
         each(&t);
-        let ok = t.passed;
-        trials.push(t);
-        if ok {
-            lo = rate;
+        tried.push((rate, t.passed));
+        if t.passed && best.as_ref().is_none_or(|b| b.rate_target_per_s < rate) {
             best = Some(r);
-            if rate >= 10_000_000 {
-                break;
-            }
-            rate = (rate * 2).min(10_000_000);
-        } else {
-            hi = Some(rate);
-            break;
         }
+        trials.push(t);
     }
-    if let Some(mut hi) = hi {
-        for _ in 0..bisect {
-            if hi - lo <= hi / 50 {
-                break; // within 2 %
-            }
-            let mid = lo + (hi - lo) / 2;
-            let (t, r) = trial(spec, exe, mid).await?;
-            each(&t);
-            let ok = t.passed;
-            trials.push(t);
-            if ok {
-                lo = mid;
-                best = Some(r);
-            } else {
-                hi = mid;
-            }
-        }
-    }
+    let lo = highest_pass(&tried);
     Ok(FindMax {
         max_rate_per_s: lo,
         trials,
         best,
     })
+}
+
+/// The highest passing rate (0: none).
+fn highest_pass(tried: &[(u64, bool)]) -> u64 {
+    tried.iter().filter(|t| t.1).map(|t| t.0).max().unwrap_or(0)
+}
+
+/// The search of `--find-max`: the next rate to try after `tried` (rate, passed), or None
+/// when done. From `start`: doubling while trials pass (up to 10 M/s), halving while they
+/// fail (down to [`FIND_MAX_FLOOR`]); once a pass and a fail bracket the answer, `bisect`
+/// steps between the highest pass and the lowest fail above it (or fewer, once they are
+/// within 2 %).
+pub fn next_rate(start: u64, bisect: u32, tried: &[(u64, bool)]) -> Option<u64> {
+    const TOP: u64 = 10_000_000;
+    let Some(&(last, passed)) = tried.last() else {
+        return Some(start.clamp(FIND_MAX_FLOOR, TOP));
+    };
+    let lo = highest_pass(tried);
+    let hi = tried.iter().filter(|t| !t.1 && t.0 > lo).map(|t| t.0).min();
+    let bracketed_at = (0..tried.len()).find(|&k| {
+        let (p, f) = tried[..=k]
+            .iter()
+            .fold((false, false), |(p, f), t| (p || t.1, f || !t.1));
+        p && f
+    });
+    match (bracketed_at, hi) {
+        (None, _) if passed => (last < TOP).then(|| (last * 2).min(TOP)),
+        (None, _) => (last > FIND_MAX_FLOOR).then(|| (last / 2).max(FIND_MAX_FLOOR)),
+        (Some(_), None) => None,
+        (Some(k), Some(hi)) => {
+            let steps = tried.len() - 1 - k;
+            if steps >= bisect as usize || hi - lo <= hi / 50 {
+                None
+            } else {
+                Some(lo + (hi - lo) / 2)
+            }
+        }
+    }
 }
 
 async fn trial(spec: &Spec, exe: &Path, rate: u64) -> anyhow::Result<(Trial, Report)> {
@@ -881,11 +987,25 @@ pub fn table(r: &Report) -> String {
                 opt_n(r.status_unconfirmed)
             ),
         ),
-        ("switch events in", format!("{:.0}/s", r.switch_events_per_s)),
+        (
+            "client monitor.start",
+            format!(
+                "{} ok, {} failed, {} sent again after `busy`",
+                r.client_monitors_ok, r.client_monitors_failed, r.client_monitor_retries
+            ),
+        ),
+        (
+            "switch events in",
+            format!(
+                "{:.0}/s ({:.1} % of the rate)",
+                r.switch_events_per_s, r.rate_reached_percent
+            ),
+        ),
         ("client events out", format!("{:.0}/s", r.client_events_per_s)),
         ("events sent / received", format!("{} / {}", r.events_sent, r.events_received)),
         ("events lost", r.events_lost.to_string()),
         ("events out of order", r.events_unexpected.to_string()),
+        ("device.* events", r.device_events.to_string()),
         ("lagged clients", r.lagged_clients.to_string()),
         ("disconnected clients", r.clients_disconnected.to_string()),
         (
@@ -918,14 +1038,91 @@ pub fn table(r: &Report) -> String {
             ),
         ),
         ("bench CPU", format!("{:.1} % of one core", r.bench_cpu_percent)),
+        (
+            "gateway log",
+            format!(
+                "{} lines at level warn{}",
+                r.gateway_log_lines,
+                r.gateway_last_log
+                    .as_ref()
+                    .map_or(String::new(), |l| format!("; the last: {l}"))
+            ),
+        ),
     ];
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut s = String::new();
     for (k, v) in rows {
         s.push_str(&format!("{k:<w$}  {v}\n"));
     }
+    for w in &r.warnings {
+        s.push_str(&format!("NOTE: {w}\n"));
+    }
     for f in &r.failures {
         s.push_str(&format!("FAILED: {f}\n"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The search against a gateway that passes up to `limit`.
+    fn search(start: u64, bisect: u32, limit: u64) -> (u64, Vec<u64>) {
+        let mut tried = Vec::new();
+        while let Some(r) = next_rate(start, bisect, &tried) {
+            assert!(tried.len() < 64, "the search ends: {tried:?}");
+            tried.push((r, r <= limit));
+        }
+        (highest_pass(&tried), tried.iter().map(|t| t.0).collect())
+    }
+
+    #[test]
+    fn find_max_doubles_halves_then_bisects() {
+        // up: 5000 10000 20000 (fail), then 4 steps between 10000 and 20000
+        let (max, rates) = search(5000, 4, 12_345);
+        assert_eq!(
+            rates,
+            [5000, 10_000, 20_000, 15_000, 12_500, 11_250, 11_875]
+        );
+        assert_eq!(max, 11_875);
+        // down: 5000 (fail) 2500 1250 (pass), then between 1250 and 2500
+        let (max, rates) = search(5000, 2, 1300);
+        assert_eq!(rates, [5000, 2500, 1250, 1875, 1562]);
+        assert_eq!(max, 1250);
+        // nothing passes: down to the floor, then stop
+        let (max, rates) = search(500, 4, 10);
+        assert_eq!(rates, [500, 250, 125, 100]);
+        assert_eq!(max, 0);
+        // everything passes: up to the top
+        let (max, rates) = search(5_000_000, 4, u64::MAX);
+        assert_eq!(rates, [5_000_000, 10_000_000]);
+        assert_eq!(max, 10_000_000);
+        // no bisection
+        let (max, rates) = search(1000, 0, 3000);
+        assert_eq!(rates, [1000, 2000, 4000]);
+        assert_eq!(max, 2000);
+    }
+
+    #[test]
+    fn the_config_lists_the_devices_beyond_the_clients() {
+        let spec = Spec {
+            rate: 1,
+            clients: 2,
+            devices: 5,
+            devices_per_client: 2,
+            seconds: 1.0,
+            warmup_seconds: 0.0,
+            switch_delay_ms: 1,
+            monitor_timeout_s: 1.0,
+            progress: false,
+        };
+        let c = config(&spec, "127.0.0.1:9".parse().unwrap());
+        assert!(c.contains("monitor = [\"2000004\"]"), "{c}");
+        assert!(c.contains("address = \"127.0.0.1:9\""), "{c}");
+        assert!(c.contains("listen = \"127.0.0.1:0\""), "{c}");
+        let cfg = crate::config::Config::from_toml(&c).expect("a valid configuration");
+        assert_eq!(cfg.links[0].monitor, ["2000004"]);
+        assert_eq!(cfg.api.requests_per_s, 0);
+    }
 }

@@ -112,6 +112,7 @@ pub struct Shared {
     pub aarq: AtomicBool,
     /// The bench allows the association (it measured the gateway before it).
     pub associate: Notify,
+    pub associate_allowed: AtomicBool,
     /// When the AARE went out (link up), since `epoch`.
     pub link_up_us: AtomicU64,
     pub connections: AtomicU64,
@@ -141,6 +142,7 @@ impl Shared {
             aarq_seen: Notify::new(),
             aarq: AtomicBool::new(false),
             associate: Notify::new(),
+            associate_allowed: AtomicBool::new(false),
             link_up_us: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             link_drops: AtomicU64::new(0),
@@ -274,8 +276,15 @@ async fn on_pdu(pdu: &Bytes, shared: &Shared, delay: Duration) -> Step {
             AcseKind::Aarq => {
                 shared.aarq.store(true, Relaxed);
                 shared.aarq_seen.notify_one();
-                // the bench measures the gateway before its link is up (bounded there)
-                shared.associate.notified().await;
+                // the bench measures the gateway before its link is up (bounded there);
+                // a later association (the gateway reconnecting) is answered at once
+                while !shared.associate_allowed.load(Relaxed) {
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(50),
+                        shared.associate.notified(),
+                    )
+                    .await;
+                }
                 let ctx = a
                     .context_name()
                     .unwrap_or_else(|| Oid(Bytes::from_static(&[0x2b, 0x0c, 0x00, 0x81, 0x5a])));

@@ -144,6 +144,15 @@ pub struct LinkSection {
     pub resync_snapshot_calls: usize,
     /// The longest wait between the retries of a failed snapshot, in seconds.
     pub resync_retry_max_s: u64,
+    /// Devices monitored on the PBX at once through this link (configured and
+    /// client-requested); one more: `busy`/`monitor_limit` naming `link.max_monitors`.
+    pub max_monitors: usize,
+    /// Requests outstanding on the PBX at once (the window); more wait for room, at most
+    /// `request_timeout_ms`.
+    pub max_outstanding: usize,
+    /// Requests sent to the PBX per second (0 = unlimited); more wait for their turn, at
+    /// most `request_timeout_ms`.
+    pub requests_per_s: u32,
 }
 
 impl Default for LinkSection {
@@ -176,6 +185,9 @@ impl Default for LinkSection {
             snapshot_max_calls: l.snapshot_max_calls,
             resync_snapshot_calls: 64,
             resync_retry_max_s: 30,
+            max_monitors: l.max_monitors,
+            max_outstanding: l.max_outstanding,
+            requests_per_s: l.requests_per_s,
         }
     }
 }
@@ -332,6 +344,18 @@ impl Config {
             if !(1..=3600).contains(&l.resync_retry_max_s) {
                 return e(format!("{k}.resync_retry_max_s: 1 to 3600"));
             }
+            if !(1..=MAX_MONITORS_LIMIT).contains(&l.max_monitors) {
+                return e(format!(
+                    "{k}.max_monitors: 1 to {MAX_MONITORS_LIMIT}, not {}",
+                    l.max_monitors
+                ));
+            }
+            if !(1..=MAX_OUTSTANDING_LIMIT).contains(&l.max_outstanding) {
+                return e(format!(
+                    "{k}.max_outstanding: 1 to {MAX_OUTSTANDING_LIMIT}, not {}",
+                    l.max_outstanding
+                ));
+            }
             if l.keepalive_misses == 0 {
                 return e(format!("{k}.keepalive_misses: at least 1"));
             }
@@ -373,6 +397,10 @@ impl Config {
 
 /// Addresses (sides) of one link at most.
 pub const MAX_SIDES: usize = 16;
+/// The largest `max_monitors` a link accepts.
+pub const MAX_MONITORS_LIMIT: usize = 10_000_000;
+/// The largest `max_outstanding` a link accepts (far below the 32767 invoke ids).
+pub const MAX_OUTSTANDING_LIMIT: usize = 8192;
 /// The longest reconnect delay that may be configured (an hour).
 pub const MAX_RECONNECT_MS: u64 = 3_600_000;
 /// The longest stable period that may be configured (a day).

@@ -1,0 +1,234 @@
+//! Monitoring at scale (issue #10 item 3): the link's limits as configuration, named when
+//! hit; `monitor.start` of different devices in parallel; the configured `monitor` list
+//! paced through the window, retried after temporary failures, refusals reported once and
+//! in `status`. Real TCP on 127.0.0.1:0 with the simulator on the other side.
+
+mod support;
+
+use ctigate::config::{ApiConfig, LinkSection};
+use ctigate::sim::SimConfig;
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::{env_sim, Env, T};
+use tokio::time::Instant;
+
+fn api() -> ApiConfig {
+    ApiConfig {
+        requests_per_s: 0,
+        ..ApiConfig::default()
+    }
+}
+
+fn sim(stations: &str) -> SimConfig {
+    let mut s = SimConfig {
+        stations: vec![stations.into()],
+        ..SimConfig::default()
+    };
+    s.link.max_monitors = 100_000;
+    s.link.max_monitors_total = 100_000;
+    s
+}
+
+/// `status` until `done` accepts it (within `T`).
+async fn status_until(e: &Env, body: Value, done: impl Fn(&Value) -> bool) -> Value {
+    let mut c = e.client().await;
+    let end = Instant::now() + T;
+    loop {
+        let s = c.ok(body.clone()).await;
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < end, "status never got there: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn count(s: &Value, state: &str) -> u64 {
+    s["pbx_monitors"][0][state].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_monitor_beyond_max_monitors_is_refused_naming_the_key() {
+    let e = env_sim(
+        sim("201-220"),
+        api(),
+        LinkSection {
+            max_monitors: 3,
+            monitor: vec!["201".into()],
+            ..LinkSection::default()
+        },
+    )
+    .await;
+    let mut c = e.client().await;
+    c.ok(json!({"op": "monitor.start", "device": "202"})).await;
+    c.ok(json!({"op": "monitor.start", "device": "203"})).await;
+    let r = c
+        .err(
+            json!({"op": "monitor.start", "device": "204"}),
+            "busy",
+            "monitor_limit",
+        )
+        .await;
+    let m = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(m.contains("link.max_monitors = 3"), "{m}");
+    // a device already monitored is no new monitor
+    let mut d = e.client().await;
+    d.ok(json!({"op": "monitor.start", "device": "203"})).await;
+    // one stopped: room again
+    c.ok(json!({"op": "monitor.stop", "device": "202"})).await;
+    c.ok(json!({"op": "monitor.start", "device": "204"})).await;
+    assert_eq!(e.pbx_monitors("202").await, 0);
+    assert_eq!(e.pbx_monitors("204").await, 1);
+}
+
+/// N clients starting N devices at once against a switch answering in 300 ms: about one
+/// start's time (MonitorStart, SnapshotDevice, GetAgentState: 3 answers), not N of them.
+#[tokio::test]
+async fn monitor_starts_of_different_devices_run_in_parallel() {
+    let mut s = sim("201-220");
+    s.limits.response_delay_ms = 300;
+    let e = env_sim(
+        s,
+        api(),
+        LinkSection {
+            request_timeout_ms: 5000,
+            ..LinkSection::default()
+        },
+    )
+    .await;
+    let n = 10;
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        clients.push(e.client().await);
+    }
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, mut c) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let d = format!("{}", 201 + i);
+            c.ok(json!({"op": "monitor.start", "device": d})).await;
+            c
+        }));
+    }
+    // and two clients on one device: one PBX monitor, both counted
+    let (mut a, mut b) = (e.client().await, e.client().await);
+    let same = tokio::spawn(async move {
+        let x = json!({"op": "monitor.start", "device": "215"});
+        let (ra, rb) = tokio::join!(a.ok(x.clone()), b.ok(x.clone()));
+        (ra, rb, a, b)
+    });
+    let mut kept = Vec::new();
+    for t in tasks {
+        kept.push(t.await.expect("a client task"));
+    }
+    let (_, _, _a, _b) = same.await.expect("the same-device task");
+    let took = t0.elapsed();
+    // serial: 10 x 3 x 300 ms = 9 s; parallel: about 3 x 300 ms
+    assert!(
+        took < Duration::from_millis(3000),
+        "{n} monitor.start took {took:?}"
+    );
+    assert_eq!(e.pbx_monitors("215").await, 1);
+    assert_eq!(e.gw.monitor_refs("pbx1", "215").await, 2);
+    for i in 0..n {
+        assert_eq!(e.pbx_monitors(&format!("{}", 201 + i)).await, 1);
+    }
+}
+
+/// A configured list far larger than the window is all monitored; a device the switch
+/// refuses is `refused` in `status` with its reason, the others `active`.
+#[tokio::test]
+async fn a_configured_list_larger_than_the_window_is_all_monitored() {
+    let mut monitor: Vec<String> = (3000..3300).map(|n| n.to_string()).collect();
+    monitor.push("9999".into()); // no such station
+    let e = env_sim(
+        sim("3000-3399"),
+        api(),
+        LinkSection {
+            max_outstanding: 8,
+            monitor,
+            ..LinkSection::default()
+        },
+    )
+    .await;
+    let s = status_until(&e, json!({"op": "status"}), |s| {
+        count(s, "active") == 300 && count(s, "refused") == 1
+    })
+    .await;
+    assert_eq!(count(&s, "pending"), 0, "{s}");
+    assert_eq!(count(&s, "retrying"), 0, "{s}");
+    assert_eq!(s["pbx_monitors"][0]["configured"], 301, "{s}");
+    assert!(s.get("devices").is_none(), "the list only when asked");
+    let s = status_until(&e, json!({"op": "status", "devices": true}), |_| true).await;
+    let rows = s["devices"].as_array().expect("devices");
+    assert_eq!(rows.len(), 301);
+    let bad = rows.iter().find(|r| r["device"] == "9999").expect("9999");
+    assert_eq!(bad["state"], "refused", "{bad}");
+    assert!(
+        bad["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("invalidDeviceID")),
+        "{bad}"
+    );
+    assert_eq!(bad["configured"], true);
+    assert!(rows
+        .iter()
+        .filter(|r| r["device"] != "9999")
+        .all(|r| r["state"] == "active"));
+    for d in ["3000", "3150", "3299"] {
+        assert_eq!(e.pbx_monitors(d).await, 1, "{d}");
+    }
+    // a client's own monitor is listed too, with its holder
+    let mut c = e.client().await;
+    c.ok(json!({"op": "monitor.start", "device": "3350"})).await;
+    let s = status_until(&e, json!({"op": "status", "devices": true}), |s| {
+        count(s, "active") == 301
+    })
+    .await;
+    let row = s["devices"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["device"] == "3350").cloned())
+        .expect("3350 listed");
+    assert_eq!(
+        row,
+        json!({"link": "pbx1", "device": "3350", "state": "active", "configured": false, "clients": 1})
+    );
+}
+
+/// A switch that limits its request rate (performanceLimitExceeded beyond it): the
+/// configured monitors it turns away are retried until every one is monitored.
+#[tokio::test]
+async fn configured_monitors_turned_away_by_a_busy_switch_are_retried() {
+    let mut s = sim("4000-4099");
+    s.limits.requests_per_s = 40;
+    let monitor: Vec<String> = (4000..4060).map(|n| n.to_string()).collect();
+    let e = env_sim(
+        s,
+        api(),
+        LinkSection {
+            max_outstanding: 16,
+            resync_retry_max_s: 2,
+            monitor,
+            ..LinkSection::default()
+        },
+    )
+    .await;
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut c = e.client().await;
+    loop {
+        let st = c.ok(json!({"op": "status"})).await;
+        if count(&st, "active") == 60 {
+            break;
+        }
+        assert!(Instant::now() < end, "not all monitored: {st}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let st = e.sim(r#"{"cmd":"status"}"#).await;
+    assert!(
+        st["counters"]["errors"].as_u64().is_some_and(|n| n > 0),
+        "the switch turned requests away: {st}"
+    );
+    for d in ["4000", "4030", "4059"] {
+        assert_eq!(e.pbx_monitors(d).await, 1, "{d}");
+    }
+}

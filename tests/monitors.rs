@@ -232,3 +232,80 @@ async fn configured_monitors_turned_away_by_a_busy_switch_are_retried() {
         assert_eq!(e.pbx_monitors(d).await, 1, "{d}");
     }
 }
+
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The target of issue #10: 100 000 configured devices on one link, monitored within 60 s
+/// of link up against a switch answering at once, under 2 KiB each. The simulator runs in
+/// this process, so the memory figure includes its own monitor table (an upper bound of the
+/// gateway's). `CTIGATE_SCALE_DEVICES` changes the count. Run:
+/// `cargo test --release --test monitors -- --ignored --nocapture scale`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn scale_100k_configured_devices() {
+    let n: u32 = std::env::var("CTIGATE_SCALE_DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let first = 100_000u32;
+    let mut s = sim(&format!("{first}-{}", first + n - 1));
+    s.link.max_monitors = 2 * n as usize;
+    s.link.max_monitors_total = 2 * n as usize;
+    s.link.keepalive_s = 0;
+    let sim = support::start_sim(s).await;
+    let rss0 = vm_rss_kib();
+    let monitor: Vec<String> = (first..first + n).map(|d| d.to_string()).collect();
+    let cfg = ctigate::config::Config {
+        api: api(),
+        links: vec![LinkSection {
+            name: "pbx1".into(),
+            address: sim.csta_addr.to_string(),
+            monitor,
+            ..LinkSection::default()
+        }],
+    };
+    let t0 = Instant::now();
+    let gw = support::Gw::start(cfg).await;
+    let up = t0.elapsed();
+    let slot = gw.gw.gateway.links["pbx1"].clone();
+    let mut last = Instant::now();
+    loop {
+        let c = slot.monitor_counts();
+        if c[1].1 == n as usize {
+            break;
+        }
+        if last.elapsed() > Duration::from_secs(5) {
+            eprintln!("{:?} after {:?}", c, t0.elapsed());
+            last = Instant::now();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(600), "{c:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = t0.elapsed();
+    // the snapshots of the last ones
+    while slot.resyncs() < n as u64 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let settled = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss1 = vm_rss_kib();
+    let per = (rss1.saturating_sub(rss0)) as f64 * 1024.0 / n as f64;
+    eprintln!(
+        "scale: {n} devices: link up {up:?}; all monitored {:?} after link up; all snapshots {:?}; snapshots failed {}; VmRSS {rss0} KiB -> {rss1} KiB: {per:.0} octets per device (simulator's monitors included)",
+        all - up,
+        settled - up,
+        slot.resync_failures()
+    );
+    assert_eq!(slot.resync_failures(), 0);
+    assert!(all - up < Duration::from_secs(60), "took {:?}", all - up);
+}

@@ -262,6 +262,11 @@ async fn scale_100k_configured_devices() {
     s.link.max_monitors = 2 * n as usize;
     s.link.max_monitors_total = 2 * n as usize;
     s.link.keepalive_s = 0;
+    s.limits.response_delay_ms = std::env::var("CTIGATE_SCALE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let delay = s.limits.response_delay_ms;
     let sim = support::start_sim(s).await;
     let rss0 = vm_rss_kib();
     let monitor: Vec<String> = (first..first + n).map(|d| d.to_string()).collect();
@@ -285,7 +290,9 @@ async fn scale_100k_configured_devices() {
             break;
         }
         if last.elapsed() > Duration::from_secs(5) {
-            eprintln!("{:?} after {:?}", c, t0.elapsed());
+            let rows = slot.monitor_rows();
+            let odd = rows.iter().find(|r| r.status.name() != "active");
+            eprintln!("{:?} after {:?}; e.g. {odd:?}", c, t0.elapsed());
             last = Instant::now();
         }
         assert!(t0.elapsed() < Duration::from_secs(600), "{c:?}");
@@ -301,11 +308,29 @@ async fn scale_100k_configured_devices() {
     let rss1 = vm_rss_kib();
     let per = (rss1.saturating_sub(rss0)) as f64 * 1024.0 / n as f64;
     eprintln!(
-        "scale: {n} devices: link up {up:?}; all monitored {:?} after link up; all snapshots {:?}; snapshots failed {}; VmRSS {rss0} KiB -> {rss1} KiB: {per:.0} octets per device (simulator's monitors included)",
+        "scale: {n} devices, switch answering after {delay} ms: link up {up:?}; all monitored {:?} after link up; all snapshots {:?}; snapshots failed {}; VmRSS {rss0} KiB -> {rss1} KiB: {per:.0} octets per device (simulator's monitors included)",
         all - up,
         settled - up,
         slot.resync_failures()
     );
     assert_eq!(slot.resync_failures(), 0);
     assert!(all - up < Duration::from_secs(60), "took {:?}", all - up);
+    // the switch drops the connection: every device monitored again and resynchronised
+    let t1 = Instant::now();
+    support::sim_cmd(&sim, r#"{"cmd":"fault","fault":"close"}"#).await;
+    while slot.resyncs() < 2 * n as u64 {
+        assert!(
+            t1.elapsed() < Duration::from_secs(600),
+            "resyncs {} after the reconnect",
+            slot.resyncs() - n as u64
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "scale: after a reconnect every device monitored again and resynchronised in {:?} (snapshots failed {}); VmRSS {} KiB",
+        t1.elapsed(),
+        slot.resync_failures(),
+        vm_rss_kib()
+    );
+    assert_eq!(slot.resync_failures(), 0);
 }

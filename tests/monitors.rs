@@ -81,6 +81,69 @@ async fn a_monitor_beyond_max_monitors_is_refused_naming_the_key() {
     assert_eq!(e.pbx_monitors("204").await, 1);
 }
 
+/// Three snapshots at once through a window of one request, against a switch answering in
+/// 400 ms, each request allowed 600 ms: the third gets no room in time and says which key.
+#[tokio::test]
+async fn a_request_without_room_in_the_window_names_max_outstanding() {
+    let mut s = sim("201-220");
+    s.limits.response_delay_ms = 400;
+    let e = env_sim(
+        s,
+        api(),
+        LinkSection {
+            max_outstanding: 1,
+            request_timeout_ms: 600,
+            ..LinkSection::default()
+        },
+    )
+    .await;
+    let answers = three_snapshots(&e).await;
+    let busy: Vec<&Value> = answers.iter().filter(|r| r["ok"] == false).collect();
+    assert_eq!(busy.len(), 1, "{answers:?}");
+    assert_eq!(busy[0]["error"]["kind"], "busy", "{answers:?}");
+    assert_eq!(busy[0]["error"]["code"], "congestion", "{answers:?}");
+    let m = busy[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(m.contains("link.max_outstanding = 1"), "{m}");
+}
+
+/// `requests_per_s = 2`: of three requests at once the third's turn (1 s later) is beyond
+/// its 600 ms; it fails at once naming the key.
+#[tokio::test]
+async fn a_request_without_a_turn_names_requests_per_s() {
+    let e = env_sim(
+        sim("201-220"),
+        api(),
+        LinkSection {
+            requests_per_s: 2,
+            request_timeout_ms: 600,
+            ..LinkSection::default()
+        },
+    )
+    .await;
+    let answers = three_snapshots(&e).await;
+    let busy: Vec<&Value> = answers.iter().filter(|r| r["ok"] == false).collect();
+    assert_eq!(busy.len(), 1, "{answers:?}");
+    assert_eq!(busy[0]["error"]["code"], "congestion", "{answers:?}");
+    let m = busy[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(m.contains("link.requests_per_s = 2"), "{m}");
+}
+
+/// `snapshot` of 201, 202 and 203 by three clients at once: the three responses.
+async fn three_snapshots(e: &Env) -> Vec<Value> {
+    let mut tasks = Vec::new();
+    for d in ["201", "202", "203"] {
+        let mut c = e.client().await;
+        tasks.push(tokio::spawn(async move {
+            c.call(json!({"op": "snapshot", "device": d})).await
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("a client task"));
+    }
+    out
+}
+
 /// N clients starting N devices at once against a switch answering in 300 ms: about one
 /// start's time (MonitorStart, SnapshotDevice, GetAgentState: 3 answers), not N of them.
 #[tokio::test]

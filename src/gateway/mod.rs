@@ -948,6 +948,9 @@ impl Gateway {
 /// (doubling up to the link's `resync_retry_max_s`).
 const CONFIGURED_RETRY_MIN: Duration = Duration::from_secs(1);
 
+/// How soon the configured monitors' task looks again at a link that is not up.
+const LINK_LOOK_AGAIN: Duration = Duration::from_millis(200);
+
 /// What one configured monitor's attempt came to.
 enum Configured {
     Monitored,
@@ -977,6 +980,9 @@ async fn configured_monitors(gw: Arc<Gateway>, slot: Arc<LinkSlot>) {
             _ = sleep_for(wait) => {}
         }
         if !slot.link.is_up() {
+            // woken by link.up before the link's handle says so, or down again: look again
+            // shortly (cheap), and at the next link.up anyway
+            wait = Some(LINK_LOOK_AGAIN);
             continue;
         }
         let todo: Vec<String> = {
@@ -997,6 +1003,7 @@ async fn configured_monitors(gw: Arc<Gateway>, slot: Arc<LinkSlot>) {
             continue;
         }
         let started = Instant::now();
+        let backoff = wait.filter(|w| *w >= CONFIGURED_RETRY_MIN);
         info!(link = %slot.name, devices = todo.len(), window = slot.resync.window, "starting the configured monitors");
         let mut tasks = tokio::task::JoinSet::new();
         let (mut done, mut retry, mut link_gone) = (0usize, 0usize, false);
@@ -1023,7 +1030,7 @@ async fn configured_monitors(gw: Arc<Gateway>, slot: Arc<LinkSlot>) {
         wait = if link_gone {
             None // the next link.up wakes us
         } else if retry > 0 {
-            let w = wait.map_or(CONFIGURED_RETRY_MIN, |w| (w * 2).min(longest));
+            let w = backoff.map_or(CONFIGURED_RETRY_MIN, |w| (w * 2).min(longest));
             warn!(link = %slot.name, devices = retry, retry_in = ?w, "configured monitors not started yet (temporary failures): retrying");
             Some(w)
         } else {

@@ -385,6 +385,13 @@ impl Config {
             if !(64..=65_535).contains(&l.max_frame) {
                 return e(format!("{k}.max_frame: between 64 and 65535"));
             }
+            if l.monitor.len() > l.max_monitors {
+                return e(format!(
+                    "{k}.monitor: {} devices, more than max_monitors = {}; raise max_monitors",
+                    l.monitor.len(),
+                    l.max_monitors
+                ));
+            }
             for d in &l.monitor {
                 if d.is_empty() || d.len() > 32 {
                     return e(format!("{k}.monitor: `{d}` is not a device number"));
@@ -506,6 +513,42 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("unknown framing \"u16\""), "{e}");
+    }
+
+    #[test]
+    fn the_monitoring_limits_are_checked_and_named() {
+        let base = "[[link]]\nname = \"p\"\naddress = \"h:1\"\n";
+        let c = Config::from_toml(base).unwrap();
+        assert_eq!(
+            (
+                c.links[0].max_monitors,
+                c.links[0].max_outstanding,
+                c.links[0].requests_per_s
+            ),
+            (200_000, 256, 0)
+        );
+        let lc = crate::gateway::link_config(&c.links[0]);
+        assert_eq!((lc.max_monitors, lc.max_outstanding), (200_000, 256));
+        let e = Config::from_toml(&format!("{base}max_outstanding = 0\n"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("link[0].max_outstanding: 1 to 8192, not 0"),
+            "{e}"
+        );
+        let e = Config::from_toml(&format!("{base}max_monitors = 0\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("link[0].max_monitors"), "{e}");
+        let e = Config::from_toml(&format!(
+            "{base}max_monitors = 1\nmonitor = [\"201\", \"202\"]\n"
+        ))
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("link[0].monitor: 2 devices, more than max_monitors = 1"),
+            "{e}"
+        );
     }
 
     #[test]

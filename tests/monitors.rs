@@ -296,7 +296,16 @@ async fn configured_monitors_turned_away_by_a_busy_switch_are_retried() {
     }
 }
 
+extern "C" {
+    /// glibc: give freed heap back to the system, so that VmRSS shows what is in use.
+    fn malloc_trim(pad: usize) -> i32;
+}
+
 fn vm_rss_kib() -> u64 {
+    // SAFETY: glibc's malloc_trim only releases free memory; any pad is valid
+    unsafe {
+        malloc_trim(0);
+    }
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -312,7 +321,7 @@ fn vm_rss_kib() -> u64 {
 /// of link up against a switch answering at once, under 2 KiB each. The simulator runs in
 /// this process, so the memory figure includes its own monitor table (an upper bound of the
 /// gateway's). `CTIGATE_SCALE_DEVICES` changes the count. Run:
-/// `cargo test --release --test monitors -- --ignored --nocapture scale`
+/// `cargo test --release --test monitors -- --ignored --nocapture --exact scale_100k_configured_devices`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn scale_100k_configured_devices() {
@@ -396,4 +405,67 @@ async fn scale_100k_configured_devices() {
         vm_rss_kib()
     );
     assert_eq!(slot.resync_failures(), 0);
+}
+
+/// Client-requested monitors at scale: `CTIGATE_SCALE_CLIENTS` clients (8) each start
+/// their share of `CTIGATE_SCALE_DEVICES` devices (20 000), one after the other on their
+/// connection (a connection's requests run in order), the clients in parallel. Prints the
+/// time and the memory per device (simulator included). Run:
+/// `cargo test --release --test monitors -- --ignored --nocapture --exact scale_clients_monitoring_many_devices`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn scale_clients_monitoring_many_devices() {
+    let env_n = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = env_n("CTIGATE_SCALE_DEVICES", 20_000);
+    let clients = env_n("CTIGATE_SCALE_CLIENTS", 8).max(1);
+    let first = 100_000u32;
+    let mut s = sim(&format!("{first}-{}", first + n - 1));
+    s.link.max_monitors = 2 * n as usize;
+    s.link.max_monitors_total = 2 * n as usize;
+    s.link.keepalive_s = 0;
+    let e = env_sim(
+        s,
+        ApiConfig {
+            requests_per_s: 0,
+            client_queue: 100_000,
+            ..ApiConfig::default()
+        },
+        LinkSection::default(),
+    )
+    .await;
+    let rss0 = vm_rss_kib();
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        let mut c = e.client().await;
+        tasks.push(tokio::spawn(async move {
+            for d in (first + k..first + n).step_by(clients as usize) {
+                c.ok(json!({"op": "monitor.start", "device": d.to_string()}))
+                    .await;
+            }
+            c
+        }));
+    }
+    let mut kept = Vec::new();
+    for t in tasks {
+        kept.push(t.await.expect("a client task"));
+    }
+    let took = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss1 = vm_rss_kib();
+    let per = (rss1.saturating_sub(rss0)) as f64 * 1024.0 / n as f64;
+    let slot = e.gw.gw.gateway.links["pbx1"].clone();
+    eprintln!(
+        "scale_clients: {n} devices by {clients} clients: {took:?} ({:.0} monitor.start/s); VmRSS {rss0} KiB -> {rss1} KiB: {per:.0} octets per device (simulator's monitors and test clients included); counts {:?}; events published {}; tracker {:?}",
+        n as f64 / took.as_secs_f64(),
+        slot.monitor_counts(),
+        e.gw.last_seq(),
+        slot.tracker().audit()
+    );
+    assert_eq!(slot.monitor_counts()[1].1, n as usize);
 }

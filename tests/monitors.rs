@@ -468,4 +468,15 @@ async fn scale_clients_monitoring_many_devices() {
         slot.tracker().audit()
     );
     assert_eq!(slot.monitor_counts()[1].1, n as usize);
+    // every client gone: its monitors given back
+    drop(kept);
+    let end = Instant::now() + Duration::from_secs(120);
+    while e.gw.gw.hub.clients() != 0 || slot.monitor_counts()[1].1 != 0 {
+        assert!(Instant::now() < end, "{:?}", slot.monitor_counts());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "scale_clients: every client gone, every monitor stopped: VmRSS {} KiB",
+        vm_rss_kib()
+    );
 }

@@ -296,6 +296,37 @@ async fn configured_monitors_turned_away_by_a_busy_switch_are_retried() {
     }
 }
 
+/// Counts the heap in use (octets), for the scale tests' figures.
+struct Counting;
+static LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator; only counts
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        std::alloc::System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        LIVE.fetch_sub(l.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        std::alloc::System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            n as isize - l.size() as isize,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        std::alloc::System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Heap in use, KiB.
+fn heap_kib() -> i64 {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed) as i64 / 1024
+}
+
 extern "C" {
     /// glibc: give freed heap back to the system, so that VmRSS shows what is in use.
     fn malloc_trim(pad: usize) -> i32;
@@ -341,6 +372,7 @@ async fn scale_100k_configured_devices() {
     let delay = s.limits.response_delay_ms;
     let sim = support::start_sim(s).await;
     let rss0 = vm_rss_kib();
+    let heap0 = heap_kib();
     let monitor: Vec<String> = (first..first + n).map(|d| d.to_string()).collect();
     let cfg = ctigate::config::Config {
         api: api(),
@@ -379,6 +411,11 @@ async fn scale_100k_configured_devices() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss1 = vm_rss_kib();
     let per = (rss1.saturating_sub(rss0)) as f64 * 1024.0 / n as f64;
+    eprintln!(
+        "scale: heap in use {heap0} KiB -> {} KiB: {:.0} octets per device (simulator's monitors included)",
+        heap_kib(),
+        (heap_kib() - heap0) as f64 * 1024.0 / n as f64
+    );
     eprintln!(
         "scale: {n} devices, switch answering after {delay} ms: link up {up:?}; all monitored {:?} after link up; all snapshots {:?}; snapshots failed {}; VmRSS {rss0} KiB -> {rss1} KiB: {per:.0} octets per device (simulator's monitors included)",
         all - up,
@@ -439,6 +476,7 @@ async fn scale_clients_monitoring_many_devices() {
     )
     .await;
     let rss0 = vm_rss_kib();
+    let heap0 = heap_kib();
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for k in 0..clients {
@@ -461,6 +499,11 @@ async fn scale_clients_monitoring_many_devices() {
     let per = (rss1.saturating_sub(rss0)) as f64 * 1024.0 / n as f64;
     let slot = e.gw.gw.gateway.links["pbx1"].clone();
     eprintln!(
+        "scale_clients: heap in use {heap0} KiB -> {} KiB: {:.0} octets per device (simulator's monitors and test clients included)",
+        heap_kib(),
+        (heap_kib() - heap0) as f64 * 1024.0 / n as f64
+    );
+    eprintln!(
         "scale_clients: {n} devices by {clients} clients: {took:?} ({:.0} monitor.start/s); VmRSS {rss0} KiB -> {rss1} KiB: {per:.0} octets per device (simulator's monitors and test clients included); counts {:?}; events published {}; tracker {:?}",
         n as f64 / took.as_secs_f64(),
         slot.monitor_counts(),
@@ -476,7 +519,79 @@ async fn scale_clients_monitoring_many_devices() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!(
-        "scale_clients: every client gone, every monitor stopped: VmRSS {} KiB",
-        vm_rss_kib()
+        "scale_clients: every client gone, every monitor stopped: VmRSS {} KiB, heap in use {} KiB",
+        vm_rss_kib(),
+        heap_kib()
+    );
+}
+
+/// Where the memory of client monitors goes: `monitor_acquire` alone (the gateway's and the
+/// link's part, no client session or hub), then the same devices' `resync` and agent query.
+/// Run: `cargo test --release --test monitors -- --ignored --nocapture --exact scale_acquire_memory`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn scale_acquire_memory() {
+    let n = 20_000u32;
+    let first = 100_000u32;
+    let mut s = sim(&format!("{first}-{}", first + n - 1));
+    s.link.max_monitors = 2 * n as usize;
+    s.link.max_monitors_total = 2 * n as usize;
+    s.link.keepalive_s = 0;
+    let e = env_sim(s, api(), LinkSection::default()).await;
+    let gw = e.gw.gw.gateway.clone();
+    let slot = gw.links["pbx1"].clone();
+    // the link alone (its monitor table, the simulator's) for half the devices
+    let half = n / 2;
+    let heap_link0 = heap_kib();
+    let mut tasks = Vec::new();
+    for k in 0..8u32 {
+        let slot = slot.clone();
+        tasks.push(tokio::spawn(async move {
+            for d in (first + half + k..first + n).step_by(8) {
+                slot.link.monitor(&d.to_string()).await.unwrap().unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!(
+        "scale_acquire: link.monitor alone: {:.0} octets per device",
+        (heap_kib() - heap_link0) as f64 * 1024.0 / (n - half) as f64
+    );
+    let n = half;
+    let heap0 = heap_kib();
+    let mut tasks = Vec::new();
+    for k in 0..8u32 {
+        let (gw, slot) = (gw.clone(), slot.clone());
+        tasks.push(tokio::spawn(async move {
+            for d in (first + k..first + n).step_by(8) {
+                let d = d.to_string();
+                gw.monitor_acquire(&slot, &d, 1).await.unwrap().unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let heap1 = heap_kib();
+    let mut tasks = Vec::new();
+    for k in 0..8u32 {
+        let (gw, slot) = (gw.clone(), slot.clone());
+        tasks.push(tokio::spawn(async move {
+            for d in (first + k..first + n).step_by(8) {
+                gw.resync(&slot, &d.to_string()).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let heap2 = heap_kib();
+    let per = |a: i64, b: i64| (b - a) as f64 * 1024.0 / n as f64;
+    eprintln!(
+        "scale_acquire: heap {heap0} -> {heap1} KiB after monitor_acquire ({:.0} octets per device), -> {heap2} KiB after resync ({:.0} more)",
+        per(heap0, heap1),
+        per(heap1, heap2)
     );
 }

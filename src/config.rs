@@ -188,6 +188,15 @@ pub struct LinkSection {
     /// address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_server_name: Option<String>,
+    /// Devices monitored on the PBX at once through this link (configured and
+    /// client-requested); one more: `busy`/`monitor_limit` naming `link.max_monitors`.
+    pub max_monitors: usize,
+    /// Requests outstanding on the PBX at once (the window); more wait for room, at most
+    /// `request_timeout_ms`.
+    pub max_outstanding: usize,
+    /// Requests sent to the PBX per second (0 = unlimited); more wait for their turn, at
+    /// most `request_timeout_ms`.
+    pub requests_per_s: u32,
 }
 
 impl Default for LinkSection {
@@ -224,6 +233,9 @@ impl Default for LinkSection {
             tls: false,
             tls_ca: None,
             tls_server_name: None,
+            max_monitors: l.max_monitors,
+            max_outstanding: l.max_outstanding,
+            requests_per_s: l.requests_per_s,
         }
     }
 }
@@ -461,6 +473,18 @@ impl Config {
             if !(1..=3600).contains(&l.resync_retry_max_s) {
                 return e(format!("{k}.resync_retry_max_s: 1 to 3600"));
             }
+            if !(1..=MAX_MONITORS_LIMIT).contains(&l.max_monitors) {
+                return e(format!(
+                    "{k}.max_monitors: 1 to {MAX_MONITORS_LIMIT}, not {}",
+                    l.max_monitors
+                ));
+            }
+            if !(1..=MAX_OUTSTANDING_LIMIT).contains(&l.max_outstanding) {
+                return e(format!(
+                    "{k}.max_outstanding: 1 to {MAX_OUTSTANDING_LIMIT}, not {}",
+                    l.max_outstanding
+                ));
+            }
             if l.keepalive_misses == 0 {
                 return e(format!("{k}.keepalive_misses: at least 1"));
             }
@@ -490,6 +514,13 @@ impl Config {
             if !(64..=65_535).contains(&l.max_frame) {
                 return e(format!("{k}.max_frame: between 64 and 65535"));
             }
+            if l.monitor.len() > l.max_monitors {
+                return e(format!(
+                    "{k}.monitor: {} devices, more than max_monitors = {}; raise max_monitors",
+                    l.monitor.len(),
+                    l.max_monitors
+                ));
+            }
             for d in &l.monitor {
                 if d.is_empty() || d.len() > 32 {
                     return e(format!("{k}.monitor: `{d}` is not a device number"));
@@ -502,6 +533,10 @@ impl Config {
 
 /// Addresses (sides) of one link at most.
 pub const MAX_SIDES: usize = 16;
+/// The largest `max_monitors` a link accepts.
+pub const MAX_MONITORS_LIMIT: usize = 10_000_000;
+/// The largest `max_outstanding` a link accepts (far below the 32767 invoke ids).
+pub const MAX_OUTSTANDING_LIMIT: usize = 8192;
 /// The longest reconnect delay that may be configured (an hour).
 pub const MAX_RECONNECT_MS: u64 = 3_600_000;
 /// The longest stable period that may be configured (a day).
@@ -607,6 +642,42 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("unknown framing \"u16\""), "{e}");
+    }
+
+    #[test]
+    fn the_monitoring_limits_are_checked_and_named() {
+        let base = "[[link]]\nname = \"p\"\naddress = \"h:1\"\n";
+        let c = Config::from_toml(base).unwrap();
+        assert_eq!(
+            (
+                c.links[0].max_monitors,
+                c.links[0].max_outstanding,
+                c.links[0].requests_per_s
+            ),
+            (200_000, 256, 0)
+        );
+        let lc = crate::gateway::link_config(&c.links[0]);
+        assert_eq!((lc.max_monitors, lc.max_outstanding), (200_000, 256));
+        let e = Config::from_toml(&format!("{base}max_outstanding = 0\n"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("link[0].max_outstanding: 1 to 8192, not 0"),
+            "{e}"
+        );
+        let e = Config::from_toml(&format!("{base}max_monitors = 0\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("link[0].max_monitors"), "{e}");
+        let e = Config::from_toml(&format!(
+            "{base}max_monitors = 1\nmonitor = [\"201\", \"202\"]\n"
+        ))
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("link[0].monitor: 2 devices, more than max_monitors = 1"),
+            "{e}"
+        );
     }
 
     #[test]

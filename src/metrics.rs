@@ -22,7 +22,6 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -208,8 +207,8 @@ pub struct LinkFigures {
     pub name: String,
     pub up: bool,
     pub counters: LinkCounters,
-    /// `configured`, `active`, `failed` ([`monitor_states`]).
-    pub monitors: [(&'static str, u64); 3],
+    /// By state ([`monitor_states`]).
+    pub monitors: [(&'static str, u64); 6],
     pub resync_failures: u64,
 }
 
@@ -231,18 +230,20 @@ pub struct Scrape {
     pub events_published: u64,
 }
 
-/// A link's monitors as the gateway knows them: `configured` (the link's `monitor` list),
-/// `active` (devices monitored for the configuration or for a client, while the link is
-/// up; 0 while it is down: every monitor is suspended), `failed` (devices whose last
-/// snapshot failed: unconfirmed, retried). The one place that decides these states.
-pub async fn monitor_states(slot: &LinkSlot) -> [(&'static str, u64); 3] {
-    let mut wanted: BTreeSet<String> = slot.pinned.clone();
-    wanted.extend(slot.monitor_holders().await.into_iter().map(|(d, _)| d));
-    let active = if slot.link.is_up() { wanted.len() } else { 0 };
+/// A link's monitors: the PBX monitors by state (`pending`: to start, or the link is down;
+/// `active`; `retrying`: a start failed for a while and is tried again; `refused`: the
+/// switch said no for good), then `configured` (the link's `monitor` list, whatever their
+/// state) and `unconfirmed` (monitored devices whose last snapshot failed; retried). The
+/// one place that decides these states.
+pub async fn monitor_states(slot: &LinkSlot) -> [(&'static str, u64); 6] {
+    let [a, b, c, d] = slot.monitor_counts();
     [
+        (a.0, a.1 as u64),
+        (b.0, b.1 as u64),
+        (c.0, c.1 as u64),
+        (d.0, d.1 as u64),
         ("configured", slot.pinned.len() as u64),
-        ("active", active as u64),
-        ("failed", slot.unconfirmed().len() as u64),
+        ("unconfirmed", slot.unconfirmed().len() as u64),
     ]
 }
 
@@ -551,7 +552,14 @@ mod tests {
                     frames_received: 7,
                     ..LinkCounters::default()
                 },
-                monitors: [("configured", 1), ("active", 2), ("failed", 0)],
+                monitors: [
+                    ("pending", 0),
+                    ("active", 2),
+                    ("retrying", 0),
+                    ("refused", 0),
+                    ("configured", 1),
+                    ("unconfirmed", 0),
+                ],
                 resync_failures: 0,
             }],
             requests: vec![("monitor.start", "ok", 1)],

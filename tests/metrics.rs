@@ -263,7 +263,7 @@ async fn metrics_show_the_link_the_call_the_requests_and_the_clients() {
         1.0
     );
     assert_eq!(
-        at(&m, "ctigate_monitors{link=\"pbx1\",state=\"failed\"}"),
+        at(&m, "ctigate_monitors{link=\"pbx1\",state=\"unconfirmed\"}"),
         0.0
     );
     assert_eq!(at(&m, "ctigate_lagged_clients_total"), 0.0);

@@ -46,6 +46,10 @@ pub(crate) fn link_error(e: LinkError) -> ApiError {
     match e {
         LinkError::Timeout => ApiError::new("link", "timeout", e.to_string()),
         LinkError::TooManyRequests => ApiError::new("busy", "congestion", e.to_string()),
+        LinkError::Limit("link.max_monitors", _) => {
+            ApiError::new("busy", "monitor_limit", e.to_string())
+        }
+        LinkError::Limit(..) => ApiError::new("busy", "congestion", e.to_string()),
         _ => ApiError::new("link", "link_down", e.to_string()),
     }
 }
@@ -201,7 +205,7 @@ impl Handle for Status {
                 monitors.push(json!({"link": link, "device": d, "clients": n}));
             }
         }
-        Ok(json!({
+        let mut v = json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": cx.gw.started.elapsed().as_secs(),
             "links": link_states(cx.gw),
@@ -213,7 +217,39 @@ impl Handle for Status {
                 .map(|s| json!({"link": s.name, "snapshots": s.resyncs(),
                     "failed": s.resync_failures(), "unconfirmed": s.unconfirmed()}))
                 .collect::<Vec<_>>(),
-        }))
+        });
+        // every PBX monitor: counts per state always, the devices when asked
+        let counts: Vec<Value> = cx
+            .gw
+            .links
+            .values()
+            .map(|s| {
+                let mut m = Map::new();
+                m.insert("link".into(), json!(s.name));
+                for (state, n) in s.monitor_counts() {
+                    m.insert(state.into(), json!(n));
+                }
+                m.insert("configured".into(), json!(s.pinned.len()));
+                Value::Object(m)
+            })
+            .collect();
+        v["pbx_monitors"] = json!(counts);
+        if self.devices {
+            let mut rows = Vec::new();
+            for s in cx.gw.links.values() {
+                for r in s.monitor_rows() {
+                    let mut row = json!({"link": s.name, "device": r.device,
+                        "state": r.status.name(), "configured": r.configured,
+                        "clients": r.clients});
+                    if let Some(reason) = r.status.reason() {
+                        row["reason"] = json!(reason);
+                    }
+                    rows.push(row);
+                }
+            }
+            v["devices"] = json!(rows);
+        }
+        Ok(v)
     }
 }
 

@@ -252,6 +252,15 @@ mod f {
     }
     number_fields!(device, to, party, group);
 
+    pub fn devices<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        use serde::Deserialize;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Null => Ok(false),
+            serde_json::Value::Bool(b) => Ok(b),
+            _ => Err(super::invalid("devices", "true or false")),
+        }
+    }
+
     pub fn after<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         use serde::Deserialize;
         match serde_json::Value::deserialize(d)? {
@@ -297,9 +306,12 @@ macro_rules! params {
 #[derive(serde::Deserialize, Debug, Clone, PartialEq)]
 pub struct Ping {}
 
-/// `status`: no parameters.
+/// `status`: `devices: true` adds every PBX monitor with its state.
 #[derive(serde::Deserialize, Debug, Clone, PartialEq)]
-pub struct Status {}
+pub struct Status {
+    #[serde(default, deserialize_with = "f::devices")]
+    pub devices: bool,
+}
 
 params! {
     /// `monitor.start`.

@@ -70,8 +70,12 @@ pub struct ResyncRules {
     /// SnapshotCall requests per snapshot for calls the gateway did not know (their
     /// parties); the calls beyond get none, with a warning naming the key.
     pub snapshot_calls: usize,
-    /// The longest wait between the retries of a failed snapshot.
+    /// The longest wait between the retries of a failed snapshot (and of a configured
+    /// monitor that failed for a while).
     pub retry_max: Duration,
+    /// The link's request window (`max_outstanding`): configured monitors are started at
+    /// most this many at once, and snapshots of resyncs at most half of it.
+    pub window: usize,
 }
 
 impl Default for ResyncRules {
@@ -79,8 +83,56 @@ impl Default for ResyncRules {
         ResyncRules {
             snapshot_calls: 64,
             retry_max: Duration::from_secs(30),
+            window: crate::link::MAX_IN_FLIGHT,
         }
     }
+}
+
+/// Where a PBX monitor stands, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MonitorStatus {
+    /// Configured and not monitored yet: waiting for the link, or for its turn.
+    Pending,
+    /// Monitored (configured, or held by clients). While the link is down it is shown
+    /// `pending` (the link monitors it again when it is back).
+    Active,
+    /// A temporary failure (no answer in time, the switch busy, no room on the link): the
+    /// configured monitor is tried again, with backoff.
+    Retrying(Box<str>),
+    /// The switch refused the configured monitor (invalid device, its monitor limit, ...):
+    /// logged once, not tried again.
+    Refused(Box<str>),
+}
+
+impl MonitorStatus {
+    /// `pending`, `active`, `retrying` or `refused`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            MonitorStatus::Pending => "pending",
+            MonitorStatus::Active => "active",
+            MonitorStatus::Retrying(_) => "retrying",
+            MonitorStatus::Refused(_) => "refused",
+        }
+    }
+
+    /// Why it retries or was refused.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            MonitorStatus::Retrying(r) | MonitorStatus::Refused(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// One PBX monitor as `status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorRow {
+    pub device: String,
+    pub status: MonitorStatus,
+    /// In the link's `monitor` list.
+    pub configured: bool,
+    /// Clients holding it.
+    pub clients: usize,
 }
 
 /// One PBX link with its tracker and monitor reference counts.
@@ -90,8 +142,19 @@ pub struct LinkSlot {
     tracker: Mutex<Tracker>,
     /// Who holds each device's monitor (one PBX monitor however many): the holders, so
     /// that a count is taken and recorded in one step, and a holder's counts can be given
-    /// back all at once ([`Gateway::monitor_release_all`]). Never an empty set.
-    refs: Arc<tokio::sync::Mutex<BTreeMap<String, BTreeSet<Holder>>>>,
+    /// back all at once ([`Gateway::monitor_release_all`]). Never an empty list.
+    refs: Mutex<BTreeMap<String, Vec<Holder>>>,
+    /// One lock per device whose monitor is being started or stopped: a start or stop of
+    /// the same device waits for it, other devices go on in parallel (up to the link's
+    /// window). An entry lives while someone uses it.
+    device_locks: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Every PBX monitor of the link (configured, or held by clients) and where it stands.
+    states: Mutex<std::collections::HashMap<String, MonitorStatus>>,
+    /// Wakes the configured monitors' task (the link came up).
+    configured_wake: tokio::sync::Notify,
+    /// Resync snapshots at once (half the window): the others wait their turn rather
+    /// than time out at the link's window.
+    snapshots: tokio::sync::Semaphore,
     /// Devices monitored from the configuration (never stopped).
     pub pinned: BTreeSet<String>,
     /// The last `Down` reason since the link was last up; `None` before any attempt
@@ -149,13 +212,91 @@ impl LinkSlot {
     /// Clients holding the PBX monitor of `device` (0 when none; configured devices are
     /// held by the configuration besides).
     pub async fn monitor_refs(&self, device: &str) -> usize {
-        self.refs.lock().await.get(device).map_or(0, BTreeSet::len)
+        self.refs().get(device).map_or(0, Vec::len)
     }
 
     /// Every device some client holds, with how many hold it (for `status`).
     pub async fn monitor_holders(&self) -> Vec<(String, usize)> {
-        let refs = self.refs.lock().await;
+        let refs = self.refs();
         refs.iter().map(|(d, h)| (d.clone(), h.len())).collect()
+    }
+
+    fn refs(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<Holder>>> {
+        self.refs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn states(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, MonitorStatus>> {
+        self.states.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_state(&self, device: &str, st: MonitorStatus) {
+        let mut states = self.states();
+        match states.get_mut(device) {
+            Some(s) => *s = st,
+            None => {
+                states.insert(device.to_string(), st);
+            }
+        }
+    }
+
+    /// How the link's PBX monitors stand: (state name, count), every state listed. A
+    /// monitor is `pending` while the link is down.
+    pub fn monitor_counts(&self) -> [(&'static str, usize); 4] {
+        let up = self.link.is_up();
+        let mut n = [0usize; 4];
+        for st in self.states().values() {
+            let i = match st {
+                MonitorStatus::Active if up => 1,
+                MonitorStatus::Pending | MonitorStatus::Active => 0,
+                MonitorStatus::Retrying(_) => 2,
+                MonitorStatus::Refused(_) => 3,
+            };
+            n[i] += 1;
+        }
+        [
+            ("pending", n[0]),
+            ("active", n[1]),
+            ("retrying", n[2]),
+            ("refused", n[3]),
+        ]
+    }
+
+    /// Every PBX monitor of the link, by device (for `status` with `devices`).
+    pub fn monitor_rows(&self) -> Vec<MonitorRow> {
+        let up = self.link.is_up();
+        let refs = self.refs();
+        let mut rows: Vec<MonitorRow> = self
+            .states()
+            .iter()
+            .map(|(d, st)| MonitorRow {
+                device: d.clone(),
+                status: match st {
+                    MonitorStatus::Active if !up => MonitorStatus::Pending,
+                    st => st.clone(),
+                },
+                configured: self.pinned.contains(d),
+                clients: refs.get(d).map_or(0, Vec::len),
+            })
+            .collect();
+        rows.sort_unstable_by(|a, b| a.device.cmp(&b.device));
+        rows
+    }
+
+    /// The lock of one device's monitor start or stop (made when missing).
+    fn device_lock(&self, device: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.device_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(device.to_string()).or_default().clone()
+    }
+
+    /// Done with a device's lock: forgotten when nobody else has it.
+    fn device_unlock(&self, device: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self.device_locks.lock().unwrap_or_else(|p| p.into_inner());
+        // ours and the table's: nobody waits for it
+        if Arc::strong_count(&lock) <= 2 {
+            locks.remove(device);
+        }
     }
 
     /// The link's call tracker.
@@ -241,6 +382,7 @@ impl LinkSpec {
             resync: ResyncRules {
                 snapshot_calls: l.resync_snapshot_calls,
                 retry_max: Duration::from_secs(l.resync_retry_max_s),
+                window: l.max_outstanding.max(1),
             },
             event_queue: l.event_queue,
         }
@@ -270,6 +412,9 @@ pub fn link_config(l: &LinkSection) -> LinkConfig {
             ca: l.tls_ca.clone().unwrap_or_default(),
             server_name: l.tls_server_name.clone(),
         }),
+        max_monitors: l.max_monitors,
+        max_outstanding: l.max_outstanding,
+        requests_per_s: l.requests_per_s,
         ..LinkConfig::default()
     }
 }
@@ -334,7 +479,16 @@ impl Gateway {
                 name: spec.name.clone(),
                 link,
                 tracker: Mutex::new(tracker),
-                refs: Arc::new(tokio::sync::Mutex::new(BTreeMap::new())),
+                refs: Mutex::new(BTreeMap::new()),
+                device_locks: Mutex::new(std::collections::HashMap::new()),
+                states: Mutex::new(
+                    spec.monitor
+                        .iter()
+                        .map(|d| (d.clone(), MonitorStatus::Pending))
+                        .collect(),
+                ),
+                configured_wake: tokio::sync::Notify::new(),
+                snapshots: tokio::sync::Semaphore::new((spec.resync.window / 2).max(1)),
                 pinned: spec.monitor.iter().cloned().collect(),
                 down: Mutex::new(None),
                 side: Mutex::new(None),
@@ -357,6 +511,9 @@ impl Gateway {
             me: me.clone(),
         });
         for (slot, rx) in pumps {
+            if !slot.pinned.is_empty() {
+                tokio::spawn(configured_monitors(gw.clone(), slot.clone()));
+            }
             tokio::spawn(pump(gw.clone(), slot, rx));
         }
         gw
@@ -457,30 +614,40 @@ impl Gateway {
     }
 
     /// `holder` watches `device`: the PBX monitor starts with the first holder (unless
-    /// configured). Idempotent per holder, and cancellation-safe: once the counts' lock is
+    /// configured). Idempotent per holder, and cancellation-safe: once the device's lock is
     /// taken, the rest (the PBX request and the recording of the holder) runs to its end in
     /// a task of its own even if the caller gives up, so a count is never taken without
-    /// being recorded, nor a PBX monitor started without its count.
+    /// being recorded, nor a PBX monitor started without its count. Starts of one device
+    /// are serialized (one PBX MonitorStart however many ask at once); different devices go
+    /// in parallel, up to the link's window.
     pub async fn monitor_acquire(
         &self,
         s: &Arc<LinkSlot>,
         device: &str,
         holder: Holder,
     ) -> Reply<Acquired> {
-        let mut refs = s.refs.clone().lock_owned().await;
+        let lock = s.device_lock(device);
+        let guard = lock.clone().lock_owned().await;
         let (slot, device) = (s.clone(), device.to_string());
         let step = tokio::spawn(async move {
-            let held = refs.get(&device);
-            if held.is_some_and(|h| h.contains(&holder)) {
-                return Ok(Ok(Acquired::Already));
-            }
-            if held.is_none() && !slot.pinned.contains(&device) {
-                if let Err(e) = slot.link.monitor(&device).await? {
-                    return Ok(Err(e));
+            let r = async {
+                let held = slot.refs().get(&device).map(|h| h.contains(&holder));
+                if held == Some(true) {
+                    return Ok(Ok(Acquired::Already));
                 }
+                if held.is_none() && !slot.pinned.contains(&device) {
+                    if let Err(e) = slot.link.monitor(&device).await? {
+                        return Ok(Err(e));
+                    }
+                    slot.set_state(&device, MonitorStatus::Active);
+                }
+                slot.refs().entry(device.clone()).or_default().push(holder);
+                Ok(Ok(Acquired::New))
             }
-            refs.entry(device).or_default().insert(holder);
-            Ok(Ok(Acquired::New))
+            .await;
+            drop(guard);
+            slot.device_unlock(&device, lock);
+            r
         });
         step.await.unwrap_or(Err(LinkError::Closed))
     }
@@ -499,30 +666,49 @@ impl Gateway {
     }
 
     async fn release(&self, s: &Arc<LinkSlot>, device: Option<&str>, holder: Holder) -> usize {
-        let mut refs = s.refs.clone().lock_owned().await;
-        let (slot, device) = (s.clone(), device.map(str::to_string));
+        let devices: Vec<String> = match device {
+            Some(d) => vec![d.to_string()],
+            None => s
+                .refs()
+                .iter()
+                .filter(|(_, h)| h.contains(&holder))
+                .map(|(d, _)| d.clone())
+                .collect(),
+        };
+        let slot = s.clone();
         let step = tokio::spawn(async move {
             let mut held = 0;
-            let mut last = Vec::new();
-            refs.retain(|d, holders| {
-                if device.as_ref().is_none_or(|x| x == d) && holders.remove(&holder) {
-                    held += 1;
-                    if holders.is_empty() {
-                        last.push(d.clone());
-                        return false;
+            for d in devices {
+                let lock = slot.device_lock(&d);
+                let guard = lock.clone().lock_owned().await;
+                let last = {
+                    let mut refs = slot.refs();
+                    match refs.get_mut(&d) {
+                        Some(h) if h.contains(&holder) => {
+                            held += 1;
+                            h.retain(|x| *x != holder);
+                            let last = h.is_empty();
+                            if last {
+                                refs.remove(&d);
+                            }
+                            last
+                        }
+                        _ => false,
                     }
-                }
-                true
-            });
-            for d in last.iter().filter(|d| !slot.pinned.contains(*d)) {
-                match slot.link.unmonitor(d).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        warn!(device = %d, error = ?e, "the PBX refused the monitor stop")
+                };
+                if last && !slot.pinned.contains(&d) {
+                    match slot.link.unmonitor(&d).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            warn!(device = %d, error = ?e, "the PBX refused the monitor stop")
+                        }
+                        Err(e) => warn!(device = %d, error = %e, "monitor stop failed"),
                     }
-                    Err(e) => warn!(device = %d, error = %e, "monitor stop failed"),
+                    slot.states().remove(&d);
+                    slot.tracker().forget_device(&d);
                 }
-                slot.tracker().forget_device(d);
+                drop(guard);
+                slot.device_unlock(&d, lock);
             }
             held
         });
@@ -702,6 +888,18 @@ impl Gateway {
         }
     }
 
+    /// [`Gateway::resync`] in its turn: at most half the link's window of snapshots at
+    /// once (for the resyncs the link asks for: re-monitors, lost messages, overloads,
+    /// configured monitors), so that thousands of them wait here rather than time out at
+    /// the link's window. The wait is bounded by the snapshots before it, each bounded by
+    /// the request timeout.
+    pub async fn resync_paced(&self, s: &Arc<LinkSlot>, device: &str) {
+        let Ok(_turn) = s.snapshots.acquire().await else {
+            return;
+        };
+        self.resync(s, device).await;
+    }
+
     /// The retry loop of an unconfirmed device (one per device).
     async fn retry_resync(self: &Arc<Self>, s: &Arc<LinkSlot>, device: &str) {
         let stop = self.shutdown_token();
@@ -760,18 +958,146 @@ impl Gateway {
     }
 }
 
-/// Monitor a configured device (once the link is up) and take its snapshot.
-async fn monitor_configured(gw: &Gateway, slot: &Arc<LinkSlot>, device: &str) {
-    match slot.link.monitor(device).await {
+/// The first wait before the configured monitors that failed for a while are tried again
+/// (doubling up to the link's `resync_retry_max_s`).
+const CONFIGURED_RETRY_MIN: Duration = Duration::from_secs(1);
+
+/// How soon the configured monitors' task looks again at a link that is not up.
+const LINK_LOOK_AGAIN: Duration = Duration::from_millis(200);
+
+/// What one configured monitor's attempt came to.
+enum Configured {
+    Monitored,
+    /// Not now (the link went down): tried again when it is up.
+    WaitLink,
+    /// A temporary failure: tried again after a pause.
+    Retry,
+    /// Refused by the switch for good.
+    Refused,
+}
+
+/// The configured monitors of a link (its `monitor` list): whenever the link comes up,
+/// every one not active yet is started, at most the link's window at once, and its
+/// snapshot taken; one that failed for a while (no answer, the switch busy, no room) is
+/// tried again with backoff until it is monitored or the switch refuses it for good
+/// (logged once with the device and the reason; `refused` in `status`). No agent query:
+/// an agent's state reaches the gateway in the device's events, and a client's
+/// `monitor.start` asks the switch for it then.
+async fn configured_monitors(gw: Arc<Gateway>, slot: Arc<LinkSlot>) {
+    let stop = gw.shutdown_token();
+    let longest = slot.resync.retry_max.max(CONFIGURED_RETRY_MIN);
+    let mut wait: Option<Duration> = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = slot.configured_wake.notified() => wait = None,
+            _ = sleep_for(wait) => {}
+        }
+        if !slot.link.is_up() {
+            // woken by link.up before the link's handle says so, or down again: look again
+            // shortly (cheap), and at the next link.up anyway
+            wait = Some(LINK_LOOK_AGAIN);
+            continue;
+        }
+        let todo: Vec<String> = {
+            let states = slot.states();
+            slot.pinned
+                .iter()
+                .filter(|d| {
+                    matches!(
+                        states.get(*d),
+                        None | Some(MonitorStatus::Pending | MonitorStatus::Retrying(_))
+                    )
+                })
+                .cloned()
+                .collect()
+        };
+        if todo.is_empty() {
+            wait = None;
+            continue;
+        }
+        let started = Instant::now();
+        let backoff = wait.filter(|w| *w >= CONFIGURED_RETRY_MIN);
+        info!(link = %slot.name, devices = todo.len(), window = slot.resync.window, "starting the configured monitors");
+        let mut tasks = tokio::task::JoinSet::new();
+        let (mut done, mut retry, mut link_gone) = (0usize, 0usize, false);
+        let mut todo = todo.into_iter();
+        loop {
+            while tasks.len() < slot.resync.window && !link_gone {
+                let Some(d) = todo.next() else { break };
+                let (gw, slot) = (gw.clone(), slot.clone());
+                tasks.spawn(async move { monitor_configured(&gw, &slot, &d).await });
+            }
+            let next = tokio::select! {
+                _ = stop.cancelled() => return,
+                n = tasks.join_next() => n,
+            };
+            match next {
+                None => break,
+                Some(Ok(Configured::Monitored)) => done += 1,
+                Some(Ok(Configured::Retry)) => retry += 1,
+                Some(Ok(Configured::WaitLink)) => link_gone = true,
+                Some(Ok(Configured::Refused)) | Some(Err(_)) => {}
+            }
+        }
+        info!(link = %slot.name, monitored = done, retrying = retry, waiting_for_link = link_gone, took_ms = started.elapsed().as_millis() as u64, "configured monitors started");
+        wait = if link_gone {
+            None // the next link.up wakes us
+        } else if retry > 0 {
+            let w = backoff.map_or(CONFIGURED_RETRY_MIN, |w| (w * 2).min(longest));
+            warn!(link = %slot.name, devices = retry, retry_in = ?w, "configured monitors not started yet (temporary failures): retrying");
+            Some(w)
+        } else {
+            None
+        };
+    }
+}
+
+async fn sleep_for(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Monitor a configured device (the link is up) and take its snapshot.
+async fn monitor_configured(gw: &Gateway, slot: &Arc<LinkSlot>, device: &str) -> Configured {
+    // a start or stop of the same device by a client waits (and the other way round)
+    let lock = slot.device_lock(device);
+    let guard = lock.clone().lock_owned().await;
+    let r = slot.link.monitor(device).await;
+    drop(guard);
+    slot.device_unlock(device, lock);
+    match r {
         Ok(Ok(())) => {
-            info!(link = %slot.name, device, "monitoring (configured)");
-            gw.resync(slot, device).await;
+            debug!(link = %slot.name, device, "monitoring (configured)");
+            slot.set_state(device, MonitorStatus::Active);
+            gw.resync_paced(slot, device).await;
+            Configured::Monitored
+        }
+        Ok(Err(e)) if crate::link::driver::switch_busy(&e) => {
+            slot.set_state(device, MonitorStatus::Retrying(e.to_string().into()));
+            Configured::Retry
         }
         Ok(Err(e)) => {
-            warn!(link = %slot.name, device, error = ?e, "the PBX refused the configured monitor")
+            warn!(link = %slot.name, device, error = %e, "the PBX refused the configured monitor: not tried again");
+            slot.set_state(device, MonitorStatus::Refused(e.to_string().into()));
+            Configured::Refused
+        }
+        Err(e @ (LinkError::Down | LinkError::Closed | LinkError::Aborted)) => {
+            debug!(link = %slot.name, device, error = %e, "configured monitor waits for the link");
+            slot.set_state(device, MonitorStatus::Pending);
+            Configured::WaitLink
+        }
+        Err(e @ LinkError::Limit("link.max_monitors", _)) => {
+            warn!(link = %slot.name, device, error = %e, "configured monitor refused: link.max_monitors");
+            slot.set_state(device, MonitorStatus::Refused(e.to_string().into()));
+            Configured::Refused
         }
         Err(e) => {
-            debug!(link = %slot.name, device, error = %e, "configured monitor waits for the link")
+            debug!(link = %slot.name, device, error = %e, "configured monitor failed for now: retried");
+            slot.set_state(device, MonitorStatus::Retrying(e.to_string().into()));
+            Configured::Retry
         }
     }
 }
@@ -843,12 +1169,9 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
             );
             // after the event: a side in the link state means link.up is published
             *slot.side.lock().unwrap_or_else(|p| p.into_inner()) = Some(side);
-            // configured devices: the link remembers them once monitored (then this
-            // joins its own re-monitor); before that, a start needs the link up
-            for d in slot.pinned.clone() {
-                let (gw, slot) = (gw.clone(), slot.clone());
-                tokio::spawn(async move { monitor_configured(&gw, &slot, &d).await });
-            }
+            // configured devices: the link remembers them once monitored (it monitors
+            // them again itself); the others are started by their own task, paced
+            slot.configured_wake.notify_one();
         }
         LinkEvent::Down { reason, side } => {
             warn!(link = %slot.name, %side, %reason, "link down");
@@ -868,18 +1191,39 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
             device,
             again: true,
         } => {
+            if slot.states().contains_key(&device) {
+                slot.set_state(&device, MonitorStatus::Active);
+            }
             // re-monitored by the link after an outage: bring the view up to date
             let (gw, slot) = (gw.clone(), slot.clone());
-            tokio::spawn(async move { gw.resync(&slot, &device).await });
+            tokio::spawn(async move { gw.resync_paced(&slot, &device).await });
         }
         LinkEvent::Resync { device, reason } => {
             // the link says events may have been lost: the same snapshot resync
             info!(link = %slot.name, %device, %reason, "resynchronising");
             let (gw, slot) = (gw.clone(), slot.clone());
-            tokio::spawn(async move { gw.resync(&slot, &device).await });
+            tokio::spawn(async move { gw.resync_paced(&slot, &device).await });
         }
         LinkEvent::MonitorLost { device, reason } => {
             warn!(link = %slot.name, %device, %reason, "monitor lost");
+            // the link forgets a device only when monitoring it again failed for good
+            // (session.rs: "monitorStart refused", "cannot send monitorStart"); otherwise
+            // it monitors it again itself (`Monitored` with `again` follows)
+            let forgotten = reason.starts_with("monitorStart refused")
+                || reason.starts_with("cannot send monitorStart");
+            if slot.pinned.contains(&device) {
+                slot.set_state(&device, MonitorStatus::Retrying(reason.as_str().into()));
+                if forgotten {
+                    slot.configured_wake.notify_one(); // started again by the configured task
+                }
+            } else if slot.states().contains_key(&device) {
+                let st = if forgotten {
+                    MonitorStatus::Refused(reason.as_str().into())
+                } else {
+                    MonitorStatus::Retrying(reason.as_str().into())
+                };
+                slot.set_state(&device, st);
+            }
         }
         LinkEvent::SystemStatus { status } => {
             debug!(link = %slot.name, %status, "PBX system status");

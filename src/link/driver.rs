@@ -73,6 +73,156 @@ pub struct Link {
     up: Arc<AtomicBool>,
     counters: Arc<SharedCounters>,
     request_timeout: Duration,
+    window: Arc<Window>,
+}
+
+/// Retries of a request the switch refused as busy (resourceBusy, internalResourceBusy,
+/// outstandingReqLimitExceeded, performanceLimitExceeded), after 20, 40, 80, 160 ms.
+pub const BUSY_RETRIES: u32 = 4;
+const BUSY_BACKOFF: Duration = Duration::from_millis(20);
+
+/// The request window of a link, shared by its handles: at most `max_outstanding`
+/// requests given to the driver at once (more wait for room, at most `request_timeout`),
+/// spaced by `requests_per_s`, and narrowed while the switch says it is busy (halved at
+/// each busy answer, widened again by one after as many answered requests as it is wide).
+#[derive(Debug)]
+struct Window {
+    permits: tokio::sync::Semaphore,
+    configured: usize,
+    /// The window now (at most `configured`, at least 1).
+    current: std::sync::atomic::AtomicUsize,
+    /// Permits still to be withheld after a narrowing (taken as requests finish).
+    debt: std::sync::atomic::AtomicUsize,
+    /// Answered requests since the window last changed.
+    answered: std::sync::atomic::AtomicUsize,
+    /// `requests_per_s` and the time the next request may go.
+    rate: u32,
+    next_slot: std::sync::Mutex<Instant>,
+    /// Whether the switch's busy answers were warned about already (once per link).
+    warned: AtomicBool,
+    name: String,
+}
+
+impl Window {
+    fn new(cfg: &LinkConfig) -> Window {
+        let n = cfg.max_outstanding.max(1);
+        Window {
+            permits: tokio::sync::Semaphore::new(n),
+            configured: n,
+            current: n.into(),
+            debt: 0.into(),
+            answered: 0.into(),
+            rate: cfg.requests_per_s,
+            next_slot: std::sync::Mutex::new(Instant::now()),
+            warned: AtomicBool::new(false),
+            name: cfg.name.clone(),
+        }
+    }
+
+    /// Room for one request (the caller holds the permit until the answer), then its turn
+    /// under `requests_per_s`; both within `deadline`.
+    async fn enter(
+        &self,
+        deadline: Instant,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, LinkError> {
+        let permit = match tokio::time::timeout_at(deadline, self.permits.acquire()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(LinkError::Closed),
+            Err(_) => {
+                let n = self.current.load(Ordering::Relaxed);
+                warn!(link = %self.name, window = n, configured = self.configured, "link.max_outstanding: no room for a request within the request timeout");
+                return Err(LinkError::Limit("link.max_outstanding", n));
+            }
+        };
+        if self.rate > 0 {
+            let interval = Duration::from_secs(1) / self.rate;
+            let at = {
+                let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
+                let at = (*next).max(Instant::now());
+                if at > deadline {
+                    warn!(link = %self.name, rate = self.rate, "link.requests_per_s: no turn for a request within the request timeout");
+                    return Err(LinkError::Limit("link.requests_per_s", self.rate as usize));
+                }
+                *next = at + interval;
+                at
+            };
+            tokio::time::sleep_until(at).await;
+        }
+        Ok(permit)
+    }
+
+    /// A request is answered: give its room back (or keep it while the window narrows),
+    /// and widen the window by one after as many answers as it is wide.
+    fn leave(&self, permit: tokio::sync::SemaphorePermit<'_>, busy: bool) {
+        let owed = self
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+            .is_ok();
+        if owed {
+            permit.forget();
+        } else {
+            drop(permit);
+        }
+        if busy {
+            return;
+        }
+        let cur = self.current.load(Ordering::Relaxed);
+        if cur < self.configured && self.answered.fetch_add(1, Ordering::Relaxed) + 1 >= cur {
+            self.answered.store(0, Ordering::Relaxed);
+            if self
+                .debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+                .is_err()
+            {
+                self.permits.add_permits(1);
+            }
+            let now = self.current.fetch_add(1, Ordering::Relaxed) + 1;
+            debug!(link = %self.name, window = now, configured = self.configured, "the switch keeps up: request window widened");
+        }
+    }
+
+    /// The switch said it is busy: halve the window (at least 1).
+    fn narrow(&self, error: &CstaError) {
+        let cur = self.current.load(Ordering::Relaxed);
+        let to = (cur / 2).max(1);
+        if to < cur
+            && self
+                .current
+                .compare_exchange(cur, to, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let cut = cur - to;
+            let forgotten = self.permits.forget_permits(cut);
+            self.debt.fetch_add(cut - forgotten, Ordering::AcqRel);
+        }
+        self.answered.store(0, Ordering::Relaxed);
+        let window = self.current.load(Ordering::Relaxed);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            warn!(link = %self.name, %error, window, configured = self.configured, retries = BUSY_RETRIES, "the switch is busy (its own limit on outstanding requests or their rate): request window narrowed, the request retried after a pause; further busy answers are logged at debug level");
+        } else {
+            debug!(link = %self.name, %error, window, "the switch is busy: window narrowed, request retried");
+        }
+    }
+}
+
+/// Whether the switch refused a request for being busy (worth a retry after a pause):
+/// ECMA-269 systemResourceAvailability resourceBusy / internalResourceBusy,
+/// subscribedResourceAvailability outstandingReqLimitExceeded, performanceManagement
+/// performanceLimitExceeded.
+pub fn switch_busy(e: &CstaError) -> bool {
+    let CstaError::Failure(f) = e else {
+        return false;
+    };
+    matches!(
+        (f.category, f.value_name()),
+        (
+            "systemResourceAvailability",
+            Some("resourceBusy" | "internalResourceBusy")
+        ) | (
+            "subscribedResourceAvailability",
+            Some("outstandingReqLimitExceeded")
+        ) | ("performanceManagement", Some("performanceLimitExceeded"))
+    )
 }
 
 /// The session's [`LinkCounters`], as the driver last saw them, and the driver's own
@@ -129,7 +279,9 @@ impl Link {
     where
         E: From<LinkEvent> + Send + 'static,
     {
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        // room for the whole window and the commands that do not take its room
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE.max(cfg.max_outstanding + 64));
+        let window = Arc::new(Window::new(&cfg));
         let up = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(SharedCounters::default());
         let request_timeout = cfg.request_timeout;
@@ -161,13 +313,14 @@ impl Link {
             up,
             counters,
             request_timeout,
+            window,
         }
     }
 
     /// Any ECMA-285 request; answered within `request_timeout`.
     pub async fn request(&self, arg: Argument) -> Answer {
         self.call(|reply| Cmd::Request {
-            arg: Box::new(arg),
+            arg: Box::new(arg.clone()),
             reply,
         })
         .await
@@ -176,18 +329,22 @@ impl Link {
     /// MonitorStart on `device`, remembered and re-established after every reconnect;
     /// idempotent per device. While the link is down: `Err(Down)` and nothing remembered.
     pub async fn monitor(&self, device: &str) -> Result<Result<(), CstaError>, LinkError> {
-        let device = device.to_string();
-        self.call(|reply| Cmd::Monitor { device, reply })
-            .await
-            .map(|r| r.map(|_| ()))
+        self.call(|reply| Cmd::Monitor {
+            device: device.to_string(),
+            reply,
+        })
+        .await
+        .map(|r| r.map(|_| ()))
     }
 
     /// MonitorStop on `device`, and forget it. Not monitored: `Ok(Ok(()))`.
     pub async fn unmonitor(&self, device: &str) -> Result<Result<(), CstaError>, LinkError> {
-        let device = device.to_string();
-        self.call(|reply| Cmd::Unmonitor { device, reply })
-            .await
-            .map(|r| r.map(|_| ()))
+        self.call(|reply| Cmd::Unmonitor {
+            device: device.to_string(),
+            reply,
+        })
+        .await
+        .map(|r| r.map(|_| ()))
     }
 
     /// Associated right now.
@@ -224,7 +381,46 @@ impl Link {
         self.up.store(false, Ordering::Release);
     }
 
-    async fn call(&self, make: impl FnOnce(oneshot::Sender<Answer>) -> Cmd) -> Answer {
+    /// The request window now (narrowed while the switch says it is busy) and as
+    /// configured (`max_outstanding`).
+    pub fn window(&self) -> (usize, usize) {
+        (
+            self.window.current.load(Ordering::Relaxed),
+            self.window.configured,
+        )
+    }
+
+    /// One request through the window: room and turn within `request_timeout`, then the
+    /// answer; a busy answer from the switch narrows the window and is retried
+    /// ([`BUSY_RETRIES`] times, after a doubling pause).
+    async fn call(&self, make: impl Fn(oneshot::Sender<Answer>) -> Cmd) -> Answer {
+        let deadline = Instant::now() + self.request_timeout;
+        let permit = self.window.enter(deadline).await?;
+        let mut pause = BUSY_BACKOFF;
+        let mut attempt = 0;
+        loop {
+            let answer = self.call_once(&make).await;
+            match &answer {
+                Ok(Err(e)) if switch_busy(e) && attempt < BUSY_RETRIES => {
+                    self.window.narrow(e);
+                    attempt += 1;
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Ok(Err(e)) if switch_busy(e) => {
+                    warn!(error = %e, retries = BUSY_RETRIES, "the switch stayed busy: request given up");
+                    self.window.leave(permit, true);
+                    return answer;
+                }
+                _ => {
+                    self.window.leave(permit, false);
+                    return answer;
+                }
+            }
+        }
+    }
+
+    async fn call_once(&self, make: &impl Fn(oneshot::Sender<Answer>) -> Cmd) -> Answer {
         let (reply, answer) = oneshot::channel();
         match self.tx.try_send(make(reply)) {
             Ok(()) => {}

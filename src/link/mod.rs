@@ -85,6 +85,15 @@ pub struct LinkConfig {
     /// framing's own bound). A longer announced length means the framing is lost (garbage
     /// where a frame header should be): the link is reset, with this limit named.
     pub max_frame: usize,
+    /// Devices in the monitor table at once; one more is refused with
+    /// [`LinkError::Limit`] naming `link.max_monitors`.
+    pub max_monitors: usize,
+    /// Requests outstanding on the switch at once (the window). The [`Link`] handle makes
+    /// further requests wait for room (at most `request_timeout`); the session refuses
+    /// beyond it ([`LinkError::TooManyRequests`]).
+    pub max_outstanding: usize,
+    /// Requests per second to the switch (0 = unlimited): the [`Link`] handle spaces them.
+    pub requests_per_s: u32,
     /// CSTA over TLS, for switches that offer it.
     pub tls: Option<LinkTls>,
 }
@@ -118,6 +127,9 @@ impl Default for LinkConfig {
             snapshot_max_calls: 1024,
             max_frame: DEFAULT_MAX_FRAME,
             tls: None,
+            max_monitors: MAX_MONITORS,
+            max_outstanding: MAX_IN_FLIGHT,
+            requests_per_s: 0,
         }
     }
 }
@@ -206,8 +218,12 @@ pub enum LinkError {
     Closed,
     /// The request could not be encoded (nothing was sent).
     Encode(String),
-    /// Too many requests outstanding on this link.
+    /// Too many requests outstanding on this link (the session's window, `max_outstanding`,
+    /// or the driver's command queue).
     TooManyRequests,
+    /// A configured limit was hit: its key (`link.max_monitors`, `link.max_outstanding`,
+    /// `link.requests_per_s`) and its value.
+    Limit(&'static str, usize),
     /// An answer larger than a configured limit (its name, its value).
     TooLarge(&'static str, usize),
 }
@@ -236,9 +252,20 @@ impl fmt::Display for LinkError {
                 f,
                 "the PBX's answer is larger than {name} = {n}; raise it in the link's configuration"
             ),
-            LinkError::TooManyRequests => write!(
+            LinkError::TooManyRequests => f.write_str(
+                "too many requests outstanding on the PBX link (link.max_outstanding); slow down and retry",
+            ),
+            LinkError::Limit("link.max_monitors", n) => write!(
                 f,
-                "too many requests outstanding on the PBX link (limit {MAX_IN_FLIGHT}); slow down and retry"
+                "the link monitors {n} devices already (link.max_monitors = {n}); stop some or raise link.max_monitors"
+            ),
+            LinkError::Limit("link.requests_per_s", n) => write!(
+                f,
+                "the PBX link sends at most {n} requests per second (link.requests_per_s = {n}) and this one could not go within the request timeout; slow down and retry"
+            ),
+            LinkError::Limit(key, n) => write!(
+                f,
+                "no room on the PBX link within the request timeout: {key} = {n} requests are outstanding; slow down and retry or raise {key}"
             ),
         }
     }

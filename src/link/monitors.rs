@@ -82,6 +82,10 @@ impl MonitorTable {
 
     /// MonitorStart succeeded: the device is active with `xref` and remembered.
     pub fn activate(&mut self, device: &str, xref: MonitorCrossRefId) {
+        // a copy of its own: the decoded cross reference is a slice of the frame it came
+        // in, and would keep the whole read buffer alive for as long as the monitor lasts
+        // (kilobytes per device when few answers share a read)
+        let xref = MonitorCrossRefId::new(&xref.0);
         self.unlink(device);
         if let Some(old) = self.xrefs.insert(xref.clone(), device.to_string()) {
             // the switch reused a cross reference: the older monitor is gone

@@ -62,20 +62,26 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 use tracing::{debug, info, warn};
 
-/// Requests (ours, with a caller waiting) outstanding at once; more get
-/// [`LinkError::TooManyRequests`].
+/// Requests (ours, with a caller waiting) outstanding at once unless configured
+/// ([`LinkConfig::max_outstanding`]); more get [`LinkError::TooManyRequests`].
 pub const MAX_IN_FLIGHT: usize = 256;
-/// Devices in the monitor table.
-pub const MAX_MONITORS: usize = 10_000;
+/// Devices in the monitor table unless configured ([`LinkConfig::max_monitors`]): sized
+/// for 100 000 devices and room to spare.
+pub const MAX_MONITORS: usize = 200_000;
 /// The longest reconnect delay, whatever the configuration says (the clock cannot overflow).
 const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Callers waiting on one MonitorStart (further `monitor` calls of the same device join it).
 const MAX_WAITERS: usize = 64;
 pub use super::ber::MAX_INVOKE_ID;
-/// Re-monitors in flight at once after a reconnect (the rest queue).
-const REMONITOR_BATCH: usize = MAX_IN_FLIGHT / 4;
+/// Re-monitors in flight at once after a reconnect (the rest queue): a quarter of the
+/// window ([`LinkConfig::max_outstanding`]), at least 1.
+fn remonitor_batch(cfg: &LinkConfig) -> usize {
+    (cfg.max_outstanding / 4).max(1)
+}
 /// Resyncs told at once after messagesLost or an overload; one more per answered request.
-const RESYNC_BATCH: usize = MAX_IN_FLIGHT / 4;
+fn resync_batch(cfg: &LinkConfig) -> usize {
+    (cfg.max_outstanding / 4).max(1)
+}
 /// Unknown cross references remembered per association (each is stopped and acted on
 /// once; the oldest is forgotten beyond this).
 const MAX_UNKNOWN_XREFS: usize = 64;
@@ -552,11 +558,12 @@ impl<D: Dialect> Session<D> {
                 }
             }
             state => {
-                if state.is_none() && self.monitors.len() >= MAX_MONITORS {
-                    warn!(link = %self.cfg.name, device, max = MAX_MONITORS, "monitor table full");
-                    return self.answer(token, Err(LinkError::TooManyRequests));
+                let max = self.cfg.max_monitors;
+                if state.is_none() && self.monitors.len() >= max {
+                    warn!(link = %self.cfg.name, device, max, "link.max_monitors: the monitor table is full; monitor refused");
+                    return self.answer(token, Err(LinkError::Limit("link.max_monitors", max)));
                 }
-                self.remonitor.retain(|d| d != device);
+                // (a queued re-monitor of the device is skipped: it is not waiting any more)
                 if let Err(e) = self.start_monitor(device, vec![token], now) {
                     if state.is_some() {
                         // remembered: try again with the next association
@@ -576,7 +583,7 @@ impl<D: Dialect> Session<D> {
         }
         match self.monitors.state(device).cloned() {
             Some(MonitorState::Active(xref)) if self.is_associated() => {
-                if self.callers >= MAX_IN_FLIGHT {
+                if self.callers >= self.cfg.max_outstanding {
                     return self.answer(token, Err(LinkError::TooManyRequests));
                 }
                 self.monitors.remove(device);
@@ -592,8 +599,8 @@ impl<D: Dialect> Session<D> {
             Some(_) => {
                 // not active on the switch: forgotten; a start in flight is stopped when it
                 // succeeds (see on_monitor_started)
+                // (a queued re-monitor of it is skipped: the device is not in the table)
                 self.monitors.remove(device);
-                self.remonitor.retain(|d| d != device);
                 self.answer(token, Ok(Ok(None)));
             }
             None => self.answer(token, Ok(Ok(None))),
@@ -638,7 +645,9 @@ impl<D: Dialect> Session<D> {
     /// Whether a new invoke may go out for a caller.
     fn can_invoke(&self) -> Result<(), LinkError> {
         match self.state {
-            State::Associated if self.callers >= MAX_IN_FLIGHT => Err(LinkError::TooManyRequests),
+            State::Associated if self.callers >= self.cfg.max_outstanding => {
+                Err(LinkError::TooManyRequests)
+            }
             State::Associated => Ok(()),
             State::Closed => Err(self.closed_with.clone()),
             State::ExpectRlre { .. } => Err(LinkError::Closed),
@@ -910,6 +919,18 @@ impl<D: Dialect> Session<D> {
                     let _ = self.invoke(&arg, Purpose::MonitorStop { token: None }, deadline);
                 }
             }
+            Ok(Err(e))
+                if current
+                    && remembered
+                    && waiters.is_empty()
+                    && super::driver::switch_busy(&e)
+                    && self.is_associated() =>
+            {
+                // the switch is busy: try again after the others (the pace of its answers)
+                debug!(link = %self.cfg.name, device, error = %e, "monitoring again: the switch is busy; will retry");
+                self.monitors.suspend(device);
+                self.remonitor.push_back(device.to_string());
+            }
             Ok(Err(e)) if current => {
                 self.monitors.remove(device);
                 if remembered {
@@ -952,7 +973,7 @@ impl<D: Dialect> Session<D> {
             .values()
             .filter(|p| matches!(&p.purpose, Purpose::MonitorStart { waiters, .. } if waiters.is_empty()))
             .count();
-        while in_flight < REMONITOR_BATCH {
+        while in_flight < remonitor_batch(&self.cfg) {
             let Some(device) = self.remonitor.pop_front() else {
                 break;
             };
@@ -1461,13 +1482,16 @@ impl<D: Dialect> Session<D> {
     /// (the owner's snapshots are such requests), so that a switch with many monitored
     /// devices does not get them all at once (nor the link more than [`MAX_IN_FLIGHT`]).
     fn resync_all(&mut self, reason: &str) {
+        // (one pass, not a search of the queue per device: thousands of monitors)
+        let queued: std::collections::HashSet<String> =
+            self.resync_queue.iter().map(|(d, _)| d.clone()).collect();
         for device in self.monitors.active() {
-            if !self.resync_queue.iter().any(|(d, _)| d == device) {
+            if !queued.contains(device) {
                 self.resync_queue
                     .push_back((device.to_string(), reason.to_string()));
             }
         }
-        self.resync_credit = RESYNC_BATCH;
+        self.resync_credit = resync_batch(&self.cfg);
         self.pump_resync();
     }
 

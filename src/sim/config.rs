@@ -242,7 +242,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The numbers of a list of numbers and `a-b` ranges (same length, digits only).
+/// The most numbers one `a-b` range may hold (a switch of a million stations is tried with
+/// `stations = ["1000000-1999999"]`: a few tens of megabytes).
+pub const MAX_RANGE: u64 = 1_000_000;
+
+/// The numbers of a list of numbers and `a-b` ranges (same length, digits only, at most
+/// [`MAX_RANGE`] numbers each).
 pub fn expand(items: &[String], key: &str) -> Result<Vec<String>, ConfigError> {
     let mut out = Vec::new();
     for it in items {
@@ -251,14 +256,14 @@ pub fn expand(items: &[String], key: &str) -> Result<Vec<String>, ConfigError> {
             let (a, b) = (a.trim(), b.trim());
             let bad = || {
                 ConfigError(format!(
-                    "{key}: `{it}` is not a range like \"201-220\" (two numbers of the same length, the first not larger)"
+                    "{key}: `{it}` is not a range like \"201-220\" (two numbers of the same length, the first not larger, at most {MAX_RANGE} numbers)"
                 ))
             };
             if a.len() != b.len() || !is_digits(a) || !is_digits(b) || a.len() > 18 {
                 return Err(bad());
             }
             let (x, y): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-            if x > y || y - x > 10_000 {
+            if x > y || y - x >= MAX_RANGE {
                 return Err(bad());
             }
             out.extend((x..=y).map(|n| format!("{n:0w$}", w = a.len())));

@@ -32,6 +32,8 @@ pub async fn start(listen: &str, sim_control: &str) -> Result<Demo, String> {
             format!("{e}; the simulator's control port is {sim_control}: move it with --sim-control (e.g. --sim-control 127.0.0.1:0)")
         })?;
     let cfg = Config {
+        users: Vec::new(),
+        audit: Default::default(),
         api: ApiConfig {
             listen: listen.to_string(),
             ..ApiConfig::default()

@@ -3,6 +3,11 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -20,24 +25,69 @@ pub fn use_colour(is_terminal: bool, no_color: Option<OsString>) -> bool {
     is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
-/// Install the global subscriber. A bad filter falls back to `info`, saying so.
+type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// The audit file's layer, set once the configuration is read ([`audit_to_file`]).
+static AUDIT: OnceLock<reload::Handle<Option<Boxed>, Registry>> = OnceLock::new();
+
+/// Install the global subscriber. A bad filter falls back to `info`, saying so. The
+/// filter applies to stderr only: the audit file ([`audit_to_file`]) gets every record of
+/// the target `audit`, whatever `--log` says.
 pub fn init(filter: &str, format: LogFormat) {
-    let f = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| {
+    let f = EnvFilter::try_new(filter).unwrap_or_else(|_| {
         eprintln!("ctigate: bad --log filter {filter:?}, using `info`");
-        tracing_subscriber::EnvFilter::new("info")
+        EnvFilter::new("info")
     });
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(f)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => b
-            .with_ansi(use_colour(
+    let b = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr: Boxed = match format {
+        LogFormat::Text => Box::new(
+            b.with_ansi(use_colour(
                 std::io::stderr().is_terminal(),
                 std::env::var_os("NO_COLOR"),
             ))
-            .init(),
-        LogFormat::Json => b.json().with_ansi(false).init(),
+            .with_filter(f),
+        ),
+        LogFormat::Json => Box::new(b.json().with_ansi(false).with_filter(f)),
+    };
+    let (audit, handle) = reload::Layer::new(None::<Boxed>);
+    let layers: Vec<Boxed> = vec![Box::new(audit), stderr];
+    if tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .is_ok()
+    {
+        let _ = AUDIT.set(handle);
     }
+}
+
+/// The audit records (target `audit`, `[audit] file`): appended to `path` as one JSON
+/// object per line, besides the log.
+pub fn audit_to_file(path: &Path) -> Result<(), String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("audit.file: cannot open {}: {e}", path.display()))?;
+    let layer: Boxed = Box::new(audit_layer(Mutex::new(file)));
+    let h = AUDIT
+        .get()
+        .ok_or("audit.file: the log is not set up by ctigate (another subscriber is)")?;
+    h.reload(Some(layer))
+        .map_err(|e| format!("audit.file: {e}"))
+}
+
+/// A layer writing the records of the target `audit` as JSON lines to `w`.
+pub fn audit_layer<W>(w: W) -> impl Layer<Registry> + Send + Sync
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .with_ansi(false)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(w)
+        .with_filter(Targets::new().with_target("audit", tracing::Level::INFO))
 }
 
 #[cfg(test)]

@@ -84,6 +84,21 @@ enum Command {
         /// The file; default: $CTIGATE_CONFIG, then /etc/ctigate/ctigate.toml.
         file: Option<PathBuf>,
     },
+    /// Make a new client token (256 random bits, base64url) and print it with the
+    /// `[[user]]` lines to paste into the configuration (which keep only its SHA-256).
+    Token {
+        /// The user's name.
+        #[arg(long, default_value = "client")]
+        name: String,
+        /// `monitor` (events and snapshots), `control` (also call and agent requests) or
+        /// `admin` (also the full status).
+        #[arg(long, default_value = "monitor")]
+        role: String,
+        /// The devices the user may use: numbers, ranges like 201-220, or * (repeat or
+        /// separate with commas).
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        devices: Vec<String>,
+    },
     /// Simulator + gateway on loopback, a short scripted call, then the port stays open.
     Demo {
         /// Where adapters connect.
@@ -246,7 +261,26 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
         Command::Run { config } => {
             let path = locate_config(config.as_deref())?;
             let cfg = ctigate::config::load(&path)?;
+            if let Some(f) = &cfg.audit.file {
+                let dir = path.parent().unwrap_or(std::path::Path::new("."));
+                ctigate::logging::audit_to_file(&dir.join(f)).map_err(|e| anyhow::anyhow!(e))?;
+            }
             runtime()?.block_on(run_gateway(cfg))
+        }
+        Command::Token {
+            name,
+            role,
+            devices,
+        } => {
+            use ctigate::api::auth;
+            let role: auth::Role = role
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--role: {e}"))?;
+            auth::DeviceSet::parse(&devices).map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
+            let token = auth::new_token()
+                .map_err(|e| anyhow::anyhow!("no random numbers from the system: {e}"))?;
+            print!("{}", auth::token_text(&token, &name, role, &devices));
+            Ok(0)
         }
         Command::CheckConfig { file } => {
             let path = locate_config(file.as_deref())?;

@@ -43,6 +43,8 @@ fn the_documented_block_is_the_defaults_and_every_key() {
     let block = doc_block();
     let parsed = Config::from_toml(&block).expect("the documented block parses");
     let defaults = Config {
+        users: Vec::new(),
+        audit: Default::default(),
         api: ApiConfig::default(),
         links: vec![LinkSection {
             name: "pbx1".into(),

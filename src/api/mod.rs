@@ -10,6 +10,7 @@
 //! - [`session`]: one client session over any transport (lines in, lines out);
 //! - [`server`]: the TCP transport (NDJSON over a socket).
 
+pub mod auth;
 pub mod hub;
 pub mod ops;
 pub mod protocol;
@@ -17,7 +18,7 @@ pub mod request;
 pub mod server;
 pub mod session;
 
-use crate::config::{ApiConfig, Config};
+use crate::config::{self, ApiConfig, Config};
 use crate::gateway::Gateway;
 use hub::Hub;
 use session::{Auth, LineSink, LineSource, Open};
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// The client side of a gateway: the hub on its bus, the sessions, the auth hook.
 pub struct Api {
@@ -35,6 +36,8 @@ pub struct Api {
     /// Every request is answered within this time, whatever the PBX does.
     pub deadline: Duration,
     pub auth: Arc<dyn Auth>,
+    /// Failed `agent.login`s per device (`api.agent_login_backoff_ms`).
+    pub(crate) logins: auth::LoginBackoff,
     sessions: Sessions,
 }
 
@@ -65,10 +68,23 @@ impl Sessions {
     }
 }
 
-/// Start a gateway from the configuration (links and all) and its API.
+/// Start a gateway from the configuration (links and all) and its API; with `[[user]]`
+/// entries, connections must authenticate ([`auth::Users`]).
 pub fn start(cfg: Config) -> Arc<Api> {
     let gateway = Gateway::start(&cfg);
-    Api::new(gateway, cfg.api.clone(), request_deadline(&cfg))
+    let auth: Arc<dyn Auth> = match auth::Users::new(&cfg.users) {
+        Ok(u) if !u.is_empty() => Arc::new(u),
+        Ok(_) => Arc::new(Open),
+        Err(e) => {
+            // a checked configuration has none of these; refuse everyone rather than no one
+            error!("the users cannot be read ({e}): every request is refused");
+            Arc::new(auth::Users::none())
+        }
+    };
+    if !config::is_loopback(&cfg.api.listen) {
+        warn!(listen = %cfg.api.listen, "the client port is reachable from other machines without TLS: tokens and events cross the network in the clear; keep it on a trusted network");
+    }
+    Api::with_auth(gateway, cfg.api.clone(), request_deadline(&cfg), auth)
 }
 
 /// Every request is answered within this time: a few link timeouts (monitor.start makes
@@ -101,6 +117,7 @@ impl Api {
         Arc::new(Api {
             gateway,
             hub,
+            logins: auth::LoginBackoff::new(&cfg),
             cfg,
             deadline,
             auth,
@@ -116,12 +133,25 @@ impl Api {
         src: S,
         sink: K,
     ) {
+        self.spawn_session_as(peer, None, src, sink)
+    }
+
+    /// [`Api::spawn_session`] for a transport that authenticated the peer itself (e.g. a
+    /// client certificate): `user` names the `[[user]]` it stands for; the connection is
+    /// that user from the start, without `auth`.
+    pub fn spawn_session_as<S: LineSource, K: LineSink>(
+        self: &Arc<Api>,
+        peer: String,
+        user: Option<String>,
+        src: S,
+        sink: K,
+    ) {
         let Some(alive) = self.sessions.enter() else {
             return; // shutting down: the transport's connection is dropped
         };
         let api = self.clone();
         tokio::spawn(async move {
-            session::run(api, peer, src, sink).await;
+            session::run(api, peer, user, src, sink).await;
             drop(alive);
         });
     }

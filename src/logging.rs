@@ -4,10 +4,10 @@
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
-use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -27,13 +27,30 @@ pub fn use_colour(is_terminal: bool, no_color: Option<OsString>) -> bool {
 
 type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
 
-/// The audit file's layer, set once the configuration is read ([`audit_to_file`]).
-static AUDIT: OnceLock<reload::Handle<Option<Boxed>, Registry>> = OnceLock::new();
-
-/// Install the global subscriber. A bad filter falls back to `info`, saying so. The
-/// filter applies to stderr only: the audit file ([`audit_to_file`]) gets every record of
-/// the target `audit`, whatever `--log` says.
+/// Install the global subscriber. A bad filter falls back to `info`, saying so.
 pub fn init(filter: &str, format: LogFormat) {
+    let _ = init_with_audit(filter, format, None);
+}
+
+/// [`init`], and with `audit` the records of the target `audit` (`[audit] file`) appended
+/// to that file as one JSON object per line, whatever the filter says (it applies to
+/// stderr only). An error when the file cannot be opened (nothing is installed then).
+pub fn init_with_audit(
+    filter: &str,
+    format: LogFormat,
+    audit: Option<&Path>,
+) -> Result<(), String> {
+    let audit: Option<Boxed> = match audit {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("audit.file: cannot open {}: {e}", path.display()))?;
+            Some(Box::new(audit_layer(Mutex::new(file))))
+        }
+        None => None,
+    };
     let f = EnvFilter::try_new(filter).unwrap_or_else(|_| {
         eprintln!("ctigate: bad --log filter {filter:?}, using `info`");
         EnvFilter::new("info")
@@ -49,31 +66,10 @@ pub fn init(filter: &str, format: LogFormat) {
         ),
         LogFormat::Json => Box::new(b.json().with_ansi(false).with_filter(f)),
     };
-    let (audit, handle) = reload::Layer::new(None::<Boxed>);
-    let layers: Vec<Boxed> = vec![Box::new(audit), stderr];
-    if tracing_subscriber::registry()
-        .with(layers)
-        .try_init()
-        .is_ok()
-    {
-        let _ = AUDIT.set(handle);
-    }
-}
-
-/// The audit records (target `audit`, `[audit] file`): appended to `path` as one JSON
-/// object per line, besides the log.
-pub fn audit_to_file(path: &Path) -> Result<(), String> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("audit.file: cannot open {}: {e}", path.display()))?;
-    let layer: Boxed = Box::new(audit_layer(Mutex::new(file)));
-    let h = AUDIT
-        .get()
-        .ok_or("audit.file: the log is not set up by ctigate (another subscriber is)")?;
-    h.reload(Some(layer))
-        .map_err(|e| format!("audit.file: {e}"))
+    let mut layers: Vec<Boxed> = vec![stderr];
+    layers.extend(audit);
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    Ok(())
 }
 
 /// A layer writing the records of the target `audit` as JSON lines to `w`.

@@ -231,8 +231,11 @@ fn main() {
         .log
         .clone()
         .unwrap_or_else(|| if quiet { "warn" } else { "info" }.to_string());
-    ctigate::logging::init(&log, cli.log_format);
-    match run(cli.cmd) {
+    // `run` sets up its log once its configuration is read (the audit file is in it)
+    if !matches!(cli.cmd, Command::Run { .. }) {
+        ctigate::logging::init(&log, cli.log_format);
+    }
+    match run(cli.cmd, &log, cli.log_format) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("ctigate: {e:#}");
@@ -256,15 +259,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run(cmd: Command) -> anyhow::Result<i32> {
+fn run(cmd: Command, log: &str, log_format: ctigate::logging::LogFormat) -> anyhow::Result<i32> {
     match cmd {
         Command::Run { config } => {
             let path = locate_config(config.as_deref())?;
             let cfg = ctigate::config::load(&path)?;
-            if let Some(f) = &cfg.audit.file {
-                let dir = path.parent().unwrap_or(std::path::Path::new("."));
-                ctigate::logging::audit_to_file(&dir.join(f)).map_err(|e| anyhow::anyhow!(e))?;
-            }
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            let audit = cfg.audit.file.as_ref().map(|f| dir.join(f));
+            ctigate::logging::init_with_audit(log, log_format, audit.as_deref())
+                .map_err(|e| anyhow::anyhow!(e))?;
             runtime()?.block_on(run_gateway(cfg))
         }
         Command::Token {

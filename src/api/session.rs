@@ -24,7 +24,7 @@ use super::protocol::{error_line, ok_line, ApiError, Id, PROTOCOL};
 use super::request::{parse_request, Op, Request};
 use super::Api;
 use crate::lines::Line;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,10 +161,15 @@ pub async fn run<S: LineSource, K: LineSink>(
             "links": ops::link_states(&api.gateway), "seq": api.hub.last_seq(),
         })
     } else {
-        // nothing about the PBX before the client has authenticated
+        // before the client has authenticated: the links' names and states (for health
+        // checks), not the PBX's addresses or counters
+        let links: Vec<Value> = ops::link_states(&api.gateway)
+            .as_array()
+            .map(|a| a.iter().map(|l| json!({"name": l["name"], "state": l["state"]})).collect())
+            .unwrap_or_default();
         json!({
             "type": "hello", "protocol": PROTOCOL, "version": env!("CARGO_PKG_VERSION"),
-            "auth": "required",
+            "auth": "required", "links": links, "seq": api.hub.last_seq(),
             "message": format!("authenticate within {} s: {{\"id\":1,\"op\":\"auth\",\"token\":\"...\"}}", api.cfg.auth_timeout_s),
         })
     }

@@ -67,6 +67,17 @@ fn the_documented_block_is_the_defaults_and_every_key() {
     let mut full = defaults.clone();
     full.links[0].password = Some("x".into()); // optional keys, to be listed too
     full.links[0].addresses = vec!["pbx-a:2555".into(), "pbx-b:2555".into()];
+    full.api.users_file = Some("users.toml".into());
+    full.audit.file = Some("audit.jsonl".into());
+    full.users = vec![ctigate::config::UserSection {
+        name: "crm".into(),
+        token_sha256: Some("0".repeat(64)),
+        token_sha256_env: Some("X".into()),
+        role: "control".into(),
+        devices: vec!["*".into()],
+        max_clients: Some(1),
+        requests_per_s: Some(1),
+    }];
     let mut code = BTreeSet::new();
     keys(
         &toml::Value::try_from(&full).expect("serializable"),

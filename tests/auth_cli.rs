@@ -275,3 +275,25 @@ async fn run_writes_every_control_request_to_the_audit_file() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// README's "Securing the gateway" example is a complete, valid configuration.
+#[test]
+fn the_readme_example_is_a_valid_configuration() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let sec = readme.split("### Securing the gateway").nth(1).unwrap();
+    let start = sec.find("```toml\n").unwrap() + 8;
+    let block = &sec[start..start + sec[start..].find("```").unwrap()];
+    let mut c = ctigate::config::Config::from_toml(block).unwrap();
+    c.resolve_users(Path::new("."), |v| {
+        (v == "CTIGATE_CRM_TOKEN_SHA256").then(|| "ab".repeat(32))
+    })
+    .unwrap();
+    assert_eq!(c.users.len(), 2);
+    assert_eq!(c.users[0].role, "monitor");
+    assert!(c.audit.file.is_some());
+    // without its users it would not start
+    let open = block.split("[[user]]").next().unwrap();
+    let e = ctigate::config::Config::from_toml(open).unwrap_err().0;
+    assert!(e.contains("ctigate token"), "{e}");
+}

@@ -154,12 +154,15 @@ pub async fn run<S: LineSource, K: LineSink>(
     }
     let authed = Arc::new(AtomicBool::new(!required || info.user.is_some()));
     let hello: Arc<str> = if authed.load(Ordering::Acquire) {
-        json!({
+        let mut h = json!({
             "type": "hello", "protocol": PROTOCOL, "version": env!("CARGO_PKG_VERSION"),
             "auth": if required { "required" } else { "none" },
-            "user": info.user.as_ref().map(|u| u.name.clone()),
             "links": ops::link_states(&api.gateway), "seq": api.hub.last_seq(),
-        })
+        });
+        if let Some(u) = &info.user {
+            h["user"] = json!(u.name);
+        }
+        h
     } else {
         // before the client has authenticated: the links' names and states (for health
         // checks), not the PBX's addresses or counters

@@ -617,17 +617,69 @@ fn is_secret_key(key: &str) -> bool {
 }
 
 /// Mask the value of every `secret_key = value` in a text (the TOML parser's error quotes
-/// the offending line of the file).
+/// the offending line of the file): at the start of a line (`password = "..."`, also after
+/// the parser's `3 | ` margin) and inside inline tables and arrays (`{name = "x",
+/// token_sha256 = "..."}`). A value runs to its closing quote, or for a bare value to the
+/// next `,`, `}`, `]` or white space; an unterminated quoted value to the end of the line.
 pub fn mask_secrets(text: &str) -> String {
-    text.lines()
-        .map(|line| match line.split_once('=') {
-            Some((key, _)) if is_secret_key(key.rsplit(['|', '{', ',']).next().unwrap_or(key)) => {
-                format!("{key}= \"{MASK}\"")
+    text.lines().map(mask_line).collect::<Vec<_>>().join("\n")
+}
+
+fn mask_line(line: &str) -> String {
+    let b = line.as_bytes();
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        if b[i] != b'=' {
+            i += 1;
+            continue;
+        }
+        // the key before this `=`: back over white space, then the key's characters
+        let mut k_end = i;
+        while k_end > 0 && b[k_end - 1] == b' ' {
+            k_end -= 1;
+        }
+        let mut k_start = k_end;
+        while k_start > 0
+            && (b[k_start - 1].is_ascii_alphanumeric() || b"_-.\"'".contains(&b[k_start - 1]))
+        {
+            k_start -= 1;
+        }
+        let key = &line[k_start..k_end];
+        let key = key.rsplit('.').next().unwrap_or(key);
+        if !is_secret_key(key) {
+            i += 1;
+            continue;
+        }
+        // the value after it
+        let mut v = i + 1;
+        while v < b.len() && b[v] == b' ' {
+            v += 1;
+        }
+        let end = match b.get(v) {
+            Some(q @ (b'"' | b'\'')) => {
+                let mut e = v + 1;
+                while e < b.len() && b[e] != *q {
+                    e += if b[e] == b'\\' && *q == b'"' { 2 } else { 1 };
+                }
+                (e + 1).min(b.len())
             }
-            _ => line.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+            _ => {
+                let mut e = v;
+                while e < b.len() && !b" ,}]\t".contains(&b[e]) {
+                    e += 1;
+                }
+                e
+            }
+        };
+        out.push_str(&line[copied..i]);
+        out.push_str(&format!("= \"{MASK}\""));
+        copied = end;
+        i = end.max(i + 1);
+    }
+    out.push_str(&line[copied.min(line.len())..]);
+    out
 }
 
 /// Where the gateway's configuration file is, in this order: `--config`, then
@@ -693,6 +745,40 @@ mod tests {
             format!("3 | token_sha256 = \"{MASK}\"")
         );
         assert_eq!(mask_secrets("tls_key = \"k.pem\""), "tls_key = \"k.pem\"");
+        // inline tables, several on a line, unterminated and bare values
+        assert_eq!(
+            mask_secrets(
+                r#"5 | user = [{name = "x", token_sha256 = "abc", role = "admin"}, {password="p\"q"}]"#
+            ),
+            format!(
+                r#"5 | user = [{{name = "x", token_sha256 = "{MASK}", role = "admin"}}, {{password= "{MASK}"}}]"#
+            )
+        );
+        assert_eq!(
+            mask_secrets("password = \"hunter2"),
+            format!("password = \"{MASK}\"")
+        );
+        assert_eq!(
+            mask_secrets("link.password = hunter2 x"),
+            format!("link.password = \"{MASK}\" x")
+        );
+        assert_eq!(mask_secrets("a = b = c"), "a = b = c");
+        let e = Config::from_toml(
+            "[[link]]\nname = \"p\"\naddress = \"h:1\"\n[[user]]\nname = \"u\"\nrole = \"x\"\ndevices = [\"*\"]\ntoken_sha256 = \"00ff\" junk\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(!e.contains("00ff"), "{e}");
+        // a wrong user is named, never with its hash
+        let e = Config::from_toml(
+            "[[link]]\nname = \"p\"\naddress = \"h:1\"\n[[user]]\nname = \"u\"\nrole = \"x\"\ndevices = [\"*\"]\ntoken_sha256 = \"00ff\"\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("user[0].token_sha256") && !e.contains("00ff"),
+            "{e}"
+        );
     }
 
     #[test]

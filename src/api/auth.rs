@@ -534,6 +534,8 @@ pub struct LoginBackoff {
     base: Duration,
     max: Duration,
     devices: Mutex<HashMap<String, Strikes>>,
+    /// Its log lines (failures, refusals): at most one a second.
+    log: LogLimit,
 }
 
 /// Devices with a failed login kept at most (older, expired ones go first).
@@ -573,6 +575,7 @@ impl LoginBackoff {
             max: Duration::from_secs(cfg.agent_login_backoff_max_s)
                 .max(Duration::from_millis(cfg.agent_login_backoff_ms)),
             devices: Mutex::new(HashMap::new()),
+            log: LogLimit::new(),
         }
     }
 
@@ -608,6 +611,15 @@ impl LoginBackoff {
             (None, Some(c)) => (c, "this connection"),
             (None, None) => return Ok(()),
         };
+        if let Some(left_out) = self.log.allow() {
+            warn!(
+                device,
+                limit = "api.agent_login_backoff_ms",
+                left_out,
+                "agent.login refused: failed before on {what}, blocked for {} ms more",
+                wait.as_millis()
+            );
+        }
         Err(ApiError::new(
             "busy",
             "login_backoff",
@@ -640,13 +652,16 @@ impl LoginBackoff {
             }
             let s = m.entry(key).or_default();
             s.fail(now, self.base, self.max);
-            warn!(
-                device,
-                failures = s.failures,
-                limit = "api.agent_login_backoff_ms",
-                "agent.login refused by the PBX: next try on this device in {} ms",
-                s.blocked(now).unwrap_or_default().as_millis()
-            );
+            if let Some(left_out) = self.log.allow() {
+                warn!(
+                    device,
+                    failures = s.failures,
+                    limit = "api.agent_login_backoff_ms",
+                    left_out,
+                    "agent.login refused by the PBX: next try on this device in {} ms",
+                    s.blocked(now).unwrap_or_default().as_millis()
+                );
+            }
         } else {
             *client = Strikes::default();
             m.remove(&key);

@@ -622,7 +622,10 @@ fn is_secret_key(key: &str) -> bool {
 /// token_sha256 = "..."}`). A value runs to its closing quote, or for a bare value to the
 /// next `,`, `}`, `]` or white space; an unterminated quoted value to the end of the line.
 pub fn mask_secrets(text: &str) -> String {
-    text.lines().map(mask_line).collect::<Vec<_>>().join("\n")
+    text.split('\n')
+        .map(mask_line)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn mask_line(line: &str) -> String {
@@ -667,7 +670,7 @@ fn mask_line(line: &str) -> String {
             }
             _ => {
                 let mut e = v;
-                while e < b.len() && !b" ,}]\t".contains(&b[e]) {
+                while e < b.len() && !b" ,}]\t\r".contains(&b[e]) {
                     e += 1;
                 }
                 e

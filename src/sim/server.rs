@@ -154,6 +154,9 @@ impl Sim {
             tokio::spawn(accept_control(l, tx.clone(), listening.clone()));
         }
         info!(%csta_addr, ?sides, control = ?control_addr, "switch simulator listening");
+        if control_addr.is_some_and(|a| !a.ip().is_loopback()) {
+            warn!(control = ?control_addr, "the control port is reachable from other machines and has no authentication: anyone reaching it can inject calls and faults (it binds loopback unless told otherwise)");
+        }
         Ok(Sim {
             csta_addr,
             sides,

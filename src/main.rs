@@ -129,6 +129,14 @@ enum Command {
         /// The gateway's address.
         #[arg(default_value = "127.0.0.1:7700")]
         addr: String,
+        /// Authenticate with this token first (a gateway with users); from the environment
+        /// so that it stays out of the shell history and the process list.
+        #[arg(
+            long = "token-env",
+            value_name = "VAR",
+            default_value = "CTIGATE_TOKEN"
+        )]
+        token_env: String,
     },
     /// Soak (a benchmark-style chaos run, not CI): the simulator and the gateway in this
     /// process, load mode on, N clients watching the stations, random faults (close, abort,
@@ -304,7 +312,10 @@ fn run(cmd: Command, log: &str, log_format: ctigate::logging::LogFormat) -> anyh
             sim_control,
             once,
         } => runtime()?.block_on(run_demo(listen, sim_control, once)),
-        Command::Client { addr } => runtime()?.block_on(run_client(addr)),
+        Command::Client { addr, token_env } => {
+            let token = std::env::var(&token_env).ok().filter(|t| !t.is_empty());
+            runtime()?.block_on(run_client(addr, token))
+        }
         Command::Soak {
             minutes,
             clients,
@@ -658,7 +669,7 @@ async fn run_demo(listen: String, sim_control: String, once: bool) -> anyhow::Re
     Ok(0)
 }
 
-async fn run_client(addr: String) -> anyhow::Result<i32> {
+async fn run_client(addr: String, token: Option<String>) -> anyhow::Result<i32> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let s = tokio::net::TcpStream::connect(&addr)
         .await
@@ -686,6 +697,10 @@ async fn run_client(addr: String) -> anyhow::Result<i32> {
         }
     });
     println!("{}", ctigate::client::help().trim_end());
+    if let Some(t) = token {
+        let auth = serde_json::json!({"id": "auth", "op": "auth", "token": t});
+        w.write_all(format!("{auth}\n").as_bytes()).await?;
+    }
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut id = 1;
     loop {

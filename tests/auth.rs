@@ -102,7 +102,8 @@ async fn nothing_but_ping_and_auth_before_auth() {
         (r["user"].as_str(), r["role"].as_str()),
         (Some("crm"), Some("control"))
     );
-    assert_eq!(r["links"][0]["address"], e.sim.csta_addr.to_string(), "{r}");
+    // below admin: the links' names and states, not the PBX's address
+    assert_eq!(r["links"], json!([{"name": "pbx1", "state": "up"}]), "{r}");
     c.ok(json!({"op": "monitor.start", "device": "201"})).await;
     c.err(
         json!({"op": "auth", "token": CRM}),
@@ -166,8 +167,18 @@ async fn roles_and_devices_are_enforced() {
     assert_eq!(st["monitors"].as_array().unwrap().len(), 1, "{st}");
     assert_eq!(st["monitors"][0]["device"], "203", "{st}");
     assert_eq!(st["role"], "monitor");
+    assert_eq!(
+        st["links"],
+        json!([{"name": "pbx1", "state": "up"}]),
+        "{st}"
+    );
     let mut adm = login(&e, ADMIN).await;
     let st = adm.ok(json!({"op": "status"})).await;
+    assert_eq!(
+        st["links"][0]["address"],
+        e.sim.csta_addr.to_string(),
+        "{st}"
+    );
     assert_eq!(st["clients"], 3, "{st}");
     assert_eq!(st["monitors"].as_array().unwrap().len(), 2, "{st}");
     // control may act on its devices, not on others

@@ -449,6 +449,30 @@ impl Auth for Users {
     }
 }
 
+/// The links as `role` may see them: below `admin` each link's `name`, `state` and
+/// `reason` (not the PBX's address or the link's counters).
+pub fn links_for(role: Role, links: Value) -> Value {
+    if role >= Role::Admin {
+        return links;
+    }
+    match links {
+        Value::Array(a) => Value::Array(
+            a.into_iter()
+                .map(|l| {
+                    let mut m = serde_json::Map::new();
+                    for k in ["name", "state", "reason"] {
+                        if let Some(v) = l.get(k) {
+                            m.insert(k.into(), v.clone());
+                        }
+                    }
+                    Value::Object(m)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// `status` as a user below `admin` sees it: the gateway's version, uptime, links and seq,
 /// the monitors of its own devices, and nothing about other clients or devices.
 pub fn redact_status(v: Value, user: &User) -> Value {
@@ -457,10 +481,13 @@ pub fn redact_status(v: Value, user: &User) -> Value {
     }
     let Value::Object(mut m) = v else { return v };
     let mut out = serde_json::Map::new();
-    for k in ["version", "uptime_s", "links", "seq"] {
+    for k in ["version", "uptime_s", "seq"] {
         if let Some(x) = m.remove(k) {
             out.insert(k.into(), x);
         }
+    }
+    if let Some(l) = m.remove("links") {
+        out.insert("links".into(), links_for(user.role, l));
     }
     if let Some(Value::Array(mons)) = m.remove("monitors") {
         let mine: Vec<Value> = mons
@@ -904,14 +931,15 @@ mod tests {
     fn status_redacted_below_admin() {
         let users = Users::new(&[user("control", &["201-205"], "t")]).unwrap();
         let u = users.login("t").unwrap();
-        let v = json!({"version": "1", "uptime_s": 3, "links": [], "seq": 9, "clients": 40,
+        let v = json!({"version": "1", "uptime_s": 3, "seq": 9, "clients": 40,
+            "links": [{"name": "pbx1", "state": "up", "side": 0, "address": "10.0.0.5:2555", "events_shed": 0}],
             "events_dropped_for_slow_clients": 2,
             "monitors": [{"device": "201", "clients": 3}, {"device": "301", "clients": 1}],
             "resync": []});
         let r = redact_status(v, &u);
         assert_eq!(
             r,
-            json!({"version": "1", "uptime_s": 3, "links": [], "seq": 9,
+            json!({"version": "1", "uptime_s": 3, "links": [{"name": "pbx1", "state": "up"}], "seq": 9,
                    "monitors": [{"device": "201", "clients": 3}], "user": "u-control", "role": "control"})
         );
     }

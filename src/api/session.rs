@@ -446,7 +446,7 @@ fn auth_request(
     let v = json!({
         "user": user.name, "role": user.role.name(),
         "devices": if user.devices.is_all() { json!("*") } else { json!("restricted") },
-        "links": ops::link_states(&api.gateway), "seq": api.hub.last_seq(),
+        "links": acl::links_for(user.role, ops::link_states(&api.gateway)), "seq": api.hub.last_seq(),
     });
     *slot = Some(s);
     info.user = Some(user);

@@ -2,7 +2,8 @@
 #   docker build -t ctigate .
 #   docker run -d --name ctigate -p 7700:7700 -v /etc/ctigate:/etc/ctigate:ro ctigate
 # The configuration is /etc/ctigate/ctigate.toml inside (mount it); [api] listen must be
-# 0.0.0.0:7700 (or the port you publish) to be reachable from outside the container.
+# 0.0.0.0:7700 (or the port you publish) to be reachable from outside the container, and
+# then the file needs [[user]] entries (README "Securing the gateway": `ctigate token`).
 
 # ---- build: the release binary, from the committed Cargo.lock ----
 FROM rust:1.95-slim-bookworm AS build

@@ -6,7 +6,7 @@
 //! cargo run --example screen_pop -- 127.0.0.1:7700 201 202
 //! ```
 //! Any language with a TCP socket and a JSON parser can do the same: one JSON object per
-//! line (docs/PROTOCOL.md).
+//! line (docs/PROTOCOL.md). A gateway with users wants a token first: set `CTIGATE_TOKEN`.
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -18,6 +18,13 @@ fn main() -> std::io::Result<()> {
     let devices: Vec<String> = args.collect();
     let stream = TcpStream::connect(&addr)?;
     let mut out = stream.try_clone()?;
+    if let Ok(token) = std::env::var("CTIGATE_TOKEN") {
+        writeln!(
+            out,
+            "{}",
+            json!({"id": "auth", "op": "auth", "token": token})
+        )?;
+    }
     for (i, d) in devices.iter().enumerate() {
         let req = json!({"id": i + 1, "op": "monitor.start", "device": d});
         writeln!(out, "{req}")?;

@@ -75,6 +75,24 @@ pub struct ApiConfig {
     pub tls_client_ca: Option<String>,
     /// A TLS handshake not finished within this many milliseconds closes the connection.
     pub tls_handshake_timeout_ms: u64,
+    /// Listen on a non-loopback address without any `[[user]]` (everyone who reaches the
+    /// port may watch and act on every device): only when set knowingly.
+    pub insecure: bool,
+    /// More `[[user]]` entries from a file of the same shape (relative to the configuration
+    /// file's directory), e.g. for a secret store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users_file: Option<String>,
+    /// With users: a connection that has not authenticated within this many seconds gets
+    /// `auth`/`auth_timeout` and is closed.
+    pub auth_timeout_s: u64,
+    /// With users: failed `auth` requests after which the connection is closed.
+    pub auth_attempts: u32,
+    /// A failed `agent.login` (the PBX said no) blocks the next one on the same device, and
+    /// from the same connection, for this many milliseconds, doubling with each further
+    /// failure (0 = no backoff).
+    pub agent_login_backoff_ms: u64,
+    /// The longest such block, in seconds.
+    pub agent_login_backoff_max_s: u64,
 }
 
 impl ApiConfig {
@@ -118,6 +136,12 @@ impl Default for ApiConfig {
             tls_key: None,
             tls_client_ca: None,
             tls_handshake_timeout_ms: 10_000,
+            insecure: false,
+            users_file: None,
+            auth_timeout_s: 10,
+            auth_attempts: 3,
+            agent_login_backoff_ms: 1000,
+            agent_login_backoff_max_s: 60,
         }
     }
 }
@@ -299,6 +323,62 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default, rename = "link")]
     pub links: Vec<LinkSection>,
+    /// The users of the client port (`[[user]]`); none: no authentication (loopback only,
+    /// or `api.insecure`).
+    #[serde(default, rename = "user", skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserSection>,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// One `[[user]]`: who may connect with which token, and do what on which devices.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserSection {
+    /// The user's name (audit log, `auth` answer).
+    pub name: String,
+    /// The SHA-256 of the user's token, 64 hex digits (`ctigate token` makes both).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+    /// Or: the environment variable that holds that hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_sha256_env: Option<String>,
+    /// `monitor` (events and snapshots), `control` (also call and agent requests) or
+    /// `admin` (also the status of every device, client and link).
+    pub role: String,
+    /// The devices the user may monitor and act on: numbers, ranges (`"201-220"`), `"*"`.
+    pub devices: Vec<String>,
+    /// Connections with this user at once (absent: only `api.max_clients`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_clients: Option<usize>,
+    /// Requests per second of all of this user's connections together (absent: only the
+    /// per-connection `api.requests_per_s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_s: Option<u32>,
+}
+
+/// `[audit]`: where the audit records (target `audit`) go besides the log.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Append the audit records to this file, one JSON object per line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// A file of `[[user]]` entries (`api.users_file`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    #[serde(default, rename = "user")]
+    users: Vec<UserSection>,
+}
+
+/// Whether `listen` (an address that parses) is a loopback address.
+pub fn is_loopback(listen: &str) -> bool {
+    listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
 }
 
 impl Config {
@@ -321,6 +401,11 @@ impl Config {
         for l in &mut c.links {
             if l.password.is_some() {
                 l.password = Some(MASK.into());
+            }
+        }
+        for u in &mut c.users {
+            if u.token_sha256.is_some() {
+                u.token_sha256 = Some(MASK.into());
             }
         }
         toml::to_string(&c).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
@@ -377,6 +462,23 @@ impl Config {
         if self.metrics.idle_timeout_s == 0 {
             return e("metrics.idle_timeout_s: at least 1".into());
         }
+        if self.api.auth_timeout_s == 0 || self.api.auth_attempts == 0 {
+            return e("api.auth_timeout_s and api.auth_attempts: must be at least 1".into());
+        }
+        if self.api.agent_login_backoff_max_s > 3600 {
+            return e("api.agent_login_backoff_max_s: at most 3600".into());
+        }
+        if self.users.is_empty()
+            && self.api.users_file.is_none()
+            && !self.api.insecure
+            && !is_loopback(&self.api.listen)
+        {
+            return e(format!(
+                "api.listen: {} is reachable from other machines and no [[user]] is configured: anyone reaching the port could watch and act on every device. Add a user (`ctigate token --name NAME --role control` prints a token and the [[user]] lines to paste), listen on 127.0.0.1, or set [api] insecure = true knowingly",
+                self.api.listen
+            ));
+        }
+        self.validate_users()?;
         if self.links.is_empty() {
             return e("no [[link]]: add one with a name and the PBX's address, e.g.\n[[link]]\nname = \"pbx1\"\naddress = \"127.0.0.1:2555\"".into());
         }
@@ -531,6 +633,123 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Check every `[[user]]`: a name, one hash (or its variable), a role, device rights.
+    fn validate_users(&self) -> Result<(), ConfigError> {
+        let mut names = BTreeSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let k = format!("user[{i}]");
+            if u.name.is_empty()
+                || u.name.len() > 64
+                || !u
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+            {
+                return Err(ConfigError(format!(
+                    "{k}.name: give the user a name of letters, digits, - _ . @ (at most 64), e.g. \"crm\""
+                )));
+            }
+            if !names.insert(&u.name) {
+                return Err(ConfigError(format!(
+                    "{k}.name: `{}` is used by two users",
+                    u.name
+                )));
+            }
+            match (&u.token_sha256, &u.token_sha256_env) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError(format!(
+                        "{k}: give either token_sha256 or token_sha256_env, not both"
+                    )))
+                }
+                (None, None) => {
+                    return Err(ConfigError(format!(
+                        "{k}.token_sha256: missing: `ctigate token --name {}` prints a token and its hash",
+                        u.name
+                    )))
+                }
+                (Some(h), None) if crate::api::auth::parse_sha256(h).is_none() => {
+                    return Err(ConfigError(format!(
+                        "{k}.token_sha256: not 64 hex digits (the SHA-256 of the token, as `ctigate token` prints it; never the token itself)"
+                    )))
+                }
+                (None, Some(v)) if v.is_empty() => {
+                    return Err(ConfigError(format!(
+                        "{k}.token_sha256_env: the name of an environment variable"
+                    )))
+                }
+                _ => {}
+            }
+            if u.role.parse::<crate::api::auth::Role>().is_err() {
+                return Err(ConfigError(format!(
+                    "{k}.role: `{}`: one of \"monitor\", \"control\", \"admin\"",
+                    u.role
+                )));
+            }
+            if u.devices.is_empty() {
+                return Err(ConfigError(format!(
+                    "{k}.devices: missing: the devices this user may use, e.g. [\"201-220\", \"8000\"], or [\"*\"] for all"
+                )));
+            }
+            if let Err(m) = crate::api::auth::DeviceSet::parse(&u.devices) {
+                return Err(ConfigError(format!("{k}.devices: {m}")));
+            }
+            if u.max_clients == Some(0) || u.requests_per_s == Some(0) {
+                return Err(ConfigError(format!(
+                    "{k}: max_clients and requests_per_s must be at least 1 (leave them out for no per-user limit)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring in what the file refers to: the users of `api.users_file` (relative to
+    /// `dir`) and the hashes held by environment variables (`token_sha256_env`, read with
+    /// `env`). Checked again afterwards.
+    pub fn resolve_users(
+        &mut self,
+        dir: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(f) = &self.api.users_file {
+            let path = dir.join(f);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError(format!(
+                    "api.users_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let more: UsersFile = toml::from_str(&text).map_err(|e| {
+                ConfigError(format!(
+                    "api.users_file: in {}: {}",
+                    path.display(),
+                    mask_secrets(e.to_string().trim_end())
+                ))
+            })?;
+            if more.users.is_empty() {
+                return Err(ConfigError(format!(
+                    "api.users_file: {} has no [[user]]",
+                    path.display()
+                )));
+            }
+            self.users.extend(more.users);
+        }
+        for (i, u) in self.users.iter_mut().enumerate() {
+            if let Some(var) = u.token_sha256_env.take() {
+                match env(&var).map(|v| v.trim().to_string()) {
+                    Some(v) if !v.is_empty() => u.token_sha256 = Some(v),
+                    _ => {
+                        return Err(ConfigError(format!(
+                            "user[{i}].token_sha256_env: the environment variable {var} is not set"
+                        )))
+                    }
+                }
+            }
+        }
+        self.validate()
+    }
+}
+
 /// Addresses (sides) of one link at most.
 pub const MAX_SIDES: usize = 16;
 /// The largest `max_monitors` a link accepts.
@@ -554,17 +773,72 @@ fn is_secret_key(key: &str) -> bool {
 }
 
 /// Mask the value of every `secret_key = value` in a text (the TOML parser's error quotes
-/// the offending line of the file).
+/// the offending line of the file): at the start of a line (`password = "..."`, also after
+/// the parser's `3 | ` margin) and inside inline tables and arrays (`{name = "x",
+/// token_sha256 = "..."}`). A value runs to its closing quote, or for a bare value to the
+/// next `,`, `}`, `]` or white space; an unterminated quoted value to the end of the line.
 pub fn mask_secrets(text: &str) -> String {
-    text.lines()
-        .map(|line| match line.split_once('=') {
-            Some((key, _)) if is_secret_key(key.rsplit(['|', '{', ',']).next().unwrap_or(key)) => {
-                format!("{key}= \"{MASK}\"")
-            }
-            _ => line.to_string(),
-        })
+    text.split('\n')
+        .map(mask_line)
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+fn mask_line(line: &str) -> String {
+    let b = line.as_bytes();
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        if b[i] != b'=' {
+            i += 1;
+            continue;
+        }
+        // the key before this `=`: back over white space, then the key's characters
+        let mut k_end = i;
+        while k_end > 0 && b[k_end - 1] == b' ' {
+            k_end -= 1;
+        }
+        let mut k_start = k_end;
+        while k_start > 0
+            && (b[k_start - 1].is_ascii_alphanumeric() || b"_-.\"'".contains(&b[k_start - 1]))
+        {
+            k_start -= 1;
+        }
+        let key = &line[k_start..k_end];
+        let key = key.rsplit('.').next().unwrap_or(key);
+        if !is_secret_key(key) {
+            i += 1;
+            continue;
+        }
+        // the value after it
+        let mut v = i + 1;
+        while v < b.len() && b[v] == b' ' {
+            v += 1;
+        }
+        let end = match b.get(v) {
+            Some(q @ (b'"' | b'\'')) => {
+                let mut e = v + 1;
+                while e < b.len() && b[e] != *q {
+                    e += if b[e] == b'\\' && *q == b'"' { 2 } else { 1 };
+                }
+                (e + 1).min(b.len())
+            }
+            _ => {
+                let mut e = v;
+                while e < b.len() && !b" ,}]\t\r".contains(&b[e]) {
+                    e += 1;
+                }
+                e
+            }
+        };
+        out.push_str(&line[copied..i]);
+        out.push_str(&format!("= \"{MASK}\""));
+        copied = end;
+        i = end.max(i + 1);
+    }
+    out.push_str(&line[copied.min(line.len())..]);
+    out
 }
 
 /// Where the gateway's configuration file is, in this order: `--config`, then
@@ -596,7 +870,12 @@ pub const SYSTEM_CONFIG: &str = "/etc/ctigate/ctigate.toml";
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-    Config::from_toml(&text).map_err(|e| ConfigError(format!("in {}: {e}", path.display())))
+    let mut c =
+        Config::from_toml(&text).map_err(|e| ConfigError(format!("in {}: {e}", path.display())))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    c.resolve_users(dir, |v| std::env::var(v).ok())
+        .map_err(|e| ConfigError(format!("in {}: {e}", path.display())))?;
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -625,6 +904,40 @@ mod tests {
             format!("3 | token_sha256 = \"{MASK}\"")
         );
         assert_eq!(mask_secrets("tls_key = \"k.pem\""), "tls_key = \"k.pem\"");
+        // inline tables, several on a line, unterminated and bare values
+        assert_eq!(
+            mask_secrets(
+                r#"5 | user = [{name = "x", token_sha256 = "abc", role = "admin"}, {password="p\"q"}]"#
+            ),
+            format!(
+                r#"5 | user = [{{name = "x", token_sha256 = "{MASK}", role = "admin"}}, {{password= "{MASK}"}}]"#
+            )
+        );
+        assert_eq!(
+            mask_secrets("password = \"hunter2"),
+            format!("password = \"{MASK}\"")
+        );
+        assert_eq!(
+            mask_secrets("link.password = hunter2 x"),
+            format!("link.password = \"{MASK}\" x")
+        );
+        assert_eq!(mask_secrets("a = b = c"), "a = b = c");
+        let e = Config::from_toml(
+            "[[link]]\nname = \"p\"\naddress = \"h:1\"\n[[user]]\nname = \"u\"\nrole = \"x\"\ndevices = [\"*\"]\ntoken_sha256 = \"00ff\" junk\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(!e.contains("00ff"), "{e}");
+        // a wrong user is named, never with its hash
+        let e = Config::from_toml(
+            "[[link]]\nname = \"p\"\naddress = \"h:1\"\n[[user]]\nname = \"u\"\nrole = \"x\"\ndevices = [\"*\"]\ntoken_sha256 = \"00ff\"\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("user[0].token_sha256") && !e.contains("00ff"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -26,12 +26,23 @@ pub struct Demo {
 /// Start the simulator (CSTA and control on loopback, free ports) and the gateway (API on
 /// `listen`), and wait for the link to come up.
 pub async fn start(listen: &str, sim_control: &str) -> Result<Demo, String> {
+    // the demo has no users: anyone reaching its port could act on every device
+    if !crate::config::is_loopback(listen) {
+        return Err(format!(
+            "the demo serves on loopback only (it has no users): --listen {listen} is reachable from other machines; use 127.0.0.1, or `ctigate run` with [[user]] entries (README \"Securing the gateway\")"
+        ));
+    }
+    if !crate::config::is_loopback(sim_control) {
+        tracing::warn!(sim_control, "the simulator's control port is reachable from other machines: anyone reaching it can inject calls and faults");
+    }
     let sim = Sim::start(SimConfig::default(), "127.0.0.1:0", Some(sim_control))
         .await
         .map_err(|e| {
             format!("{e}; the simulator's control port is {sim_control}: move it with --sim-control (e.g. --sim-control 127.0.0.1:0)")
         })?;
     let cfg = Config {
+        users: Vec::new(),
+        audit: Default::default(),
         api: ApiConfig {
             listen: listen.to_string(),
             ..ApiConfig::default()

@@ -56,6 +56,48 @@ pub fn request_line(data: &[u8]) {
     );
 }
 
+/// `config_secrets`: a configuration file's text with a secret line put in it (a link's
+/// `password`, a user's `token_sha256`, at a place the input chooses). Parsing and checking
+/// never panic, and no error message contains the secret; `mask_secrets` keeps the line
+/// count; the `[[user]]` parsers (`devices` entries, hashes) never panic on any line.
+pub fn config_secrets(data: &[u8]) {
+    use crate::api::auth::{parse_sha256, DeviceSet};
+    use crate::config::{mask_secrets, Config};
+    let (pick, rest) = data.split_first().unwrap_or((&0, &[]));
+    let text = String::from_utf8_lossy(rest);
+    const SECRET: &str = "Zq9SecretValue7";
+    let secret = match pick % 3 {
+        0 => format!("password = \"{SECRET}\""),
+        1 => format!("token_sha256 = \"{SECRET}\""),
+        _ => format!("token_sha256 = '{SECRET}'"),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let at = usize::from(pick / 3) % (lines.len() + 1);
+    let mut doc = lines[..at].join("\n");
+    doc.push('\n');
+    doc.push_str(&secret);
+    doc.push('\n');
+    doc.push_str(&lines[at..].join("\n"));
+    // the secret is only a secret where it is a value of its own (not inside another
+    // key's multi-line string, where the input makes it an ordinary value)
+    // (and not written by the input itself)
+    let own_line = !text.contains("\"\"\"") && !text.contains("\'\'\'") && !text.contains(SECRET);
+    if let Err(e) = Config::from_toml(&doc) {
+        if own_line {
+            assert!(!e.0.contains(SECRET), "the secret in an error: {e}");
+        }
+    }
+    let masked = mask_secrets(&text);
+    assert_eq!(masked.split('\n').count(), text.split('\n').count());
+    if !text.contains('=') {
+        assert_eq!(masked, text);
+    }
+    for l in text.lines() {
+        let _ = DeviceSet::parse(&[l.to_string()]).map(|s| s.contains(l));
+        let _ = parse_sha256(l);
+    }
+}
+
 /// Every PDU the switch sends must be valid BER that our codec reads.
 fn drain(sw: &mut Switch) {
     while let Some(o) = sw.poll_output() {

@@ -3,6 +3,11 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Mutex;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -20,24 +25,65 @@ pub fn use_colour(is_terminal: bool, no_color: Option<OsString>) -> bool {
     is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
+type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
+
 /// Install the global subscriber. A bad filter falls back to `info`, saying so.
 pub fn init(filter: &str, format: LogFormat) {
-    let f = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| {
+    let _ = init_with_audit(filter, format, None);
+}
+
+/// [`init`], and with `audit` the records of the target `audit` (`[audit] file`) appended
+/// to that file as one JSON object per line, whatever the filter says (it applies to
+/// stderr only). An error when the file cannot be opened (nothing is installed then).
+pub fn init_with_audit(
+    filter: &str,
+    format: LogFormat,
+    audit: Option<&Path>,
+) -> Result<(), String> {
+    let audit: Option<Boxed> = match audit {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("audit.file: cannot open {}: {e}", path.display()))?;
+            Some(Box::new(audit_layer(Mutex::new(file))))
+        }
+        None => None,
+    };
+    let f = EnvFilter::try_new(filter).unwrap_or_else(|_| {
         eprintln!("ctigate: bad --log filter {filter:?}, using `info`");
-        tracing_subscriber::EnvFilter::new("info")
+        EnvFilter::new("info")
     });
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(f)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => b
-            .with_ansi(use_colour(
+    let b = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr: Boxed = match format {
+        LogFormat::Text => Box::new(
+            b.with_ansi(use_colour(
                 std::io::stderr().is_terminal(),
                 std::env::var_os("NO_COLOR"),
             ))
-            .init(),
-        LogFormat::Json => b.json().with_ansi(false).init(),
-    }
+            .with_filter(f),
+        ),
+        LogFormat::Json => Box::new(b.json().with_ansi(false).with_filter(f)),
+    };
+    let mut layers: Vec<Boxed> = vec![stderr];
+    layers.extend(audit);
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    Ok(())
+}
+
+/// A layer writing the records of the target `audit` as JSON lines to `w`.
+pub fn audit_layer<W>(w: W) -> impl Layer<Registry> + Send + Sync
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .with_ansi(false)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(w)
+        .with_filter(Targets::new().with_target("audit", tracing::Level::INFO))
 }
 
 #[cfg(test)]

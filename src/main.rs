@@ -84,6 +84,21 @@ enum Command {
         /// The file; default: $CTIGATE_CONFIG, then /etc/ctigate/ctigate.toml.
         file: Option<PathBuf>,
     },
+    /// Make a new client token (256 random bits, base64url) and print it with the
+    /// `[[user]]` lines to paste into the configuration (which keep only its SHA-256).
+    Token {
+        /// The user's name.
+        #[arg(long, default_value = "client")]
+        name: String,
+        /// `monitor` (events and snapshots), `control` (also call and agent requests) or
+        /// `admin` (also the full status).
+        #[arg(long, default_value = "monitor")]
+        role: String,
+        /// The devices the user may use: numbers, ranges like 201-220, or * (repeat or
+        /// separate with commas).
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        devices: Vec<String>,
+    },
     /// Simulator + gateway on loopback, a short scripted call, then the port stays open.
     Demo {
         /// Where adapters connect.
@@ -118,6 +133,14 @@ enum Command {
         /// The gateway's address.
         #[arg(default_value = "127.0.0.1:7700")]
         addr: String,
+        /// Authenticate with this token first (a gateway with users); from the environment
+        /// so that it stays out of the shell history and the process list.
+        #[arg(
+            long = "token-env",
+            value_name = "VAR",
+            default_value = "CTIGATE_TOKEN"
+        )]
+        token_env: String,
     },
     /// Soak (a benchmark-style chaos run, not CI): the simulator and the gateway in this
     /// process, load mode on, N clients watching the stations, random faults (close, abort,
@@ -267,8 +290,11 @@ fn main() {
         .log
         .clone()
         .unwrap_or_else(|| if quiet { "warn" } else { "info" }.to_string());
-    ctigate::logging::init(&log, cli.log_format);
-    match run(cli.cmd) {
+    // `run` sets up its log once its configuration is read (the audit file is in it)
+    if !matches!(cli.cmd, Command::Run { .. }) {
+        ctigate::logging::init(&log, cli.log_format);
+    }
+    match run(cli.cmd, &log, cli.log_format) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("ctigate: {e:#}");
@@ -371,12 +397,31 @@ async fn run_bench(
     }
 }
 
-fn run(cmd: Command) -> anyhow::Result<i32> {
+fn run(cmd: Command, log: &str, log_format: ctigate::logging::LogFormat) -> anyhow::Result<i32> {
     match cmd {
         Command::Run { config } => {
             let path = locate_config(config.as_deref())?;
             let cfg = ctigate::config::load(&path)?;
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            let audit = cfg.audit.file.as_ref().map(|f| dir.join(f));
+            ctigate::logging::init_with_audit(log, log_format, audit.as_deref())
+                .map_err(|e| anyhow::anyhow!(e))?;
             runtime()?.block_on(run_gateway(cfg))
+        }
+        Command::Token {
+            name,
+            role,
+            devices,
+        } => {
+            use ctigate::api::auth;
+            let role: auth::Role = role
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--role: {e}"))?;
+            auth::DeviceSet::parse(&devices).map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
+            let token = auth::new_token()
+                .map_err(|e| anyhow::anyhow!("no random numbers from the system: {e}"))?;
+            print!("{}", auth::token_text(&token, &name, role, &devices));
+            Ok(0)
         }
         Command::CheckConfig { file } => {
             let path = locate_config(file.as_deref())?;
@@ -398,7 +443,10 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             once,
             metrics,
         } => runtime()?.block_on(run_demo(listen, sim_control, once, metrics)),
-        Command::Client { addr } => runtime()?.block_on(run_client(addr)),
+        Command::Client { addr, token_env } => {
+            let token = std::env::var(&token_env).ok().filter(|t| !t.is_empty());
+            runtime()?.block_on(run_client(addr, token))
+        }
         Command::Soak {
             minutes,
             clients,
@@ -845,7 +893,7 @@ async fn run_demo(
     Ok(0)
 }
 
-async fn run_client(addr: String) -> anyhow::Result<i32> {
+async fn run_client(addr: String, token: Option<String>) -> anyhow::Result<i32> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let s = tokio::net::TcpStream::connect(&addr)
         .await
@@ -873,6 +921,10 @@ async fn run_client(addr: String) -> anyhow::Result<i32> {
         }
     });
     println!("{}", ctigate::client::help().trim_end());
+    if let Some(t) = token {
+        let auth = serde_json::json!({"id": "auth", "op": "auth", "token": t});
+        w.write_all(format!("{auth}\n").as_bytes()).await?;
+    }
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut id = 1;
     loop {

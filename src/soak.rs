@@ -435,6 +435,8 @@ pub async fn run(spec: SoakSpec, mut say: impl FnMut(&str)) -> Result<bool, Stri
         .await
         .map_err(|e| format!("simulator: {e}"))?;
     let cfg = Config {
+        users: Vec::new(),
+        audit: Default::default(),
         api: ApiConfig {
             listen: "127.0.0.1:0".into(),
             requests_per_s: 0,

@@ -43,6 +43,8 @@ fn the_documented_block_is_the_defaults_and_every_key() {
     let block = doc_block();
     let parsed = Config::from_toml(&block).expect("the documented block parses");
     let defaults = Config {
+        users: Vec::new(),
+        audit: Default::default(),
         api: ApiConfig::default(),
         metrics: Default::default(),
         links: vec![LinkSection {
@@ -71,6 +73,17 @@ fn the_documented_block_is_the_defaults_and_every_key() {
     full.links[0].tls_ca = Some("ca".into());
     full.links[0].tls_server_name = Some("pbx".into());
     full.links[0].addresses = vec!["pbx-a:2555".into(), "pbx-b:2555".into()];
+    full.api.users_file = Some("users.toml".into());
+    full.audit.file = Some("audit.jsonl".into());
+    full.users = vec![ctigate::config::UserSection {
+        name: "crm".into(),
+        token_sha256: Some("0".repeat(64)),
+        token_sha256_env: Some("X".into()),
+        role: "control".into(),
+        devices: vec!["*".into()],
+        max_clients: Some(1),
+        requests_per_s: Some(1),
+    }];
     let mut code = BTreeSet::new();
     keys(
         &toml::Value::try_from(&full).expect("serializable"),

@@ -161,3 +161,15 @@ fn demo_events_stand_under_the_step_that_caused_them() {
     // the customer's hang-up: only 202's release
     assert_eq!(at(6), vec![ev("call.released", "202")]);
 }
+
+/// The demo has no users: it serves on loopback only (issue 11), and says what to use
+/// instead.
+#[test]
+fn the_demo_stays_on_loopback() {
+    let (code, err) = demo("0.0.0.0:0", "127.0.0.1:0");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("loopback only") && err.contains("[[user]]"),
+        "{err}"
+    );
+}

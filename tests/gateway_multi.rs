@@ -20,6 +20,8 @@ async fn two_links_events_carry_the_link_and_requests_name_it() {
         ..LinkSection::default()
     };
     let cfg = Config {
+        users: Vec::new(),
+        audit: Default::default(),
         api: ApiConfig::default(),
         metrics: Default::default(),
         links: vec![

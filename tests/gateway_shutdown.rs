@@ -29,6 +29,8 @@ async fn a_gateway_stops_cleanly() {
         .await
         .expect("sim");
     let cfg = Config {
+        users: Vec::new(),
+        audit: Default::default(),
         api: ApiConfig {
             listen: "127.0.0.1:0".into(),
             ..ApiConfig::default()

@@ -383,6 +383,8 @@ async fn scale_100k_configured_devices() {
             ..LinkSection::default()
         }],
         metrics: Default::default(),
+        users: Default::default(),
+        audit: Default::default(),
     };
     let t0 = Instant::now();
     let gw = support::Gw::start(cfg).await;

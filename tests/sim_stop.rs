@@ -71,6 +71,8 @@ async fn sigterm_releases_every_association_and_exits_0() {
     let (child, addr) = spawn_sim(&dir.join("term"), 300);
     // the gateway, one link to it
     let gw = Gw::start(Config {
+        users: Vec::new(),
+        audit: Default::default(),
         api: ApiConfig::default(),
         metrics: Default::default(),
         links: vec![LinkSection {

@@ -209,3 +209,32 @@ async fn a_side_down_refuses_connections_and_aborts_only_its_associations() {
     assert_eq!(r["ok"], false);
     assert!(r["error"].as_str().unwrap().contains("no side 5"), "{r}");
 }
+
+/// Idle connections never lock the control port out (issue 11): with its 16 connections
+/// taken by clients that say nothing, a new one closes the one idle longest and is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_control_connections_do_not_lock_the_port_out() {
+    let sim = support::start_sim(SimConfig::default()).await;
+    let addr = sim.control_addr.unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for round in 0..3 {
+        let mut c = support::Control::connect(addr).await;
+        let r = c.cmd(r#"{"cmd":"status"}"#).await;
+        assert_eq!(r["ok"], true, "round {round}: {r}");
+    }
+    // the first idle one was told why it was closed
+    let mut first = tokio::io::BufReader::new(idle.remove(0));
+    let mut line = String::new();
+    tokio::time::timeout(
+        support::T,
+        tokio::io::AsyncBufReadExt::read_line(&mut first, &mut line),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(line.contains("idle longest"), "{line}");
+}

@@ -88,7 +88,12 @@ impl Drop for TempDir {
     }
 }
 
-async fn gateway(ca: &Ca, client_ca: Option<&Ca>, handshake_ms: u64) -> TlsGw {
+async fn gateway(
+    ca: &Ca,
+    client_ca: Option<&Ca>,
+    handshake_ms: u64,
+    users: Vec<ctigate::config::UserSection>,
+) -> TlsGw {
     let dir = std::env::temp_dir().join(format!(
         "ctigate-tls-{}-{}",
         std::process::id(),
@@ -114,6 +119,8 @@ async fn gateway(ca: &Ca, client_ca: Option<&Ca>, handshake_ms: u64) -> TlsGw {
             ..LinkSection::default()
         }],
         metrics: Default::default(),
+        users,
+        audit: Default::default(),
     };
     cfg.validate().expect("valid");
     let tls = cfg.api.tls().expect("the TLS files load").expect("TLS on");
@@ -225,7 +232,7 @@ async fn closed_within(s: &mut TcpStream, within: Duration) {
 #[tokio::test]
 async fn a_tls_client_is_served_and_bad_clients_cost_only_their_connection() {
     let ca = Ca::new("ctigate test CA");
-    let g = gateway(&ca, None, 500).await;
+    let g = gateway(&ca, None, 500, Vec::new()).await;
 
     // a plain-TCP client speaking NDJSON to the TLS port: closed, nothing else happens
     let mut plain = TcpStream::connect(g.addr).await.unwrap();
@@ -290,7 +297,18 @@ async fn a_tls_client_is_served_and_bad_clients_cost_only_their_connection() {
 async fn mutual_tls_admits_the_ca_s_certificates_only() {
     let ca = Ca::new("ctigate test CA");
     let clients = Ca::new("client CA");
-    let g = gateway(&ca, Some(&clients), 2000).await;
+    // one user, `crm`: its certificate stands for it (no token needed)
+    let user = ctigate::config::UserSection {
+        name: "crm".into(),
+        // the SHA-256 of "test"
+        token_sha256: Some(
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        ),
+        role: "monitor".into(),
+        devices: vec!["201".into()],
+        ..Default::default()
+    };
+    let g = gateway(&ca, Some(&clients), 2000, vec![user]).await;
     let crm = clients.issue("crm", &[]);
     let stranger = Ca::new("stranger CA").issue("crm", &[]);
 
@@ -305,14 +323,37 @@ async fn mutual_tls_admits_the_ca_s_certificates_only() {
             }
         }
     }
-    // the CA's certificate: served
+    // the CA's certificate: served, as the user its subject names, without `auth`
     let mut c = Lines::new(connect(g.addr, &ca, Some(&crm)).await.expect("handshake"));
-    assert_eq!(c.line().await.expect("hello")["type"], "hello");
-    let mut seen = Vec::new();
-    let r = c.ask(json!({"id": 2, "op": "ping"}), &mut seen).await;
-    assert_eq!(r["ok"], true);
-    // the subject the session knows the client by
+    let hello = c.line().await.expect("hello");
+    assert_eq!(
+        (&hello["type"], &hello["auth"], &hello["user"]),
+        (&json!("hello"), &json!("required"), &json!("crm"))
+    );
     assert_eq!(ctigate::tls::subject(&crm.cert).as_deref(), Some("crm"));
+    let mut seen = Vec::new();
+    let r = c
+        .ask(
+            json!({"id": 2, "op": "monitor.start", "device": "201"}),
+            &mut seen,
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    // and with that user's rights only
+    let r = c
+        .ask(
+            json!({"id": 3, "op": "monitor.start", "device": "202"}),
+            &mut seen,
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "forbidden", "{r}");
+    // a certificate of the CA whose subject is no user: authenticates with a token
+    let other = clients.issue("wallboard", &[]);
+    let mut w = Lines::new(connect(g.addr, &ca, Some(&other)).await.expect("handshake"));
+    let hello = w.line().await.expect("hello");
+    assert_eq!(hello["user"], Value::Null);
+    let r = w.ask(json!({"id": 4, "op": "status"}), &mut seen).await;
+    assert_eq!(r["error"]["code"], "unauthenticated", "{r}");
 }
 
 #[test]

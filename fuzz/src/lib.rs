@@ -18,7 +18,7 @@ use ctigate_csta::{Apdu, Limits};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// The fuzz targets, by the name of their binary and corpus directory.
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 10] = [
     "frame",
     "acse",
     "apdu",
@@ -28,6 +28,7 @@ pub const TARGETS: [&str; 9] = [
     "sim_switch",
     "link_session",
     "tracker",
+    "config_secrets",
 ];
 
 /// Run the check of `target` on `data`; `false` for an unknown target name.
@@ -43,6 +44,7 @@ pub fn check(target: &str, data: &[u8]) -> bool {
         "sim_switch" => ctigate::fuzzing::sim_switch(data),
         "link_session" => ctigate::fuzzing::link_session(data),
         "tracker" => ctigate::fuzzing::tracker(data),
+        "config_secrets" => ctigate::fuzzing::config_secrets(data),
         _ => return false,
     }
     true

@@ -10,6 +10,7 @@
 //! - [`session`]: one client session over any transport (lines in, lines out);
 //! - [`server`]: the TCP transport (NDJSON over a socket).
 
+pub mod auth;
 pub mod hub;
 pub mod ops;
 pub mod protocol;
@@ -17,7 +18,7 @@ pub mod request;
 pub mod server;
 pub mod session;
 
-use crate::config::{ApiConfig, Config};
+use crate::config::{self, ApiConfig, Config};
 use crate::gateway::Gateway;
 use hub::Hub;
 use session::{Auth, LineSink, LineSource, Open};
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// The client side of a gateway: the hub on its bus, the sessions, the auth hook.
 pub struct Api {
@@ -37,6 +38,8 @@ pub struct Api {
     pub auth: Arc<dyn Auth>,
     /// Requests by operation and result, their durations, lagged clients (`/metrics`).
     pub metrics: Arc<crate::metrics::ApiMetrics>,
+    /// Failed `agent.login`s per device (`api.agent_login_backoff_ms`).
+    pub(crate) logins: auth::LoginBackoff,
     sessions: Sessions,
 }
 
@@ -67,10 +70,23 @@ impl Sessions {
     }
 }
 
-/// Start a gateway from the configuration (links and all) and its API.
+/// Start a gateway from the configuration (links and all) and its API; with `[[user]]`
+/// entries, connections must authenticate ([`auth::Users`]).
 pub fn start(cfg: Config) -> Arc<Api> {
     let gateway = Gateway::start(&cfg);
-    Api::new(gateway, cfg.api.clone(), request_deadline(&cfg))
+    let auth: Arc<dyn Auth> = match auth::Users::new(&cfg.users) {
+        Ok(u) if !u.is_empty() => Arc::new(u),
+        Ok(_) => Arc::new(Open),
+        Err(e) => {
+            // a checked configuration has none of these; refuse everyone rather than no one
+            error!("the users cannot be read ({e}): every request is refused");
+            Arc::new(auth::Users::none())
+        }
+    };
+    if cfg.api.tls_cert.is_none() && !config::is_loopback(&cfg.api.listen) {
+        warn!(listen = %cfg.api.listen, "the client port is reachable from other machines without TLS: tokens and events cross the network in the clear; set [api] tls_cert and tls_key (docs/CONFIG.md, \"TLS on the client port\"), or keep it on a trusted network");
+    }
+    Api::with_auth(gateway, cfg.api.clone(), request_deadline(&cfg), auth)
 }
 
 /// Every request is answered within this time: a few link timeouts (monitor.start makes
@@ -103,6 +119,7 @@ impl Api {
         Arc::new(Api {
             gateway,
             hub,
+            logins: auth::LoginBackoff::new(&cfg),
             cfg,
             deadline,
             auth,
@@ -122,12 +139,13 @@ impl Api {
         self.spawn_session_as(peer, None, src, sink)
     }
 
-    /// [`Api::spawn_session`] for a peer the transport identified: the subject of the
-    /// client certificate it verified (mutual TLS).
+    /// [`Api::spawn_session`] for a transport that authenticated the peer itself (e.g. a
+    /// client certificate): `user` names the `[[user]]` it stands for; the connection is
+    /// that user from the start, without `auth`.
     pub fn spawn_session_as<S: LineSource, K: LineSink>(
         self: &Arc<Api>,
         peer: String,
-        certificate: Option<String>,
+        user: Option<String>,
         src: S,
         sink: K,
     ) {
@@ -136,7 +154,7 @@ impl Api {
         };
         let api = self.clone();
         tokio::spawn(async move {
-            session::run(api, peer, certificate, src, sink).await;
+            session::run(api, peer, user, src, sink).await;
             drop(alive);
         });
     }

@@ -57,6 +57,7 @@ macro_rules! ops {
 
 ops! {
     "ping" => Ping,
+    "auth" => Login,
     "status" => Status,
     "monitor.start" => MonitorStart,
     "monitor.stop" => MonitorStop,
@@ -88,7 +89,7 @@ impl Op {
     /// with the connection's other requests (PROTOCOL.md "Order"); `ping` and `status`
     /// do not and are answered at once.
     pub fn in_order(&self) -> bool {
-        !matches!(self, Op::Ping(_) | Op::Status(_))
+        !matches!(self, Op::Ping(_) | Op::Status(_) | Op::Login(_))
     }
 }
 
@@ -231,7 +232,7 @@ mod f {
             }
         )*};
     }
-    text_fields!(link, call, consult, digits, agent, password, reason);
+    text_fields!(link, call, consult, digits, agent, password, reason, token);
 
     /// Device numbers: text in the switch's character set ([`super::is_device_number`]).
     macro_rules! number_fields {
@@ -305,6 +306,20 @@ macro_rules! params {
 /// `ping`: no parameters.
 #[derive(serde::Deserialize, Debug, Clone, PartialEq)]
 pub struct Ping {}
+
+/// `auth`: the token of a `[[user]]` (docs/PROTOCOL.md "Authentication"). Its `Debug`
+/// never shows the token.
+#[derive(serde::Deserialize, Clone, PartialEq)]
+pub struct Login {
+    #[serde(deserialize_with = "f::token::req")]
+    pub token: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Login { token: \"********\" }")
+    }
+}
 
 /// `status`: `devices: true` adds every PBX monitor with its state.
 #[derive(serde::Deserialize, Debug, Clone, PartialEq)]
@@ -639,7 +654,7 @@ mod tests {
         assert_eq!((id.as_str(), e.code.as_str()), ("\"x\"", "unknown_op"));
         // the list comes from the enum
         assert!(e.message.ends_with(&Op::NAMES.join(", ")), "{e}");
-        assert_eq!(Op::NAMES.len(), 25);
+        assert_eq!(Op::NAMES.len(), 26);
         assert_eq!(err(r#"{"id":"a","op":3}"#).1.code, "invalid_field");
         assert_eq!(err(r#"{"id":"a"}"#).1.message, "`op` is required");
         assert_eq!(err(r#"{"op":"ping"}"#).1.code, "missing_field");

@@ -88,8 +88,12 @@ async fn accept_loop(api: Arc<Api>, l: TcpListener, tls: Option<tokio_rustls::Tl
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .and_then(crate::tls::subject);
+                    if let Some(s) = &subject {
+                        info!(%peer, certificate = %s, "client certificate verified");
+                    }
                     let (r, w) = tokio::io::split(stream);
                     let (src, sink) = lines(&api, r, w);
+                    // a verified certificate's subject stands for the user of that name
                     api.spawn_session_as(peer.to_string(), subject, src, sink);
                 });
             }

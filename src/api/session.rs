@@ -17,15 +17,17 @@
 //! are never dropped (reading stops while [`IN_FLIGHT`] requests wait); a client whose
 //! event queue is full when an event comes is cut: what is queued, `lagged`, close.
 
+use super::auth::{self as acl, Strikes, User, UserSlot};
 use super::hub::{ClientId, ClientShared, Hub};
 use super::ops::{self, Cx};
 use super::protocol::{error_line, ok_line, ApiError, Id, PROTOCOL};
 use super::request::{parse_request, Op, Request};
 use super::Api;
 use crate::lines::Line;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -51,21 +53,37 @@ pub trait LineSink: Send + 'static {
 }
 
 /// Who the session is, for the [`Auth`] hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SessionInfo {
     pub client: ClientId,
     /// The transport's name for the peer (`127.0.0.1:50412`).
     pub peer: String,
-    /// The subject (common name) of the client certificate the transport verified (mutual
-    /// TLS), if any.
-    pub certificate: Option<String>,
+    /// The user of the connection, once known: set by the `auth` request, or from the
+    /// start when the transport vouches for one ([`super::Api::spawn_session_as`], e.g. a
+    /// client certificate's subject); `None` before.
+    pub user: Option<Arc<User>>,
 }
 
 /// The auth hook: may this session run this request? Called for every request before it
-/// runs; an error (kind `auth`: `unauthenticated`, `forbidden`) is its answer. The token
-/// login of a later version decides here.
+/// runs; an error (kind `auth`: `unauthenticated`, `forbidden`) is its answer. The
+/// `[[user]]` list ([`super::auth::Users`]) decides here when there is one.
 pub trait Auth: Send + Sync + 'static {
     fn authorize(&self, session: &SessionInfo, op: &Op) -> Result<(), ApiError>;
+
+    /// Whether a connection must authenticate (`hello` says `"auth":"required"`).
+    fn required(&self) -> bool {
+        false
+    }
+
+    /// The user with this token (the `auth` request), if any.
+    fn login(&self, _token: &str) -> Option<Arc<User>> {
+        None
+    }
+
+    /// The user of this name, for a transport that authenticated the peer itself.
+    fn named(&self, _name: &str) -> Option<Arc<User>> {
+        None
+    }
 }
 
 /// Everyone may do everything (the protocol v1 default).
@@ -77,17 +95,29 @@ impl Auth for Open {
     }
 }
 
-/// Serve one client until it goes or the gateway shuts down.
+/// Log lines about requests refused for a rate limit: at most one a second.
+static RATE_LOG: std::sync::LazyLock<acl::LogLimit> = std::sync::LazyLock::new(acl::LogLimit::new);
+/// Log lines about connections refused for `api.max_clients`: at most one a second.
+static REFUSED_LOG: std::sync::LazyLock<acl::LogLimit> =
+    std::sync::LazyLock::new(acl::LogLimit::new);
+/// Log lines about failed logins and per-user refusals: at most one a second.
+static AUTH_LOG: std::sync::LazyLock<acl::LogLimit> = std::sync::LazyLock::new(acl::LogLimit::new);
+
+/// Serve one client until it goes or the gateway shuts down. `user`: the name of a user
+/// the transport authenticated (None: the client authenticates with `auth`, if needed).
 pub async fn run<S: LineSource, K: LineSink>(
     api: Arc<Api>,
     peer: String,
-    certificate: Option<String>,
+    user: Option<String>,
     mut src: S,
     mut sink: K,
 ) {
     let stop = api.gateway.shutdown_token();
     let Some((id, events, shared)) = api.hub.register() else {
-        warn!(%peer, "client refused: too many clients");
+        if let Some(left_out) = REFUSED_LOG.allow() {
+            warn!(%peer, limit = "api.max_clients", max = api.cfg.max_clients, left_out,
+                  "client refused: too many clients (lines like this one left out in the last second: {left_out})");
+        }
         let line = error_line(
             &Id::null(),
             &ApiError::new(
@@ -100,19 +130,52 @@ pub async fn run<S: LineSource, K: LineSink>(
         sink.close().await;
         return;
     };
-    match &certificate {
-        Some(c) => info!(client = id, %peer, certificate = %c, "client connected"),
-        None => info!(client = id, %peer, "client connected"),
-    }
-    let info = SessionInfo {
+    info!(client = id, %peer, "client connected");
+    let required = api.auth.required();
+    let mut info = SessionInfo {
         client: id,
         peer,
-        certificate,
+        user: None,
     };
-    let hello: Arc<str> = json!({
-        "type": "hello", "protocol": PROTOCOL, "version": env!("CARGO_PKG_VERSION"),
-        "links": ops::link_states(&api.gateway), "seq": api.hub.last_seq(),
-    })
+    // a user the transport vouches for counts as authenticated from the start
+    let mut slot: Option<UserSlot> = None;
+    if let Some(name) = user.filter(|_| required) {
+        match api.auth.named(&name).map(|u| (u.enter(), u)) {
+            Some((Some(s), u)) => {
+                info!(target: "audit", user = %u.name, client = id, peer = %info.peer,
+                      op = "auth", result = "ok", code = "", "authenticated by the transport");
+                slot = Some(s);
+                info.user = Some(u);
+            }
+            Some((None, u)) => warn!(client = id, user = %u.name, limit = "user.max_clients",
+                                     "the transport's user has all its connections: authenticate with auth"),
+            None => warn!(client = id, user = %name, "the transport's user is not configured"),
+        }
+    }
+    let authed = Arc::new(AtomicBool::new(!required || info.user.is_some()));
+    let hello: Arc<str> = if authed.load(Ordering::Acquire) {
+        let mut h = json!({
+            "type": "hello", "protocol": PROTOCOL, "version": env!("CARGO_PKG_VERSION"),
+            "auth": if required { "required" } else { "none" },
+            "links": ops::link_states(&api.gateway), "seq": api.hub.last_seq(),
+        });
+        if let Some(u) = &info.user {
+            h["user"] = json!(u.name);
+        }
+        h
+    } else {
+        // before the client has authenticated: the links' names and states (for health
+        // checks), not the PBX's addresses or counters
+        let links: Vec<Value> = ops::link_states(&api.gateway)
+            .as_array()
+            .map(|a| a.iter().map(|l| json!({"name": l["name"], "state": l["state"]})).collect())
+            .unwrap_or_default();
+        json!({
+            "type": "hello", "protocol": PROTOCOL, "version": env!("CARGO_PKG_VERSION"),
+            "auth": "required", "links": links, "seq": api.hub.last_seq(),
+            "message": format!("authenticate within {} s: {{\"id\":1,\"op\":\"auth\",\"token\":\"...\"}}", api.cfg.auth_timeout_s),
+        })
+    }
     .to_string()
     .into();
     let (resp_tx, resp_rx) = mpsc::channel::<Arc<str>>(IN_FLIGHT);
@@ -125,13 +188,13 @@ pub async fn run<S: LineSource, K: LineSink>(
         api.clone(),
         stop.clone(),
         id,
+        authed.clone(),
     ));
     // the requests that act, one after another
     let gone = CancellationToken::new();
-    let (req_tx, req_rx) = mpsc::channel::<(Request, Instant)>(IN_FLIGHT);
+    let (req_tx, req_rx) = mpsc::channel::<(Request, Instant, SessionInfo)>(IN_FLIGHT);
     let exec = tokio::spawn(exec_loop(
         api.clone(),
-        id,
         req_rx,
         resp_tx.clone(),
         gone.clone(),
@@ -151,6 +214,8 @@ pub async fn run<S: LineSource, K: LineSink>(
         }
     });
     let mut idle = Idle::new(&api.cfg);
+    let auth_deadline = Instant::now() + Duration::from_secs(api.cfg.auth_timeout_s);
+    let mut failed_logins: u32 = 0;
     loop {
         let line = tokio::select! {
             biased;
@@ -159,6 +224,17 @@ pub async fn run<S: LineSource, K: LineSink>(
             l = lines.recv() => {
                 idle.heard(Instant::now());
                 l.unwrap_or(Ok(Line::Eof))
+            }
+            _ = tokio::time::sleep_until(auth_deadline), if !authed.load(Ordering::Acquire) => {
+                if let Some(left_out) = AUTH_LOG.allow() {
+                    info!(client = id, peer = %info.peer, limit = "api.auth_timeout_s", left_out,
+                          "client did not authenticate within {} s: disconnected", api.cfg.auth_timeout_s);
+                }
+                let e = ApiError::new("auth", "auth_timeout", format!(
+                    "not authenticated within {} s (api.auth_timeout_s): disconnected; send {{\"id\":1,\"op\":\"auth\",\"token\":\"...\"}} first",
+                    api.cfg.auth_timeout_s));
+                let _ = resp_tx.send(error_line(&Id::null(), &e).into()).await;
+                break;
             }
             _ = tokio::time::sleep_until(idle.next()), if idle.on() => {
                 if let Some(line) = idle.due(Instant::now()) {
@@ -203,13 +279,24 @@ pub async fn run<S: LineSource, K: LineSink>(
                 op = r.op.name();
                 match api.auth.authorize(&info, &r.op) {
                     Ok(()) => Ok(r),
-                    Err(e) => Err(Box::new((r.id, e))),
+                    Err(e) => {
+                        if acl::audited(&r.op) {
+                            acl::audit(&info, &r.op, Err(&e));
+                        }
+                        Err(Box::new((r.id, e)))
+                    }
                 }
             })
             .and_then(|r| match rate.admit(Instant::now()) {
                 Ok(()) => Ok(r),
                 Err(e) => Err(Box::new((r.id, e))),
-            });
+            })
+            .and_then(
+                |r| match info.user.as_ref().map(|u| u.admit(Instant::now())) {
+                    Some(Err(e)) => Err(Box::new((r.id, e))),
+                    _ => Ok(r),
+                },
+            );
         let req = match checked {
             Ok(r) => r,
             Err(bad) => {
@@ -222,17 +309,34 @@ pub async fn run<S: LineSource, K: LineSink>(
             }
         };
         debug!(client = id, op = req.op.name(), "request");
+        if let Op::Login(login) = &req.op {
+            let (line, close) = auth_request(
+                &api,
+                &mut info,
+                &mut slot,
+                &mut failed_logins,
+                &req.id,
+                &login.token,
+            );
+            if info.user.is_some() {
+                authed.store(true, Ordering::Release);
+            }
+            if resp_tx.send(line).await.is_err() || close {
+                break;
+            }
+            continue;
+        }
         if req.op.in_order() {
             // waits while IN_FLIGHT requests are queued (stops reading this client)
             let sent = tokio::select! {
                 _ = stop.cancelled() => break,
-                s = req_tx.send((req, Instant::now())) => s,
+                s = req_tx.send((req, Instant::now(), info.clone())) => s,
             };
             if sent.is_err() {
                 break;
             }
         } else {
-            let line = run_one(&api, id, req, Instant::now()).await;
+            let line = run_one(&api, &info, req, Instant::now(), &mut Strikes::default()).await;
             if resp_tx.send(line).await.is_err() {
                 break;
             }
@@ -262,6 +366,7 @@ pub async fn run<S: LineSource, K: LineSink>(
         }
     }
     api.hub.unregister(id);
+    drop(slot);
     drop(resp_tx);
     if !writer_done
         && tokio::time::timeout(api.cfg.write_timeout() * 2, &mut writer)
@@ -273,15 +378,123 @@ pub async fn run<S: LineSource, K: LineSink>(
     info!(client = id, peer = %info.peer, "client gone");
 }
 
+/// The `auth` request: the answer line, and whether the connection closes (too many
+/// failures, or the user has all its connections).
+fn auth_request(
+    api: &Api,
+    info: &mut SessionInfo,
+    slot: &mut Option<UserSlot>,
+    failures: &mut u32,
+    rid: &Id,
+    token: &str,
+) -> (Arc<str>, bool) {
+    let audit = |info: &SessionInfo, user: &str, result: &str, code: &str| {
+        info!(target: "audit", user, client = info.client, peer = %info.peer, op = "auth",
+              result, code, "request");
+    };
+    if !api.auth.required() {
+        return (
+            ok_line(rid, json!({"auth": "none", "user": null})).into(),
+            false,
+        );
+    }
+    if let Some(u) = &info.user {
+        let e = ApiError::new(
+            "auth",
+            "already_authenticated",
+            format!(
+                "this connection is user {} already; a new login takes a new connection",
+                u.name
+            ),
+        );
+        return (error_line(rid, &e).into(), false);
+    }
+    let Some(user) = api.auth.login(token) else {
+        *failures += 1;
+        let max = api.cfg.auth_attempts;
+        let close = *failures >= max;
+        audit(info, "", "auth", "bad_token");
+        if let Some(left_out) = AUTH_LOG.allow() {
+            warn!(client = info.client, peer = %info.peer, failures = *failures,
+                  limit = "api.auth_attempts", left_out, "failed login (the token is not shown)");
+        }
+        let msg = if close {
+            format!("unknown token; {max} failed attempts (api.auth_attempts): disconnected")
+        } else {
+            format!(
+                "unknown token ({} of {max} attempts, api.auth_attempts)",
+                *failures
+            )
+        };
+        return (
+            error_line(rid, &ApiError::new("auth", "bad_token", msg)).into(),
+            close,
+        );
+    };
+    let Some(s) = user.enter() else {
+        audit(info, &user.name, "busy", "user_max_clients");
+        if let Some(left_out) = AUTH_LOG.allow() {
+            warn!(client = info.client, peer = %info.peer, user = %user.name, limit = "user.max_clients",
+                  max = user.max_clients, left_out, "login refused: the user has all its connections");
+        }
+        let e = ApiError::new(
+            "busy",
+            "user_max_clients",
+            format!(
+                "user {} has {} connections already ([[user]] max_clients): disconnected",
+                user.name,
+                user.max_clients.unwrap_or_default()
+            ),
+        );
+        return (error_line(rid, &e).into(), true);
+    };
+    audit(info, &user.name, "ok", "");
+    info!(client = info.client, user = %user.name, role = user.role.name(), "client authenticated");
+    let v = json!({
+        "user": user.name, "role": user.role.name(),
+        "devices": if user.devices.is_all() { json!("*") } else { json!("restricted") },
+        "links": acl::links_for(user.role, ops::link_states(&api.gateway)), "seq": api.hub.last_seq(),
+    });
+    *slot = Some(s);
+    info.user = Some(user);
+    (ok_line(rid, v).into(), false)
+}
+
 /// Run one request received at `received` within the deadline from then; its response
-/// line. A request whose deadline passed while it waited is not run.
-async fn run_one(api: &Api, client: ClientId, req: Request, received: Instant) -> Arc<str> {
+/// line. A request whose deadline passed while it waited is not run. Control requests
+/// are audited; `agent.login` goes through the backoff (`strikes`: this connection's).
+async fn run_one(
+    api: &Api,
+    info: &SessionInfo,
+    req: Request,
+    received: Instant,
+    strikes: &mut Strikes,
+) -> Arc<str> {
     let cx = Cx {
         gw: &api.gateway,
         hub: &api.hub,
-        client,
+        client: info.client,
     };
     let op = req.op.name();
+    let audited = acl::audited(&req.op);
+    let audit_op = audited.then(|| req.op.clone());
+    let status = matches!(req.op, Op::Status(_));
+    let login = match &req.op {
+        Op::AgentLogin(a) => Some((a.link.clone(), a.device.clone())),
+        _ => None,
+    };
+    if let Some((link, device)) = &login {
+        if let Err(e) = api
+            .logins
+            .check(link.as_deref(), device, strikes, Instant::now())
+        {
+            if let Some(op) = &audit_op {
+                acl::audit(info, op, Err(&e));
+            }
+            api.metrics.answered(op, Some(e.kind), received.elapsed());
+            return error_line(&req.id, &e).into();
+        }
+    }
     let left = api.deadline.saturating_sub(received.elapsed());
     let res = if left.is_zero() {
         Err(ApiError::new(
@@ -299,6 +512,20 @@ async fn run_one(api: &Api, client: ClientId, req: Request, received: Instant) -
             )),
         }
     };
+    if let Some((link, device)) = &login {
+        let refused = matches!(&res, Err(e) if e.kind == "switch");
+        if res.is_ok() || refused {
+            api.logins
+                .record(link.as_deref(), device, strikes, refused, Instant::now());
+        }
+    }
+    if let Some(op) = &audit_op {
+        acl::audit(info, op, res.as_ref().map(|_| ()));
+    }
+    let res = match (res, &info.user) {
+        (Ok(v), Some(u)) if status => Ok(acl::redact_status(v, u)),
+        (r, _) => r,
+    };
     let kind = res.as_ref().err().map(|e| e.kind);
     let line = match res {
         Ok(v) => ok_line(&req.id, v),
@@ -310,16 +537,16 @@ async fn run_one(api: &Api, client: ClientId, req: Request, received: Instant) -
 
 async fn exec_loop(
     api: Arc<Api>,
-    client: ClientId,
-    mut rx: mpsc::Receiver<(Request, Instant)>,
+    mut rx: mpsc::Receiver<(Request, Instant, SessionInfo)>,
     tx: mpsc::Sender<Arc<str>>,
     gone: CancellationToken,
 ) {
-    while let Some((req, received)) = rx.recv().await {
+    let mut strikes = Strikes::default();
+    while let Some((req, received, info)) = rx.recv().await {
         if gone.is_cancelled() {
             break;
         }
-        let line = run_one(&api, client, req, received).await;
+        let line = run_one(&api, &info, req, received, &mut strikes).await;
         if tx.send(line).await.is_err() {
             break;
         }
@@ -339,6 +566,7 @@ async fn write_loop<K: LineSink>(
     api: Arc<Api>,
     stop: CancellationToken,
     client: ClientId,
+    authed: Arc<AtomicBool>,
 ) {
     let mut out: Vec<Arc<str>> = vec![hello];
     if !write(&mut sink, &mut out, api.cfg.write_timeout()).await {
@@ -373,6 +601,9 @@ async fn write_loop<K: LineSink>(
                 break;
             }
             e = events.recv() => match e {
+                // before auth a connection can subscribe nothing: only link events come,
+                // and the `auth` answer carries the links' states instead
+                Some(_) if !authed.load(Ordering::Acquire) => continue,
                 Some(line) => {
                     out.push(line);
                     // and what else is queued, in the same write
@@ -528,9 +759,11 @@ impl Idle {
 }
 
 /// At most `n` requests in any second (0: unlimited).
-struct RateLimit {
+pub(crate) struct RateLimit {
     n: u32,
     window: VecDeque<Instant>,
+    /// Whose limit, for the error: `None` per client, else the user's name.
+    user: Option<String>,
 }
 
 impl RateLimit {
@@ -538,10 +771,19 @@ impl RateLimit {
         RateLimit {
             n,
             window: VecDeque::new(),
+            user: None,
         }
     }
 
-    fn admit(&mut self, now: Instant) -> Result<(), ApiError> {
+    /// The limit of all of one user's connections together.
+    pub(crate) fn per_user(n: u32, user: &str) -> RateLimit {
+        RateLimit {
+            user: Some(user.to_string()),
+            ..RateLimit::new(n)
+        }
+    }
+
+    pub(crate) fn admit(&mut self, now: Instant) -> Result<(), ApiError> {
         if self.n == 0 {
             return Ok(());
         }
@@ -553,11 +795,30 @@ impl RateLimit {
             self.window.pop_front();
         }
         if self.window.len() >= self.n as usize {
-            return Err(ApiError::new(
-                "busy",
-                "rate_limited",
-                format!("at most {} requests a second per client", self.n),
-            ));
+            let msg = match &self.user {
+                None => format!(
+                    "at most {} requests a second per client (api.requests_per_s)",
+                    self.n
+                ),
+                Some(u) => format!(
+                    "at most {} requests a second for all connections of user {u} ([[user]] requests_per_s)",
+                    self.n
+                ),
+            };
+            if let Some(left_out) = RATE_LOG.allow() {
+                warn!(
+                    user = self.user.as_deref().unwrap_or(""),
+                    max = self.n,
+                    left_out,
+                    limit = if self.user.is_some() {
+                        "user.requests_per_s"
+                    } else {
+                        "api.requests_per_s"
+                    },
+                    "request refused: rate limit"
+                );
+            }
+            return Err(ApiError::new("busy", "rate_limited", msg));
         }
         self.window.push_back(now);
         Ok(())

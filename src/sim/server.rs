@@ -154,6 +154,9 @@ impl Sim {
             tokio::spawn(accept_control(l, tx.clone(), listening.clone()));
         }
         info!(%csta_addr, ?sides, control = ?control_addr, "switch simulator listening");
+        if control_addr.is_some_and(|a| !a.ip().is_loopback()) {
+            warn!(control = ?control_addr, "the control port is reachable from other machines and has no authentication: anyone reaching it can inject calls and faults (it binds loopback unless told otherwise)");
+        }
         Ok(Sim {
             csta_addr,
             sides,
@@ -580,36 +583,112 @@ async fn csta_conn(
     let _ = tx.send(Input::Gone(id)).await;
 }
 
+/// One control connection, as the acceptor sees it.
+struct ControlSlot {
+    /// When it last finished a command (or connected).
+    idle_since: Arc<std::sync::Mutex<Instant>>,
+    /// Running a command now.
+    busy: Arc<std::sync::atomic::AtomicBool>,
+    /// Close it (it was idle longest when the port was full).
+    evict: tokio_util::sync::CancellationToken,
+    /// It has ended.
+    done: tokio_util::sync::CancellationToken,
+}
+
+/// The control port: at most [`MAX_CONTROL_CLIENTS`] connections. When they are all taken,
+/// a new one closes the one idle longest (so idle connections never lock the port out);
+/// only when all are running commands is the new one refused, with an error line.
 async fn accept_control(l: TcpListener, tx: mpsc::Sender<Input>, listening: Listening) {
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CLIENTS));
+    let refused_log = crate::api::auth::LogLimit::new();
+    let mut slots: Vec<ControlSlot> = Vec::new();
     loop {
-        let Ok((s, peer)) = l.accept().await else {
+        let Ok((mut s, peer)) = l.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            warn!(%peer, "too many control connections: refused");
-            continue;
+        slots.retain(|c| !c.done.is_cancelled());
+        if slots.len() >= MAX_CONTROL_CLIENTS {
+            let idle = slots
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !c.busy.load(std::sync::atomic::Ordering::Acquire))
+                .min_by_key(|(_, c)| *c.idle_since.lock().unwrap_or_else(|p| p.into_inner()))
+                .map(|(i, _)| i);
+            match idle {
+                Some(i) => {
+                    let old = slots.swap_remove(i);
+                    old.evict.cancel();
+                    info!(%peer, max = MAX_CONTROL_CLIENTS, "control port full: the connection idle longest is closed for a new one");
+                }
+                None => {
+                    if let Some(left_out) = refused_log.allow() {
+                        warn!(%peer, max = MAX_CONTROL_CLIENTS, left_out,
+                              "too many control connections, all running commands: refused");
+                    }
+                    let line = format!(
+                        "{}\n",
+                        json!({"ok": false, "error": format!("the control port has {MAX_CONTROL_CLIENTS} connections, all running commands: try again")})
+                    );
+                    tokio::spawn(async move {
+                        let _ =
+                            tokio::time::timeout(WRITE_TIMEOUT, s.write_all(line.as_bytes())).await;
+                    });
+                    continue;
+                }
+            }
+        }
+        let slot = ControlSlot {
+            idle_since: Arc::new(std::sync::Mutex::new(Instant::now())),
+            busy: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            evict: tokio_util::sync::CancellationToken::new(),
+            done: tokio_util::sync::CancellationToken::new(),
         };
+        let (idle_since, busy, evict, done) = (
+            slot.idle_since.clone(),
+            slot.busy.clone(),
+            slot.evict.clone(),
+            slot.done.clone(),
+        );
+        slots.push(slot);
         let tx = tx.clone();
         let listening = listening.clone();
         tokio::spawn(async move {
-            control_conn(s, tx, listening).await;
-            drop(permit);
+            control_conn(s, tx, listening, idle_since, busy, evict).await;
+            done.cancel();
         });
     }
 }
 
-async fn control_conn(s: TcpStream, tx: mpsc::Sender<Input>, listening: Listening) {
+async fn control_conn(
+    s: TcpStream,
+    tx: mpsc::Sender<Input>,
+    listening: Listening,
+    idle_since: Arc<std::sync::Mutex<Instant>>,
+    busy: Arc<std::sync::atomic::AtomicBool>,
+    evict: tokio_util::sync::CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
     loop {
-        let answer = match crate::lines::read_line(&mut r, MAX_CONTROL_LINE).await {
+        let line = tokio::select! {
+            l = crate::lines::read_line(&mut r, MAX_CONTROL_LINE) => l,
+            _ = evict.cancelled() => {
+                let bye = format!("{}\n", json!({"ok": false, "error": format!("closed: the control port's {MAX_CONTROL_CLIENTS} connections were all taken and this one was idle longest")}));
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, w.write_all(bye.as_bytes())).await;
+                return;
+            }
+        };
+        busy.store(true, Ordering::Release);
+        let answer = match line {
             Err(_) | Ok(Line::Eof) => return,
             Ok(Line::TooLong) => {
                 json!({"ok": false, "error": format!("line longer than {MAX_CONTROL_LINE} octets: ignored")})
             }
-            Ok(Line::Text(t)) if t.trim().is_empty() => continue,
+            Ok(Line::Text(t)) if t.trim().is_empty() => {
+                busy.store(false, Ordering::Release);
+                continue;
+            }
             Ok(Line::Text(t)) => match control::parse(t.trim()) {
                 Ok(c) => run_command(&tx, &listening, c).await,
                 Err(e) => json!({"ok": false, "error": e}),
@@ -621,5 +700,7 @@ async fn control_conn(s: TcpStream, tx: mpsc::Sender<Input>, listening: Listenin
             Ok(Ok(())) => {}
             _ => return,
         }
+        *idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        busy.store(false, Ordering::Release);
     }
 }

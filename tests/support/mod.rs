@@ -224,6 +224,8 @@ pub async fn env_with(api: ApiConfig, link: LinkSection) -> Env {
 pub async fn env_sim(sim: SimConfig, api: ApiConfig, link: LinkSection) -> Env {
     let sim = start_sim(sim).await;
     let cfg = Config {
+        users: Vec::new(),
+        audit: Default::default(),
         api,
         metrics: Default::default(),
         links: vec![LinkSection {
@@ -248,6 +250,8 @@ pub async fn env_sim(sim: SimConfig, api: ApiConfig, link: LinkSection) -> Env {
 pub async fn env_sides(link: LinkSection) -> Env {
     let sim = start_sim_sides(SimConfig::default(), 2).await;
     let cfg = Config {
+        users: Vec::new(),
+        audit: Default::default(),
         api: ApiConfig {
             requests_per_s: 0,
             ..ApiConfig::default()

@@ -241,12 +241,26 @@ pub fn rfc3339(t: SystemTime) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
     let rem = secs % 86_400;
     let (y, m, day) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    let (h, min, sec) = (rem / 3600, (rem / 60) % 60, rem % 60);
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}-{m:02}-{day:02}T{h:02}:{min:02}:{sec:02}.{ms:03}Z");
+    }
+    // every event carries several times: written digit by digit, not through `format!`
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y as u64);
+    put(5, 2, u64::from(m));
+    put(8, 2, u64::from(day));
+    put(11, 2, h);
+    put(14, 2, min);
+    put(17, 2, sec);
+    put(20, 3, u64::from(ms));
+    String::from_utf8_lossy(&b).into_owned()
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's
@@ -301,6 +315,15 @@ mod tests {
             rfc3339(UNIX_EPOCH - Duration::from_secs(5)),
             "1970-01-01T00:00:00.000Z"
         );
+        // the last second of a year, every field at its widest; and beyond year 9999
+        let t = UNIX_EPOCH + Duration::from_millis(253_402_300_799_999);
+        assert_eq!(rfc3339(t), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            rfc3339(t + Duration::from_millis(1)),
+            "10000-01-01T00:00:00.000Z"
+        );
+        let t = UNIX_EPOCH + Duration::from_millis(1_704_067_199_050);
+        assert_eq!(rfc3339(t), "2023-12-31T23:59:59.050Z");
     }
 
     #[test]

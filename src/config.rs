@@ -58,6 +58,8 @@ pub struct ApiConfig {
     pub replay_bytes: usize,
     /// Requests per second and client (0 = unlimited); more get `busy`/`rate_limited`.
     pub requests_per_s: u32,
+    /// Devices one connection may monitor at once; one more: `busy`/`client_monitor_limit`.
+    pub max_monitors_per_client: usize,
     /// A write to a client that takes longer than this many seconds ends its session.
     pub write_timeout_s: u64,
     /// A client silent this many seconds (no line from it) gets a `ping` line (0 = never).
@@ -129,6 +131,7 @@ impl Default for ApiConfig {
             replay_age_s: 600,
             replay_bytes: 64 << 20,
             requests_per_s: 50,
+            max_monitors_per_client: 10_000,
             write_timeout_s: 10,
             idle_ping_s: 60,
             idle_timeout_s: 120,
@@ -421,6 +424,9 @@ impl Config {
         }
         if self.api.max_line < 1024 {
             return e("api.max_line: must be at least 1024 octets".into());
+        }
+        if self.api.max_monitors_per_client == 0 {
+            return e("api.max_monitors_per_client: at least 1".into());
         }
         if self.api.client_queue == 0 || self.api.max_clients == 0 {
             return e("api.client_queue and api.max_clients: must be at least 1".into());

@@ -374,3 +374,46 @@ async fn a_client_that_stops_reading_is_cut_and_nobody_else_waits() {
     );
     eprintln!("the slow client was cut after {calls} calls, at seq {from}");
 }
+
+#[tokio::test]
+async fn a_connection_monitors_at_most_max_monitors_per_client_devices() {
+    let e = env_with(
+        ApiConfig {
+            requests_per_s: 0,
+            max_monitors_per_client: 2,
+            ..ApiConfig::default()
+        },
+        LinkSection::default(),
+    )
+    .await;
+    let mut c = e.client().await;
+    c.ok(json!({"op": "monitor.start", "device": "201"})).await;
+    c.ok(json!({"op": "monitor.start", "device": "202"})).await;
+    // again the same one: no new subscription, no limit
+    c.ok(json!({"op": "monitor.start", "device": "202"})).await;
+    let r = c
+        .err(
+            json!({"op": "monitor.start", "device": "203"}),
+            "busy",
+            "client_monitor_limit",
+        )
+        .await;
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("api.max_monitors_per_client = 2"),
+        "{r}"
+    );
+    assert_eq!(
+        e.pbx_monitors("203").await,
+        0,
+        "no PBX monitor for the refused one"
+    );
+    assert_eq!(e.gw.monitor_refs("pbx1", "203").await, 0);
+    // another connection has its own room; after a stop this one has room again
+    let mut d = e.client().await;
+    d.ok(json!({"op": "monitor.start", "device": "203"})).await;
+    c.ok(json!({"op": "monitor.stop", "device": "201"})).await;
+    c.ok(json!({"op": "monitor.start", "device": "204"})).await;
+}

@@ -110,6 +110,8 @@ struct State {
 
 pub struct Hub {
     state: Mutex<State>,
+    /// Devices one client may be subscribed to (`max_monitors_per_client`).
+    max_subscriptions: usize,
     max_clients: usize,
     queue: usize,
     replay: usize,
@@ -144,6 +146,7 @@ impl Hub {
                 closed: None,
             }),
             max_clients: cfg.max_clients,
+            max_subscriptions: cfg.max_monitors_per_client,
             queue: cfg.client_queue.max(1),
             replay: cfg.replay_buffer,
             replay_age: Duration::from_secs(cfg.replay_age_s),
@@ -408,6 +411,17 @@ impl Hub {
             index.remove(key, id);
         }
         removed
+    }
+
+    /// Whether the client may subscribe to one more device (`max_monitors_per_client`):
+    /// `Err(limit)` when it has that many already.
+    pub fn room_for_one_more(&self, id: ClientId) -> Result<(), usize> {
+        let n = self.lock().clients.get(&id).map_or(0, |c| c.subs.len());
+        if n >= self.max_subscriptions {
+            Err(self.max_subscriptions)
+        } else {
+            Ok(())
+        }
     }
 
     pub fn is_subscribed(&self, id: ClientId, key: &DeviceKey) -> bool {

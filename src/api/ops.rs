@@ -263,6 +263,15 @@ impl Handle for MonitorStart {
                 json!({"device": device, "calls": s.tracker().calls(device), "agent": s.tracker().agent(device), "already": true}),
             );
         }
+        // a connection's requests run one after another: nothing else of this client
+        // subscribes between this check and the subscription below
+        if let Err(limit) = cx.hub.room_for_one_more(cx.client) {
+            return Err(ApiError::new(
+                "busy",
+                "client_monitor_limit",
+                format!("this connection monitors {limit} devices already (api.max_monitors_per_client = {limit}): stop one, or raise the limit"),
+            ));
+        }
         // the count is taken and recorded for this client in one step: a request cut off
         // after this (deadline, client gone) leaves a hold that `monitor.stop` or the end of
         // the session gives back

@@ -161,6 +161,9 @@ impl<R: AsyncRead + Unpin + Send + 'static> LineSource for TcpLines<R> {
     }
 }
 
+/// The largest write buffer a connection keeps between writes.
+const SINK_BUFFER_KEPT: usize = 64 * 1024;
+
 /// Lines to a connection, newline-terminated, written together.
 pub struct TcpSink<W = OwnedWriteHalf> {
     w: W,
@@ -177,6 +180,11 @@ impl<W: AsyncWrite + Unpin + Send + 'static> LineSink for TcpSink<W> {
             self.buf.push(b'\n');
         }
         self.w.write_all(&self.buf).await?;
+        // a burst (a client catching up writes up to client_queue lines at once) does not
+        // keep its buffer: a thousand clients would hold hundreds of megabytes
+        if self.buf.capacity() > SINK_BUFFER_KEPT {
+            self.buf = Vec::new();
+        }
         // TLS buffers what it encrypts: push it out with the lines
         self.w.flush().await
     }

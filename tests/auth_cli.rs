@@ -284,7 +284,23 @@ fn the_readme_example_is_a_valid_configuration() {
     let sec = readme.split("### Securing the gateway").nth(1).unwrap();
     let start = sec.find("```toml\n").unwrap() + 8;
     let block = &sec[start..start + sec[start..].find("```").unwrap()];
+    // its TLS files, made here (the gateway reads them when it checks the configuration)
+    let dir = std::env::temp_dir().join(format!("ctigate-readme-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    assert!(
+        block.contains("tls_cert = \"/etc/ctigate/cert.pem\""),
+        "{block}"
+    );
+    let block = block
+        .replace("/etc/ctigate/cert.pem", &cert.to_string_lossy())
+        .replace("/etc/ctigate/key.pem", &key.to_string_lossy());
+    let block = block.as_str();
     let mut c = ctigate::config::Config::from_toml(block).unwrap();
+    assert!(c.api.tls().unwrap().is_some(), "TLS on");
     c.resolve_users(Path::new("."), |v| {
         (v == "CTIGATE_CRM_TOKEN_SHA256").then(|| "ab".repeat(32))
     })
@@ -296,4 +312,5 @@ fn the_readme_example_is_a_valid_configuration() {
     let open = block.split("[[user]]").next().unwrap();
     let e = ctigate::config::Config::from_toml(open).unwrap_err().0;
     assert!(e.contains("ctigate token"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -51,7 +51,7 @@ pub fn router(api: Arc<Api>) -> Router {
 
 async fn get_metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    match metrics::render(&api, format).await {
+    match metrics::render(&api, format) {
         Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         Err(e) => {
             warn!(error = %e, "cannot encode the metrics");

@@ -235,7 +235,7 @@ pub struct Scrape {
 /// switch said no for good), then `configured` (the link's `monitor` list, whatever their
 /// state) and `unconfirmed` (monitored devices whose last snapshot failed; retried). The
 /// one place that decides these states.
-pub async fn monitor_states(slot: &LinkSlot) -> [(&'static str, u64); 6] {
+pub fn monitor_states(slot: &LinkSlot) -> [(&'static str, u64); 6] {
     let [a, b, c, d] = slot.monitor_counts();
     [
         (a.0, a.1 as u64),
@@ -248,14 +248,14 @@ pub async fn monitor_states(slot: &LinkSlot) -> [(&'static str, u64); 6] {
 }
 
 /// Read every figure of `api` now.
-pub async fn gather(api: &Api) -> Scrape {
+pub fn gather(api: &Api) -> Scrape {
     let mut links = Vec::new();
     for s in api.gateway.links.values() {
         links.push(LinkFigures {
             name: s.name.clone(),
             up: s.link.is_up(),
             counters: s.link.counters(),
-            monitors: monitor_states(s).await,
+            monitors: monitor_states(s),
             resync_failures: s.resync_failures(),
         });
     }
@@ -319,8 +319,8 @@ pub fn encode(scrape: Scrape, format: Format) -> Result<String, std::fmt::Error>
 }
 
 /// Gather and encode: the body of `GET /metrics`.
-pub async fn render(api: &Api, format: Format) -> Result<String, std::fmt::Error> {
-    encode(gather(api).await, format)
+pub fn render(api: &Api, format: Format) -> Result<String, std::fmt::Error> {
+    encode(gather(api), format)
 }
 
 fn counter(

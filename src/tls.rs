@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// post-quantum key exchange; classic ECDHE (X25519, P-256) with TLS 1.3 and 1.2 is what
 /// PBXs and CRM clients speak today. Moving to aws-lc-rs is this one function.
 #[allow(deprecated)]
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

@@ -9,7 +9,7 @@ use ctigate::config::{ApiConfig, LinkSection};
 use serde_json::json;
 use serde_json::Value;
 use std::time::Duration;
-use support::{env, env_with, Client, Env, T};
+use support::{env, env_with, Env, T};
 use tokio::time::Instant;
 
 /// Once every client has gone (the gateway counts a client until it has given back its
@@ -308,25 +308,9 @@ async fn a_client_that_stops_reading_is_cut_and_nobody_else_waits() {
         },
     )
     .await;
-    let mut fast = e.client().await;
-    fast.ok(json!({"op": "monitor.start", "device": "201"}))
-        .await;
-    let mut slow = Client::connect_with_recv_buffer(e.gw.api, 4096).await;
-    slow.ok(json!({"op": "monitor.start", "device": "201"}))
-        .await;
     // slow reads nothing from now on. Calls with 10 KB of user data fill its socket, then
     // its queue of 16 events; every call, the fast client reads everything in time.
-    let inbound = json!({"cmd": "inbound", "ani": "0891234567", "dnis": "201",
-                         "user_data": "x".repeat(10_000)})
-    .to_string();
-    let mut calls = 0;
-    while e.gw.gw.hub.dropped() == 0 {
-        assert!(calls < 300, "the slow client was never cut");
-        e.sim(&inbound).await;
-        e.sim(r#"{"cmd":"hangup","device":"0891234567"}"#).await;
-        calls += 1;
-        e.barrier(&mut fast).await;
-    }
+    let (mut fast, mut slow, inbound, mut calls) = e.cut_a_slow_client().await;
     // one more call after the cut: the fast client still gets it
     e.sim(&inbound).await;
     e.sim(r#"{"cmd":"hangup","device":"0891234567"}"#).await;

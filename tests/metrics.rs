@@ -506,25 +506,9 @@ async fn a_slow_client_shows_in_queue_depth_then_lagged_and_dropped() {
     )
     .await;
     let (addr, _task) = ctigate::http::start(&e.gw.gw, &local()).await.unwrap();
-    let mut fast = e.client().await;
-    fast.ok(json!({"op": "monitor.start", "device": "201"}))
-        .await;
-    let mut slow = support::Client::connect_with_recv_buffer(e.gw.api, 4096).await;
-    slow.ok(json!({"op": "monitor.start", "device": "201"}))
-        .await;
     // slow reads nothing from now on: calls with 10 KB of user data fill its socket, then
     // its queue
-    let inbound = json!({"cmd": "inbound", "ani": "0891234567", "dnis": "201",
-                         "user_data": "x".repeat(10_000)})
-    .to_string();
-    let mut calls = 0;
-    while e.gw.gw.hub.dropped() == 0 {
-        assert!(calls < 300, "the slow client was never cut");
-        e.sim(&inbound).await;
-        e.sim(r#"{"cmd":"hangup","device":"0891234567"}"#).await;
-        calls += 1;
-        e.barrier(&mut fast).await;
-    }
+    let (_fast, mut slow, _, _) = e.cut_a_slow_client().await;
     // cut: its writer is still stuck on the full socket, its queue full
     let (_, _, body) = get(addr, "/metrics").await;
     let m = parse(&body);

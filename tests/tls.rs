@@ -148,8 +148,7 @@ type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 async fn connect(addr: SocketAddr, ca: &Ca, me: Option<&Issued>) -> std::io::Result<Tls> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert.der().clone()).unwrap();
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = ctigate::tls::provider();
     let b = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -401,8 +400,7 @@ fn configuration_errors_name_the_key() {
 /// A TLS front for the simulator's CSTA port (as a switch offering CSTA over TLS would
 /// be): accepts TLS with `cert`, and relays to `to`.
 async fn tls_front(srv: &Issued, to: SocketAddr) -> SocketAddr {
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = ctigate::tls::provider();
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

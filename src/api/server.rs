@@ -40,7 +40,7 @@ pub async fn serve_tls(api: Arc<Api>, l: TcpListener, tls: Arc<rustls::ServerCon
 async fn accept_loop(api: Arc<Api>, l: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
     let stop = api.gateway.shutdown_token();
     let handshakes = Arc::new(tokio::sync::Semaphore::new(api.cfg.max_clients.max(1)));
-    let mut refused = RateLimitedLog::default();
+    let refused = super::auth::LogLimit::new();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -56,10 +56,10 @@ async fn accept_loop(api: Arc<Api>, l: TcpListener, tls: Option<tokio_rustls::Tl
                     continue;
                 };
                 let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                    refused.note(
-                        &peer.to_string(),
-                        "api.max_clients TLS handshakes already under way",
-                    );
+                    if let Some(left_out) = refused.allow() {
+                        warn!(%peer, left_out, limit = "api.max_clients",
+                              "connection refused: that many TLS handshakes already under way");
+                    }
                     continue;
                 };
                 let (api, tls, stop) = (api.clone(), tls.clone(), stop.clone());
@@ -123,30 +123,6 @@ fn lines<R: AsyncRead + Unpin + Send + 'static, W: AsyncWrite + Unpin + Send + '
             close_within: api.cfg.write_timeout(),
         },
     )
-}
-
-/// Log lines about refused connections, at most one a second (with how many were refused
-/// since the last), so that a flood of connections cannot flood the log.
-#[derive(Default)]
-struct RateLimitedLog {
-    last: Option<tokio::time::Instant>,
-    since: u64,
-}
-
-impl RateLimitedLog {
-    fn note(&mut self, peer: &str, why: &str) {
-        self.since += 1;
-        let now = tokio::time::Instant::now();
-        if self
-            .last
-            .is_some_and(|l| now.duration_since(l) < Duration::from_secs(1))
-        {
-            return;
-        }
-        warn!(%peer, refused = self.since, "connection refused: {why}");
-        self.last = Some(now);
-        self.since = 0;
-    }
 }
 
 /// Lines from a connection (TCP, or TLS over it), each at most `max` octets.

@@ -295,6 +295,32 @@ impl Env {
         self.gw.client().await
     }
 
+    /// A fast and a slow client on 201; the slow one (a 4 KiB receive buffer) reads nothing
+    /// while calls with 10 KB of user data (the `inbound` command returned) fill its socket,
+    /// then its queue, until the hub cuts it; the fast client reads every call in time.
+    /// Returns (fast, slow, the inbound command, the calls made).
+    #[allow(dead_code)]
+    pub async fn cut_a_slow_client(&self) -> (Client, Client, String, usize) {
+        let mut fast = self.client().await;
+        fast.ok(json!({"op": "monitor.start", "device": "201"}))
+            .await;
+        let mut slow = Client::connect_with_recv_buffer(self.gw.api, 4096).await;
+        slow.ok(json!({"op": "monitor.start", "device": "201"}))
+            .await;
+        let inbound = json!({"cmd": "inbound", "ani": "0891234567", "dnis": "201",
+                             "user_data": "x".repeat(10_000)})
+        .to_string();
+        let mut calls = 0;
+        while self.gw.gw.hub.dropped() == 0 {
+            assert!(calls < 300, "the slow client was never cut");
+            self.sim(&inbound).await;
+            self.sim(r#"{"cmd":"hangup","device":"0891234567"}"#).await;
+            calls += 1;
+            self.barrier(&mut fast).await;
+        }
+        (fast, slow, inbound, calls)
+    }
+
     /// Prove that `c` has read every event the switch reported so far and the gateway
     /// published for it: the marker station (monitored by `c` from its first barrier on)
     /// calls another and hangs up; the switch reports that on the same association after

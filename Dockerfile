@@ -22,7 +22,6 @@ COPY --from=build /ctigate /usr/local/bin/ctigate
 USER ctigate
 WORKDIR /var/lib/ctigate
 EXPOSE 7700
-ENV CTIGATE_LOG=info
 # healthy = the NDJSON port answers ping (CTIGATE_PING_ADDR when [api] listen is another port)
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 CMD ["ctigate", "ping"]
 STOPSIGNAL SIGTERM

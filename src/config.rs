@@ -332,6 +332,25 @@ pub struct Config {
     pub users: Vec<UserSection>,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`: what the gateway logs (to stderr).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// The log filter (tracing env-filter syntax: `info`, `debug`, `ctigate=debug,info`);
+    /// `--log` and `CTIGATE_LOG` take precedence. Changed by a reload (SIGHUP).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
 }
 
 /// One `[[user]]`: who may connect with which token, and do what on which devices.
@@ -470,6 +489,12 @@ impl Config {
         }
         if self.api.auth_timeout_s == 0 || self.api.auth_attempts == 0 {
             return e("api.auth_timeout_s and api.auth_attempts: must be at least 1".into());
+        }
+        if let Err(m) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return e(format!(
+                "log.level: `{}` is not a log filter ({m}); e.g. \"info\", \"debug\" or \"ctigate=debug,info\"",
+                self.log.level
+            ));
         }
         if self.api.agent_login_backoff_max_s > 3600 {
             return e("api.agent_login_backoff_max_s: at most 3600".into());

@@ -43,6 +43,7 @@ pub async fn start(listen: &str, sim_control: &str) -> Result<Demo, String> {
     let cfg = Config {
         users: Vec::new(),
         audit: Default::default(),
+        log: Default::default(),
         api: ApiConfig {
             listen: listen.to_string(),
             ..ApiConfig::default()
@@ -61,7 +62,7 @@ pub async fn start(listen: &str, sim_control: &str) -> Result<Demo, String> {
     let service = crate::api::start(cfg);
     tokio::spawn(server::serve(service.clone(), l));
     let up = async {
-        while !service.gateway.links.values().all(|l| l.link.is_up()) {
+        while !service.gateway.links().values().all(|l| l.link.is_up()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };

@@ -41,6 +41,7 @@ pub mod link;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod reload;
 pub mod sim;
 pub mod soak;
 pub mod tls;

@@ -32,14 +32,40 @@ pub fn init(filter: &str, format: LogFormat) {
     let _ = init_with_audit(filter, format, None);
 }
 
+/// Changes the filter of the installed subscriber's stderr output while it runs (a
+/// configuration reload's `log.level`).
+#[derive(Clone)]
+pub struct LogFilter {
+    handle: tracing_subscriber::reload::Handle<EnvFilter, Registry>,
+    now: std::sync::Arc<Mutex<String>>,
+}
+
+impl LogFilter {
+    /// The filter in effect.
+    pub fn current(&self) -> String {
+        self.now.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Filter with `filter` from now on; an error (nothing changed) when it does not parse.
+    pub fn set(&self, filter: &str) -> Result<(), String> {
+        let f = EnvFilter::try_new(filter).map_err(|e| format!("`{filter}`: {e}"))?;
+        self.handle
+            .reload(f)
+            .map_err(|e| format!("the log filter cannot be changed: {e}"))?;
+        *self.now.lock().unwrap_or_else(|p| p.into_inner()) = filter.to_string();
+        Ok(())
+    }
+}
+
 /// [`init`], and with `audit` the records of the target `audit` (`[audit] file`) appended
 /// to that file as one JSON object per line, whatever the filter says (it applies to
 /// stderr only). An error when the file cannot be opened (nothing is installed then).
+/// The [`LogFilter`] changes the stderr filter later.
 pub fn init_with_audit(
     filter: &str,
     format: LogFormat,
     audit: Option<&Path>,
-) -> Result<(), String> {
+) -> Result<LogFilter, String> {
     let audit: Option<Boxed> = match audit {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
@@ -51,10 +77,14 @@ pub fn init_with_audit(
         }
         None => None,
     };
-    let f = EnvFilter::try_new(filter).unwrap_or_else(|_| {
-        eprintln!("ctigate: bad --log filter {filter:?}, using `info`");
-        EnvFilter::new("info")
-    });
+    let (f, now) = match EnvFilter::try_new(filter) {
+        Ok(f) => (f, filter),
+        Err(_) => {
+            eprintln!("ctigate: bad --log filter {filter:?}, using `info`");
+            (EnvFilter::new("info"), "info")
+        }
+    };
+    let (f, handle) = tracing_subscriber::reload::Layer::new(f);
     let b = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let stderr: Boxed = match format {
         LogFormat::Text => Box::new(
@@ -69,7 +99,10 @@ pub fn init_with_audit(
     let mut layers: Vec<Boxed> = vec![stderr];
     layers.extend(audit);
     let _ = tracing_subscriber::registry().with(layers).try_init();
-    Ok(())
+    Ok(LogFilter {
+        handle,
+        now: std::sync::Arc::new(Mutex::new(now.to_string())),
+    })
 }
 
 /// A layer writing the records of the target `audit` as JSON lines to `w`.

@@ -294,7 +294,8 @@ fn main() {
     if !matches!(cli.cmd, Command::Run { .. }) {
         ctigate::logging::init(&log, cli.log_format);
     }
-    match run(cli.cmd, &log, cli.log_format) {
+    let log_given = cli.log.is_some();
+    match run(cli.cmd, &log, log_given, cli.log_format) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("ctigate: {e:#}");
@@ -397,16 +398,28 @@ async fn run_bench(
     }
 }
 
-fn run(cmd: Command, log: &str, log_format: ctigate::logging::LogFormat) -> anyhow::Result<i32> {
+fn run(
+    cmd: Command,
+    log: &str,
+    log_given: bool,
+    log_format: ctigate::logging::LogFormat,
+) -> anyhow::Result<i32> {
     match cmd {
         Command::Run { config } => {
             let path = locate_config(config.as_deref())?;
             let cfg = ctigate::config::load(&path)?;
             let dir = path.parent().unwrap_or(std::path::Path::new("."));
             let audit = cfg.audit.file.as_ref().map(|f| dir.join(f));
-            ctigate::logging::init_with_audit(log, log_format, audit.as_deref())
+            // --log / CTIGATE_LOG, else the file's log.level
+            let filter = if log_given { log } else { &cfg.log.level };
+            let filter = ctigate::logging::init_with_audit(filter, log_format, audit.as_deref())
                 .map_err(|e| anyhow::anyhow!(e))?;
-            runtime()?.block_on(run_gateway(cfg))
+            let reload = ctigate::reload::Setup {
+                path,
+                log: Some(filter),
+                log_from_flag: log_given,
+            };
+            runtime()?.block_on(run_gateway(cfg, reload))
         }
         Command::Token {
             name,
@@ -710,8 +723,15 @@ async fn run_sim(
     Ok(0)
 }
 
-async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
+async fn run_gateway(
+    cfg: ctigate::config::Config,
+    reload: ctigate::reload::Setup,
+) -> anyhow::Result<i32> {
     let stop = stop_signal()?;
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot watch SIGHUP")?;
+    let running = cfg.clone();
     // the TLS files are read and checked before anything listens
     let tls = cfg.api.tls().map_err(|e| anyhow::anyhow!("{e}"))?;
     let l = ctigate::api::server::bind(&cfg.api.listen).await?;
@@ -753,7 +773,29 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
         println!("link {name}: connecting to {address}");
     }
     let reported = tokio::spawn(report_links(api.gateway.clone()));
+    // SIGHUP: read the configuration again, apply what can change live
+    let mut reloader = ctigate::reload::Reloader::new(reload, api.clone(), running);
+    #[cfg(unix)]
+    let reloading =
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match reloader.reload().await {
+                    Ok(r) => println!(
+                    "ctigate run: configuration reloaded: {} applied, {} waiting for a restart{}",
+                    r.applied.len(),
+                    r.restart.len(),
+                    if r.restart.is_empty() { "" } else { " (see the log)" }
+                ),
+                    Err(e) => {
+                        println!("ctigate run: configuration reload refused, nothing changed: {e}")
+                    }
+                }
+            }
+        });
+    #[cfg(not(unix))]
+    let reloading = tokio::spawn(async move { drop(reloader) });
     stop.await;
+    reloading.abort();
     reported.abort();
     api.shutdown().await;
     let _ = serving.await;
@@ -767,7 +809,7 @@ async fn run_gateway(cfg: ctigate::config::Config) -> anyhow::Result<i32> {
 /// Say how each link's first attempt ended: up (and how long it took) or why not.
 async fn report_links(gw: std::sync::Arc<ctigate::gateway::Gateway>) {
     let started = std::time::Instant::now();
-    let mut pending: std::collections::BTreeSet<String> = gw.links.keys().cloned().collect();
+    let mut pending: std::collections::BTreeSet<String> = gw.links().keys().cloned().collect();
     let mut warned = false;
     while !pending.is_empty() {
         for l in gw.link_states() {

@@ -116,6 +116,10 @@ pub struct ApiMetrics {
     /// Per operation of [`Op::NAMES`]: received -> answered.
     durations: Box<[Histogram]>,
     lagged_clients: AtomicU64,
+    /// Configuration reloads applied, and refused (the file had a mistake).
+    reloads: [AtomicU64; 2],
+    /// Changes in the file that wait for a restart (after the last reload).
+    restart_needed: AtomicU64,
 }
 
 impl Default for ApiMetrics {
@@ -135,6 +139,8 @@ impl ApiMetrics {
                 .map(|_| Histogram::new(REQUEST_DURATION_BUCKETS))
                 .collect(),
             lagged_clients: AtomicU64::new(0),
+            reloads: [AtomicU64::new(0), AtomicU64::new(0)],
+            restart_needed: AtomicU64::new(0),
         }
     }
 
@@ -164,6 +170,29 @@ impl ApiMetrics {
         if let Some(h) = self.durations.get(ApiMetrics::op_index(op)) {
             h.observe(took);
         }
+    }
+
+    /// A configuration reload: applied (with this many changes waiting for a restart), or
+    /// refused (`None`).
+    pub fn reloaded(&self, restart_needed: Option<usize>) {
+        match restart_needed {
+            Some(n) => {
+                self.reloads[0].fetch_add(1, Ordering::Relaxed);
+                self.restart_needed.store(n as u64, Ordering::Relaxed);
+            }
+            None => {
+                self.reloads[1].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Reloads (applied, refused) and the changes waiting for a restart.
+    pub fn reloads(&self) -> (u64, u64, u64) {
+        (
+            self.reloads[0].load(Ordering::Relaxed),
+            self.reloads[1].load(Ordering::Relaxed),
+            self.restart_needed.load(Ordering::Relaxed),
+        )
     }
 
     /// A client was cut for not reading its events (`lagged`).
@@ -228,6 +257,8 @@ pub struct Scrape {
     pub lagged_clients: u64,
     pub dropped_events: u64,
     pub events_published: u64,
+    /// Configuration reloads (applied, refused) and the changes waiting for a restart.
+    pub reloads: (u64, u64, u64),
 }
 
 /// A link's monitors: the PBX monitors by state (`pending`: to start, or the link is down;
@@ -242,7 +273,7 @@ pub fn monitor_states(slot: &LinkSlot) -> [(&'static str, u64); 6] {
         (b.0, b.1 as u64),
         (c.0, c.1 as u64),
         (d.0, d.1 as u64),
-        ("configured", slot.pinned.len() as u64),
+        ("configured", slot.pinned().len() as u64),
         ("unconfirmed", slot.unconfirmed().len() as u64),
     ]
 }
@@ -250,7 +281,7 @@ pub fn monitor_states(slot: &LinkSlot) -> [(&'static str, u64); 6] {
 /// Read every figure of `api` now.
 pub fn gather(api: &Api) -> Scrape {
     let mut links = Vec::new();
-    for s in api.gateway.links.values() {
+    for s in api.gateway.links().values() {
         links.push(LinkFigures {
             name: s.name.clone(),
             up: s.link.is_up(),
@@ -275,6 +306,7 @@ pub fn gather(api: &Api) -> Scrape {
         lagged_clients: api.metrics.lagged_clients(),
         dropped_events: api.hub.dropped(),
         events_published: api.hub.last_seq(),
+        reloads: api.metrics.reloads(),
     }
 }
 
@@ -534,6 +566,22 @@ impl Collector for Scrape {
             "Events the gateway published to its clients (the last seq).",
             self.events_published,
         )?;
+        {
+            let mut m = e.encode_descriptor(
+                "config_reloads",
+                "Configuration reloads (SIGHUP): applied, or refused because the file had a mistake (the running configuration stays).",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(self.reloads.0).encode(m.encode_family(&[("result", "applied")])?)?;
+            ConstCounter::new(self.reloads.1).encode(m.encode_family(&[("result", "refused")])?)?;
+        }
+        gauge(
+            &mut e,
+            "config_restart_needed",
+            "Changed settings of the configuration file that take effect only after a restart (as of the last reload; logged with their keys).",
+            self.reloads.2,
+        )?;
         Ok(())
     }
 }
@@ -571,6 +619,7 @@ mod tests {
             lagged_clients: 0,
             dropped_events: 0,
             events_published: 3,
+            reloads: (2, 1, 3),
         }
     }
 
@@ -654,6 +703,10 @@ mod tests {
             "ctigate_event_latency_seconds_count 2",
             "ctigate_clients 1",
             "ctigate_events_published_total 3",
+            "# TYPE ctigate_config_reloads_total counter",
+            "ctigate_config_reloads_total{result=\"applied\"} 2",
+            "ctigate_config_reloads_total{result=\"refused\"} 1",
+            "ctigate_config_restart_needed 3",
             "# TYPE ctigate_start_time_seconds gauge",
             "ctigate_start_time_seconds 1780000000.5",
         ] {

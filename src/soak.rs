@@ -437,6 +437,7 @@ pub async fn run(spec: SoakSpec, mut say: impl FnMut(&str)) -> Result<bool, Stri
     let cfg = Config {
         users: Vec::new(),
         audit: Default::default(),
+        log: Default::default(),
         api: ApiConfig {
             listen: "127.0.0.1:0".into(),
             requests_per_s: 0,
@@ -462,7 +463,7 @@ pub async fn run(spec: SoakSpec, mut say: impl FnMut(&str)) -> Result<bool, Stri
     let addr = l.local_addr().map_err(|e| e.to_string())?;
     let api: Arc<Api> = crate::api::start(cfg);
     tokio::spawn(server::serve(api.clone(), l));
-    let up = |api: &Arc<Api>| api.gateway.links.values().all(|l| l.link.is_up());
+    let up = |api: &Arc<Api>| api.gateway.links().values().all(|l| l.link.is_up());
     wait_until(Duration::from_secs(10), || up(&api))
         .await
         .then_some(())

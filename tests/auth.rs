@@ -40,6 +40,7 @@ async fn env_users(api: ApiConfig, users: Vec<UserSection>) -> Env {
     let cfg = Config {
         users,
         audit: Default::default(),
+        log: Default::default(),
         api,
         links: vec![LinkSection {
             name: "pbx1".into(),

@@ -45,6 +45,7 @@ fn the_documented_block_is_the_defaults_and_every_key() {
     let defaults = Config {
         users: Vec::new(),
         audit: Default::default(),
+        log: Default::default(),
         api: ApiConfig::default(),
         metrics: Default::default(),
         links: vec![LinkSection {
@@ -186,4 +187,44 @@ fn check_config_from_the_command_line() {
         "{out}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// docs/CONFIG.md's reload table names every key a reload applies (`ctigate::reload`'s
+/// lists), so the page cannot claim less or more than the code does.
+#[test]
+fn the_reload_table_names_every_live_key() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/CONFIG.md"))
+        .expect("docs/CONFIG.md");
+    let section = doc
+        .split("## Reloading the configuration (SIGHUP)")
+        .nth(1)
+        .expect("the reload section");
+    let live_rows: Vec<&str> = section
+        .lines()
+        .filter(|l| {
+            l.starts_with("| ")
+                && l.split('|')
+                    .nth(2)
+                    .is_some_and(|what| !what.trim().starts_with("need"))
+        })
+        .collect();
+    for k in ctigate::reload::API_LIVE
+        .iter()
+        .chain(ctigate::reload::LINK_LIVE)
+    {
+        assert!(
+            live_rows.iter().any(|r| r.contains(&format!("`{k}`"))),
+            "docs/CONFIG.md's reload table does not list `{k}` as applied live"
+        );
+    }
+    // and a key it lists as live in the [api] rows is live in the code
+    for r in live_rows.iter().filter(|r| r.starts_with("| `[api]`")) {
+        let keys = r.split('|').nth(1).unwrap_or_default();
+        for k in keys.split('`').skip(3).step_by(2) {
+            assert!(
+                ctigate::reload::API_LIVE.contains(&k),
+                "docs/CONFIG.md says api.{k} changes live; the code does not"
+            );
+        }
+    }
 }

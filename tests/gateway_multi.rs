@@ -22,6 +22,7 @@ async fn two_links_events_carry_the_link_and_requests_name_it() {
     let cfg = Config {
         users: Vec::new(),
         audit: Default::default(),
+        log: Default::default(),
         api: ApiConfig::default(),
         metrics: Default::default(),
         links: vec![

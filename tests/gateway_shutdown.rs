@@ -31,6 +31,7 @@ async fn a_gateway_stops_cleanly() {
     let cfg = Config {
         users: Vec::new(),
         audit: Default::default(),
+        log: Default::default(),
         api: ApiConfig {
             listen: "127.0.0.1:0".into(),
             ..ApiConfig::default()
@@ -49,7 +50,7 @@ async fn a_gateway_stops_cleanly() {
     let api = ctigate::api::start(cfg);
     let serving = tokio::spawn(ctigate::api::server::serve(api.clone(), l));
     let end = Instant::now() + T;
-    while !api.gateway.links.values().all(|l| l.link.is_up()) {
+    while !api.gateway.links().values().all(|l| l.link.is_up()) {
         assert!(Instant::now() < end, "the link comes up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -88,7 +89,7 @@ async fn a_gateway_stops_cleanly() {
         TcpStream::connect(addr).await.is_err(),
         "the port is closed"
     );
-    assert!(!api.gateway.links.values().any(|l| l.link.is_up()));
+    assert!(!api.gateway.links().values().any(|l| l.link.is_up()));
     let end = Instant::now() + T;
     loop {
         let st = sim

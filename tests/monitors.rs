@@ -385,11 +385,12 @@ async fn scale_100k_configured_devices() {
         metrics: Default::default(),
         users: Default::default(),
         audit: Default::default(),
+        log: Default::default(),
     };
     let t0 = Instant::now();
     let gw = support::Gw::start(cfg).await;
     let up = t0.elapsed();
-    let slot = gw.gw.gateway.links["pbx1"].clone();
+    let slot = gw.gw.gateway.links()["pbx1"].clone();
     let mut last = Instant::now();
     loop {
         let c = slot.monitor_counts();
@@ -500,7 +501,7 @@ async fn scale_clients_monitoring_many_devices() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss1 = vm_rss_kib();
     let per = (rss1.saturating_sub(rss0)) as f64 * 1024.0 / n as f64;
-    let slot = e.gw.gw.gateway.links["pbx1"].clone();
+    let slot = e.gw.gw.gateway.links()["pbx1"].clone();
     eprintln!(
         "scale_clients: heap in use {heap0} KiB -> {} KiB: {:.0} octets per device (simulator's monitors and test clients included)",
         heap_kib(),
@@ -542,7 +543,7 @@ async fn scale_acquire_memory() {
     s.link.keepalive_s = 0;
     let e = env_sim(s, api(), LinkSection::default()).await;
     let gw = e.gw.gw.gateway.clone();
-    let slot = gw.links["pbx1"].clone();
+    let slot = gw.links()["pbx1"].clone();
     // the link alone (its monitor table, the simulator's) for half the devices
     let half = n / 2;
     let heap_link0 = heap_kib();

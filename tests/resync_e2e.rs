@@ -53,7 +53,7 @@ async fn outage_with(form: SnapshotForm) {
     let d = c.take("204").last().unwrap()["call"].clone();
     c.take("202");
 
-    let slot = e.gw.gw.gateway.links["pbx1"].clone();
+    let slot = e.gw.gw.gateway.links()["pbx1"].clone();
     let done = slot.resyncs();
     e.sim(r#"{"cmd":"fault","fault":"close"}"#).await;
     c.until_link("link.down").await;

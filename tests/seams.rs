@@ -961,7 +961,7 @@ async fn a_monitor_acquire_given_up_half_way_is_still_counted_and_given_back() {
     let link = Arc::new(link);
     let (api, _events) = api_over(link.clone(), api_cfg());
     let gw = &api.gateway;
-    let slot = gw.links.get("pbx1").unwrap().clone();
+    let slot = gw.links().get("pbx1").unwrap().clone();
     // the caller gives up while the switch is starting the monitor
     let cut = timeout(Duration::from_secs(1), gw.monitor_acquire(&slot, "201", 7)).await;
     assert!(cut.is_err(), "given up");
@@ -1044,7 +1044,7 @@ async fn a_failed_snapshot_leaves_the_device_unconfirmed_and_releases_nothing() 
     );
     let id = o["call"]["id"].clone();
     assert_eq!(c.must().await["event"], "device.confirmed");
-    let slot = &api.gateway.links["pbx1"];
+    let slot = &api.gateway.links()["pbx1"];
     assert_eq!(slot.unconfirmed(), Vec::<String>::new());
     assert_eq!(slot.resync_failures(), 1);
 
@@ -1091,7 +1091,7 @@ async fn an_unconfirmed_device_nobody_watches_any_more_is_not_retried() {
     c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
         .await;
     assert_eq!(c.must().await["result"]["unconfirmed"], true);
-    let slot = api.gateway.links["pbx1"].clone();
+    let slot = api.gateway.links()["pbx1"].clone();
     assert_eq!(slot.unconfirmed(), ["201"]);
     // retried: 1 s, then 2 s later
     tokio::time::sleep(Duration::from_millis(3500)).await;

@@ -73,6 +73,7 @@ async fn sigterm_releases_every_association_and_exits_0() {
     let gw = Gw::start(Config {
         users: Vec::new(),
         audit: Default::default(),
+        log: Default::default(),
         api: ApiConfig::default(),
         metrics: Default::default(),
         links: vec![LinkSection {

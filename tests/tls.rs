@@ -75,6 +75,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 struct TlsGw {
     api: Arc<ctigate::api::Api>,
+    cfg: Config,
     addr: SocketAddr,
     sim: ctigate::sim::Sim,
     _dir: TempDir,
@@ -121,21 +122,23 @@ async fn gateway(
         metrics: Default::default(),
         users,
         audit: Default::default(),
+        log: Default::default(),
     };
     cfg.validate().expect("valid");
     let tls = cfg.api.tls().expect("the TLS files load").expect("TLS on");
     let l = server::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let api = ctigate::api::start(cfg);
+    let api = ctigate::api::start(cfg.clone());
     tokio::spawn(server::serve_tls(api.clone(), l, tls));
     let up = async {
-        while !api.gateway.links.values().all(|l| l.link.is_up()) {
+        while !api.gateway.links().values().all(|l| l.link.is_up()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
     timeout(T, up).await.expect("the link comes up");
     TlsGw {
         api,
+        cfg,
         addr,
         sim,
         _dir: TempDir(dir),
@@ -507,5 +510,49 @@ async fn a_link_over_tls_to_the_switch() {
     assert!(
         e.starts_with("link[0].tls_ca: needed with tls = true"),
         "{e}"
+    );
+}
+
+/// A renewed certificate written over the old files is taken by a reload (SIGHUP): new
+/// connections get it, a connection made before goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_reads_a_renewed_certificate() {
+    let old_ca = Ca::new("old CA");
+    let gw = gateway(&old_ca, None, 5000, Vec::new()).await;
+    let mut before = Lines::new(connect(gw.addr, &old_ca, None).await.expect("handshake"));
+    assert_eq!(before.line().await.expect("hello")["type"], "hello");
+    let new_ca = Ca::new("new CA");
+    let renewed = new_ca.issue("ctigate", &["localhost", "127.0.0.1"]);
+    std::fs::write(gw.cfg.api.tls_cert.as_ref().unwrap(), &renewed.cert_pem).unwrap();
+    std::fs::write(gw.cfg.api.tls_key.as_ref().unwrap(), &renewed.key_pem).unwrap();
+    // not yet: the files are read at start and on a reload only
+    assert!(connect(gw.addr, &new_ca, None).await.is_err());
+    let setup = ctigate::reload::Setup {
+        path: "/nonexistent/ctigate.toml".into(),
+        log: None,
+        log_from_flag: false,
+    };
+    let mut r = ctigate::reload::Reloader::new(setup, gw.api.clone(), gw.cfg.clone());
+    let report = r.apply(gw.cfg.clone()).await;
+    assert_eq!(
+        report.applied,
+        vec!["api.tls_cert, api.tls_key, api.tls_client_ca: files read again (new connections use them)"]
+    );
+    assert!(report.restart.is_empty(), "{report:?}");
+    let mut after = Lines::new(
+        connect(gw.addr, &new_ca, None)
+            .await
+            .expect("the renewed certificate"),
+    );
+    assert_eq!(after.line().await.expect("hello")["type"], "hello");
+    assert!(
+        connect(gw.addr, &old_ca, None).await.is_err(),
+        "the old certificate is no longer served"
+    );
+    let mut seen = Vec::new();
+    let pong = before.ask(json!({"id": 1, "op": "ping"}), &mut seen).await;
+    assert_eq!(
+        pong["ok"], true,
+        "the connection made before the reload goes on"
     );
 }

@@ -278,9 +278,49 @@ pub struct User {
     pub role: Role,
     pub devices: DeviceSet,
     hash: [u8; 32],
-    pub max_clients: Option<usize>,
+    /// `max_clients` and `requests_per_s` (a reload changes them in place: the user's
+    /// connections stay).
+    limits: Mutex<UserLimits>,
     clients: AtomicUsize,
-    rate: Option<Mutex<super::session::RateLimit>>,
+}
+
+/// A user's limits, and the rate limiter of all its connections together.
+struct UserLimits {
+    max_clients: Option<usize>,
+    requests_per_s: Option<u32>,
+    rate: Option<super::session::RateLimit>,
+}
+
+impl UserLimits {
+    fn of(u: &UserSection) -> UserLimits {
+        UserLimits {
+            max_clients: u.max_clients,
+            requests_per_s: u.requests_per_s,
+            rate: u
+                .requests_per_s
+                .map(|n| super::session::RateLimit::per_user(n, &u.name)),
+        }
+    }
+}
+
+/// What a reload did to the users (names).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UserChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Token, role or devices changed: the user's connections end.
+    pub changed: Vec<String>,
+    /// Only `max_clients` or `requests_per_s` changed: applied to its connections.
+    pub limits: Vec<String>,
+}
+
+impl UserChanges {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.limits.is_empty()
+    }
 }
 
 impl std::fmt::Debug for User {
@@ -314,17 +354,43 @@ impl User {
             role: u.role.parse()?,
             devices: DeviceSet::parse(&u.devices)?,
             hash,
-            max_clients: u.max_clients,
+            limits: Mutex::new(UserLimits::of(u)),
             clients: AtomicUsize::new(0),
-            rate: u
-                .requests_per_s
-                .map(|n| Mutex::new(super::session::RateLimit::per_user(n, &u.name))),
         })
+    }
+
+    fn limits(&self) -> std::sync::MutexGuard<'_, UserLimits> {
+        self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `[[user]] max_clients`, if set.
+    pub fn max_clients(&self) -> Option<usize> {
+        self.limits().max_clients
+    }
+
+    /// Same token, role and devices as `other` (a reload keeps such a user's connections).
+    fn same_rights(&self, other: &User) -> bool {
+        self.hash == other.hash && self.role == other.role && self.devices == other.devices
+    }
+
+    /// Take the limits of `u` (a reload); false when they were the same already. The
+    /// request rate's window starts afresh only when `requests_per_s` changed.
+    fn set_limits(&self, u: &UserSection) -> bool {
+        let mut l = self.limits();
+        if l.max_clients == u.max_clients && l.requests_per_s == u.requests_per_s {
+            return false;
+        }
+        if l.requests_per_s != u.requests_per_s {
+            *l = UserLimits::of(u);
+        } else {
+            l.max_clients = u.max_clients;
+        }
+        true
     }
 
     /// Count one more connection of this user; `None` when it has `max_clients` already.
     pub fn enter(self: &Arc<User>) -> Option<UserSlot> {
-        let max = self.max_clients.unwrap_or(usize::MAX);
+        let max = self.max_clients().unwrap_or(usize::MAX);
         self.clients
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
@@ -340,8 +406,8 @@ impl User {
 
     /// The per-user request rate (`[[user]] requests_per_s`), shared by its connections.
     pub fn admit(&self, now: Instant) -> Result<(), ApiError> {
-        match &self.rate {
-            Some(r) => r.lock().unwrap_or_else(|p| p.into_inner()).admit(now),
+        match &mut self.limits().rate {
+            Some(r) => r.admit(now),
             None => Ok(()),
         }
     }
@@ -392,6 +458,40 @@ impl Users {
         })
     }
 
+    /// The users of `sections` for a reload of `old`: a user whose token, role and devices
+    /// are unchanged is the same [`User`] (its connections stay, its counters too; new
+    /// limits apply to it at once); the others are new.
+    pub fn reload(sections: &[UserSection], old: &Users) -> Result<(Users, UserChanges), String> {
+        let mut changes = UserChanges::default();
+        let mut users = Vec::with_capacity(sections.len());
+        for sec in sections {
+            let fresh = User::from_section(sec)?;
+            match old.users.iter().find(|u| u.name == sec.name) {
+                Some(o) if o.same_rights(&fresh) => {
+                    if o.set_limits(sec) {
+                        changes.limits.push(sec.name.clone());
+                    }
+                    users.push(o.clone());
+                }
+                Some(_) => {
+                    changes.changed.push(sec.name.clone());
+                    users.push(Arc::new(fresh));
+                }
+                None => {
+                    changes.added.push(sec.name.clone());
+                    users.push(Arc::new(fresh));
+                }
+            }
+        }
+        changes.removed = old
+            .users
+            .iter()
+            .filter(|o| !sections.iter().any(|s| s.name == o.name))
+            .map(|o| o.name.clone())
+            .collect();
+        Ok((Users { users }, changes))
+    }
+
     /// No user at all, yet authentication required: every login fails.
     pub fn none() -> Users {
         Users { users: Vec::new() }
@@ -432,6 +532,10 @@ impl Auth for Users {
 
     fn named(&self, name: &str) -> Option<Arc<User>> {
         self.users.iter().find(|u| u.name == name).cloned()
+    }
+
+    fn users(&self) -> Option<&Users> {
+        Some(self)
     }
 
     fn authorize(&self, session: &SessionInfo, op: &Op) -> Result<(), ApiError> {
@@ -558,8 +662,8 @@ impl LogLimit {
 /// doubling, at most `api.agent_login_backoff_max_s`); the same per connection is a
 /// [`Strikes`] of the session.
 pub struct LoginBackoff {
-    base: Duration,
-    max: Duration,
+    /// `(base, max)`: a reload changes them.
+    limits: Mutex<(Duration, Duration)>,
     devices: Mutex<HashMap<String, Strikes>>,
     /// Its log lines (failures, refusals): at most one a second.
     log: LogLimit,
@@ -598,16 +702,31 @@ impl Strikes {
 impl LoginBackoff {
     pub fn new(cfg: &crate::config::ApiConfig) -> LoginBackoff {
         LoginBackoff {
-            base: Duration::from_millis(cfg.agent_login_backoff_ms),
-            max: Duration::from_secs(cfg.agent_login_backoff_max_s)
-                .max(Duration::from_millis(cfg.agent_login_backoff_ms)),
+            limits: Mutex::new(Self::limits_of(cfg)),
             devices: Mutex::new(HashMap::new()),
             log: LogLimit::new(),
         }
     }
 
+    fn limits_of(cfg: &crate::config::ApiConfig) -> (Duration, Duration) {
+        let base = Duration::from_millis(cfg.agent_login_backoff_ms);
+        (
+            base,
+            Duration::from_secs(cfg.agent_login_backoff_max_s).max(base),
+        )
+    }
+
+    /// New limits (a reload): for the next failures; blocks running now stay.
+    pub fn set(&self, cfg: &crate::config::ApiConfig) {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner()) = Self::limits_of(cfg);
+    }
+
+    fn base_max(&self) -> (Duration, Duration) {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn on(&self) -> bool {
-        !self.base.is_zero()
+        !self.base_max().0.is_zero()
     }
 
     fn key(link: Option<&str>, device: &str) -> String {
@@ -666,19 +785,19 @@ impl LoginBackoff {
         failed: bool,
         now: Instant,
     ) {
-        if !self.on() {
+        let (base, max) = self.base_max();
+        if base.is_zero() {
             return;
         }
         let key = Self::key(link, device);
         let mut m = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         if failed {
-            client.fail(now, self.base, self.max);
+            client.fail(now, base, max);
             if m.len() >= BACKOFF_DEVICES_SWEEP {
-                let max = self.max;
                 m.retain(|_, s| !s.stale(now, max));
             }
             let s = m.entry(key).or_default();
-            s.fail(now, self.base, self.max);
+            s.fail(now, base, max);
             if let Some(left_out) = self.log.allow() {
                 warn!(
                     device,

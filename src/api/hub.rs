@@ -9,6 +9,7 @@ use crate::gateway::{Body, Event, Subscriber};
 use crate::model::{CallExtra, CallView};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -111,8 +112,8 @@ struct State {
 pub struct Hub {
     state: Mutex<State>,
     /// Devices one client may be subscribed to (`max_monitors_per_client`).
-    max_subscriptions: usize,
-    max_clients: usize,
+    max_subscriptions: AtomicUsize,
+    max_clients: AtomicUsize,
     queue: usize,
     replay: usize,
     replay_age: Duration,
@@ -145,8 +146,8 @@ impl Hub {
                 dropped: 0,
                 closed: None,
             }),
-            max_clients: cfg.max_clients,
-            max_subscriptions: cfg.max_monitors_per_client,
+            max_clients: AtomicUsize::new(cfg.max_clients),
+            max_subscriptions: AtomicUsize::new(cfg.max_monitors_per_client),
             queue: cfg.client_queue.max(1),
             replay: cfg.replay_buffer,
             replay_age: Duration::from_secs(cfg.replay_age_s),
@@ -187,7 +188,7 @@ impl Hub {
     /// when the gateway has `max_clients` already.
     pub fn register(&self) -> Option<(ClientId, mpsc::Receiver<Arc<str>>, Arc<ClientShared>)> {
         let mut s = self.lock();
-        if s.clients.len() >= self.max_clients {
+        if s.clients.len() >= self.max_clients.load(Ordering::Relaxed) {
             return None;
         }
         let id = s.next_client;
@@ -417,11 +418,20 @@ impl Hub {
     /// `Err(limit)` when it has that many already.
     pub fn room_for_one_more(&self, id: ClientId) -> Result<(), usize> {
         let n = self.lock().clients.get(&id).map_or(0, |c| c.subs.len());
-        if n >= self.max_subscriptions {
-            Err(self.max_subscriptions)
+        let max = self.max_subscriptions.load(Ordering::Relaxed);
+        if n >= max {
+            Err(max)
         } else {
             Ok(())
         }
+    }
+
+    /// New `max_clients` and `max_monitors_per_client` (a reload): for new connections
+    /// and subscriptions; nobody is cut for being above them.
+    pub fn set_limits(&self, max_clients: usize, max_subscriptions: usize) {
+        self.max_clients.store(max_clients, Ordering::Relaxed);
+        self.max_subscriptions
+            .store(max_subscriptions, Ordering::Relaxed);
     }
 
     pub fn is_subscribed(&self, id: ClientId, key: &DeviceKey) -> bool {

@@ -32,15 +32,28 @@ use tracing::{error, info, warn};
 pub struct Api {
     pub gateway: Arc<Gateway>,
     pub hub: Arc<Hub>,
-    pub cfg: ApiConfig,
+    /// The `[api]` settings and the users in effect: a reload ([`Api::reconfigure`])
+    /// replaces them.
+    live: std::sync::RwLock<Live>,
+    /// Counts the reloads: sessions watch it to take the new settings (and to end when
+    /// their user was changed or removed).
+    reloaded: tokio::sync::watch::Sender<u64>,
     /// Every request is answered within this time, whatever the PBX does.
     pub deadline: Duration,
-    pub auth: Arc<dyn Auth>,
     /// Requests by operation and result, their durations, lagged clients (`/metrics`).
     pub metrics: Arc<crate::metrics::ApiMetrics>,
     /// Failed `agent.login`s per device (`api.agent_login_backoff_ms`).
     pub(crate) logins: auth::LoginBackoff,
     sessions: Sessions,
+}
+
+/// The `[api]` settings and users in effect.
+#[derive(Clone)]
+struct Live {
+    cfg: Arc<ApiConfig>,
+    auth: Arc<dyn Auth>,
+    /// The client port's TLS (certificate, key, client CA), when it has TLS.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The running sessions: each holds a sender; shutdown waits until every one is dropped.
@@ -120,12 +133,69 @@ impl Api {
             gateway,
             hub,
             logins: auth::LoginBackoff::new(&cfg),
-            cfg,
+            live: std::sync::RwLock::new(Live {
+                cfg: Arc::new(cfg),
+                auth,
+                tls: None,
+            }),
+            reloaded: tokio::sync::watch::Sender::new(0),
             deadline,
-            auth,
             metrics: Arc::new(crate::metrics::ApiMetrics::new()),
             sessions: Sessions::new(),
         })
+    }
+
+    /// The `[api]` settings in effect (those a reload changes, the others as started).
+    pub fn cfg(&self) -> Arc<ApiConfig> {
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .cfg
+            .clone()
+    }
+
+    /// The users in effect (or [`Open`] without any).
+    pub fn auth(&self) -> Arc<dyn Auth> {
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .auth
+            .clone()
+    }
+
+    /// Take new `[api]` settings and users (a configuration reload): the limits apply to
+    /// new requests and connections at once, and every session takes them (a session
+    /// whose user was changed or removed ends, see docs/CONFIG.md "Reloading").
+    pub fn reconfigure(&self, cfg: ApiConfig, auth: Arc<dyn Auth>) {
+        self.hub
+            .set_limits(cfg.max_clients, cfg.max_monitors_per_client);
+        self.logins.set(&cfg);
+        {
+            let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
+            live.cfg = Arc::new(cfg);
+            live.auth = auth;
+        }
+        self.reloaded.send_modify(|n| *n += 1);
+    }
+
+    /// The client port's TLS configuration now (new connections' handshakes use it).
+    pub fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .tls
+            .clone()
+    }
+
+    /// A new TLS configuration for the client port (at start, and when a reload re-reads
+    /// the certificate files): for the next handshakes; connections stay as they are.
+    pub fn set_tls(&self, tls: Option<Arc<rustls::ServerConfig>>) {
+        self.live.write().unwrap_or_else(|p| p.into_inner()).tls = tls;
+    }
+
+    /// Changes with every [`Api::reconfigure`].
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloaded.subscribe()
     }
 
     /// Run a session over a transport's lines as a task of this API (shutdown waits for
@@ -166,9 +236,12 @@ impl Api {
         // the shutdown line's seq: after every event published, nothing after it
         self.hub.close();
         self.gateway.shutdown_token().cancel();
-        if tokio::time::timeout(self.cfg.write_timeout() * 3, self.sessions.close_and_wait())
-            .await
-            .is_err()
+        if tokio::time::timeout(
+            self.cfg().write_timeout() * 3,
+            self.sessions.close_and_wait(),
+        )
+        .await
+        .is_err()
         {
             warn!("some client sessions did not end in time");
         }

@@ -105,16 +105,18 @@ fn pick_error(e: PickError, device: &str) -> ApiError {
 }
 
 /// The link a request names (required when there are several).
-fn slot<'a>(cx: &Cx<'a>, link: &Option<String>) -> Result<&'a Arc<LinkSlot>, ApiError> {
-    let links = &cx.gw.links;
+fn slot(cx: &Cx<'_>, link: &Option<String>) -> Result<Arc<LinkSlot>, ApiError> {
+    let links = cx.gw.links();
     let names = || links.keys().cloned().collect::<Vec<_>>().join(", ");
     match link {
         Some(n) => links
             .get(n)
+            .cloned()
             .ok_or_else(|| ApiError::invalid("link", &format!("one of {}", names()))),
         None if links.len() == 1 => links
             .values()
             .next()
+            .cloned()
             .ok_or_else(|| ApiError::missing("link")),
         None => Err(ApiError::request(
             "missing_field",
@@ -144,7 +146,7 @@ fn pick(
     if !cx
         .hub
         .is_subscribed(cx.client, &(slot.name.clone(), device.to_string()))
-        && !slot.pinned.contains(device)
+        && !slot.is_pinned(device)
     {
         return Err(ApiError::request(
             "not_monitored",
@@ -200,7 +202,7 @@ impl Handle for Status {
         let hub = cx.hub;
         // the monitors as the gateway counts them (the holds, whatever the hub delivers)
         let mut monitors = Vec::new();
-        for (link, slot) in &cx.gw.links {
+        for (link, slot) in cx.gw.links().iter() {
             for (d, n) in slot.monitor_holders().await {
                 monitors.push(json!({"link": link, "device": d, "clients": n}));
             }
@@ -213,7 +215,7 @@ impl Handle for Status {
             "seq": hub.last_seq(),
             "events_dropped_for_slow_clients": hub.dropped(),
             "monitors": monitors,
-            "resync": cx.gw.links.values()
+            "resync": cx.gw.links().values()
                 .map(|s| json!({"link": s.name, "snapshots": s.resyncs(),
                     "failed": s.resync_failures(), "unconfirmed": s.unconfirmed()}))
                 .collect::<Vec<_>>(),
@@ -221,7 +223,7 @@ impl Handle for Status {
         // every PBX monitor: counts per state always, the devices when asked
         let counts: Vec<Value> = cx
             .gw
-            .links
+            .links()
             .values()
             .map(|s| {
                 let mut m = Map::new();
@@ -229,14 +231,14 @@ impl Handle for Status {
                 for (state, n) in s.monitor_counts() {
                     m.insert(state.into(), json!(n));
                 }
-                m.insert("configured".into(), json!(s.pinned.len()));
+                m.insert("configured".into(), json!(s.pinned().len()));
                 Value::Object(m)
             })
             .collect();
         v["pbx_monitors"] = json!(counts);
         if self.devices {
             let mut rows = Vec::new();
-            for s in cx.gw.links.values() {
+            for s in cx.gw.links().values() {
                 for r in s.monitor_rows() {
                     let mut row = json!({"link": s.name, "device": r.device,
                         "state": r.status.name(), "configured": r.configured,
@@ -255,7 +257,7 @@ impl Handle for Status {
 
 impl Handle for MonitorStart {
     async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
-        let s = slot(cx, &self.link)?;
+        let s = &slot(cx, &self.link)?;
         let device = self.device.as_str();
         let key = (s.name.clone(), device.to_string());
         if cx.hub.is_subscribed(cx.client, &key) {
@@ -308,7 +310,7 @@ impl Handle for MonitorStart {
 
 impl Handle for MonitorStop {
     async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
-        let s = slot(cx, &self.link)?;
+        let s = &slot(cx, &self.link)?;
         let device = self.device.as_str();
         let key = (s.name.clone(), device.to_string());
         let subscribed = cx.hub.unsubscribe(cx.client, &key);
@@ -325,7 +327,7 @@ impl Handle for MonitorStop {
 
 impl Handle for Snapshot {
     async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
-        let s = slot(cx, &self.link)?;
+        let s = &slot(cx, &self.link)?;
         let device = self.device.as_str();
         let list = answer(cx.gw.snapshot_list(s, device).await)?;
         let pbx: Vec<Value> = list
@@ -346,7 +348,7 @@ impl Handle for Snapshot {
 
 impl Handle for CallMake {
     async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
-        let s = slot(cx, &self.link)?;
+        let s = &slot(cx, &self.link)?;
         let mut a =
             MakeCallArgument::new(DeviceId::dialing(&self.device), DeviceId::dialing(&self.to));
         a.user_data = bytes(self.variables.get("uui"));
@@ -365,7 +367,7 @@ macro_rules! on_call {
     ($($t:ident: $want:ident => $arg:ident;)*) => {$(
         impl Handle for $t {
             async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
-                let s = slot(cx, &self.link)?;
+                let s = &slot(cx, &self.link)?;
                 let c = pick(cx, s, &self.device, self.call.as_deref(), Want::$want)?;
                 csta(cx, s, $arg::new(c)).await.map(|_| json!({}))
             }
@@ -382,7 +384,7 @@ on_call! {
 
 impl Handle for CallClear {
     async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
-        let s = slot(cx, &self.link)?;
+        let s = &slot(cx, &self.link)?;
         let c = pick(cx, s, &self.device, Some(&self.call), Want::Any)?;
         csta(cx, s, ClearCallArgument::new(c))
             .await
@@ -392,7 +394,7 @@ impl Handle for CallClear {
 
 impl Handle for CallConsult {
     async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
-        let s = slot(cx, &self.link)?;
+        let s = &slot(cx, &self.link)?;
         let c = pick(cx, s, &self.device, self.call.as_deref(), Want::Connected)?;
         let mut a = ConsultationCallArgument::new(c, DeviceId::dialing(&self.to));
         a.user_data = bytes(self.variables.get("uui"));
@@ -411,7 +413,7 @@ macro_rules! held_and_active {
     ($($t:ident => $make:expr;)*) => {$(
         impl Handle for $t {
             async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
-                let s = slot(cx, &self.link)?;
+                let s = &slot(cx, &self.link)?;
                 let held = pick(cx, s, &self.device, self.call.as_deref(), Want::Held)?;
                 let active = pick(cx, s, &self.device, self.consult.as_deref(), Want::Connected)?;
                 let make: fn(ConnectionId, ConnectionId) -> Argument = $make;
@@ -430,7 +432,7 @@ held_and_active! {
 
 impl Handle for CallBlindTransfer {
     async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
-        let s = slot(cx, &self.link)?;
+        let s = &slot(cx, &self.link)?;
         let c = pick(cx, s, &self.device, self.call.as_deref(), Want::Connected)?;
         let a = SingleStepTransArgument::new(c, DeviceId::dialing(&self.to));
         csta(cx, s, a).await.map(|_| json!({}))
@@ -439,7 +441,7 @@ impl Handle for CallBlindTransfer {
 
 impl Handle for CallDropParty {
     async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
-        let s = slot(cx, &self.link)?;
+        let s = &slot(cx, &self.link)?;
         let own = pick(cx, s, &self.device, self.call.as_deref(), Want::Any)?;
         let call = own
             .call_id()
@@ -454,7 +456,7 @@ impl Handle for CallDropParty {
 
 impl Handle for CallDtmf {
     async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
-        let s = slot(cx, &self.link)?;
+        let s = &slot(cx, &self.link)?;
         let digits = self.digits;
         if digits.len() > 64
             || !digits
@@ -536,7 +538,7 @@ impl Handle for AgentLogin {
 }
 
 async fn agent_change(cx: &Cx<'_>, c: AgentChange) -> Result<Value, ApiError> {
-    let s = slot(cx, &c.link)?;
+    let s = &slot(cx, &c.link)?;
     let device = c.device.as_str();
     let mut a = SetAgentStateArgument::new(DeviceId::dialing(device), c.req);
     // the agent and group, when the request does not name them, are the known ones when
@@ -605,7 +607,7 @@ async fn pbx_agent(cx: &Cx<'_>, s: &LinkSlot, device: &str) -> Result<Option<Age
 
 impl Handle for AgentStateQuery {
     async fn handle(self, cx: &Cx<'_>) -> Result<Value, ApiError> {
-        let s = slot(cx, &self.link)?;
+        let s = &slot(cx, &self.link)?;
         let device = self.device.as_str();
         let Some(agent) = pbx_agent(cx, s, device).await? else {
             return Err(ApiError::new(

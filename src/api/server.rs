@@ -26,20 +26,23 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
 
 /// Serve clients until the gateway shuts down (then the listener closes).
 pub async fn serve(api: Arc<Api>, l: TcpListener) {
-    accept_loop(api, l, None).await
+    accept_loop(api, l, false).await
 }
 
 /// [`serve`] over TLS (`[api] tls_cert`, `tls_key`, `tls_client_ca`): each connection's
 /// handshake runs in a task of its own within `api.tls_handshake_timeout_ms`; one that fails
 /// (a plain-TCP client, garbage, a certificate the CA did not issue) or stalls costs a log
 /// line and its socket, nothing else. At most `api.max_clients` handshakes run at once.
+/// The certificate files are those of `tls` until a reload re-reads them
+/// ([`Api::set_tls`]): each handshake takes the newest.
 pub async fn serve_tls(api: Arc<Api>, l: TcpListener, tls: Arc<rustls::ServerConfig>) {
-    accept_loop(api, l, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    api.set_tls(Some(tls));
+    accept_loop(api, l, true).await
 }
 
-async fn accept_loop(api: Arc<Api>, l: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
+async fn accept_loop(api: Arc<Api>, l: TcpListener, tls: bool) {
     let stop = api.gateway.shutdown_token();
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(api.cfg.max_clients.max(1)));
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(api.cfg().max_clients.max(1)));
     let refused = super::auth::LogLimit::new();
     loop {
         let accepted = tokio::select! {
@@ -49,10 +52,14 @@ async fn accept_loop(api: Arc<Api>, l: TcpListener, tls: Option<tokio_rustls::Tl
         match accepted {
             Ok((s, peer)) => {
                 let _ = s.set_nodelay(true);
-                let Some(tls) = &tls else {
+                if !tls {
                     let (r, w) = s.into_split();
                     let (src, sink) = lines(&api, r, w);
                     api.spawn_session(peer.to_string(), src, sink);
+                    continue;
+                }
+                // a TLS port never serves in the clear: without its configuration, nothing
+                let Some(tls) = api.tls() else {
                     continue;
                 };
                 let Ok(permit) = handshakes.clone().try_acquire_owned() else {
@@ -62,9 +69,10 @@ async fn accept_loop(api: Arc<Api>, l: TcpListener, tls: Option<tokio_rustls::Tl
                     }
                     continue;
                 };
-                let (api, tls, stop) = (api.clone(), tls.clone(), stop.clone());
+                let tls = tokio_rustls::TlsAcceptor::from(tls);
+                let (api, stop) = (api.clone(), stop.clone());
                 tokio::spawn(async move {
-                    let limit = api.cfg.tls_handshake_timeout();
+                    let limit = api.cfg().tls_handshake_timeout();
                     let shake = tokio::select! {
                         _ = stop.cancelled() => return,
                         r = tokio::time::timeout(limit, tls.accept(s)) => r,
@@ -115,12 +123,12 @@ fn lines<R: AsyncRead + Unpin + Send + 'static, W: AsyncWrite + Unpin + Send + '
     (
         TcpLines {
             r: BufReader::new(r),
-            max: api.cfg.max_line,
+            max: api.cfg().max_line,
         },
         TcpSink {
             w,
             buf: Vec::new(),
-            close_within: api.cfg.write_timeout(),
+            close_within: api.cfg().write_timeout(),
         },
     )
 }

@@ -84,6 +84,11 @@ pub trait Auth: Send + Sync + 'static {
     fn named(&self, _name: &str) -> Option<Arc<User>> {
         None
     }
+
+    /// The configured users, when this is them (a reload builds on them).
+    fn users(&self) -> Option<&super::auth::Users> {
+        None
+    }
 }
 
 /// Everyone may do everything (the protocol v1 default).
@@ -115,7 +120,7 @@ pub async fn run<S: LineSource, K: LineSink>(
     let stop = api.gateway.shutdown_token();
     let Some((id, events, shared)) = api.hub.register() else {
         if let Some(left_out) = REFUSED_LOG.allow() {
-            warn!(%peer, limit = "api.max_clients", max = api.cfg.max_clients, left_out,
+            warn!(%peer, limit = "api.max_clients", max = api.cfg().max_clients, left_out,
                   "client refused: too many clients (lines like this one left out in the last second: {left_out})");
         }
         let line = error_line(
@@ -126,12 +131,12 @@ pub async fn run<S: LineSource, K: LineSink>(
                 "the gateway serves its maximum number of clients; try later",
             ),
         );
-        let _ = tokio::time::timeout(api.cfg.write_timeout(), sink.send(&[line.into()])).await;
+        let _ = tokio::time::timeout(api.cfg().write_timeout(), sink.send(&[line.into()])).await;
         sink.close().await;
         return;
     };
     info!(client = id, %peer, "client connected");
-    let required = api.auth.required();
+    let required = api.auth().required();
     let mut info = SessionInfo {
         client: id,
         peer,
@@ -140,7 +145,7 @@ pub async fn run<S: LineSource, K: LineSink>(
     // a user the transport vouches for counts as authenticated from the start
     let mut slot: Option<UserSlot> = None;
     if let Some(name) = user.filter(|_| required) {
-        match api.auth.named(&name).map(|u| (u.enter(), u)) {
+        match api.auth().named(&name).map(|u| (u.enter(), u)) {
             Some((Some(s), u)) => {
                 info!(target: "audit", user = %u.name, client = id, peer = %info.peer,
                       op = "auth", result = "ok", code = "", "authenticated by the transport");
@@ -173,7 +178,7 @@ pub async fn run<S: LineSource, K: LineSink>(
         json!({
             "type": "hello", "protocol": PROTOCOL, "version": env!("CARGO_PKG_VERSION"),
             "auth": "required", "links": links, "seq": api.hub.last_seq(),
-            "message": format!("authenticate within {} s: {{\"id\":1,\"op\":\"auth\",\"token\":\"...\"}}", api.cfg.auth_timeout_s),
+            "message": format!("authenticate within {} s: {{\"id\":1,\"op\":\"auth\",\"token\":\"...\"}}", api.cfg().auth_timeout_s),
         })
     }
     .to_string()
@@ -199,7 +204,7 @@ pub async fn run<S: LineSource, K: LineSink>(
         resp_tx.clone(),
         gone.clone(),
     ));
-    let mut rate = RateLimit::new(api.cfg.requests_per_s);
+    let mut rate = RateLimit::new(api.cfg().requests_per_s);
     let mut writer_done = false;
     // lines are read by a task of their own, so that waiting for one can be interrupted
     // (idle ping) without losing half a line
@@ -213,8 +218,9 @@ pub async fn run<S: LineSource, K: LineSink>(
             }
         }
     });
-    let mut idle = Idle::new(&api.cfg);
-    let auth_deadline = Instant::now() + Duration::from_secs(api.cfg.auth_timeout_s);
+    let mut idle = Idle::new(&api.cfg());
+    let mut reloads = api.reloads();
+    let auth_deadline = Instant::now() + Duration::from_secs(api.cfg().auth_timeout_s);
     let mut failed_logins: u32 = 0;
     loop {
         let line = tokio::select! {
@@ -228,20 +234,37 @@ pub async fn run<S: LineSource, K: LineSink>(
             _ = tokio::time::sleep_until(auth_deadline), if !authed.load(Ordering::Acquire) => {
                 if let Some(left_out) = AUTH_LOG.allow() {
                     info!(client = id, peer = %info.peer, limit = "api.auth_timeout_s", left_out,
-                          "client did not authenticate within {} s: disconnected", api.cfg.auth_timeout_s);
+                          "client did not authenticate within {} s: disconnected", api.cfg().auth_timeout_s);
                 }
                 let e = ApiError::new("auth", "auth_timeout", format!(
                     "not authenticated within {} s (api.auth_timeout_s): disconnected; send {{\"id\":1,\"op\":\"auth\",\"token\":\"...\"}} first",
-                    api.cfg.auth_timeout_s));
+                    api.cfg().auth_timeout_s));
                 let _ = resp_tx.send(error_line(&Id::null(), &e).into()).await;
                 break;
+            }
+            r = reloads.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                // a configuration reload: the new limits, and still the same user?
+                let cfg = api.cfg();
+                rate.set(cfg.requests_per_s);
+                idle.set(&cfg);
+                if let Some(e) = credentials_changed(&api, &info, authed.load(Ordering::Acquire)) {
+                    info!(target: "audit", user = %info.user.as_ref().map_or("", |u| u.name.as_str()),
+                          client = id, peer = %info.peer, op = "reload", result = "disconnected",
+                          code = e.code, "{}", e.message);
+                    let _ = resp_tx.send(error_line(&Id::null(), &e).into()).await;
+                    break;
+                }
+                continue;
             }
             _ = tokio::time::sleep_until(idle.next()), if idle.on() => {
                 if let Some(line) = idle.due(Instant::now()) {
                     let last = idle.reaped;
                     if last {
                         info!(client = id, limit = "api.idle_timeout_s",
-                              "client silent for {} s: disconnected", api.cfg.idle_timeout_s);
+                              "client silent for {} s: disconnected", api.cfg().idle_timeout_s);
                     }
                     if resp_tx.send(line).await.is_err() || last {
                         break;
@@ -255,7 +278,10 @@ pub async fn run<S: LineSource, K: LineSink>(
             Ok(Line::TooLong) => {
                 let e = ApiError::request(
                     "line_too_long",
-                    format!("a request line may be at most {} octets", api.cfg.max_line),
+                    format!(
+                        "a request line may be at most {} octets",
+                        api.cfg().max_line
+                    ),
                 );
                 api.metrics
                     .request(crate::metrics::OP_INVALID, Some(e.kind));
@@ -277,7 +303,7 @@ pub async fn run<S: LineSource, K: LineSink>(
         let checked = parse_request(&text)
             .and_then(|r| {
                 op = r.op.name();
-                match api.auth.authorize(&info, &r.op) {
+                match api.auth().authorize(&info, &r.op) {
                     Ok(()) => Ok(r),
                     Err(e) => {
                         if acl::audited(&r.op) {
@@ -361,7 +387,7 @@ pub async fn run<S: LineSource, K: LineSink>(
     api.hub.unsubscribe_all(id);
     if !shutting_down {
         // the link's release on shutdown ends every PBX monitor at once
-        for s in api.gateway.links.values() {
+        for s in api.gateway.links().values() {
             api.gateway.monitor_release_all(s, id).await;
         }
     }
@@ -369,13 +395,30 @@ pub async fn run<S: LineSource, K: LineSink>(
     drop(slot);
     drop(resp_tx);
     if !writer_done
-        && tokio::time::timeout(api.cfg.write_timeout() * 2, &mut writer)
+        && tokio::time::timeout(api.cfg().write_timeout() * 2, &mut writer)
             .await
             .is_err()
     {
         writer.abort();
     }
     info!(client = id, peer = %info.peer, "client gone");
+}
+
+/// After a reload: the error that ends a session whose user was changed (token, role or
+/// devices) or removed, or that has not authenticated while authentication is now
+/// required; `None` when the session goes on as it is.
+fn credentials_changed(api: &Api, info: &SessionInfo, authed: bool) -> Option<ApiError> {
+    let auth = api.auth();
+    let msg = match &info.user {
+        Some(u) => match auth.named(&u.name) {
+            Some(now) if Arc::ptr_eq(&now, u) => return None,
+            Some(_) => format!("user {} was changed by a configuration reload (token, role or devices): disconnected; connect again and authenticate", u.name),
+            None => format!("user {} was removed by a configuration reload: disconnected", u.name),
+        },
+        None if authed && auth.required() => "the gateway requires authentication since a configuration reload: disconnected; connect again and send {\"id\":1,\"op\":\"auth\",\"token\":\"...\"}".to_string(),
+        None => return None,
+    };
+    Some(ApiError::new("auth", "credentials_changed", msg))
 }
 
 /// The `auth` request: the answer line, and whether the connection closes (too many
@@ -392,7 +435,7 @@ fn auth_request(
         info!(target: "audit", user, client = info.client, peer = %info.peer, op = "auth",
               result, code, "request");
     };
-    if !api.auth.required() {
+    if !api.auth().required() {
         return (
             ok_line(rid, json!({"auth": "none", "user": null})).into(),
             false,
@@ -409,9 +452,9 @@ fn auth_request(
         );
         return (error_line(rid, &e).into(), false);
     }
-    let Some(user) = api.auth.login(token) else {
+    let Some(user) = api.auth().login(token) else {
         *failures += 1;
-        let max = api.cfg.auth_attempts;
+        let max = api.cfg().auth_attempts;
         let close = *failures >= max;
         audit(info, "", "auth", "bad_token");
         if let Some(left_out) = AUTH_LOG.allow() {
@@ -435,7 +478,7 @@ fn auth_request(
         audit(info, &user.name, "busy", "user_max_clients");
         if let Some(left_out) = AUTH_LOG.allow() {
             warn!(client = info.client, peer = %info.peer, user = %user.name, limit = "user.max_clients",
-                  max = user.max_clients, left_out, "login refused: the user has all its connections");
+                  max = user.max_clients(), left_out, "login refused: the user has all its connections");
         }
         let e = ApiError::new(
             "busy",
@@ -443,7 +486,7 @@ fn auth_request(
             format!(
                 "user {} has {} connections already ([[user]] max_clients): disconnected",
                 user.name,
-                user.max_clients.unwrap_or_default()
+                user.max_clients().unwrap_or_default()
             ),
         );
         return (error_line(rid, &e).into(), true);
@@ -569,7 +612,7 @@ async fn write_loop<K: LineSink>(
     authed: Arc<AtomicBool>,
 ) {
     let mut out: Vec<Arc<str>> = vec![hello];
-    if !write(&mut sink, &mut out, api.cfg.write_timeout()).await {
+    if !write(&mut sink, &mut out, api.cfg().write_timeout()).await {
         sink.close().await;
         return;
     }
@@ -578,7 +621,7 @@ async fn write_loop<K: LineSink>(
             biased;
             _ = stop.cancelled() => {
                 flush_for_shutdown(&mut out, &mut responses, &mut events, &shared, &api.hub, &api.metrics);
-                write(&mut sink, &mut out, api.cfg.write_timeout()).await;
+                write(&mut sink, &mut out, api.cfg().write_timeout()).await;
                 break;
             }
             r = responses.recv() => match r {
@@ -586,7 +629,7 @@ async fn write_loop<K: LineSink>(
                 None => break,
             },
             _ = shared.cut.cancelled() => {
-                warn!(client, limit = "api.client_queue", queue = api.cfg.client_queue,
+                warn!(client, limit = "api.client_queue", queue = api.cfg().client_queue,
                       "client cut: it did not read its events fast enough");
                 while let Ok(line) = responses.try_recv() {
                     out.push(line);
@@ -594,10 +637,10 @@ async fn write_loop<K: LineSink>(
                 while let Ok(line) = events.try_recv() {
                     out.push(line);
                 }
-                if lagged(&shared, api.cfg.client_queue, &mut out) {
+                if lagged(&shared, api.cfg().client_queue, &mut out) {
                     api.metrics.lagged();
                 }
-                write(&mut sink, &mut out, api.cfg.write_timeout()).await;
+                write(&mut sink, &mut out, api.cfg().write_timeout()).await;
                 break;
             }
             e = events.recv() => match e {
@@ -607,7 +650,7 @@ async fn write_loop<K: LineSink>(
                 Some(line) => {
                     out.push(line);
                     // and what else is queued, in the same write
-                    while out.len() < api.cfg.client_queue {
+                    while out.len() < api.cfg().client_queue {
                         match events.try_recv() {
                             Ok(line) => out.push(line),
                             Err(_) => break,
@@ -617,7 +660,7 @@ async fn write_loop<K: LineSink>(
                 None => break,
             },
         }
-        if !write(&mut sink, &mut out, api.cfg.write_timeout()).await {
+        if !write(&mut sink, &mut out, api.cfg().write_timeout()).await {
             break;
         }
     }
@@ -709,6 +752,12 @@ impl Idle {
         }
     }
 
+    /// New `idle_ping_s` and `idle_timeout_s` (a reload), counted from the last line heard.
+    fn set(&mut self, cfg: &crate::config::ApiConfig) {
+        self.ping = Duration::from_secs(cfg.idle_ping_s);
+        self.timeout = Duration::from_secs(cfg.idle_timeout_s);
+    }
+
     fn on(&self) -> bool {
         !(self.ping.is_zero() && self.timeout.is_zero())
     }
@@ -773,6 +822,11 @@ impl RateLimit {
             window: VecDeque::new(),
             user: None,
         }
+    }
+
+    /// A new limit (a reload); the requests of the last second still count.
+    fn set(&mut self, n: u32) {
+        self.n = n;
     }
 
     /// The limit of all of one user's connections together.

@@ -35,6 +35,19 @@ pub trait PbxLink: Send + Sync + 'static {
     fn counters(&self) -> LinkCounters {
         LinkCounters::default()
     }
+    /// New `max_monitors`, `max_outstanding` and `requests_per_s` (a configuration
+    /// reload); a link without such limits ignores them.
+    fn set_limits(&self, _limits: LinkLimits) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// The limits of a link that a reload changes while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkLimits {
+    pub max_monitors: usize,
+    pub max_outstanding: usize,
+    pub requests_per_s: u32,
 }
 
 impl PbxLink for Link {
@@ -55,5 +68,13 @@ impl PbxLink for Link {
     }
     fn counters(&self) -> LinkCounters {
         Link::counters(self)
+    }
+    fn set_limits(&self, l: LinkLimits) -> BoxFuture<'_, ()> {
+        Box::pin(Link::set_limits(
+            self,
+            l.max_monitors,
+            l.max_outstanding,
+            l.requests_per_s,
+        ))
     }
 }

@@ -14,7 +14,7 @@ pub mod bus;
 pub mod link;
 
 pub use bus::{Body, Bus, BusQueue, Delivery, Event, Subscriber};
-pub use link::{BoxFuture, MonitorAnswer, PbxLink};
+pub use link::{BoxFuture, LinkLimits, MonitorAnswer, PbxLink};
 
 use crate::config::{Config, LinkSection};
 use crate::link::{Answer, CstaError, Link, LinkConfig, LinkCounters, LinkError, LinkEvent, Side};
@@ -155,8 +155,12 @@ pub struct LinkSlot {
     /// Resync snapshots at once (half the window): the others wait their turn rather
     /// than time out at the link's window.
     snapshots: tokio::sync::Semaphore,
-    /// Devices monitored from the configuration (never stopped).
-    pub pinned: BTreeSet<String>,
+    /// Devices monitored from the configuration (never stopped while listed; a reload
+    /// changes the list).
+    pinned: Mutex<BTreeSet<String>>,
+    /// Stops the link's own tasks (event pump, configured monitors): the gateway's
+    /// shutdown, or the link removed by a reload.
+    stop: CancellationToken,
     /// The last `Down` reason since the link was last up; `None` before any attempt
     /// ended (connecting) or while up.
     down: Mutex<Option<String>>,
@@ -209,6 +213,47 @@ impl From<LinkEvent> for PumpIn {
 }
 
 impl LinkSlot {
+    /// A link's slot (and the receiving end of its event pump) for `spec`, its link made
+    /// by `connect`; its tasks stop with `shutdown` (or the slot's own stop).
+    fn new(
+        spec: &LinkSpec,
+        shutdown: &CancellationToken,
+        connect: impl FnOnce(&LinkSpec, mpsc::Sender<PumpIn>) -> Arc<dyn PbxLink>,
+    ) -> (Arc<LinkSlot>, mpsc::Receiver<PumpIn>) {
+        let (tx, rx) = mpsc::channel(spec.event_queue.max(1));
+        let link = connect(spec, tx.clone());
+        let tracker = Tracker::new(TrackerConfig {
+            link: spec.name.clone(),
+            internal: spec.internal.clone(),
+        });
+        let slot = Arc::new(LinkSlot {
+            name: spec.name.clone(),
+            link,
+            tracker: Mutex::new(tracker),
+            refs: Mutex::new(BTreeMap::new()),
+            device_locks: Mutex::new(std::collections::HashMap::new()),
+            states: Mutex::new(
+                spec.monitor
+                    .iter()
+                    .map(|d| (d.clone(), MonitorStatus::Pending))
+                    .collect(),
+            ),
+            configured_wake: tokio::sync::Notify::new(),
+            snapshots: tokio::sync::Semaphore::new((spec.resync.window / 2).max(1)),
+            pinned: Mutex::new(spec.monitor.iter().cloned().collect()),
+            stop: shutdown.child_token(),
+            down: Mutex::new(None),
+            side: Mutex::new(None),
+            pump: tx,
+            stale: Mutex::new(BTreeSet::new()),
+            resync_failures: AtomicU64::new(0),
+            resyncs: AtomicU64::new(0),
+            no_snapshot_call: std::sync::atomic::AtomicBool::new(false),
+            resync: spec.resync.clone(),
+        });
+        (slot, rx)
+    }
+
     /// Clients holding the PBX monitor of `device` (0 when none; configured devices are
     /// held by the configuration besides).
     pub async fn monitor_refs(&self, device: &str) -> usize {
@@ -276,12 +321,22 @@ impl LinkSlot {
                     MonitorStatus::Active if !up => MonitorStatus::Pending,
                     st => st.clone(),
                 },
-                configured: self.pinned.contains(d),
+                configured: self.is_pinned(d),
                 clients: refs.get(d).map_or(0, Vec::len),
             })
             .collect();
         rows.sort_unstable_by(|a, b| a.device.cmp(&b.device));
         rows
+    }
+
+    /// The devices monitored from the configuration (`monitor`).
+    pub fn pinned(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.pinned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `device` is in the link's `monitor` list.
+    pub fn is_pinned(&self, device: &str) -> bool {
+        self.pinned().contains(device)
     }
 
     /// The lock of one device's monitor start or stop (made when missing).
@@ -353,8 +408,17 @@ impl LinkSlot {
 
     /// Whether anyone still wants `device` monitored (a client or the configuration).
     async fn wanted(&self, device: &str) -> bool {
-        self.pinned.contains(device) || self.monitor_refs(device).await > 0
+        self.is_pinned(device) || self.monitor_refs(device).await > 0
     }
+}
+
+/// What a new `monitor` list changed ([`Gateway::set_configured`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfiguredChange {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Listed before and after, refused by the PBX before: tried again.
+    pub retried: Vec<String>,
 }
 
 /// What the gateway needs to know about one link besides how to reach it.
@@ -435,7 +499,8 @@ pub struct LinkState {
 
 /// The links, their trackers and the bus.
 pub struct Gateway {
-    pub links: BTreeMap<String, Arc<LinkSlot>>,
+    /// The links by name; a reload adds and removes some ([`Gateway::links`]).
+    links: std::sync::RwLock<Arc<BTreeMap<String, Arc<LinkSlot>>>>,
     pub bus: Bus,
     pub started: Instant,
     /// PBX event report taken by the pump -> its events published (`/metrics`).
@@ -466,57 +531,102 @@ impl Gateway {
         specs: Vec<LinkSpec>,
         mut connect: impl FnMut(&LinkSpec, mpsc::Sender<PumpIn>) -> Arc<dyn PbxLink>,
     ) -> Arc<Gateway> {
+        let shutdown = CancellationToken::new();
         let mut links = BTreeMap::new();
         let mut pumps = Vec::new();
         for spec in specs {
-            let (tx, rx) = mpsc::channel(spec.event_queue.max(1));
-            let link = connect(&spec, tx.clone());
-            let tracker = Tracker::new(TrackerConfig {
-                link: spec.name.clone(),
-                internal: spec.internal.clone(),
-            });
-            let slot = Arc::new(LinkSlot {
-                name: spec.name.clone(),
-                link,
-                tracker: Mutex::new(tracker),
-                refs: Mutex::new(BTreeMap::new()),
-                device_locks: Mutex::new(std::collections::HashMap::new()),
-                states: Mutex::new(
-                    spec.monitor
-                        .iter()
-                        .map(|d| (d.clone(), MonitorStatus::Pending))
-                        .collect(),
-                ),
-                configured_wake: tokio::sync::Notify::new(),
-                snapshots: tokio::sync::Semaphore::new((spec.resync.window / 2).max(1)),
-                pinned: spec.monitor.iter().cloned().collect(),
-                down: Mutex::new(None),
-                side: Mutex::new(None),
-                pump: tx,
-                stale: Mutex::new(BTreeSet::new()),
-                resync_failures: AtomicU64::new(0),
-                resyncs: AtomicU64::new(0),
-                no_snapshot_call: std::sync::atomic::AtomicBool::new(false),
-                resync: spec.resync.clone(),
-            });
+            let (slot, rx) = LinkSlot::new(&spec, &shutdown, &mut connect);
             links.insert(spec.name.clone(), slot.clone());
             pumps.push((slot, rx));
         }
         let gw = Arc::new_cyclic(|me| Gateway {
-            links,
+            links: std::sync::RwLock::new(Arc::new(links)),
             bus: Bus::new(),
             started: Instant::now(),
             event_latency: crate::metrics::Histogram::new(crate::metrics::EVENT_LATENCY_BUCKETS),
-            shutdown: CancellationToken::new(),
+            shutdown,
             me: me.clone(),
         });
         for (slot, rx) in pumps {
-            if !slot.pinned.is_empty() {
-                tokio::spawn(configured_monitors(gw.clone(), slot.clone()));
-            }
-            tokio::spawn(pump(gw.clone(), slot, rx));
+            gw.run_slot(slot, rx);
         }
         gw
+    }
+
+    /// A link's own tasks: its event pump and its configured monitors.
+    fn run_slot(self: &Arc<Gateway>, slot: Arc<LinkSlot>, rx: mpsc::Receiver<PumpIn>) {
+        tokio::spawn(configured_monitors(self.clone(), slot.clone()));
+        tokio::spawn(pump(self.clone(), slot, rx));
+    }
+
+    /// The links by name, as they are now (a reload may add or remove some later).
+    pub fn links(&self) -> Arc<BTreeMap<String, Arc<LinkSlot>>> {
+        self.links.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The link of this name.
+    pub fn link(&self, name: &str) -> Option<Arc<LinkSlot>> {
+        self.links().get(name).cloned()
+    }
+
+    /// Start a link of the configuration while running (a reload); false when one of that
+    /// name exists already.
+    pub fn add_link(self: &Arc<Gateway>, section: &LinkSection) -> bool {
+        let spec = LinkSpec::from_section(section);
+        let mut links = self.links.write().unwrap_or_else(|p| p.into_inner());
+        if links.contains_key(&spec.name) || self.shutdown.is_cancelled() {
+            return false;
+        }
+        let (slot, rx) = LinkSlot::new(&spec, &self.shutdown, |_, events| {
+            Arc::new(Link::start(link_config(section), events)) as Arc<dyn PbxLink>
+        });
+        let mut next = BTreeMap::clone(&links);
+        next.insert(spec.name.clone(), slot.clone());
+        *links = Arc::new(next);
+        drop(links);
+        info!(link = %spec.name, "link added by a configuration reload");
+        self.run_slot(slot, rx);
+        true
+    }
+
+    /// Stop and forget a link (removed from the configuration by a reload): its
+    /// association is released (RLRQ), its clients get `link.down` with the reason, and
+    /// its monitors end with it. False when there is no such link.
+    pub async fn remove_link(&self, name: &str) -> bool {
+        let slot = {
+            let mut links = self.links.write().unwrap_or_else(|p| p.into_inner());
+            let mut next = BTreeMap::clone(&links);
+            let Some(slot) = next.remove(name) else {
+                return false;
+            };
+            *links = Arc::new(next);
+            slot
+        };
+        slot.stop.cancel();
+        if tokio::time::timeout(RELEASE_BOUND, slot.link.shutdown())
+            .await
+            .is_err()
+        {
+            warn!(link = %name, "the link did not release in time");
+        }
+        let reason = "removed from the configuration (reload)".to_string();
+        warn!(link = %name, "link removed by a configuration reload: released");
+        let side = slot
+            .side
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or(Side {
+                index: 0,
+                address: String::new(),
+            });
+        self.emit(
+            name,
+            None,
+            EventKind::LinkDown,
+            Body::LinkDown { reason, side },
+        );
+        true
     }
 
     /// The one cancellation path: cancelled when the gateway shuts down. Every task of
@@ -530,7 +640,7 @@ impl Gateway {
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
         let releases: Vec<_> = self
-            .links
+            .links()
             .values()
             .map(|s| {
                 let s = s.clone();
@@ -588,7 +698,7 @@ impl Gateway {
 
     /// Every link and whether it is up.
     pub fn link_states(&self) -> Vec<LinkState> {
-        self.links
+        self.links()
             .values()
             .map(|l| {
                 let up = l.link.is_up();
@@ -613,6 +723,62 @@ impl Gateway {
             .collect()
     }
 
+    /// A new `monitor` list for a link (a reload): devices added are monitored (paced,
+    /// like at start-up); devices removed stop being monitored unless a client holds them;
+    /// devices listed and refused before are tried again.
+    pub async fn set_configured(&self, s: &Arc<LinkSlot>, list: &[String]) -> ConfiguredChange {
+        let want: BTreeSet<String> = list.iter().cloned().collect();
+        let (added, removed): (Vec<String>, Vec<String>) = {
+            let mut pinned = s.pinned();
+            let added = want.difference(&pinned).cloned().collect();
+            let removed = pinned.difference(&want).cloned().collect();
+            *pinned = want.clone();
+            (added, removed)
+        };
+        let mut retried = Vec::new();
+        {
+            let mut states = s.states();
+            for d in &added {
+                states.entry(d.clone()).or_insert(MonitorStatus::Pending);
+            }
+            for d in &want {
+                if let Some(st @ MonitorStatus::Refused(_)) = states.get_mut(d) {
+                    *st = MonitorStatus::Pending;
+                    retried.push(d.clone());
+                }
+            }
+        }
+        s.configured_wake.notify_one();
+        for d in &removed {
+            // after a start of the same device (the configured task's) has finished
+            let lock = s.device_lock(d);
+            let guard = lock.clone().lock_owned().await;
+            let held = s.refs().contains_key(d);
+            if !held && !s.is_pinned(d) {
+                let st = s.states().remove(d);
+                if matches!(st, Some(MonitorStatus::Active | MonitorStatus::Retrying(_))) {
+                    match s.link.unmonitor(d).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            warn!(link = %s.name, device = %d, error = ?e, "the PBX refused the monitor stop")
+                        }
+                        Err(e) => {
+                            warn!(link = %s.name, device = %d, error = %e, "monitor stop failed")
+                        }
+                    }
+                }
+                s.tracker().forget_device(d);
+            }
+            drop(guard);
+            s.device_unlock(d, lock);
+        }
+        ConfiguredChange {
+            added,
+            removed,
+            retried,
+        }
+    }
+
     /// `holder` watches `device`: the PBX monitor starts with the first holder (unless
     /// configured). Idempotent per holder, and cancellation-safe: once the device's lock is
     /// taken, the rest (the PBX request and the recording of the holder) runs to its end in
@@ -635,7 +801,7 @@ impl Gateway {
                 if held == Some(true) {
                     return Ok(Ok(Acquired::Already));
                 }
-                if held.is_none() && !slot.pinned.contains(&device) {
+                if held.is_none() && !slot.is_pinned(&device) {
                     if let Err(e) = slot.link.monitor(&device).await? {
                         return Ok(Err(e));
                     }
@@ -696,7 +862,7 @@ impl Gateway {
                         _ => false,
                     }
                 };
-                if last && !slot.pinned.contains(&d) {
+                if last && !slot.is_pinned(&d) {
                     match slot.link.unmonitor(&d).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
@@ -974,6 +1140,8 @@ enum Configured {
     Retry,
     /// Refused by the switch for good.
     Refused,
+    /// No longer in the list (a reload).
+    Unlisted,
 }
 
 /// The configured monitors of a link (its `monitor` list): whenever the link comes up,
@@ -984,7 +1152,7 @@ enum Configured {
 /// an agent's state reaches the gateway in the device's events, and a client's
 /// `monitor.start` asks the switch for it then.
 async fn configured_monitors(gw: Arc<Gateway>, slot: Arc<LinkSlot>) {
-    let stop = gw.shutdown_token();
+    let stop = slot.stop.clone();
     let longest = slot.resync.retry_max.max(CONFIGURED_RETRY_MIN);
     let mut wait: Option<Duration> = None;
     loop {
@@ -1001,7 +1169,7 @@ async fn configured_monitors(gw: Arc<Gateway>, slot: Arc<LinkSlot>) {
         }
         let todo: Vec<String> = {
             let states = slot.states();
-            slot.pinned
+            slot.pinned()
                 .iter()
                 .filter(|d| {
                     matches!(
@@ -1037,7 +1205,7 @@ async fn configured_monitors(gw: Arc<Gateway>, slot: Arc<LinkSlot>) {
                 Some(Ok(Configured::Monitored)) => done += 1,
                 Some(Ok(Configured::Retry)) => retry += 1,
                 Some(Ok(Configured::WaitLink)) => link_gone = true,
-                Some(Ok(Configured::Refused)) | Some(Err(_)) => {}
+                Some(Ok(Configured::Refused | Configured::Unlisted)) | Some(Err(_)) => {}
             }
         }
         info!(link = %slot.name, monitored = done, retrying = retry, waiting_for_link = link_gone, took_ms = started.elapsed().as_millis() as u64, "configured monitors started");
@@ -1065,13 +1233,22 @@ async fn monitor_configured(gw: &Gateway, slot: &Arc<LinkSlot>, device: &str) ->
     // a start or stop of the same device by a client waits (and the other way round)
     let lock = slot.device_lock(device);
     let guard = lock.clone().lock_owned().await;
+    if !slot.is_pinned(device) {
+        // taken off the list by a reload meanwhile
+        drop(guard);
+        slot.device_unlock(device, lock);
+        return Configured::Unlisted;
+    }
     let r = slot.link.monitor(device).await;
+    if matches!(r, Ok(Ok(()))) {
+        // under the lock: a reload that takes it off the list sees it active and stops it
+        slot.set_state(device, MonitorStatus::Active);
+    }
     drop(guard);
     slot.device_unlock(device, lock);
     match r {
         Ok(Ok(())) => {
             debug!(link = %slot.name, device, "monitoring (configured)");
-            slot.set_state(device, MonitorStatus::Active);
             gw.resync_paced(slot, device).await;
             Configured::Monitored
         }
@@ -1105,7 +1282,7 @@ async fn monitor_configured(gw: &Gateway, slot: &Arc<LinkSlot>, device: &str) ->
 /// Turn a link's events, and the agent states of request results, into published events,
 /// until the gateway shuts down.
 async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<PumpIn>) {
-    let stop = gw.shutdown_token();
+    let stop = slot.stop.clone();
     // what is queued is taken in batches: one wake-up for many events when busy
     let mut batch = Vec::with_capacity(PUMP_BATCH);
     loop {
@@ -1211,7 +1388,7 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
             // it monitors it again itself (`Monitored` with `again` follows)
             let forgotten = reason.starts_with("monitorStart refused")
                 || reason.starts_with("cannot send monitorStart");
-            if slot.pinned.contains(&device) {
+            if slot.is_pinned(&device) {
                 slot.set_state(&device, MonitorStatus::Retrying(reason.as_str().into()));
                 if forgotten {
                     slot.configured_wake.notify_one(); // started again by the configured task

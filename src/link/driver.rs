@@ -63,6 +63,10 @@ enum Cmd {
     Shutdown {
         done: oneshot::Sender<()>,
     },
+    /// A new `max_monitors` (a reload).
+    Limits {
+        max_monitors: usize,
+    },
 }
 
 /// A handle on a PBX link; cheap to clone. The link runs until [`Link::shutdown`] or until
@@ -88,15 +92,16 @@ const BUSY_BACKOFF: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 struct Window {
     permits: tokio::sync::Semaphore,
-    configured: usize,
+    /// `max_outstanding` (a reload changes it).
+    configured: std::sync::atomic::AtomicUsize,
     /// The window now (at most `configured`, at least 1).
     current: std::sync::atomic::AtomicUsize,
     /// Permits still to be withheld after a narrowing (taken as requests finish).
     debt: std::sync::atomic::AtomicUsize,
     /// Answered requests since the window last changed.
     answered: std::sync::atomic::AtomicUsize,
-    /// `requests_per_s` and the time the next request may go.
-    rate: u32,
+    /// `requests_per_s` (a reload changes it) and the time the next request may go.
+    rate: std::sync::atomic::AtomicU32,
     next_slot: std::sync::Mutex<Instant>,
     /// Whether the switch's busy answers were warned about already (once per link).
     warned: AtomicBool,
@@ -108,11 +113,11 @@ impl Window {
         let n = cfg.max_outstanding.max(1);
         Window {
             permits: tokio::sync::Semaphore::new(n),
-            configured: n,
+            configured: n.into(),
             current: n.into(),
             debt: 0.into(),
             answered: 0.into(),
-            rate: cfg.requests_per_s,
+            rate: cfg.requests_per_s.into(),
             next_slot: std::sync::Mutex::new(Instant::now()),
             warned: AtomicBool::new(false),
             name: cfg.name.clone(),
@@ -130,18 +135,19 @@ impl Window {
             Ok(Err(_)) => return Err(LinkError::Closed),
             Err(_) => {
                 let n = self.current.load(Ordering::Relaxed);
-                warn!(link = %self.name, window = n, configured = self.configured, "link.max_outstanding: no room for a request within the request timeout");
+                warn!(link = %self.name, window = n, configured = self.configured.load(Ordering::Relaxed), "link.max_outstanding: no room for a request within the request timeout");
                 return Err(LinkError::Limit("link.max_outstanding", n));
             }
         };
-        if self.rate > 0 {
-            let interval = Duration::from_secs(1) / self.rate;
+        let rate = self.rate.load(Ordering::Relaxed);
+        if rate > 0 {
+            let interval = Duration::from_secs(1) / rate;
             let at = {
                 let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
                 let at = (*next).max(Instant::now());
                 if at > deadline {
-                    warn!(link = %self.name, rate = self.rate, "link.requests_per_s: no turn for a request within the request timeout");
-                    return Err(LinkError::Limit("link.requests_per_s", self.rate as usize));
+                    warn!(link = %self.name, rate, "link.requests_per_s: no turn for a request within the request timeout");
+                    return Err(LinkError::Limit("link.requests_per_s", rate as usize));
                 }
                 *next = at + interval;
                 at
@@ -167,7 +173,8 @@ impl Window {
             return;
         }
         let cur = self.current.load(Ordering::Relaxed);
-        if cur < self.configured && self.answered.fetch_add(1, Ordering::Relaxed) + 1 >= cur {
+        let configured = self.configured.load(Ordering::Relaxed);
+        if cur < configured && self.answered.fetch_add(1, Ordering::Relaxed) + 1 >= cur {
             self.answered.store(0, Ordering::Relaxed);
             if self
                 .debt
@@ -177,7 +184,38 @@ impl Window {
                 self.permits.add_permits(1);
             }
             let now = self.current.fetch_add(1, Ordering::Relaxed) + 1;
-            debug!(link = %self.name, window = now, configured = self.configured, "the switch keeps up: request window widened");
+            debug!(link = %self.name, window = now, configured, "the switch keeps up: request window widened");
+        }
+    }
+
+    /// New `max_outstanding` and `requests_per_s` (a reload): a wider window opens at once
+    /// (by as much as it grew); a narrower one takes effect as outstanding requests end.
+    fn set(&self, max_outstanding: usize, requests_per_s: u32) {
+        self.rate.store(requests_per_s, Ordering::Relaxed);
+        let n = max_outstanding.max(1);
+        let old = self.configured.swap(n, Ordering::AcqRel);
+        if n > old {
+            let grow = n - old;
+            self.current.fetch_add(grow, Ordering::AcqRel);
+            // what is owed from an earlier narrowing is forgiven first
+            let mut paid = 0;
+            while paid < grow
+                && self
+                    .debt
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+                    .is_ok()
+            {
+                paid += 1;
+            }
+            self.permits.add_permits(grow - paid);
+        } else if n < old {
+            let cur = self.current.load(Ordering::Relaxed);
+            if cur > n {
+                self.current.store(n, Ordering::Relaxed);
+                let cut = cur - n;
+                let forgotten = self.permits.forget_permits(cut);
+                self.debt.fetch_add(cut - forgotten, Ordering::AcqRel);
+            }
         }
     }
 
@@ -198,7 +236,7 @@ impl Window {
         self.answered.store(0, Ordering::Relaxed);
         let window = self.current.load(Ordering::Relaxed);
         if !self.warned.swap(true, Ordering::Relaxed) {
-            warn!(link = %self.name, %error, window, configured = self.configured, retries = BUSY_RETRIES, "the switch is busy (its own limit on outstanding requests or their rate): request window narrowed, the request retried after a pause; further busy answers are logged at debug level");
+            warn!(link = %self.name, %error, window, configured = self.configured.load(Ordering::Relaxed), retries = BUSY_RETRIES, "the switch is busy (its own limit on outstanding requests or their rate): request window narrowed, the request retried after a pause; further busy answers are logged at debug level");
         } else {
             debug!(link = %self.name, %error, window, "the switch is busy: window narrowed, request retried");
         }
@@ -257,6 +295,7 @@ impl std::fmt::Debug for Cmd {
             Cmd::Monitor { device, .. } => write!(f, "Monitor({device})"),
             Cmd::Unmonitor { device, .. } => write!(f, "Unmonitor({device})"),
             Cmd::Shutdown { .. } => f.write_str("Shutdown"),
+            Cmd::Limits { max_monitors } => write!(f, "Limits({max_monitors})"),
         }
     }
 }
@@ -280,7 +319,8 @@ impl Link {
         E: From<LinkEvent> + Send + 'static,
     {
         // room for the whole window and the commands that do not take its room
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE.max(cfg.max_outstanding + 64));
+        // room for the widest window a reload may set
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE.max(crate::config::MAX_OUTSTANDING_LIMIT + 64));
         let window = Arc::new(Window::new(&cfg));
         let up = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(SharedCounters::default());
@@ -386,8 +426,26 @@ impl Link {
     pub fn window(&self) -> (usize, usize) {
         (
             self.window.current.load(Ordering::Relaxed),
-            self.window.configured,
+            self.window.configured.load(Ordering::Relaxed),
         )
+    }
+
+    /// New limits (a configuration reload): `max_outstanding` and `requests_per_s` for the
+    /// next requests, `max_monitors` for the next monitors (those beyond it stay).
+    pub async fn set_limits(
+        &self,
+        max_monitors: usize,
+        max_outstanding: usize,
+        requests_per_s: u32,
+    ) {
+        self.window.set(max_outstanding, requests_per_s);
+        let cmd = Cmd::Limits { max_monitors };
+        if timeout(self.request_timeout, self.tx.send(cmd))
+            .await
+            .is_err()
+        {
+            warn!("link.max_monitors: the link did not take the new limit in time");
+        }
     }
 
     /// One request through the window: room and turn within `request_timeout`, then the
@@ -683,6 +741,7 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                 let t = self.token(reply);
                 self.session.unmonitor(t, &device, now);
             }
+            Cmd::Limits { max_monitors } => self.session.set_max_monitors(max_monitors),
             Cmd::Shutdown { done } => {
                 self.shutdown_asked = true;
                 self.done.push(done);

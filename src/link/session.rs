@@ -542,6 +542,11 @@ impl<D: Dialect> Session<D> {
     /// Monitor a device (MonitorStart, ECMA-285 monitor-start) and remember it for every
     /// later association. Idempotent: an active device answers at once, a start in flight is
     /// joined. Answers `Ok(Ok(None))` on success.
+    /// A new `max_monitors` (a reload): for the next monitors; those beyond it stay.
+    pub fn set_max_monitors(&mut self, n: usize) {
+        self.cfg.max_monitors = n;
+    }
+
     pub fn monitor(&mut self, token: Token, device: &str, now: Instant) {
         if let Err(e) = self.can_invoke() {
             return self.answer(token, Err(e));

@@ -171,7 +171,7 @@ impl Gw {
     }
 
     pub fn links_up(&self) -> bool {
-        self.gw.gateway.links.values().all(|l| l.link.is_up())
+        self.gw.gateway.links().values().all(|l| l.link.is_up())
     }
 
     /// The hub's last published seq.
@@ -181,7 +181,7 @@ impl Gw {
 
     /// Clients holding `device` of link `link` (the gateway's reference count; 0 when none).
     pub async fn monitor_refs(&self, link: &str, device: &str) -> usize {
-        let slot = self.gw.gateway.links.get(link).expect("a configured link");
+        let slot = self.gw.gateway.link(link).expect("a configured link");
         slot.monitor_refs(device).await
     }
 
@@ -226,6 +226,7 @@ pub async fn env_sim(sim: SimConfig, api: ApiConfig, link: LinkSection) -> Env {
     let cfg = Config {
         users: Vec::new(),
         audit: Default::default(),
+        log: Default::default(),
         api,
         metrics: Default::default(),
         links: vec![LinkSection {
@@ -252,6 +253,7 @@ pub async fn env_sides(link: LinkSection) -> Env {
     let cfg = Config {
         users: Vec::new(),
         audit: Default::default(),
+        log: Default::default(),
         api: ApiConfig {
             requests_per_s: 0,
             ..ApiConfig::default()

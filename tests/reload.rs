@@ -1,0 +1,480 @@
+//! Configuration reload (issue 12, item 12): a running gateway on 127.0.0.1:0 with the
+//! simulator as the switch takes a changed configuration ([`Reloader::apply`], what SIGHUP
+//! runs) and applies what can change live, says what needs a restart, and leaves the links
+//! and clients the change does not concern alone. The last test sends a real SIGHUP to
+//! `ctigate run`.
+
+mod support;
+
+use ctigate::api::auth::{hex, token_sha256};
+use ctigate::config::{ApiConfig, Config, LinkSection, UserSection};
+use ctigate::reload::{Reloader, Setup};
+use ctigate::sim::{Sim, SimConfig};
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::{pbx_monitors, start_sim, Client, Gw, T};
+use tokio::time::{sleep, timeout, Instant};
+
+fn user(name: &str, token: &str, role: &str, devices: &[&str]) -> UserSection {
+    UserSection {
+        name: name.into(),
+        token_sha256: Some(hex(&token_sha256(token))),
+        role: role.into(),
+        devices: devices.iter().map(|d| d.to_string()).collect(),
+        ..UserSection::default()
+    }
+}
+
+fn link(name: &str, sim: &Sim, monitor: &[&str]) -> LinkSection {
+    LinkSection {
+        name: name.into(),
+        address: sim.csta_addr.to_string(),
+        request_timeout_ms: 3000,
+        monitor: monitor.iter().map(|d| d.to_string()).collect(),
+        ..LinkSection::default()
+    }
+}
+
+fn config(links: Vec<LinkSection>, users: Vec<UserSection>) -> Config {
+    Config {
+        api: ApiConfig {
+            listen: "127.0.0.1:0".into(),
+            requests_per_s: 0,
+            ..ApiConfig::default()
+        },
+        metrics: Default::default(),
+        links,
+        users,
+        audit: Default::default(),
+        log: Default::default(),
+    }
+}
+
+/// A gateway for `cfg` and its reloader (no log filter to change, no file: `apply`).
+async fn start(cfg: Config) -> (Gw, Reloader) {
+    let gw = Gw::start(cfg.clone()).await;
+    let setup = Setup {
+        path: "/nonexistent/ctigate.toml".into(),
+        log: None,
+        log_from_flag: false,
+    };
+    let r = Reloader::new(setup, gw.gw.clone(), cfg);
+    (gw, r)
+}
+
+/// Wait until `f` holds (polled), or fail with `what`.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let end = Instant::now() + T;
+    while !f().await {
+        assert!(Instant::now() < end, "not within {T:?}: {what}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The lines the gateway sends until it closes the connection.
+async fn closed(c: &mut Client) -> Vec<Value> {
+    let mut lines = Vec::new();
+    while let Some(l) = c.read_line().await {
+        lines.push(l);
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_monitor_list_and_the_limits_and_nothing_else() {
+    let sim = start_sim(SimConfig::default()).await;
+    let cfg = config(vec![link("pbx1", &sim, &["201"])], Vec::new());
+    let (gw, mut reloader) = start(cfg.clone()).await;
+    eventually("201 monitored from the configuration", || async {
+        pbx_monitors(&sim, "201").await == 1
+    })
+    .await;
+    // a client watching 202 before the reload
+    let mut c = gw.client().await;
+    c.ok(json!({"op": "monitor.start", "device": "202"})).await;
+    let mut next = cfg.clone();
+    next.links[0].monitor = vec!["203".into()];
+    next.links[0].requests_per_s = 100;
+    next.api.requests_per_s = 3;
+    let r = reloader.apply(next).await;
+    assert_eq!(
+        r.applied,
+        vec![
+            "api.requests_per_s: 0 -> 3",
+            "link pbx1.monitor: 1 added, 1 removed",
+            "link pbx1.requests_per_s: 0 -> 100",
+        ],
+        "{r:?}"
+    );
+    assert!(r.restart.is_empty(), "{r:?}");
+    eventually("203 monitored, 201 no longer", || async {
+        pbx_monitors(&sim, "203").await == 1 && pbx_monitors(&sim, "201").await == 0
+    })
+    .await;
+    assert_eq!(
+        pbx_monitors(&sim, "202").await,
+        1,
+        "the client's monitor stays"
+    );
+    // the client is still connected, still gets its device's events...
+    support::sim_cmd(&sim, r#"{"cmd":"inbound","ani":"0891234567","dnis":"202"}"#).await;
+    let ev = c.until("202", "call.offering").await;
+    assert_eq!(ev["link"], "pbx1");
+    // ... and is held to the new request rate: 3 a second
+    for _ in 0..3 {
+        c.ok(json!({"op": "ping"})).await;
+    }
+    c.err(json!({"op": "ping"}), "busy", "rate_limited").await;
+    // the link's list is the new one
+    let st = gw.gw.gateway.link("pbx1").unwrap();
+    assert_eq!(
+        st.pinned().iter().cloned().collect::<Vec<_>>(),
+        vec!["203".to_string()]
+    );
+    // a reload of the same file changes nothing
+    let same = reloader.apply(reloader_config(&cfg, "203")).await;
+    assert!(
+        same.applied.is_empty() && same.restart.is_empty(),
+        "{same:?}"
+    );
+    assert_eq!(
+        gw.gw
+            .gateway
+            .link("pbx1")
+            .unwrap()
+            .link
+            .counters()
+            .reconnects,
+        0,
+        "the link was never re-established"
+    );
+}
+
+/// `cfg` with the limits and list of the first test's reload.
+fn reloader_config(cfg: &Config, monitor: &str) -> Config {
+    let mut c = cfg.clone();
+    c.links[0].monitor = vec![monitor.into()];
+    c.links[0].requests_per_s = 100;
+    c.api.requests_per_s = 3;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_ends_the_connections_of_changed_and_removed_users_only() {
+    let sim = start_sim(SimConfig::default()).await;
+    let users = vec![
+        user(
+            "wallboard",
+            "wallboard-token-0123456789",
+            "monitor",
+            &["201-205"],
+        ),
+        user("crm", "crm-token-0123456789", "control", &["201-210"]),
+        user("old", "old-token-0123456789", "monitor", &["*"]),
+    ];
+    let cfg = config(vec![link("pbx1", &sim, &[])], users);
+    let (gw, mut reloader) = start(cfg.clone()).await;
+    let login = |token: &'static str| {
+        let addr = gw.api;
+        async move {
+            let mut c = Client::connect(addr).await;
+            c.ok(json!({"op": "auth", "token": token})).await;
+            c
+        }
+    };
+    let mut wallboard = login("wallboard-token-0123456789").await;
+    let mut crm = login("crm-token-0123456789").await;
+    let mut old = login("old-token-0123456789").await;
+    crm.ok(json!({"op": "monitor.start", "device": "205"}))
+        .await;
+    let mut next = cfg.clone();
+    // wallboard: fewer devices; crm: a rate of its own only; old: gone; ops: new
+    next.users[0].devices = vec!["201-203".into()];
+    next.users[1].requests_per_s = Some(2);
+    next.users.remove(2);
+    next.users
+        .push(user("ops", "ops-token-0123456789", "admin", &["*"]));
+    let r = reloader.apply(next).await;
+    assert_eq!(
+        r.applied,
+        vec![
+            "users added: ops",
+            "users removed (their connections end): old",
+            "users changed in token, role or devices (their connections end): wallboard",
+            "user limits (max_clients, requests_per_s) changed, connections kept: crm",
+        ],
+        "{r:?}"
+    );
+    for (c, msg) in [
+        (
+            &mut wallboard,
+            "user wallboard was changed by a configuration reload",
+        ),
+        (&mut old, "user old was removed by a configuration reload"),
+    ] {
+        let lines = closed(c).await;
+        let last = lines.last().expect("an error line before the close");
+        assert_eq!(last["ok"], false, "{lines:?}");
+        assert_eq!(last["id"], Value::Null);
+        assert_eq!(last["error"]["kind"], "auth");
+        assert_eq!(last["error"]["code"], "credentials_changed");
+        assert!(
+            last["error"]["message"].as_str().unwrap().starts_with(msg),
+            "{last}"
+        );
+    }
+    // crm keeps its connection and its monitor, now at 2 requests a second
+    support::sim_cmd(&sim, r#"{"cmd":"inbound","ani":"0891234567","dnis":"205"}"#).await;
+    crm.until("205", "call.offering").await;
+    crm.ok(json!({"op": "ping"})).await;
+    crm.ok(json!({"op": "ping"})).await;
+    let e = crm.err(json!({"op": "ping"}), "busy", "rate_limited").await;
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("crm"),
+        "{e}"
+    );
+    // the new user logs in; the old token no longer does
+    login("ops-token-0123456789").await;
+    let mut c = Client::connect(gw.api).await;
+    c.err(
+        json!({"op": "auth", "token": "old-token-0123456789"}),
+        "auth",
+        "bad_token",
+    )
+    .await;
+    // the wallboard's new rights
+    let mut w = login("wallboard-token-0123456789").await;
+    w.err(
+        json!({"op": "monitor.start", "device": "205"}),
+        "auth",
+        "forbidden",
+    )
+    .await;
+    w.ok(json!({"op": "monitor.start", "device": "203"})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_starts_new_links_and_releases_removed_ones() {
+    let sim1 = start_sim(SimConfig::default()).await;
+    let sim2 = start_sim(SimConfig::default()).await;
+    let cfg = config(vec![link("pbx1", &sim1, &[])], Vec::new());
+    let (gw, mut reloader) = start(cfg.clone()).await;
+    let mut c = gw.client().await;
+    c.ok(json!({"op": "monitor.start", "device": "201"})).await;
+    let mut next = cfg.clone();
+    next.links.push(link("pbx2", &sim2, &["211"]));
+    let r = reloader.apply(next.clone()).await;
+    assert_eq!(
+        r.applied,
+        vec![format!(
+            "link pbx2: added, connecting to {}",
+            sim2.csta_addr
+        )],
+        "{r:?}"
+    );
+    let up = c.until_link("link.up").await;
+    assert_eq!(up["link"], "pbx2");
+    eventually("pbx2 monitors its configured device", || async {
+        pbx_monitors(&sim2, "211").await == 1
+    })
+    .await;
+    c.ok(json!({"op": "monitor.start", "link": "pbx2", "device": "212"}))
+        .await;
+    // pbx1 goes: released, its clients told; pbx2 and the connection stay
+    next.links.remove(0);
+    let r = reloader.apply(next).await;
+    assert_eq!(r.applied, vec!["link pbx1: removed, released"], "{r:?}");
+    let down = c.until_link("link.down").await;
+    assert_eq!(down["link"], "pbx1");
+    assert_eq!(down["reason"], "removed from the configuration (reload)");
+    eventually("pbx1's association released", || async {
+        support::sim_monitors(&sim1).await.is_empty()
+    })
+    .await;
+    // requests now need no link name (one link left)
+    c.ok(json!({"op": "monitor.start", "device": "213"})).await;
+    let e = c
+        .err(
+            json!({"op": "monitor.start", "link": "pbx1", "device": "201"}),
+            "request",
+            "invalid_field",
+        )
+        .await;
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("pbx2"),
+        "{e}"
+    );
+    assert_eq!(pbx_monitors(&sim2, "212").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_reload_cannot_change_is_reported_until_a_restart_and_left_as_it_is() {
+    let sim = start_sim(SimConfig::default()).await;
+    let cfg = config(vec![link("pbx1", &sim, &[])], Vec::new());
+    let (gw, mut reloader) = start(cfg.clone()).await;
+    let mut c = gw.client().await;
+    c.ok(json!({"op": "monitor.start", "device": "201"})).await;
+    let mut next = cfg.clone();
+    next.api.listen = "127.0.0.1:7799".into();
+    next.api.client_queue = 77;
+    next.links[0].address = "127.0.0.1:1".into();
+    next.links[0].password = Some("s3cret".into());
+    next.metrics.listen = "127.0.0.1:9799".into();
+    next.api.idle_ping_s = 30;
+    for round in 0..2 {
+        let r = reloader.apply(next.clone()).await;
+        assert_eq!(
+            r.restart,
+            vec![
+                "api.client_queue: 1024 -> 77".to_string(),
+                "api.listen: \"127.0.0.1:0\" -> \"127.0.0.1:7799\"".to_string(),
+                "link pbx1.address: \"127.0.0.1:".to_string()
+                    + &sim.csta_addr.port().to_string()
+                    + "\" -> \"127.0.0.1:1\"",
+                "link pbx1.password: (unset) -> ********".to_string(),
+                "metrics.listen: \"\" -> \"127.0.0.1:9799\"".to_string(),
+            ],
+            "round {round}: {r:?}"
+        );
+        let applied: &[&str] = if round == 0 {
+            &["api.idle_ping_s: 60 -> 30"]
+        } else {
+            &[]
+        };
+        assert_eq!(r.applied, applied, "round {round}");
+    }
+    let (applied, refused, waiting) = gw.gw.metrics.reloads();
+    assert_eq!((applied, refused, waiting), (2, 0, 5));
+    // the link was not touched, the client neither
+    assert_eq!(
+        gw.gw
+            .gateway
+            .link("pbx1")
+            .unwrap()
+            .link
+            .counters()
+            .reconnects,
+        0
+    );
+    c.ok(json!({"op": "ping"})).await;
+    assert_eq!(pbx_monitors(&sim, "201").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_with_a_mistake_changes_nothing() {
+    let sim = start_sim(SimConfig::default()).await;
+    let cfg = config(vec![link("pbx1", &sim, &["201"])], Vec::new());
+    let gw = Gw::start(cfg.clone()).await;
+    let dir = std::env::temp_dir().join(format!("ctigate-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ctigate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[api]\nlisten = \"127.0.0.1:0\"\nrequests_per_s = -1\n[[link]]\nname = \"pbx1\"\naddress = \"{}\"\nmonitor = []\n",
+            sim.csta_addr
+        ),
+    )
+    .unwrap();
+    let setup = Setup {
+        path: path.clone(),
+        log: None,
+        log_from_flag: false,
+    };
+    let mut r = Reloader::new(setup, gw.gw.clone(), cfg);
+    let e = r.reload().await.unwrap_err();
+    assert!(e.contains("requests_per_s"), "{e}");
+    assert_eq!(gw.gw.metrics.reloads(), (0, 1, 0));
+    assert_eq!(gw.gw.cfg().requests_per_s, 0);
+    eventually("201 still monitored", || async {
+        pbx_monitors(&sim, "201").await == 1
+    })
+    .await;
+    assert!(gw.gw.gateway.link("pbx1").unwrap().is_pinned("201"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `ctigate run` with a real SIGHUP: the file's new log level and monitor list apply, the
+/// client stays connected, stdout says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_running_gateway() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = std::env::temp_dir().join(format!("ctigate-sighup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ctigate.toml");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let file = |level: &str, monitor: &str| {
+        format!(
+            "[api]\nlisten = \"127.0.0.1:{port}\"\n[log]\nlevel = \"{level}\"\n[[link]]\nname = \"pbx1\"\naddress = \"{}\"\nmonitor = [{monitor}]\n",
+            sim.csta_addr
+        )
+    };
+    std::fs::write(&path, file("info", "")).unwrap();
+    let log = dir.join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ctigate"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("CTIGATE_LOG")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("run ctigate run");
+    let pid = child.id().to_string();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut line_with = async |what: &str| loop {
+        let l = timeout(T, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no line with {what:?}"))
+            .expect("ctigate run's stdout");
+        if l.contains(what) {
+            return l;
+        }
+    };
+    line_with("link pbx1: up").await;
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = Client::connect(addr).await;
+    c.ok(json!({"op": "monitor.start", "device": "202"})).await;
+    let debug_before = std::fs::read_to_string(&log).unwrap().contains("DEBUG");
+    assert!(!debug_before, "at info level, no debug lines");
+    std::fs::write(&path, file("debug", "\"204\"")).unwrap();
+    let hup = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(hup.success());
+    let l = line_with("configuration reloaded").await;
+    assert_eq!(
+        l,
+        "ctigate run: configuration reloaded: 2 applied, 0 waiting for a restart"
+    );
+    eventually("204 monitored", || async {
+        pbx_monitors(&sim, "204").await == 1
+    })
+    .await;
+    c.ok(json!({"op": "ping"})).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("reload: log.level: \"info\" -> \"debug\""),
+        "{text}"
+    );
+    assert!(text.contains("DEBUG"), "debug lines after the reload");
+    // a mistake: refused, said on stdout, the gateway runs on
+    std::fs::write(&path, "[api\n").unwrap();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let l = line_with("reload refused").await;
+    assert!(l.contains("nothing changed"), "{l}");
+    c.ok(json!({"op": "ping"})).await;
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -227,6 +227,24 @@ pub async fn run<S: LineSource, K: LineSink>(
             biased;
             _ = stop.cancelled() => break,
             _ = &mut writer => { writer_done = true; break } // the client stopped reading or went away
+            r = reloads.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                // a configuration reload (before the next line: a removed user's requests stop
+                // at once): the new limits, and still the same user?
+                let cfg = api.cfg();
+                rate.set(cfg.requests_per_s);
+                idle.set(&cfg);
+                if let Some(e) = credentials_changed(&api, &info, authed.load(Ordering::Acquire)) {
+                    info!(target: "audit", user = %info.user.as_ref().map_or("", |u| u.name.as_str()),
+                          client = id, peer = %info.peer, op = "reload", result = "disconnected",
+                          code = e.code, "{}", e.message);
+                    let _ = resp_tx.send(error_line(&Id::null(), &e).into()).await;
+                    break;
+                }
+                continue;
+            }
             l = lines.recv() => {
                 idle.heard(Instant::now());
                 l.unwrap_or(Ok(Line::Eof))
@@ -241,23 +259,6 @@ pub async fn run<S: LineSource, K: LineSink>(
                     api.cfg().auth_timeout_s));
                 let _ = resp_tx.send(error_line(&Id::null(), &e).into()).await;
                 break;
-            }
-            r = reloads.changed() => {
-                if r.is_err() {
-                    break;
-                }
-                // a configuration reload: the new limits, and still the same user?
-                let cfg = api.cfg();
-                rate.set(cfg.requests_per_s);
-                idle.set(&cfg);
-                if let Some(e) = credentials_changed(&api, &info, authed.load(Ordering::Acquire)) {
-                    info!(target: "audit", user = %info.user.as_ref().map_or("", |u| u.name.as_str()),
-                          client = id, peer = %info.peer, op = "reload", result = "disconnected",
-                          code = e.code, "{}", e.message);
-                    let _ = resp_tx.send(error_line(&Id::null(), &e).into()).await;
-                    break;
-                }
-                continue;
             }
             _ = tokio::time::sleep_until(idle.next()), if idle.on() => {
                 if let Some(line) = idle.due(Instant::now()) {

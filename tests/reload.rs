@@ -478,3 +478,41 @@ async fn sighup_reloads_the_running_gateway() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_user_added_by_a_reload_makes_everyone_authenticate() {
+    let sim = start_sim(SimConfig::default()).await;
+    let cfg = config(vec![link("pbx1", &sim, &[])], Vec::new());
+    let (gw, mut reloader) = start(cfg.clone()).await;
+    let mut open = gw.client().await;
+    open.ok(json!({"op": "monitor.start", "device": "201"}))
+        .await;
+    let mut next = cfg.clone();
+    next.users = vec![user("crm", "crm-token-0123456789", "control", &["*"])];
+    let r = reloader.apply(next).await;
+    assert_eq!(r.applied, vec!["users added: crm"], "{r:?}");
+    let lines = closed(&mut open).await;
+    let last = lines.last().expect("an error line before the close");
+    assert_eq!(last["error"]["code"], "credentials_changed", "{lines:?}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the gateway requires authentication since a configuration reload"),
+        "{last}"
+    );
+    eventually("the monitor of the closed connection ended", || async {
+        pbx_monitors(&sim, "201").await == 0
+    })
+    .await;
+    let mut c = gw.client().await;
+    c.err(
+        json!({"op": "monitor.start", "device": "201"}),
+        "auth",
+        "unauthenticated",
+    )
+    .await;
+    c.ok(json!({"op": "auth", "token": "crm-token-0123456789"}))
+        .await;
+    c.ok(json!({"op": "monitor.start", "device": "201"})).await;
+}

@@ -612,8 +612,13 @@ async fn write_loop<K: LineSink>(
     client: ClientId,
     authed: Arc<AtomicBool>,
 ) {
+    // read once, not per event: `client_queue` needs a restart to change, and a reload's
+    // `write_timeout_s` is taken at the next reload notice
+    let queue = api.cfg().client_queue;
+    let mut write_timeout = api.cfg().write_timeout();
+    let mut reloads = api.reloads();
     let mut out: Vec<Arc<str>> = vec![hello];
-    if !write(&mut sink, &mut out, api.cfg().write_timeout()).await {
+    if !write(&mut sink, &mut out, write_timeout).await {
         sink.close().await;
         return;
     }
@@ -622,15 +627,19 @@ async fn write_loop<K: LineSink>(
             biased;
             _ = stop.cancelled() => {
                 flush_for_shutdown(&mut out, &mut responses, &mut events, &shared, &api.hub, &api.metrics);
-                write(&mut sink, &mut out, api.cfg().write_timeout()).await;
+                write(&mut sink, &mut out, write_timeout).await;
                 break;
+            }
+            Ok(()) = reloads.changed() => {
+                write_timeout = api.cfg().write_timeout();
+                continue;
             }
             r = responses.recv() => match r {
                 Some(line) => out.push(line),
                 None => break,
             },
             _ = shared.cut.cancelled() => {
-                warn!(client, limit = "api.client_queue", queue = api.cfg().client_queue,
+                warn!(client, limit = "api.client_queue", queue = queue,
                       "client cut: it did not read its events fast enough");
                 while let Ok(line) = responses.try_recv() {
                     out.push(line);
@@ -638,10 +647,10 @@ async fn write_loop<K: LineSink>(
                 while let Ok(line) = events.try_recv() {
                     out.push(line);
                 }
-                if lagged(&shared, api.cfg().client_queue, &mut out) {
+                if lagged(&shared, queue, &mut out) {
                     api.metrics.lagged();
                 }
-                write(&mut sink, &mut out, api.cfg().write_timeout()).await;
+                write(&mut sink, &mut out, write_timeout).await;
                 break;
             }
             e = events.recv() => match e {
@@ -651,7 +660,7 @@ async fn write_loop<K: LineSink>(
                 Some(line) => {
                     out.push(line);
                     // and what else is queued, in the same write
-                    while out.len() < api.cfg().client_queue {
+                    while out.len() < queue {
                         match events.try_recv() {
                             Ok(line) => out.push(line),
                             Err(_) => break,
@@ -661,7 +670,7 @@ async fn write_loop<K: LineSink>(
                 None => break,
             },
         }
-        if !write(&mut sink, &mut out, api.cfg().write_timeout()).await {
+        if !write(&mut sink, &mut out, write_timeout).await {
             break;
         }
     }

@@ -3,27 +3,16 @@
 
 mod support;
 
-use ctigate::api::auth::{hex, token_sha256};
 use ctigate::config::{ApiConfig, Config, LinkSection, UserSection};
 use ctigate::sim::SimConfig;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{start_sim, Client, Env, Gw, MARKER, T};
+use support::{start_sim, user, Client, Env, Gw, MARKER, T};
 use tokio::time::{timeout, Instant};
 
 const WALLBOARD: &str = "wallboard-token-0123456789";
 const CRM: &str = "crm-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
-
-fn user(name: &str, token: &str, role: &str, devices: &[&str]) -> UserSection {
-    UserSection {
-        name: name.into(),
-        token_sha256: Some(hex(&token_sha256(token))),
-        role: role.into(),
-        devices: devices.iter().map(|d| d.to_string()).collect(),
-        ..UserSection::default()
-    }
-}
 
 /// Three users: a wallboard (monitor, 201-205 and the barrier's marker station), a CRM
 /// (control, 201-210 and the marker) and an admin (all).
@@ -72,15 +61,6 @@ async fn login(e: &Env, token: &str) -> Client {
     let mut c = e.client().await;
     c.ok(json!({"op": "auth", "token": token})).await;
     c
-}
-
-/// The connection is closed by the gateway (after what it still had to say).
-async fn closed(c: &mut Client) -> Vec<Value> {
-    let mut lines = Vec::new();
-    while let Some(l) = c.read_line().await {
-        lines.push(l);
-    }
-    lines
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +251,7 @@ async fn three_failed_logins_close_the_connection() {
             .contains("disconnected"),
         "{r}"
     );
-    assert!(closed(&mut c).await.is_empty());
+    assert!(c.until_closed().await.is_empty());
     // a bad field is not a login attempt and echoes nothing
     let mut c = e.client().await;
     let r = c.call(json!({"op": "auth", "token": 12345})).await;
@@ -293,7 +273,7 @@ async fn no_auth_in_time_closes_the_connection() {
     let mut c = e.client().await;
     // a ping is not a login: the clock runs on
     c.ok(json!({"op": "ping"})).await;
-    let lines = closed(&mut c).await;
+    let lines = c.until_closed().await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["error"]["code"], "auth_timeout", "{lines:?}");
     assert_eq!(lines[0]["error"]["kind"], "auth");
@@ -331,7 +311,7 @@ async fn connections_and_requests_per_user() {
             .contains("max_clients"),
         "{r}"
     );
-    assert!(closed(&mut c).await.is_empty());
+    assert!(c.until_closed().await.is_empty());
     // another user is not affected; a freed connection can be used again
     login(&e, CRM).await;
     drop(a);

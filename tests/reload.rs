@@ -6,24 +6,13 @@
 
 mod support;
 
-use ctigate::api::auth::{hex, token_sha256};
 use ctigate::config::{ApiConfig, Config, LinkSection, UserSection};
 use ctigate::reload::{Reloader, Setup};
 use ctigate::sim::{Sim, SimConfig};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{pbx_monitors, start_sim, Client, Gw, T};
+use support::{pbx_monitors, start_sim, user, Client, Gw, T};
 use tokio::time::{sleep, timeout, Instant};
-
-fn user(name: &str, token: &str, role: &str, devices: &[&str]) -> UserSection {
-    UserSection {
-        name: name.into(),
-        token_sha256: Some(hex(&token_sha256(token))),
-        role: role.into(),
-        devices: devices.iter().map(|d| d.to_string()).collect(),
-        ..UserSection::default()
-    }
-}
 
 fn link(name: &str, sim: &Sim, monitor: &[&str]) -> LinkSection {
     LinkSection {
@@ -69,15 +58,6 @@ async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: im
         assert!(Instant::now() < end, "not within {T:?}: {what}");
         sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The lines the gateway sends until it closes the connection.
-async fn closed(c: &mut Client) -> Vec<Value> {
-    let mut lines = Vec::new();
-    while let Some(l) = c.read_line().await {
-        lines.push(l);
-    }
-    lines
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,17 +117,18 @@ async fn a_reload_changes_the_monitor_list_and_the_limits_and_nothing_else() {
         same.applied.is_empty() && same.restart.is_empty(),
         "{same:?}"
     );
-    assert_eq!(
-        gw.gw
-            .gateway
-            .link("pbx1")
-            .unwrap()
-            .link
-            .counters()
-            .reconnects,
-        0,
-        "the link was never re-established"
-    );
+    assert_eq!(reconnects(&gw), 0, "the link was never re-established");
+}
+
+/// Associations of link `pbx1` after its first.
+fn reconnects(gw: &Gw) -> u64 {
+    gw.gw
+        .gateway
+        .link("pbx1")
+        .unwrap()
+        .link
+        .counters()
+        .reconnects
 }
 
 /// `cfg` with the limits and list of the first test's reload.
@@ -212,7 +193,7 @@ async fn a_reload_ends_the_connections_of_changed_and_removed_users_only() {
         ),
         (&mut old, "user old was removed by a configuration reload"),
     ] {
-        let lines = closed(c).await;
+        let lines = c.until_closed().await;
         let last = lines.last().expect("an error line before the close");
         assert_eq!(last["ok"], false, "{lines:?}");
         assert_eq!(last["id"], Value::Null);
@@ -346,16 +327,7 @@ async fn what_a_reload_cannot_change_is_reported_until_a_restart_and_left_as_it_
     let (applied, refused, waiting) = gw.gw.metrics.reloads();
     assert_eq!((applied, refused, waiting), (2, 0, 5));
     // the link was not touched, the client neither
-    assert_eq!(
-        gw.gw
-            .gateway
-            .link("pbx1")
-            .unwrap()
-            .link
-            .counters()
-            .reconnects,
-        0
-    );
+    assert_eq!(reconnects(&gw), 0);
     c.ok(json!({"op": "ping"})).await;
     assert_eq!(pbx_monitors(&sim, "201").await, 1);
 }
@@ -491,7 +463,7 @@ async fn the_first_user_added_by_a_reload_makes_everyone_authenticate() {
     next.users = vec![user("crm", "crm-token-0123456789", "control", &["*"])];
     let r = reloader.apply(next).await;
     assert_eq!(r.applied, vec!["users added: crm"], "{r:?}");
-    let lines = closed(&mut open).await;
+    let lines = open.until_closed().await;
     let last = lines.last().expect("an error line before the close");
     assert_eq!(last["error"]["code"], "credentials_changed", "{lines:?}");
     assert!(

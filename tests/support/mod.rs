@@ -139,6 +139,19 @@ pub fn start_link(cfg: LinkConfig) -> (Link, mpsc::Receiver<LinkEvent>) {
     (Link::start(cfg, tx), rx)
 }
 
+/// A `[[user]]` with the hash of `token`.
+pub fn user(name: &str, token: &str, role: &str, devices: &[&str]) -> ctigate::config::UserSection {
+    ctigate::config::UserSection {
+        name: name.into(),
+        token_sha256: Some(ctigate::api::auth::hex(&ctigate::api::auth::token_sha256(
+            token,
+        ))),
+        role: role.into(),
+        devices: devices.iter().map(|d| d.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
 // ---- the gateway ----------------------------------------------------------------------------
 
 /// A running gateway and its API address.
@@ -454,6 +467,15 @@ impl Client {
         let v: Value = serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}"));
         self.note(&v);
         Some(v)
+    }
+
+    /// Every line until the gateway closes the connection (what it still had to say).
+    pub async fn until_closed(&mut self) -> Vec<Value> {
+        let mut lines = Vec::new();
+        while let Some(l) = self.read_line().await {
+            lines.push(l);
+        }
+        lines
     }
 
     /// One line exactly as the gateway wrote it (an echoed id keeps its digits); None when

@@ -923,13 +923,13 @@ impl Gateway {
     /// half the window, however often the link asks (every catch-up after shed events asks
     /// again for every device concerned).
     fn resync_asked(&self, s: &Arc<LinkSlot>, device: String) {
+        let Some(gw) = self.me.upgrade() else {
+            return; // shutting down
+        };
         if !s.waiting().insert(device.clone()) {
             debug!(link = %s.name, %device, "a resync of the device already waits for its turn");
             return;
         }
-        let Some(gw) = self.me.upgrade() else {
-            return;
-        };
         let slot = s.clone();
         tokio::spawn(async move {
             let turn = slot.snapshots.acquire().await;

@@ -849,9 +849,10 @@ impl Tracker {
             // once a second, with the count (a device whose calls' ends were shed may evict
             // on every new call until its resync, at every device)
             self.evictions += 1;
+            // (a clock set back: warned now, rather than only once it has caught up)
             let due = self.evict_warned.is_none_or(|t| {
                 now.duration_since(t)
-                    .is_ok_and(|d| d >= EVICTION_WARNING_EVERY)
+                    .map_or(true, |d| d >= EVICTION_WARNING_EVERY)
             });
             if due {
                 tracing::warn!(

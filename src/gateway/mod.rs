@@ -178,6 +178,10 @@ pub struct LinkSlot {
     resync_failures: AtomicU64,
     /// Resyncs finished (applied or failed).
     resyncs: AtomicU64,
+    /// Devices whose resync the link asked for (shed events, a re-monitor) waits for its
+    /// turn: asked again meanwhile, that one resync serves (its mark and snapshot come
+    /// later), so at most one waits per device however often the link asks.
+    resync_waiting: Mutex<std::collections::HashSet<String>>,
     /// The switch said it does not serve SnapshotCall.
     no_snapshot_call: std::sync::atomic::AtomicBool,
     resync: ResyncRules,
@@ -248,6 +252,7 @@ impl LinkSlot {
             stale: Mutex::new(BTreeSet::new()),
             resync_failures: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
+            resync_waiting: Mutex::new(std::collections::HashSet::new()),
             no_snapshot_call: std::sync::atomic::AtomicBool::new(false),
             resync: spec.resync.clone(),
         });
@@ -377,6 +382,17 @@ impl LinkSlot {
     /// Resyncs finished since the start (applied, or failed: see `resync_failures`).
     pub fn resyncs(&self) -> u64 {
         self.resyncs.load(Ordering::Acquire)
+    }
+
+    /// Resyncs the link asked for that wait for their turn (at most one per device).
+    pub fn resyncs_waiting(&self) -> usize {
+        self.waiting().len()
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.resync_waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queue `make(done)` on the link's event pump (in order with the PBX's events) and
@@ -1066,6 +1082,30 @@ impl Gateway {
         self.resync(s, device).await;
     }
 
+    /// A resync the link asked for ([`LinkEvent::Resync`], a re-monitor):
+    /// [`Gateway::resync_paced`] in a task of its own, unless one of `device` already waits
+    /// for its turn (it serves this request too: its mark and snapshot come after it). So
+    /// the waiting resyncs are at most one per monitored device, and those running at most
+    /// half the window, however often the link asks (every catch-up after shed events asks
+    /// again for every device concerned).
+    fn resync_asked(&self, s: &Arc<LinkSlot>, device: String) {
+        let Some(gw) = self.me.upgrade() else {
+            return; // shutting down
+        };
+        if !s.waiting().insert(device.clone()) {
+            debug!(link = %s.name, %device, "a resync of the device already waits for its turn");
+            return;
+        }
+        let slot = s.clone();
+        tokio::spawn(async move {
+            let turn = slot.snapshots.acquire().await;
+            slot.waiting().remove(&device);
+            if let Ok(_turn) = turn {
+                gw.resync(&slot, &device).await;
+            }
+        });
+    }
+
     /// The retry loop of an unconfirmed device (one per device).
     async fn retry_resync(self: &Arc<Self>, s: &Arc<LinkSlot>, device: &str) {
         let stop = self.shutdown_token();
@@ -1372,14 +1412,13 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
                 slot.set_state(&device, MonitorStatus::Active);
             }
             // re-monitored by the link after an outage: bring the view up to date
-            let (gw, slot) = (gw.clone(), slot.clone());
-            tokio::spawn(async move { gw.resync_paced(&slot, &device).await });
+            gw.resync_asked(slot, device);
         }
         LinkEvent::Resync { device, reason } => {
-            // the link says events may have been lost: the same snapshot resync
-            info!(link = %slot.name, %device, %reason, "resynchronising");
-            let (gw, slot) = (gw.clone(), slot.clone());
-            tokio::spawn(async move { gw.resync_paced(&slot, &device).await });
+            // the link says events may have been lost: the same snapshot resync (the link
+            // warned of the cause once for all its devices: shed events, lost messages)
+            debug!(link = %slot.name, %device, %reason, "resynchronising");
+            gw.resync_asked(slot, device);
         }
         LinkEvent::MonitorLost { device, reason } => {
             warn!(link = %slot.name, %device, %reason, "monitor lost");

@@ -136,7 +136,11 @@ impl Dialect for Ber {
                     ),
                 }
             }
-            Frame::Pdu(p) => p,
+            // the PDU in an allocation of its own, not a slice of the read buffer (16 KiB,
+            // many frames): what is kept of the message (a callID in the tracker, an
+            // event waiting in the event queue) then keeps its own octets alive, never
+            // the buffer it was read with
+            Frame::Pdu(p) => Bytes::copy_from_slice(&p),
         };
         match Apdu::decode(&pdu) {
             Ok(Apdu::Acse(a)) => association(a),
@@ -468,4 +472,55 @@ fn peek_opcode(pdu: &[u8]) -> Option<i64> {
         n = (n << 8) | i64::from(*b);
     }
     Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use ctigate_csta_model::events::Event;
+    use tokio_util::codec::{Decoder, Encoder};
+
+    /// `vectors.tsv` row `delivered_event`: cSTAEventReport delivered, crossRefIdentifier
+    /// 00000001, connection both(0042, 202) (as in benches/codec.rs).
+    const DELIVERED: &str = "a1480201090201153040550400000001a038a4366b0f300d80020042a10730058003323032630730058003323032610730058003323031620730058003323032640287004e01020a0116";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// What is kept of a decoded event (its callID in the tracker, its crossRefIdentifier)
+    /// points into an allocation of the frame's own, never into the read buffer that
+    /// frames are split from: many frames come in one read, and a callID kept for a call
+    /// whose end was shed once held the whole 16 KiB buffer (with every other frame of it)
+    /// alive.
+    #[test]
+    fn a_decoded_event_keeps_no_part_of_the_read_buffer() {
+        let pdu = unhex(DELIVERED);
+        let mut codec = U16Codec::new();
+        let mut buf = BytesMut::with_capacity(16384);
+        for _ in 0..100 {
+            codec.encode(&pdu[..], &mut buf).expect("framed");
+        }
+        let read = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.capacity();
+        let mut ber = Ber::from_config(&LinkConfig::default()).expect("the default config");
+        for _ in 0..100 {
+            let frame = codec.decode(&mut buf).expect("a frame").expect("whole");
+            let Message::EventReport(Ok(r)) = ber.decode(frame) else {
+                panic!("not an event report")
+            };
+            let Event::Delivered(d) = &r.event else {
+                panic!("{:?}", r.event)
+            };
+            let call = d.connection.call_id().expect("a callID");
+            assert_eq!(&call[..], [0x00, 0x42]);
+            assert!(!read.contains(&(call.as_ptr() as usize)), "the callID");
+            assert_eq!(&r.xref.0[..], [0, 0, 0, 1]);
+            assert!(!read.contains(&(r.xref.0.as_ptr() as usize)), "the xref");
+        }
+        assert!(buf.is_empty());
+    }
 }

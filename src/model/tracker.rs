@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const MAX_CALLS_PER_DEVICE: usize = 64;
 /// At most this many other devices' agents are kept per device (an ACD group's members).
 pub const MAX_MEMBERS_PER_DEVICE: usize = 256;
+/// Evictions (beyond [`MAX_CALLS_PER_DEVICE`]) are logged at most this often, with their count.
+const EVICTION_WARNING_EVERY: Duration = Duration::from_secs(1);
 /// Old callIDs of recent transfers / conferences remembered, so that every device
 /// reporting the same Transferred event maps it to the same interaction.
 const MAX_MOVED: usize = 256;
@@ -299,6 +301,9 @@ pub struct Tracker {
     /// Resyncs in progress ([`Tracker::begin_resync`]).
     pub(super) marks: super::resync::Marks,
     pub(super) next_mark: u64,
+    /// Evictions since the last warning, and when that was.
+    evictions: u64,
+    evict_warned: Option<SystemTime>,
 }
 
 /// 48 bits of interaction counter.
@@ -326,6 +331,8 @@ impl Tracker {
             clock: UNIX_EPOCH,
             marks: Default::default(),
             next_mark: 0,
+            evictions: 0,
+            evict_warned: None,
         }
     }
 
@@ -838,10 +845,25 @@ impl Tracker {
             _ => None,
         };
         if let Some(k) = victim {
-            tracing::warn!(
-                device,
-                "too many calls at the device: the oldest is dropped"
-            );
+            // each eviction is a `call.released` (cause `evicted`); the log says it at most
+            // once a second, with the count (a device whose calls' ends were shed may evict
+            // on every new call until its resync, at every device)
+            self.evictions += 1;
+            // (a clock set back: warned now, rather than only once it has caught up)
+            let due = self.evict_warned.is_none_or(|t| {
+                now.duration_since(t)
+                    .map_or(true, |d| d >= EVICTION_WARNING_EVERY)
+            });
+            if due {
+                tracing::warn!(
+                    device,
+                    limit = MAX_CALLS_PER_DEVICE,
+                    evicted = self.evictions,
+                    "too many calls at a device: the oldest is dropped (call.released, cause evicted); evicted: how many since the last such warning"
+                );
+                self.evictions = 0;
+                self.evict_warned = Some(now);
+            }
             self.release(device, k, "evicted".into(), now, CallExtra::default(), out);
         }
     }

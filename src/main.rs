@@ -9,6 +9,12 @@ use ctigate::sim::{Sim, SimConfig};
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
 
+/// mimalloc, not the system's malloc: the event path allocates per event, and glibc's
+/// malloc and free took about a fifth of the gateway's CPU at 100 000 events/s
+/// (BENCHMARKS.md, "The gateway end to end").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ctigate",

@@ -29,6 +29,8 @@ pub struct ClientShared {
     /// Cancelled when an event found the client's queue full (`client_queue`): it gets
     /// nothing more, and its session writes what is queued, `lagged`, and closes.
     pub cut: CancellationToken,
+    /// `cut` as a flag, for the fan-out's check per event (no lock).
+    is_cut: std::sync::atomic::AtomicBool,
 }
 
 struct Slot {
@@ -446,7 +448,7 @@ impl Hub {
 /// queue is full: the client is cut then, never waited for (its memory is its queue, and
 /// nobody else is delayed), and gets nothing more.
 fn offer(c: &Slot, line: &Arc<str>, seq: u64) -> u64 {
-    if c.shared.cut.is_cancelled() {
+    if c.shared.is_cut.load(Ordering::Relaxed) {
         return 0;
     }
     match c.events.try_send(line.clone()) {
@@ -460,6 +462,7 @@ fn offer(c: &Slot, line: &Arc<str>, seq: u64) -> u64 {
             if l.is_none() {
                 *l = Some(seq);
             }
+            c.shared.is_cut.store(true, Ordering::Relaxed);
             c.shared.cut.cancel();
             1
         }

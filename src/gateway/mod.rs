@@ -677,11 +677,16 @@ impl Gateway {
 
     /// Publish one event on the bus.
     pub fn emit(&self, link: &str, device: Option<&str>, kind: EventKind, body: Body) {
+        self.emit_owned(link, device.map(str::to_string), kind, body);
+    }
+
+    /// [`Gateway::emit`] with the device's name given away (no copy per event).
+    fn emit_owned(&self, link: &str, device: Option<String>, kind: EventKind, body: Body) {
         self.bus.publish(Event {
             kind,
             time: SystemTime::now(),
             link: link.to_string(),
-            device: device.map(str::to_string),
+            device,
             body,
         });
     }
@@ -696,15 +701,10 @@ impl Gateway {
                     call,
                     cause,
                     extra,
-                } => self.emit(
+                } => self.emit_owned(link, Some(device), event, Body::Call { call, cause, extra }),
+                Out::Agent { device, agent } => self.emit_owned(
                     link,
-                    Some(&device),
-                    event,
-                    Body::Call { call, cause, extra },
-                ),
-                Out::Agent { device, agent } => self.emit(
-                    link,
-                    Some(&device),
+                    Some(device),
                     EventKind::AgentState,
                     Body::Agent(agent),
                 ),

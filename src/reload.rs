@@ -333,7 +333,12 @@ impl Reloader {
                 continue;
             }
             if gw.remove_link(name).await {
-                r.applied.push(format!("link {name}: removed, released"));
+                // its clients' subscriptions end with it (a link of that name added later
+                // starts without them)
+                let subs = self.api.hub.forget_link(name);
+                r.applied.push(format!(
+                    "link {name}: removed, released ({subs} client subscriptions ended)"
+                ));
             }
         }
         self.running.links = running;

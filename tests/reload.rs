@@ -264,7 +264,11 @@ async fn a_reload_starts_new_links_and_releases_removed_ones() {
     // pbx1 goes: released, its clients told; pbx2 and the connection stay
     next.links.remove(0);
     let r = reloader.apply(next).await;
-    assert_eq!(r.applied, vec!["link pbx1: removed, released"], "{r:?}");
+    assert_eq!(
+        r.applied,
+        vec!["link pbx1: removed, released (1 client subscriptions ended)"],
+        "{r:?}"
+    );
     let down = c.until_link("link.down").await;
     assert_eq!(down["link"], "pbx1");
     assert_eq!(down["reason"], "removed from the configuration (reload)");
@@ -286,6 +290,45 @@ async fn a_reload_starts_new_links_and_releases_removed_ones() {
         "{e}"
     );
     assert_eq!(pbx_monitors(&sim2, "212").await, 1);
+    // a link of the same name again, monitoring 201 from its configuration: the client's
+    // subscription to the old pbx1's 201 ended with it, so 201's calls do not reach it
+    let mut again = cfg.clone();
+    again.links[0].monitor = vec!["201".into()];
+    again.links.push(link("pbx2", &sim2, &["211"]));
+    let r = reloader.apply(again).await;
+    assert_eq!(
+        r.applied,
+        vec![format!(
+            "link pbx1: added, connecting to {}",
+            sim1.csta_addr
+        )],
+        "{r:?}"
+    );
+    c.until_link("link.up").await;
+    eventually("the new pbx1 monitors 201", || async {
+        pbx_monitors(&sim1, "201").await == 1
+    })
+    .await;
+    c.ok(json!({"op": "monitor.start", "link": "pbx1", "device": "202"}))
+        .await;
+    support::sim_cmd(
+        &sim1,
+        r#"{"cmd":"inbound","ani":"0891234567","dnis":"201"}"#,
+    )
+    .await;
+    support::sim_cmd(
+        &sim1,
+        r#"{"cmd":"inbound","ani":"0891234568","dnis":"202"}"#,
+    )
+    .await;
+    c.until("202", "call.offering").await;
+    assert!(
+        !c.events
+            .iter()
+            .any(|e| e["device"] == "201" && e["link"] == "pbx1" && e["event"] == "call.offering"),
+        "no event of 201 for a subscription that ended with the old link: {:#?}",
+        c.events
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

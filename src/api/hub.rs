@@ -232,6 +232,21 @@ impl Hub {
         }
     }
 
+    /// A link is gone (removed by a reload): every subscription to its devices ends;
+    /// how many there were.
+    pub fn forget_link(&self, link: &str) -> usize {
+        let mut s = self.lock();
+        let State { clients, index, .. } = &mut *s;
+        index.0.remove(link);
+        let mut n = 0;
+        for c in clients.values_mut() {
+            let before = c.subs.len();
+            c.subs.retain(|(l, _)| l != link);
+            n += before - c.subs.len();
+        }
+        n
+    }
+
     /// Events that may wait for one client (`client_queue`).
     pub fn queue(&self) -> usize {
         self.queue

@@ -1420,13 +1420,14 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
             debug!(link = %slot.name, %device, %reason, "resynchronising");
             gw.resync_asked(slot, device);
         }
-        LinkEvent::MonitorLost { device, reason } => {
-            warn!(link = %slot.name, %device, %reason, "monitor lost");
-            // the link forgets a device only when monitoring it again failed for good
-            // (session.rs: "monitorStart refused", "cannot send monitorStart"); otherwise
-            // it monitors it again itself (`Monitored` with `again` follows)
-            let forgotten = reason.starts_with("monitorStart refused")
-                || reason.starts_with("cannot send monitorStart");
+        LinkEvent::MonitorLost {
+            device,
+            reason,
+            forgotten,
+        } => {
+            warn!(link = %slot.name, %device, %reason, forgotten, "monitor lost");
+            // the link forgets a device only when monitoring it again failed for good;
+            // otherwise it monitors it again itself (`Monitored` with `again` follows)
             if slot.is_pinned(&device) {
                 slot.set_state(&device, MonitorStatus::Retrying(reason.as_str().into()));
                 if forgotten {

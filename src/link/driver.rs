@@ -955,7 +955,7 @@ impl Shed {
                 1
             }
             LinkEvent::Monitored { again: false, .. } => 0,
-            LinkEvent::MonitorLost { device, reason } => {
+            LinkEvent::MonitorLost { device, reason, .. } => {
                 warn!(%device, %reason, "monitor lost (while shedding events)");
                 0
             }

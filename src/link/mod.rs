@@ -324,8 +324,12 @@ pub enum LinkEvent {
     Monitored { device: String, again: bool },
     /// A device's monitor is gone without us asking: the switch restarted (it is monitored
     /// again when the switch is back: `Monitored` follows), or re-monitoring was refused
-    /// (the device is forgotten).
-    MonitorLost { device: String, reason: String },
+    /// (`forgotten`: the link no longer monitors it, nor tries to).
+    MonitorLost {
+        device: String,
+        reason: String,
+        forgotten: bool,
+    },
     /// The owner's view of a monitored device may be stale (events may have been lost):
     /// take a snapshot. After systemStatus messagesLost, and after an overload
     /// (overloadImminent / overloadReached, then normal, enabled or overloadRelieved), for

@@ -943,6 +943,7 @@ impl<D: Dialect> Session<D> {
                     self.event(LinkEvent::MonitorLost {
                         device: device.to_string(),
                         reason: format!("monitorStart refused: {e}"),
+                        forgotten: true,
                     });
                 } else {
                     info!(link = %self.cfg.name, device, error = %e, "monitor start refused");
@@ -992,6 +993,7 @@ impl<D: Dialect> Session<D> {
                 self.event(LinkEvent::MonitorLost {
                     device,
                     reason: format!("cannot send monitorStart: {e}"),
+                    forgotten: true,
                 });
             }
         }
@@ -1443,6 +1445,7 @@ impl<D: Dialect> Session<D> {
                         self.event(LinkEvent::MonitorLost {
                             device: d,
                             reason: format!("the switch is unavailable (systemStatus {what}); monitored again when it is enabled or normal"),
+                            forgotten: false,
                         });
                     }
                     self.queue_remonitor_all();
@@ -1540,6 +1543,7 @@ impl<D: Dialect> Session<D> {
         self.event(LinkEvent::MonitorLost {
             device: device.to_string(),
             reason: format!("{reason}; monitored again"),
+            forgotten: false,
         });
         if !self.remonitor.iter().any(|d| d == device) {
             self.remonitor.push_back(device.to_string());

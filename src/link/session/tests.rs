@@ -1242,7 +1242,8 @@ fn a_refused_re_monitor_is_lost_and_forgotten() {
         h.drain(),
         vec![Out::Event(LinkEvent::MonitorLost {
             device: "201".into(),
-            reason: "monitorStart refused: operation/invalidDeviceID".into()
+            reason: "monitorStart refused: operation/invalidDeviceID".into(),
+            forgotten: true
         })]
     );
     assert!(h.s.monitors().is_empty());
@@ -1261,7 +1262,8 @@ fn a_switch_restart_loses_the_monitors_and_they_come_back() {
             Out::Transmit(Frame::Pdu(hex("a2 0b 02 01 02 30 06 02 02 00 d3 05 00"))),
             Out::Event(LinkEvent::MonitorLost {
                 device: "201".into(),
-                reason: "the switch is unavailable (systemStatus initializing); monitored again when it is enabled or normal".into()
+                reason: "the switch is unavailable (systemStatus initializing); monitored again when it is enabled or normal".into(),
+            forgotten: false
             }),
             Out::Event(LinkEvent::SystemStatus {
                 status: "initializing".into()
@@ -1350,7 +1352,8 @@ fn disabled_loses_the_monitors_until_enabled() {
             status_answer(2),
             Out::Event(LinkEvent::MonitorLost {
                 device: "201".into(),
-                reason: "the switch is unavailable (systemStatus disabled); monitored again when it is enabled or normal".into()
+                reason: "the switch is unavailable (systemStatus disabled); monitored again when it is enabled or normal".into(),
+            forgotten: false
             }),
             status_event("disabled"),
         ]
@@ -1528,7 +1531,8 @@ fn invalid_monitor_cross_ref_to_a_request_monitors_the_device_again() {
         outs[0],
         Out::Event(LinkEvent::MonitorLost {
             device: "201".into(),
-            reason: "the switch no longer knows its monitor (operation/invalidMonitorCrossRefID); monitored again".into()
+            reason: "the switch no longer knows its monitor (operation/invalidMonitorCrossRefID); monitored again".into(),
+            forgotten: false
         })
     );
     match &outs[1] {
@@ -1583,7 +1587,8 @@ fn events_under_an_unknown_cross_reference_re_monitor_the_devices_they_name() {
         Out::Event(LinkEvent::MonitorLost {
             device: "201".into(),
             reason: "its events arrive under a cross reference we never got; monitored again"
-                .into()
+                .into(),
+            forgotten: false
         })
     );
     let start = pdu_of(&outs[3]).clone();

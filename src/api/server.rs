@@ -42,7 +42,8 @@ pub async fn serve_tls(api: Arc<Api>, l: TcpListener, tls: Arc<rustls::ServerCon
 
 async fn accept_loop(api: Arc<Api>, l: TcpListener, tls: bool) {
     let stop = api.gateway.shutdown_token();
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(api.cfg().max_clients.max(1)));
+    // handshakes under way, at most `api.max_clients` as it is now (a reload may change it)
+    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let refused = super::auth::LogLimit::new();
     loop {
         let accepted = tokio::select! {
@@ -62,7 +63,8 @@ async fn accept_loop(api: Arc<Api>, l: TcpListener, tls: bool) {
                 let Some(tls) = api.tls() else {
                     continue;
                 };
-                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                let max = api.cfg().max_clients.max(1);
+                let Some(permit) = Handshake::enter(&handshakes, max) else {
                     if let Some(left_out) = refused.allow() {
                         warn!(%peer, left_out, limit = "api.max_clients",
                               "connection refused: that many TLS handshakes already under way");
@@ -112,6 +114,27 @@ async fn accept_loop(api: Arc<Api>, l: TcpListener, tls: bool) {
         }
     }
     info!("API listener closed");
+}
+
+/// One TLS handshake under way, counted while it lives.
+struct Handshake(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Handshake {
+    /// Count one more, unless `max` are under way already.
+    fn enter(n: &Arc<std::sync::atomic::AtomicUsize>, max: usize) -> Option<Handshake> {
+        use std::sync::atomic::Ordering;
+        n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |k| {
+            (k < max).then_some(k + 1)
+        })
+        .ok()
+        .map(|_| Handshake(n.clone()))
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// The line source and sink of a connection's two halves.

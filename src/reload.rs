@@ -342,6 +342,9 @@ impl Reloader {
             }
         }
         self.running.links = running;
+        // a link added with a longer request timeout: requests may take that long
+        self.api
+            .set_deadline(crate::api::request_deadline(&self.running).max(self.api.deadline()));
     }
 }
 

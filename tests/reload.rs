@@ -243,8 +243,17 @@ async fn a_reload_starts_new_links_and_releases_removed_ones() {
     let mut c = gw.client().await;
     c.ok(json!({"op": "monitor.start", "device": "201"})).await;
     let mut next = cfg.clone();
-    next.links.push(link("pbx2", &sim2, &["211"]));
+    next.links.push(LinkSection {
+        request_timeout_ms: 20_000,
+        ..link("pbx2", &sim2, &["211"])
+    });
+    assert_eq!(gw.gw.deadline(), Duration::from_secs(7), "2 x 3 s + 1 s");
     let r = reloader.apply(next.clone()).await;
+    assert_eq!(
+        gw.gw.deadline(),
+        Duration::from_secs(41),
+        "a request to pbx2 may take 2 x 20 s + 1 s"
+    );
     assert_eq!(
         r.applied,
         vec![format!(
@@ -294,7 +303,10 @@ async fn a_reload_starts_new_links_and_releases_removed_ones() {
     // subscription to the old pbx1's 201 ended with it, so 201's calls do not reach it
     let mut again = cfg.clone();
     again.links[0].monitor = vec!["201".into()];
-    again.links.push(link("pbx2", &sim2, &["211"]));
+    again.links.push(LinkSection {
+        request_timeout_ms: 20_000,
+        ..link("pbx2", &sim2, &["211"])
+    });
     let r = reloader.apply(again).await;
     assert_eq!(
         r.applied,

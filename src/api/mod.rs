@@ -38,8 +38,9 @@ pub struct Api {
     /// Counts the reloads: sessions watch it to take the new settings (and to end when
     /// their user was changed or removed).
     reloaded: tokio::sync::watch::Sender<u64>,
-    /// Every request is answered within this time, whatever the PBX does.
-    pub deadline: Duration,
+    /// Every request is answered within this time, whatever the PBX does (milliseconds;
+    /// a reload that adds a link with a longer request timeout raises it).
+    deadline_ms: std::sync::atomic::AtomicU64,
     /// Requests by operation and result, their durations, lagged clients (`/metrics`).
     pub metrics: Arc<crate::metrics::ApiMetrics>,
     /// Failed `agent.login`s per device (`api.agent_login_backoff_ms`).
@@ -139,7 +140,9 @@ impl Api {
                 tls: None,
             }),
             reloaded: tokio::sync::watch::Sender::new(0),
-            deadline,
+            deadline_ms: std::sync::atomic::AtomicU64::new(
+                u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+            ),
             metrics: Arc::new(crate::metrics::ApiMetrics::new()),
             sessions: Sessions::new(),
         })
@@ -176,6 +179,19 @@ impl Api {
             live.auth = auth;
         }
         self.reloaded.send_modify(|n| *n += 1);
+    }
+
+    /// Every request is answered within this time, whatever the PBX does.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A new request deadline ([`request_deadline`] of the links as they are now).
+    pub fn set_deadline(&self, d: Duration) {
+        self.deadline_ms.store(
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// The client port's TLS configuration now (new connections' handshakes use it).

@@ -539,7 +539,7 @@ async fn run_one(
             return error_line(&req.id, &e).into();
         }
     }
-    let left = api.deadline.saturating_sub(received.elapsed());
+    let left = api.deadline().saturating_sub(received.elapsed());
     let res = if left.is_zero() {
         Err(ApiError::new(
             "link",

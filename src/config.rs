@@ -224,6 +224,9 @@ pub struct LinkSection {
     /// Requests sent to the PBX per second (0 = unlimited); more wait for their turn, at
     /// most `request_timeout_ms`.
     pub requests_per_s: u32,
+    /// Calls tracked at one device at once; one more evicts the oldest (failed first) with
+    /// `call.released` cause `evicted` and a warning naming this key.
+    pub max_calls_per_device: usize,
 }
 
 impl Default for LinkSection {
@@ -263,6 +266,7 @@ impl Default for LinkSection {
             max_monitors: l.max_monitors,
             max_outstanding: l.max_outstanding,
             requests_per_s: l.requests_per_s,
+            max_calls_per_device: crate::model::MAX_CALLS_PER_DEVICE,
         }
     }
 }
@@ -616,6 +620,12 @@ impl Config {
                 return e(format!(
                     "{k}.max_outstanding: 1 to {MAX_OUTSTANDING_LIMIT}, not {}",
                     l.max_outstanding
+                ));
+            }
+            if !(1..=4096).contains(&l.max_calls_per_device) {
+                return e(format!(
+                    "{k}.max_calls_per_device: 1 to 4096, not {}",
+                    l.max_calls_per_device
                 ));
             }
             if l.keepalive_misses == 0 {

@@ -156,6 +156,7 @@ fn gateway_with(
         monitor: Vec::new(),
         resync,
         event_queue: ctigate::gateway::EVENT_QUEUE,
+        max_calls_per_device: ctigate::model::MAX_CALLS_PER_DEVICE,
     };
     let e = events.clone();
     let gw = Gateway::with_links(vec![spec], move |_, tx| {

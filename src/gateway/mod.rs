@@ -229,6 +229,7 @@ impl LinkSlot {
         let tracker = Tracker::new(TrackerConfig {
             link: spec.name.clone(),
             internal: spec.internal.clone(),
+            max_calls_per_device: spec.max_calls_per_device,
         });
         let slot = Arc::new(LinkSlot {
             name: spec.name.clone(),
@@ -448,6 +449,8 @@ pub struct LinkSpec {
     pub resync: ResyncRules,
     /// Items waiting for the link's event pump (`event_queue`).
     pub event_queue: usize,
+    /// Calls tracked per device (`max_calls_per_device`).
+    pub max_calls_per_device: usize,
 }
 
 impl LinkSpec {
@@ -465,6 +468,7 @@ impl LinkSpec {
                 window: l.max_outstanding.max(1),
             },
             event_queue: l.event_queue,
+            max_calls_per_device: l.max_calls_per_device,
         }
     }
 }

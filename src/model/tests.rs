@@ -987,6 +987,7 @@ fn call_type_from_the_switch_and_the_rule() {
     let mut t = Tracker::new(TrackerConfig {
         link: "x".into(),
         internal: rule,
+        ..TrackerConfig::default()
     });
     // a long extension number, placed here: internal to internal
     let out = feed(
@@ -1125,6 +1126,23 @@ fn memory_is_bounded() {
     }
     assert_eq!(t.calls("201").len(), MAX_CALLS_PER_DEVICE);
     assert_eq!(evicted, 200 - MAX_CALLS_PER_DEVICE);
+    // the bound is configuration (`[[link]] max_calls_per_device`)
+    let mut t = Tracker::new(TrackerConfig {
+        max_calls_per_device: 5,
+        ..TrackerConfig::default()
+    });
+    let mut evicted = 0;
+    for c in 0..20u16 {
+        let out = t.on_event(
+            "201",
+            &delivered(c, "201", "0891234567", "201", EventCause::NEW_CALL),
+            t0(),
+        );
+        evicted += out.iter().filter(|o| o.event() == "call.released").count();
+    }
+    assert_eq!(t.calls("201").len(), 5);
+    assert_eq!(evicted, 15);
+    t.audit().expect("within its configured bound");
     // calls diverted away from a group to devices nobody monitors
     let mut t = tracker();
     for c in 0..3000u16 {
@@ -1158,6 +1176,7 @@ fn call_view_json() {
     let mut t = Tracker::new(TrackerConfig {
         link: "pbx1".into(),
         internal: InternalRule::default(),
+        ..TrackerConfig::default()
     });
     let out = t.on_event(
         "201",

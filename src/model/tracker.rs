@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// At most this many calls are tracked per device; a further one evicts the oldest
-/// (failed calls first) with `call.released` cause `evicted`.
+/// At most this many calls are tracked per device unless configured
+/// ([`TrackerConfig::max_calls_per_device`], `[[link]] max_calls_per_device`); a further one
+/// evicts the oldest (failed calls first) with `call.released` cause `evicted`.
 pub const MAX_CALLS_PER_DEVICE: usize = 64;
 /// At most this many other devices' agents are kept per device (an ACD group's members).
 pub const MAX_MEMBERS_PER_DEVICE: usize = 256;
@@ -71,6 +72,9 @@ pub struct TrackerConfig {
     /// The link name (part of every interaction id).
     pub link: String,
     pub internal: InternalRule,
+    /// Calls tracked per device; one more evicts the oldest (`call.released`, cause
+    /// `evicted`, a warning naming `link.max_calls_per_device`).
+    pub max_calls_per_device: usize,
 }
 
 impl Default for TrackerConfig {
@@ -78,6 +82,7 @@ impl Default for TrackerConfig {
         TrackerConfig {
             link: "pbx".into(),
             internal: InternalRule::default(),
+            max_calls_per_device: MAX_CALLS_PER_DEVICE,
         }
     }
 }
@@ -465,7 +470,7 @@ impl Tracker {
         let mut counted: HashMap<&str, usize> = HashMap::new();
         let mut views = 0;
         for (name, d) in &self.devices {
-            if d.calls.len() > MAX_CALLS_PER_DEVICE {
+            if d.calls.len() > self.cfg.max_calls_per_device.max(1) {
                 return Err(format!("{name}: {} calls", d.calls.len()));
             }
             if d.members.len() > MAX_MEMBERS_PER_DEVICE {
@@ -836,7 +841,7 @@ impl Tracker {
 
     fn make_room(&mut self, device: &str, now: SystemTime, out: &mut Vec<Out>) {
         let victim = match self.devices.get(device) {
-            Some(d) if d.calls.len() >= MAX_CALLS_PER_DEVICE => d
+            Some(d) if d.calls.len() >= self.cfg.max_calls_per_device.max(1) => d
                 .calls
                 .iter()
                 .find(|v| v.state == CallState::Failed)
@@ -857,7 +862,8 @@ impl Tracker {
             if due {
                 tracing::warn!(
                     device,
-                    limit = MAX_CALLS_PER_DEVICE,
+                    limit = "link.max_calls_per_device",
+                    max = self.cfg.max_calls_per_device,
                     evicted = self.evictions,
                     "too many calls at a device: the oldest is dropped (call.released, cause evicted); evicted: how many since the last such warning"
                 );

@@ -1112,18 +1112,23 @@ fn pick_needs_one_call_in_the_state() {
     assert_eq!(t.pick("201", Some(&id), Want::Held), Ok(cid(2, "201")));
 }
 
+/// `n` new calls ringing at 201; how many were released (evicted) to make room.
+fn new_calls_at_201(t: &mut Tracker, n: u16) -> usize {
+    (0..n)
+        .map(|c| {
+            let ev = delivered(c, "201", "0891234567", "201", EventCause::NEW_CALL);
+            t.on_event("201", &ev, t0())
+                .iter()
+                .filter(|o| o.event() == "call.released")
+                .count()
+        })
+        .sum()
+}
+
 #[test]
 fn memory_is_bounded() {
     let mut t = tracker();
-    let mut evicted = 0;
-    for c in 0..200u16 {
-        let out = t.on_event(
-            "201",
-            &delivered(c, "201", "0891234567", "201", EventCause::NEW_CALL),
-            t0(),
-        );
-        evicted += out.iter().filter(|o| o.event() == "call.released").count();
-    }
+    let evicted = new_calls_at_201(&mut t, 200);
     assert_eq!(t.calls("201").len(), MAX_CALLS_PER_DEVICE);
     assert_eq!(evicted, 200 - MAX_CALLS_PER_DEVICE);
     // the bound is configuration (`[[link]] max_calls_per_device`)
@@ -1131,17 +1136,8 @@ fn memory_is_bounded() {
         max_calls_per_device: 5,
         ..TrackerConfig::default()
     });
-    let mut evicted = 0;
-    for c in 0..20u16 {
-        let out = t.on_event(
-            "201",
-            &delivered(c, "201", "0891234567", "201", EventCause::NEW_CALL),
-            t0(),
-        );
-        evicted += out.iter().filter(|o| o.event() == "call.released").count();
-    }
+    assert_eq!(new_calls_at_201(&mut t, 20), 15);
     assert_eq!(t.calls("201").len(), 5);
-    assert_eq!(evicted, 15);
     t.audit().expect("within its configured bound");
     // calls diverted away from a group to devices nobody monitors
     let mut t = tracker();

@@ -178,6 +178,7 @@ impl Reloader {
         let (old, new) = (table(&self.running.api), table(&next.api));
         let mut merged = old.clone();
         let mut tls_files = false;
+        let tls_now = self.api.tls().is_some();
         for (k, a, b) in diff(&old, &new) {
             if !API_LIVE.contains(&k.as_str()) {
                 r.restart.push(change(&format!("api.{k}"), a, b));
@@ -185,6 +186,10 @@ impl Reloader {
             }
             if k.starts_with("tls_") && k != "tls_handshake_timeout_ms" {
                 tls_files = true;
+                if !tls_now {
+                    // a port without TLS: turning it on is reported below (restart)
+                    continue;
+                }
             }
             match &b {
                 Some(v) => merged.insert(k.clone(), v.clone()),
@@ -201,7 +206,6 @@ impl Reloader {
         };
         // TLS: a port without TLS cannot get it (nor the other way round) without a restart;
         // with TLS, the files are read again (a renewed certificate at the same path too)
-        let tls_now = self.api.tls().is_some();
         match (tls_now, next.api.tls()) {
             (true, Ok(Some(tls))) => {
                 self.api.set_tls(Some(tls));
@@ -230,9 +234,6 @@ impl Reloader {
                 r.restart.push(format!("api TLS files: {e}"));
             }
         }
-        r.applied.retain(|l| {
-            !(l.starts_with("api.tls_") && !l.starts_with("api.tls_handshake") && !tls_now)
-        });
         // users: the same user object where only limits changed (its connections stay)
         let auth = self.api.auth();
         let users_changed = self.running.users != next.users;

@@ -1324,7 +1324,10 @@ impl<D: Dialect> Session<D> {
                 if device.is_none() {
                     self.on_unknown_xref(&report, now);
                 }
-                self.event(LinkEvent::Report { device, report });
+                self.event(LinkEvent::Report {
+                    device,
+                    report: Box::new(report),
+                });
             }
             Err(e) => {
                 self.counters.malformed_frames += 1;

@@ -50,3 +50,10 @@ pub mod tls;
 mod test_util;
 
 pub use ctigate_csta as csta;
+
+/// The hash map of the event path (the tracker's calls and interactions, the hub's
+/// subscribers, the monitor table): foldhash, seeded at random per map, instead of
+/// SipHash. Its keys (callIDs, device numbers, cross references) come from the switch and
+/// from authenticated clients' `monitor.start`, whose count `max_monitors_per_client`
+/// bounds.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -7,8 +7,9 @@ use super::protocol::rfc3339;
 use crate::config::ApiConfig;
 use crate::gateway::{Body, Event, Subscriber};
 use crate::model::{CallExtra, CallView};
+use crate::FastMap;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -43,7 +44,7 @@ struct Slot {
 /// allocation per event). Kept in step with every [`Slot::subs`]; a device without
 /// subscribers has no entry.
 #[derive(Default)]
-struct Index(HashMap<String, HashMap<String, Vec<ClientId>>>);
+struct Index(FastMap<String, FastMap<String, Vec<ClientId>>>);
 
 impl Index {
     fn get(&self, link: &str, device: &str) -> &[ClientId] {
@@ -102,7 +103,7 @@ struct ReplayBuffer {
 struct State {
     seq: u64,
     buffer: ReplayBuffer,
-    clients: HashMap<ClientId, Slot>,
+    clients: FastMap<ClientId, Slot>,
     index: Index,
     next_client: ClientId,
     /// Events lost to slow clients, for `status`.
@@ -142,7 +143,7 @@ impl Hub {
                     bytes: 0,
                     evicted: 0,
                 },
-                clients: HashMap::new(),
+                clients: FastMap::default(),
                 index: Index::default(),
                 next_client: 1,
                 dropped: 0,

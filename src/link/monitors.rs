@@ -9,7 +9,7 @@
 //! refuses it.
 
 use ctigate_csta_model::types::MonitorCrossRefId;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Where one device's monitor stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct MonitorTable {
     devices: BTreeMap<String, Entry>,
-    xrefs: HashMap<MonitorCrossRefId, String>,
+    xrefs: crate::FastMap<MonitorCrossRefId, String>,
 }
 
 impl MonitorTable {

@@ -20,7 +20,7 @@ use ctigate_csta_model::ops::{
 };
 use ctigate_csta_model::types::Party;
 use ctigate_csta_model::types::{ConnectionId, LocalConnectionState};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 /// At most this many resyncs in progress are remembered (a mark beyond evicts the oldest,
@@ -47,7 +47,7 @@ pub(super) struct Mark {
 /// no scan of the others) and by id (oldest first).
 #[derive(Debug, Default)]
 pub(super) struct Marks {
-    by_device: HashMap<String, Vec<Mark>>,
+    by_device: crate::FastMap<String, Vec<Mark>>,
     by_id: BTreeMap<u64, String>,
 }
 

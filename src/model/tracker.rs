@@ -292,15 +292,15 @@ pub struct Tracker {
     prefix: u16,
     next_id: u64,
     next_key: u64,
-    pub(super) interactions: HashMap<String, Interaction>,
+    pub(super) interactions: crate::FastMap<String, Interaction>,
     /// callID -> interaction id, for devices that see a call for the first time.
-    pub(super) by_call: HashMap<Bytes, String>,
+    pub(super) by_call: crate::FastMap<Bytes, String>,
     /// Old callID -> surviving interaction of recent transfers / conferences.
     pub(super) moved: VecDeque<(Bytes, String)>,
     /// Interactions without views, oldest first (id, orphan sequence number).
     orphans: VecDeque<(String, u64)>,
     orphan_seq: u64,
-    pub(super) devices: HashMap<String, Device>,
+    pub(super) devices: crate::FastMap<String, Device>,
     /// The latest `now` given (for `forget_device`, which is not given one).
     pub(super) clock: SystemTime,
     /// Resyncs in progress ([`Tracker::begin_resync`]).
@@ -327,12 +327,12 @@ impl Tracker {
             cfg,
             next_id: 0,
             next_key: 1,
-            interactions: HashMap::new(),
-            by_call: HashMap::new(),
+            interactions: Default::default(),
+            by_call: Default::default(),
             moved: VecDeque::new(),
             orphans: VecDeque::new(),
             orphan_seq: 0,
-            devices: HashMap::new(),
+            devices: Default::default(),
             clock: UNIX_EPOCH,
             marks: Default::default(),
             next_mark: 0,

@@ -62,6 +62,11 @@ pub struct ApiConfig {
     pub max_monitors_per_client: usize,
     /// A write to a client that takes longer than this many seconds ends its session.
     pub write_timeout_s: u64,
+    /// A client written to less than this many milliseconds ago gets its next events
+    /// together when this much time has passed since that write (at most one write of
+    /// events per client per this much time; 0 = every event at once). Responses are never
+    /// held back, and held events go at once when they fill half of `client_queue`.
+    pub write_coalesce_ms: u64,
     /// A client silent this many seconds (no line from it) gets a `ping` line (0 = never).
     pub idle_ping_s: u64,
     /// A client silent this many seconds is disconnected (0 = never).
@@ -103,6 +108,11 @@ impl ApiConfig {
         Duration::from_secs(self.write_timeout_s)
     }
 
+    /// `write_coalesce_ms` as a duration.
+    pub fn write_coalesce(&self) -> Duration {
+        Duration::from_millis(self.write_coalesce_ms)
+    }
+
     /// `tls_handshake_timeout_ms` as a duration.
     pub fn tls_handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.tls_handshake_timeout_ms)
@@ -133,6 +143,7 @@ impl Default for ApiConfig {
             requests_per_s: 50,
             max_monitors_per_client: 10_000,
             write_timeout_s: 10,
+            write_coalesce_ms: 0,
             idle_ping_s: 60,
             idle_timeout_s: 120,
             tls_cert: None,
@@ -456,6 +467,12 @@ impl Config {
         }
         if self.api.write_timeout_s == 0 {
             return e("api.write_timeout_s: at least 1".into());
+        }
+        if self.api.write_coalesce_ms > 1000 {
+            return e(format!(
+                "api.write_coalesce_ms: at most 1000 (milliseconds), not {}",
+                self.api.write_coalesce_ms
+            ));
         }
         if self.api.idle_ping_s > 0
             && self.api.idle_timeout_s > 0

@@ -206,6 +206,11 @@ enum Command {
         /// Every device must be monitored within this after link up.
         #[arg(long, default_value = "60")]
         monitor_timeout_s: f64,
+        /// The gateway's `[api] write_coalesce_ms` (at most one write of events per client
+        /// per this many milliseconds; 0 = every event at once); the gateway's default
+        /// when absent.
+        #[arg(long)]
+        write_coalesce_ms: Option<u64>,
         /// Print one JSON object (the same fields) instead of the table.
         #[arg(long)]
         json: bool,
@@ -511,6 +516,7 @@ fn run(
             warmup_seconds,
             switch_delay_ms,
             monitor_timeout_s,
+            write_coalesce_ms,
             json,
             find_max,
             find_max_start,
@@ -528,6 +534,7 @@ fn run(
                 },
                 switch_delay_ms,
                 monitor_timeout_s,
+                write_coalesce_ms,
                 progress: true,
             };
             spec.check()?;

@@ -24,6 +24,7 @@ pub const API_LIVE: &[&str] = &[
     "max_clients",
     "max_monitors_per_client",
     "write_timeout_s",
+    "write_coalesce_ms",
     "idle_ping_s",
     "idle_timeout_s",
     "tls_cert",

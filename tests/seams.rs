@@ -793,12 +793,129 @@ async fn requests_sent_before_the_end_of_input_are_still_answered() {
     );
 }
 
+/// A transport that reports each write: when (virtual time) and its lines.
+struct BatchSink(mpsc::UnboundedSender<(Instant, Vec<Value>)>);
+
+impl LineSink for BatchSink {
+    async fn send(&mut self, lines: &[Arc<str>]) -> std::io::Result<()> {
+        let v = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        self.0
+            .send((Instant::now(), v))
+            .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+    }
+    async fn close(&mut self) {}
+}
+
+/// What each write of a batch carried: `event:<name>` or `response:<id>`.
+fn kinds(batch: &[Value]) -> Vec<String> {
+    batch
+        .iter()
+        .map(|l| match l["type"].as_str() {
+            Some("event") => format!("event:{}", l["seq"]),
+            Some("response") => format!("response:{}", l["id"]),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_to_a_client_written_to_lately_wait_for_write_coalesce_ms_together() {
+    let (api, _events) = api_over(
+        Arc::new(ScriptedLink::accepting()),
+        ApiConfig {
+            client_queue: 8,
+            write_coalesce_ms: 50,
+            ..api_cfg()
+        },
+    );
+    let (to, rx) = mpsc::channel(64);
+    let (tx, mut writes) = mpsc::unbounded_channel();
+    api.spawn_session("batch".into(), MemSource(rx), BatchSink(tx));
+    let mut write = || {
+        let w = writes.try_recv();
+        w.map(|(at, b)| (at, kinds(&b)))
+    };
+    let oos = |api: &Api| {
+        api.gateway.emit(
+            "pbx1",
+            Some("201"),
+            EventKind::DeviceOutOfService,
+            Body::Empty,
+        )
+    };
+    let settle = || async {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    };
+    let send = |v: Value| {
+        let to = to.clone();
+        async move { to.send(Line::Text(v.to_string())).await.unwrap() }
+    };
+    settle().await;
+    let (_, hello) = write().expect("hello");
+    assert_eq!(hello, [r#"Some("hello")"#]);
+    // a response is never held back
+    send(json!({"id": 1, "op": "monitor.start", "device": "201"})).await;
+    settle().await;
+    let (t_answer, b) = write().expect("the answer at once");
+    assert_eq!(b, ["response:1"]);
+    // three events just after a write: held until 50 ms after it, then one write
+    for _ in 0..3 {
+        oos(&api);
+    }
+    settle().await;
+    assert!(write().is_err(), "held back");
+    tokio::time::sleep(Duration::from_millis(49)).await;
+    settle().await;
+    assert!(
+        write().is_err(),
+        "still held back 49 ms after the last write"
+    );
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    settle().await;
+    let (t, b) = write().expect("written 50 ms after the last write");
+    assert_eq!(b, ["event:1", "event:2", "event:3"]);
+    assert_eq!(t - t_answer, Duration::from_millis(50));
+    // after a quiet while, an event goes at once
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let quiet = Instant::now();
+    oos(&api);
+    settle().await;
+    let (t, b) = write().expect("at once");
+    assert_eq!((t, b), (quiet, vec!["event:4".to_string()]));
+    // the next one waits, until a request's answer takes it along
+    oos(&api);
+    settle().await;
+    assert!(write().is_err(), "held back");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    send(json!({"id": 2, "op": "ping"})).await;
+    settle().await;
+    let (t2, b) = write().expect("the answer, with the held event");
+    assert_eq!(b, ["event:5", "response:2"]);
+    assert_eq!(t2 - quiet, Duration::from_millis(10));
+    // events filling half of client_queue (8) go at once
+    for _ in 0..5 {
+        oos(&api);
+    }
+    settle().await;
+    let (t, b) = write().expect("half the queue: written at once");
+    assert_eq!(t, t2);
+    assert_eq!(b, ["event:6", "event:7", "event:8", "event:9", "event:10"]);
+    assert_eq!(api.hub.dropped(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_slow_reader_is_cut_with_lagged_and_resumes_with_after() {
     let (api, _events) = api_over(
         Arc::new(ScriptedLink::accepting()),
         ApiConfig {
             client_queue: 4,
+            // the cut's arithmetic below: each event written as it comes
+            write_coalesce_ms: 0,
             ..api_cfg()
         },
     );

@@ -32,6 +32,9 @@ pub struct ClientShared {
     pub cut: CancellationToken,
     /// `cut` as a flag, for the fan-out's check per event (no lock).
     is_cut: std::sync::atomic::AtomicBool,
+    /// Notified when the client's queue is half full: a writer holding events back
+    /// (`write_coalesce_ms`) writes them at once.
+    pub flush: tokio::sync::Notify,
 }
 
 struct Slot {
@@ -468,7 +471,12 @@ fn offer(c: &Slot, line: &Arc<str>, seq: u64) -> u64 {
         return 0;
     }
     match c.events.try_send(line.clone()) {
-        Ok(()) => 0,
+        Ok(()) => {
+            if c.events.capacity() < c.events.max_capacity() / 2 {
+                c.shared.flush.notify_one();
+            }
+            0
+        }
         Err(mpsc::error::TrySendError::Full(_)) => {
             let mut l = c
                 .shared

@@ -613,16 +613,20 @@ async fn write_loop<K: LineSink>(
     authed: Arc<AtomicBool>,
 ) {
     // read once, not per event: `client_queue` needs a restart to change, and a reload's
-    // `write_timeout_s` is taken at the next reload notice
+    // `write_timeout_s` and `write_coalesce_ms` are taken at the next reload notice
     let queue = api.cfg().client_queue;
     let mut write_timeout = api.cfg().write_timeout();
+    let mut coalesce = api.cfg().write_coalesce();
     let mut reloads = api.reloads();
     let mut out: Vec<Arc<str>> = vec![hello];
     if !write(&mut sink, &mut out, write_timeout).await {
         sink.close().await;
         return;
     }
+    let mut last_write = Instant::now();
     loop {
+        // a response in `out`: written at once, with the events queued before it
+        let mut answer = false;
         tokio::select! {
             biased;
             _ = stop.cancelled() => {
@@ -632,10 +636,14 @@ async fn write_loop<K: LineSink>(
             }
             Ok(()) = reloads.changed() => {
                 write_timeout = api.cfg().write_timeout();
+                coalesce = api.cfg().write_coalesce();
                 continue;
             }
             r = responses.recv() => match r {
-                Some(line) => out.push(line),
+                Some(line) => {
+                    out.push(line);
+                    answer = true;
+                }
                 None => break,
             },
             _ = shared.cut.cancelled() => {
@@ -657,22 +665,42 @@ async fn write_loop<K: LineSink>(
                 // before auth a connection can subscribe nothing: only link events come,
                 // and the `auth` answer carries the links' states instead
                 Some(_) if !authed.load(Ordering::Acquire) => continue,
-                Some(line) => {
-                    out.push(line);
-                    // and what else is queued, in the same write
-                    while out.len() < queue {
-                        match events.try_recv() {
-                            Ok(line) => out.push(line),
-                            Err(_) => break,
-                        }
-                    }
-                }
+                Some(line) => out.push(line),
                 None => break,
             },
+        }
+        // events for a client written to less than `write_coalesce_ms` ago wait for the
+        // rest of that time, and go in one write with those that come meanwhile: at most
+        // one write of events per client per `write_coalesce_ms`, so a busy client costs
+        // the gateway (and itself) a system call per batch, not per event. The events
+        // queued meanwhile do not wake this task; a half-full queue (the hub's `flush`),
+        // a response, a cut or the shutdown end the wait at once.
+        let until = last_write + coalesce;
+        if !answer && !coalesce.is_zero() && Instant::now() < until {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {}
+                _ = shared.cut.cancelled() => {}
+                r = responses.recv() => if let Some(line) = r {
+                    out.push(line);
+                },
+                _ = shared.flush.notified() => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
+        if authed.load(Ordering::Acquire) {
+            // and what else is queued, in the same write
+            while out.len() < queue {
+                match events.try_recv() {
+                    Ok(line) => out.push(line),
+                    Err(_) => break,
+                }
+            }
         }
         if !write(&mut sink, &mut out, write_timeout).await {
             break;
         }
+        last_write = Instant::now();
     }
     sink.close().await;
 }

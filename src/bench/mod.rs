@@ -55,6 +55,8 @@ pub struct Spec {
     pub warmup_seconds: f64,
     pub switch_delay_ms: u64,
     pub monitor_timeout_s: f64,
+    /// The gateway's `[api] write_coalesce_ms`; `None`: its default.
+    pub write_coalesce_ms: Option<u64>,
     /// Progress lines on stderr.
     pub progress: bool,
 }
@@ -94,6 +96,9 @@ impl Spec {
         if self.switch_delay_ms > 60_000 {
             bail!("--switch-delay-ms must be at most 60000");
         }
+        if self.write_coalesce_ms.is_some_and(|v| v > 1000) {
+            bail!("--write-coalesce-ms must be at most 1000");
+        }
         Ok(())
     }
 }
@@ -118,6 +123,8 @@ pub struct Report {
     pub seconds: f64,
     pub warmup_seconds: f64,
     pub switch_delay_ms: u64,
+    /// The gateway's `[api] write_coalesce_ms` in the run.
+    pub write_coalesce_ms: u64,
     /// Gateway process spawned -> its NDJSON port printed.
     pub ready_port_ms: f64,
     /// Gateway process spawned -> link up (the switch's AARE sent), less the time the
@@ -375,6 +382,13 @@ fn config(spec: &Spec, switch: std::net::SocketAddr) -> String {
         spec.clients + 16,
         spec.devices_per_client.max(1)
     );
+    if let Some(ms) = spec.write_coalesce_ms {
+        c = c.replacen(
+            "[[link]]",
+            &format!("write_coalesce_ms = {ms}\n\n[[link]]"),
+            1,
+        );
+    }
     for i in watched..spec.devices {
         if i > watched {
             c.push(',');
@@ -450,6 +464,9 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
         seconds: spec.seconds,
         warmup_seconds: spec.warmup_seconds,
         switch_delay_ms: spec.switch_delay_ms,
+        write_coalesce_ms: spec
+            .write_coalesce_ms
+            .unwrap_or(crate::config::ApiConfig::default().write_coalesce_ms),
         monitors_expected: spec.devices,
         ..Report::default()
     };
@@ -968,8 +985,8 @@ pub fn table(r: &Report) -> String {
         (
             "run",
             format!(
-                "rate {}/s, {} clients x {} devices, {} devices on the link ({} configured), {} s measured after {} s warm-up, switch answers after {} ms",
-                r.rate_target_per_s, r.clients, r.devices_per_client, r.devices, r.configured_devices, r.seconds, r.warmup_seconds, r.switch_delay_ms
+                "rate {}/s, {} clients x {} devices, {} devices on the link ({} configured), {} s measured after {} s warm-up, switch answers after {} ms, write_coalesce_ms {}",
+                r.rate_target_per_s, r.clients, r.devices_per_client, r.devices, r.configured_devices, r.seconds, r.warmup_seconds, r.switch_delay_ms, r.write_coalesce_ms
             ),
         ),
         ("ready: NDJSON port", format!("{:.1} ms after spawn", r.ready_port_ms)),
@@ -1116,14 +1133,25 @@ mod tests {
             warmup_seconds: 0.0,
             switch_delay_ms: 1,
             monitor_timeout_s: 1.0,
+            write_coalesce_ms: None,
             progress: false,
         };
         let c = config(&spec, "127.0.0.1:9".parse().unwrap());
+        let cfg = crate::config::Config::from_toml(&c).expect("a valid configuration");
+        assert_eq!(cfg.api.write_coalesce_ms, 0, "the gateway's default");
+        let c = config(
+            &Spec {
+                write_coalesce_ms: Some(20),
+                ..spec.clone()
+            },
+            "127.0.0.1:9".parse().unwrap(),
+        );
         assert!(c.contains("monitor = [\"2000004\"]"), "{c}");
         assert!(c.contains("address = \"127.0.0.1:9\""), "{c}");
         assert!(c.contains("listen = \"127.0.0.1:0\""), "{c}");
         let cfg = crate::config::Config::from_toml(&c).expect("a valid configuration");
         assert_eq!(cfg.links[0].monitor, ["2000004"]);
         assert_eq!(cfg.api.requests_per_s, 0);
+        assert_eq!(cfg.api.write_coalesce_ms, 20);
     }
 }

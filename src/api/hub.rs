@@ -537,13 +537,14 @@ fn tail<B: serde::Serialize>(tail: &Tail<'_, B>) -> String {
 
 impl Subscriber for Hub {
     fn on_event(&self, ev: &Event) {
-        let time = rfc3339(ev.time);
+        let stamp = crate::model::Stamp::new(ev.time);
+        let time = stamp.as_str();
         let device = ev.device.as_deref();
         // serialized before the hub's lock is taken; call events, nearly all of them,
         // straight from the typed view
         let tail = match &ev.body {
             Body::Call { call, cause, extra } => tail(&Tail {
-                time: &time,
+                time,
                 link: &ev.link,
                 device,
                 body: &CallBody { call, cause, extra },
@@ -576,7 +577,7 @@ impl Subscriber for Hub {
                     Body::Empty => {}
                 }
                 tail(&Tail {
-                    time: &time,
+                    time,
                     link: &ev.link,
                     device,
                     body: &m,

@@ -617,26 +617,35 @@ async fn write_loop<K: LineSink>(
     let queue = api.cfg().client_queue;
     let mut write_timeout = api.cfg().write_timeout();
     let mut coalesce = api.cfg().write_coalesce();
-    let mut reloads = api.reloads();
     let mut out: Vec<Arc<str>> = vec![hello];
     if !write(&mut sink, &mut out, write_timeout).await {
         sink.close().await;
         return;
     }
+    // made once, not per event (each registers with its token or channel when made anew)
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    let cut = shared.cut.cancelled();
+    tokio::pin!(cut);
+    let mut reload = next_reload(api.reloads());
     let mut last_write = Instant::now();
     loop {
         // a response in `out`: written at once, with the events queued before it
         let mut answer = false;
         tokio::select! {
             biased;
-            _ = stop.cancelled() => {
+            _ = &mut stopped => {
                 flush_for_shutdown(&mut out, &mut responses, &mut events, &shared, &api.hub, &api.metrics);
                 write(&mut sink, &mut out, write_timeout).await;
                 break;
             }
-            Ok(()) = reloads.changed() => {
+            rx = &mut reload => {
                 write_timeout = api.cfg().write_timeout();
                 coalesce = api.cfg().write_coalesce();
+                reload = match rx {
+                    Some(rx) => next_reload(rx),
+                    None => Box::pin(std::future::pending()), // no more reloads
+                };
                 continue;
             }
             r = responses.recv() => match r {
@@ -646,7 +655,7 @@ async fn write_loop<K: LineSink>(
                 }
                 None => break,
             },
-            _ = shared.cut.cancelled() => {
+            _ = &mut cut => {
                 warn!(client, limit = "api.client_queue", queue = queue,
                       "client cut: it did not read its events fast enough");
                 while let Ok(line) = responses.try_recv() {
@@ -679,8 +688,8 @@ async fn write_loop<K: LineSink>(
         if !answer && !coalesce.is_zero() && Instant::now() < until {
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => {}
-                _ = shared.cut.cancelled() => {}
+                _ = &mut stopped => {}
+                _ = &mut cut => {}
                 r = responses.recv() => if let Some(line) = r {
                     out.push(line);
                 },
@@ -703,6 +712,14 @@ async fn write_loop<K: LineSink>(
         last_write = Instant::now();
     }
     sink.close().await;
+}
+
+/// The next reload notice: the receiver again, or `None` when no more can come.
+type NextReload =
+    std::pin::Pin<Box<dyn Future<Output = Option<tokio::sync::watch::Receiver<u64>>> + Send>>;
+
+fn next_reload(mut rx: tokio::sync::watch::Receiver<u64>) -> NextReload {
+    Box::pin(async move { rx.changed().await.ok().map(|()| rx) })
 }
 
 /// Everything queued for the client, then the `shutdown` line.

@@ -67,7 +67,7 @@ pub use tracker::{
     MAX_MEMBERS_PER_DEVICE,
 };
 pub use view::{
-    rfc3339, AgentState, AgentView, CallExtra, CallState, CallType, CallView, EventKind,
+    rfc3339, AgentState, AgentView, CallExtra, CallState, CallType, CallView, EventKind, Stamp,
     UnknownName,
 };
 

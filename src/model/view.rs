@@ -222,12 +222,12 @@ pub struct AgentView {
 }
 
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339(*t))
+    s.serialize_str(Stamp::new(*t).as_str())
 }
 
 fn ser_opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
     match t {
-        Some(t) => s.serialize_str(&rfc3339(*t)),
+        Some(t) => s.serialize_str(Stamp::new(*t).as_str()),
         None => s.serialize_none(),
     }
 }
@@ -235,32 +235,57 @@ fn ser_opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S:
 /// `t` as RFC 3339 UTC with milliseconds (`2026-11-21T10:00:00.123Z`); times before
 /// 1970 are given as the epoch.
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let ms = d.subsec_millis();
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
-    let rem = secs % 86_400;
-    let (y, m, day) = civil_from_days(days);
-    let (h, min, sec) = (rem / 3600, (rem / 60) % 60, rem % 60);
-    if !(0..=9999).contains(&y) {
-        return format!("{y:04}-{m:02}-{day:02}T{h:02}:{min:02}:{sec:02}.{ms:03}Z");
-    }
-    // every event carries several times: written digit by digit, not through `format!`
-    let mut b = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut v: u64| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
+    Stamp::new(t).as_str().to_string()
+}
+
+/// [`rfc3339`] without an allocation (every event line carries two or three times).
+pub struct Stamp {
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, or a longer year's text in `wide`.
+    b: [u8; 24],
+    wide: Option<String>,
+}
+
+impl Stamp {
+    pub fn new(t: SystemTime) -> Stamp {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs();
+        let ms = d.subsec_millis();
+        let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+        let rem = secs % 86_400;
+        let (y, m, day) = civil_from_days(days);
+        let (h, min, sec) = (rem / 3600, (rem / 60) % 60, rem % 60);
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        if !(0..=9999).contains(&y) {
+            let wide = format!("{y:04}-{m:02}-{day:02}T{h:02}:{min:02}:{sec:02}.{ms:03}Z");
+            return Stamp {
+                b,
+                wide: Some(wide),
+            };
         }
-    };
-    put(0, 4, y as u64);
-    put(5, 2, u64::from(m));
-    put(8, 2, u64::from(day));
-    put(11, 2, h);
-    put(14, 2, min);
-    put(17, 2, sec);
-    put(20, 3, u64::from(ms));
-    String::from_utf8_lossy(&b).into_owned()
+        // written digit by digit, not through `format!`
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y as u64);
+        put(5, 2, u64::from(m));
+        put(8, 2, u64::from(day));
+        put(11, 2, h);
+        put(14, 2, min);
+        put(17, 2, sec);
+        put(20, 3, u64::from(ms));
+        Stamp { b, wide: None }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.wide {
+            Some(w) => w,
+            // ASCII digits and separators only
+            None => std::str::from_utf8(&self.b).unwrap_or("1970-01-01T00:00:00.000Z"),
+        }
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's

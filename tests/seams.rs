@@ -793,6 +793,16 @@ async fn requests_sent_before_the_end_of_input_are_still_answered() {
     );
 }
 
+/// An event for device 201 of pbx1 (`device.out_of_service`).
+fn oos(api: &Api) {
+    api.gateway.emit(
+        "pbx1",
+        Some("201"),
+        EventKind::DeviceOutOfService,
+        Body::Empty,
+    )
+}
+
 /// A transport that reports each write: when (virtual time) and its lines.
 struct BatchSink(mpsc::UnboundedSender<(Instant, Vec<Value>)>);
 
@@ -837,14 +847,6 @@ async fn events_to_a_client_written_to_lately_wait_for_write_coalesce_ms_togethe
     let mut write = || {
         let w = writes.try_recv();
         w.map(|(at, b)| (at, kinds(&b)))
-    };
-    let oos = |api: &Api| {
-        api.gateway.emit(
-            "pbx1",
-            Some("201"),
-            EventKind::DeviceOutOfService,
-            Body::Empty,
-        )
     };
     let settle = || async {
         for _ in 0..20 {
@@ -929,14 +931,6 @@ async fn a_slow_reader_is_cut_with_lagged_and_resumes_with_after() {
     fast.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
         .await;
     assert_eq!(fast.must().await["id"], 1);
-    let oos = |api: &Api| {
-        api.gateway.emit(
-            "pbx1",
-            Some("201"),
-            EventKind::DeviceOutOfService,
-            Body::Empty,
-        )
-    };
     // c reads nothing: one line fits its transport, one the writer holds, four the queue;
     // the next one finds the queue full and cuts c
     for _ in 0..8 {

@@ -1016,6 +1016,22 @@ mod tests {
     }
 
     #[test]
+    fn write_coalescing_is_off_by_default_and_bounded() {
+        let link = "[[link]]\nname = \"p\"\naddress = \"h:1\"\n";
+        let c = Config::from_toml(link).unwrap();
+        assert_eq!(c.api.write_coalesce(), Duration::ZERO);
+        let c = Config::from_toml(&format!("[api]\nwrite_coalesce_ms = 1000\n{link}")).unwrap();
+        assert_eq!(c.api.write_coalesce(), Duration::from_secs(1));
+        let e = Config::from_toml(&format!("[api]\nwrite_coalesce_ms = 1001\n{link}"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("api.write_coalesce_ms: at most 1000 (milliseconds), not 1001"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_monitoring_limits_are_checked_and_named() {
         let base = "[[link]]\nname = \"p\"\naddress = \"h:1\"\n";
         let c = Config::from_toml(base).unwrap();

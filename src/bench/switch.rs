@@ -473,12 +473,15 @@ impl Template {
                 .map(|(i, _)| i)
                 .collect()
         };
+        let (xref, call) = (find(&m.xref.to_be_bytes()), find(&m.call.to_be_bytes()));
+        let device = find(m.device.to_string().as_bytes());
+        let invoke = find(&m.invoke.to_be_bytes());
         let t = Template {
-            xref: find(&m.xref.to_be_bytes()),
-            call: find(&m.call.to_be_bytes()),
-            device: find(m.device.to_string().as_bytes()),
-            invoke: find(&m.invoke.to_be_bytes()),
-            pdu: pdu.clone(),
+            xref,
+            call,
+            device,
+            invoke,
+            pdu,
         };
         // the template must give exactly what the long way gives, for other values too
         let probes = [

@@ -67,6 +67,11 @@ pub struct ApiConfig {
     /// events per client per this much time; 0 = every event at once). Responses are never
     /// held back, and held events go at once when they fill half of `client_queue`.
     pub write_coalesce_ms: u64,
+    /// The same while the gateway is behind a link's events (one waited 5 ms or more
+    /// between the PBX socket and the event pump, until none has for 10 s): batched writes
+    /// cost less, so the gateway catches up instead of falling further behind. The larger
+    /// of the two applies then; 0 = no batching for being behind.
+    pub write_coalesce_behind_ms: u64,
     /// A client silent this many seconds (no line from it) gets a `ping` line (0 = never).
     pub idle_ping_s: u64,
     /// A client silent this many seconds is disconnected (0 = never).
@@ -113,6 +118,11 @@ impl ApiConfig {
         Duration::from_millis(self.write_coalesce_ms)
     }
 
+    /// `write_coalesce_behind_ms` as a duration.
+    pub fn write_coalesce_behind(&self) -> Duration {
+        Duration::from_millis(self.write_coalesce_behind_ms)
+    }
+
     /// `tls_handshake_timeout_ms` as a duration.
     pub fn tls_handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.tls_handshake_timeout_ms)
@@ -144,6 +154,7 @@ impl Default for ApiConfig {
             max_monitors_per_client: 10_000,
             write_timeout_s: 10,
             write_coalesce_ms: 0,
+            write_coalesce_behind_ms: 30,
             idle_ping_s: 60,
             idle_timeout_s: 120,
             tls_cert: None,
@@ -472,6 +483,12 @@ impl Config {
             return e(format!(
                 "api.write_coalesce_ms: at most 1000 (milliseconds), not {}",
                 self.api.write_coalesce_ms
+            ));
+        }
+        if self.api.write_coalesce_behind_ms > 1000 {
+            return e(format!(
+                "api.write_coalesce_behind_ms: at most 1000 (milliseconds), not {}",
+                self.api.write_coalesce_behind_ms
             ));
         }
         if self.api.idle_ping_s > 0
@@ -1027,6 +1044,17 @@ mod tests {
             .0;
         assert!(
             e.contains("api.write_coalesce_ms: at most 1000 (milliseconds), not 1001"),
+            "{e}"
+        );
+        // while behind: 30 ms by default, 0 turns it off, bounded the same way
+        assert_eq!(c.api.write_coalesce_behind(), Duration::from_millis(30));
+        let c = Config::from_toml(&format!("[api]\nwrite_coalesce_behind_ms = 0\n{link}")).unwrap();
+        assert_eq!(c.api.write_coalesce_behind(), Duration::ZERO);
+        let e = Config::from_toml(&format!("[api]\nwrite_coalesce_behind_ms = 1001\n{link}"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("api.write_coalesce_behind_ms: at most 1000 (milliseconds), not 1001"),
             "{e}"
         );
     }

@@ -239,6 +239,10 @@ pub struct LinkFigures {
     /// By state ([`monitor_states`]).
     pub monitors: [(&'static str, u64); 6],
     pub resync_failures: u64,
+    /// The gateway is behind the link's events now ([`crate::gateway::Gateway::is_behind`]) ...
+    pub behind: bool,
+    /// ... and how often it fell behind them.
+    pub behind_periods: u64,
 }
 
 /// Everything one scrape shows, read at once ([`gather`]); a prometheus-client
@@ -288,6 +292,8 @@ pub fn gather(api: &Api) -> Scrape {
             counters: s.link.counters(),
             monitors: monitor_states(s),
             resync_failures: s.resync_failures(),
+            behind: s.behind.load(std::sync::atomic::Ordering::Relaxed),
+            behind_periods: s.behind_periods.load(std::sync::atomic::Ordering::Relaxed),
         });
     }
     let start_time = std::time::SystemTime::now()
@@ -464,6 +470,22 @@ impl Collector for Scrape {
         per_link(
             &mut e,
             l,
+            "link_behind",
+            "Whether the gateway is behind the link's events now (1: one waited 5 ms or more for the event pump, and none has for less than 10 s since; writes to busy clients are batched meanwhile).",
+            MetricType::Gauge,
+            |l| u64::from(l.behind),
+        )?;
+        per_link(
+            &mut e,
+            l,
+            "link_behind_periods",
+            "Times the gateway fell behind the link's events (see ctigate_link_behind).",
+            MetricType::Counter,
+            |l| l.behind_periods,
+        )?;
+        per_link(
+            &mut e,
+            l,
             "resync_failures",
             "Snapshots (resyncs) that failed: the device stays unconfirmed and is retried.",
             MetricType::Counter,
@@ -609,6 +631,8 @@ mod tests {
                     ("unconfirmed", 0),
                 ],
                 resync_failures: 0,
+                behind: true,
+                behind_periods: 2,
             }],
             requests: vec![("monitor.start", "ok", 1)],
             durations: vec![],
@@ -696,6 +720,10 @@ mod tests {
             "ctigate_pbx_frames_received_total{link=\"pbx1\"} 7",
             "ctigate_requests_total{op=\"monitor.start\",result=\"ok\"} 1",
             "ctigate_monitors{link=\"pbx1\",state=\"active\"} 2",
+            "# TYPE ctigate_link_behind gauge",
+            "ctigate_link_behind{link=\"pbx1\"} 1",
+            "# TYPE ctigate_link_behind_periods_total counter",
+            "ctigate_link_behind_periods_total{link=\"pbx1\"} 2",
             "# TYPE ctigate_event_latency_seconds histogram",
             "ctigate_event_latency_seconds_bucket{le=\"5e-05\"} 1",
             "ctigate_event_latency_seconds_bucket{le=\"0.0025\"} 2",

@@ -25,6 +25,7 @@ pub const API_LIVE: &[&str] = &[
     "max_monitors_per_client",
     "write_timeout_s",
     "write_coalesce_ms",
+    "write_coalesce_behind_ms",
     "idle_ping_s",
     "idle_timeout_s",
     "tls_cert",

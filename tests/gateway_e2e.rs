@@ -62,7 +62,7 @@ async fn hello_first_and_every_request_answered_once() {
     assert_eq!(
         h["links"],
         json!([{"name": "pbx1", "state": "up", "side": 0, "address": side0,
-            "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0}])
+            "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0, "behind": false, "behind_periods": 0}])
     );
     assert_eq!(h["seq"].as_u64(), Some(e.gw.last_seq()));
 
@@ -95,7 +95,7 @@ async fn hello_first_and_every_request_answered_once() {
     assert_eq!(
         st["links"],
         json!([{"name": "pbx1", "state": "up", "side": 0, "address": side0,
-            "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0}])
+            "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0, "behind": false, "behind_periods": 0}])
     );
     assert_eq!(st["clients"], 1);
     assert_eq!(
@@ -981,7 +981,7 @@ async fn a_garbled_frame_is_rejected_counted_and_the_call_goes_on() {
     assert_eq!(
         st["links"],
         json!([{"name": "pbx1", "state": "up", "side": 0, "address": e.sim.csta_addr.to_string(),
-            "malformed_frames": 1, "rejects_sent": 1, "events_shed": 0}])
+            "malformed_frames": 1, "rejects_sent": 1, "events_shed": 0, "behind": false, "behind_periods": 0}])
     );
     assert!(
         !c.events.iter().any(|e| e.get("device").is_none()),
@@ -1095,7 +1095,7 @@ async fn link_down_then_up_resyncs_and_events_flow_again() {
     assert_eq!(
         st["links"],
         json!([{"name": "pbx1", "state": "down", "reason": down["reason"], "side": 0, "address": side0,
-            "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0}])
+            "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0, "behind": false, "behind_periods": 0}])
     );
     // the call ends while nobody watches
     e.sim(r#"{"cmd":"hangup","device":"201"}"#).await;
@@ -1119,7 +1119,7 @@ async fn link_down_then_up_resyncs_and_events_flow_again() {
     assert_eq!(
         h.hello["links"],
         json!([{"name": "pbx1", "state": "up", "side": 0, "address": side0,
-            "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0}])
+            "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0, "behind": false, "behind_periods": 0}])
     );
 
     // events flow again

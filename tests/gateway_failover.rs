@@ -127,7 +127,7 @@ async fn fail_over(e: &Env, c: &mut Client, from: usize, to: usize, x: &str) {
     assert_eq!(
         st["links"],
         json!([{"name": "pbx1", "state": "up", "side": to, "address": addr(to),
-            "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0}])
+            "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0, "behind": false, "behind_periods": 0}])
     );
     // the view: the same interaction, connected
     let snap = c.ok(json!({"op": "snapshot", "device": "201"})).await;
@@ -152,7 +152,7 @@ async fn side_a_down_the_gateway_moves_to_b_and_the_call_goes_on() {
     assert_eq!(
         c.hello["links"],
         json!([{"name": "pbx1", "state": "up", "side": 0, "address": side_a,
-            "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0}])
+            "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0, "behind": false, "behind_periods": 0}])
     );
     assert_eq!(the_association(&e).await["side"], 0);
     let x = connected_call(&e, &mut c).await;

@@ -60,9 +60,9 @@ async fn two_links_events_carry_the_link_and_requests_name_it() {
         c.hello["links"],
         json!([
             {"name": "east", "state": "up", "side": 0, "address": a.csta_addr.to_string(),
-                "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0},
+                "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0, "behind": false, "behind_periods": 0},
             {"name": "west", "state": "up", "side": 0, "address": b.csta_addr.to_string(),
-                "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0}
+                "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0, "behind": false, "behind_periods": 0}
         ])
     );
     // without `link`: the request says which links there are

@@ -591,7 +591,7 @@ async fn requests_apply_in_order_and_ping_answers_at_once() {
     );
     assert_eq!(
         hello["links"],
-        json!([{"name": "pbx1", "state": "up", "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0}])
+        json!([{"name": "pbx1", "state": "up", "malformed_frames": 0, "rejects_sent": 0, "events_shed": 0, "behind": false, "behind_periods": 0}])
     );
     c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
         .await;
@@ -907,6 +907,114 @@ async fn events_to_a_client_written_to_lately_wait_for_write_coalesce_ms_togethe
     let (t, b) = write().expect("half the queue: written at once");
     assert_eq!(t, t2);
     assert_eq!(b, ["event:6", "event:7", "event:8", "event:9", "event:10"]);
+    assert_eq!(api.hub.dropped(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_the_gateway_is_behind_events_to_a_busy_client_are_batched() {
+    let (api, events) = api_over(
+        Arc::new(ScriptedLink::accepting()),
+        ApiConfig {
+            client_queue: 8,
+            write_coalesce_behind_ms: 40,
+            ..api_cfg()
+        },
+    );
+    api.gateway
+        .set_behind_rule(Duration::from_millis(5), Duration::from_secs(1));
+    let (to, rx) = mpsc::channel(64);
+    let (tx, mut writes) = mpsc::unbounded_channel();
+    api.spawn_session("behind".into(), MemSource(rx), BatchSink(tx));
+    let mut write = || writes.try_recv().map(|(at, b)| (at, kinds(&b)));
+    let settle = || async {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    };
+    settle().await;
+    assert_eq!(write().expect("hello").1, [r#"Some("hello")"#]);
+    to.send(Line::Text(
+        json!({"id": 1, "op": "monitor.start", "device": "201"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    settle().await;
+    assert_eq!(write().expect("the answer").1, ["response:1"]);
+    // keeping up: every event at once, one write each
+    let t0 = Instant::now();
+    for seq in 1..=2 {
+        oos(&api);
+        settle().await;
+        assert_eq!(
+            write().expect("at once"),
+            (t0, vec![format!("event:{seq}")])
+        );
+    }
+    assert!(!api.gateway.is_behind());
+    // an event that waited 10 ms between the PBX socket and the event pump (the rule: 5)
+    let waited = std::time::Instant::now() - Duration::from_millis(10);
+    events
+        .send(PumpIn::Link(LinkEvent::Up { side: side_a() }, waited))
+        .await
+        .unwrap();
+    settle().await;
+    assert!(api.gateway.is_behind());
+    let slot = api.gateway.link("pbx1").unwrap();
+    assert!(api.gateway.link_states()[0].behind);
+    assert_eq!(slot.behind_periods.load(Ordering::Relaxed), 1);
+    // its link.up (seq 3) and the next event wait for 40 ms after the last write, together
+    oos(&api);
+    settle().await;
+    assert!(write().is_err(), "held back");
+    tokio::time::sleep(Duration::from_millis(39)).await;
+    settle().await;
+    assert!(
+        write().is_err(),
+        "still held back 39 ms after the last write"
+    );
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    settle().await;
+    let (t, b) = write().expect("written 40 ms after the last write");
+    assert_eq!(b, ["event:3", "event:4"]);
+    assert_eq!(t - t0, Duration::from_millis(40));
+    // a client that gets an event now and then still gets it at once
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let quiet = Instant::now();
+    oos(&api);
+    settle().await;
+    assert_eq!(
+        write().expect("at once"),
+        (quiet, vec!["event:5".to_string()])
+    );
+    assert!(
+        api.gateway.is_behind(),
+        "no second yet without a late event"
+    );
+    // a second without an event that waited 5 ms: caught up, events at once again
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    settle().await;
+    assert!(!api.gateway.is_behind());
+    assert!(!api.gateway.link_states()[0].behind);
+    let t1 = Instant::now();
+    for seq in 6..=7 {
+        oos(&api);
+        settle().await;
+        assert_eq!(
+            write().expect("at once"),
+            (t1, vec![format!("event:{seq}")])
+        );
+    }
+    // behind again: counted
+    events
+        .send(PumpIn::Link(
+            LinkEvent::Up { side: side_a() },
+            std::time::Instant::now() - Duration::from_millis(6),
+        ))
+        .await
+        .unwrap();
+    settle().await;
+    assert!(api.gateway.is_behind());
+    assert_eq!(slot.behind_periods.load(Ordering::Relaxed), 2);
     assert_eq!(api.hub.dropped(), 0);
 }
 

@@ -185,6 +185,8 @@ pub fn link_states(gw: &Gateway) -> Value {
                 v["malformed_frames"] = json!(l.counters.malformed_frames);
                 v["rejects_sent"] = json!(l.counters.rejects_sent);
                 v["events_shed"] = json!(l.counters.events_shed);
+                v["behind"] = json!(l.behind);
+                v["behind_periods"] = json!(l.behind_periods);
                 v
             })
             .collect(),

@@ -617,6 +617,7 @@ async fn write_loop<K: LineSink>(
     let queue = api.cfg().client_queue;
     let mut write_timeout = api.cfg().write_timeout();
     let mut coalesce = api.cfg().write_coalesce();
+    let mut coalesce_behind = api.cfg().write_coalesce_behind();
     let mut out: Vec<Arc<str>> = vec![hello];
     if !write(&mut sink, &mut out, write_timeout).await {
         sink.close().await;
@@ -642,6 +643,7 @@ async fn write_loop<K: LineSink>(
             rx = &mut reload => {
                 write_timeout = api.cfg().write_timeout();
                 coalesce = api.cfg().write_coalesce();
+                coalesce_behind = api.cfg().write_coalesce_behind();
                 reload = match rx {
                     Some(rx) => next_reload(rx),
                     None => Box::pin(std::future::pending()), // no more reloads
@@ -683,9 +685,15 @@ async fn write_loop<K: LineSink>(
         // one write of events per client per `write_coalesce_ms`, so a busy client costs
         // the gateway (and itself) a system call per batch, not per event. The events
         // queued meanwhile do not wake this task; a half-full queue (the hub's `flush`),
-        // a response, a cut or the shutdown end the wait at once.
-        let until = last_write + coalesce;
-        if !answer && !coalesce.is_zero() && Instant::now() < until {
+        // a response, a cut or the shutdown end the wait at once. While the gateway is
+        // behind a link's events, `write_coalesce_behind_ms` (when longer).
+        let hold = if api.gateway.is_behind() {
+            coalesce.max(coalesce_behind)
+        } else {
+            coalesce
+        };
+        let until = last_write + hold;
+        if !answer && !hold.is_zero() && Instant::now() < until {
             tokio::select! {
                 biased;
                 _ = &mut stopped => {}

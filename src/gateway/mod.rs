@@ -39,6 +39,13 @@ use tracing::{debug, info, warn};
 pub const EVENT_QUEUE: usize = 16384;
 /// Items the event pump takes from its queue at once.
 const PUMP_BATCH: usize = 256;
+/// A link's events are behind when one waited this long between the PBX socket (read and
+/// decoded) and the event pump ([`Gateway::is_behind`]) ...
+pub const BEHIND_LAG: Duration = Duration::from_millis(5);
+/// ... until none has for this long.
+pub const BEHIND_HOLD: Duration = Duration::from_secs(10);
+/// Behind this long without a break: a warning (the gateway is near its capacity).
+pub const BEHIND_WARN: Duration = Duration::from_secs(60);
 /// How long a link may take to release on shutdown beyond its own bound.
 const RELEASE_BOUND: Duration = Duration::from_secs(10);
 
@@ -185,6 +192,10 @@ pub struct LinkSlot {
     /// The switch said it does not serve SnapshotCall.
     no_snapshot_call: std::sync::atomic::AtomicBool,
     resync: ResyncRules,
+    /// The gateway is behind the link's events now ([`Gateway::is_behind`]) ...
+    pub behind: std::sync::atomic::AtomicBool,
+    /// ... and how often it fell behind them.
+    pub behind_periods: AtomicU64,
 }
 
 /// What a link's event pump publishes, in the order it was queued.
@@ -256,6 +267,8 @@ impl LinkSlot {
             resync_waiting: Mutex::new(std::collections::HashSet::new()),
             no_snapshot_call: std::sync::atomic::AtomicBool::new(false),
             resync: spec.resync.clone(),
+            behind: std::sync::atomic::AtomicBool::new(false),
+            behind_periods: AtomicU64::new(0),
         });
         (slot, rx)
     }
@@ -515,6 +528,10 @@ pub struct LinkState {
     pub side: Option<Side>,
     /// Malformed frames and rejects sent, over the link's lifetime.
     pub counters: LinkCounters,
+    /// The gateway is behind the link's events now ([`Gateway::is_behind`]) ...
+    pub behind: bool,
+    /// ... and how often it fell behind them.
+    pub behind_periods: u64,
 }
 
 /// The links, their trackers and the bus.
@@ -525,6 +542,10 @@ pub struct Gateway {
     pub started: Instant,
     /// PBX event report taken by the pump -> its events published (`/metrics`).
     pub event_latency: crate::metrics::Histogram,
+    /// Links whose events the gateway is behind now.
+    behind_links: std::sync::atomic::AtomicUsize,
+    /// When a link's events are behind, and until when ([`BEHIND_LAG`], [`BEHIND_HOLD`]).
+    behind_rule: Mutex<(Duration, Duration)>,
     shutdown: CancellationToken,
     /// Itself, for the tasks it starts (snapshot retries).
     me: std::sync::Weak<Gateway>,
@@ -564,6 +585,8 @@ impl Gateway {
             bus: Bus::new(),
             started: Instant::now(),
             event_latency: crate::metrics::Histogram::new(crate::metrics::EVENT_LATENCY_BUCKETS),
+            behind_links: std::sync::atomic::AtomicUsize::new(0),
+            behind_rule: Mutex::new((BEHIND_LAG, BEHIND_HOLD)),
             shutdown,
             me: me.clone(),
         });
@@ -577,6 +600,24 @@ impl Gateway {
     fn run_slot(self: &Arc<Gateway>, slot: Arc<LinkSlot>, rx: mpsc::Receiver<PumpIn>) {
         tokio::spawn(configured_monitors(self.clone(), slot.clone()));
         tokio::spawn(pump(self.clone(), slot, rx));
+    }
+
+    /// Whether the gateway is behind the events of some link now: one waited [`BEHIND_LAG`]
+    /// or more between the PBX socket and the link's event pump, and none has for less
+    /// than [`BEHIND_HOLD`] since. Writers batch events to busy clients meanwhile
+    /// (`api.write_coalesce_behind_ms`): fewer system calls, so the gateway catches up.
+    pub fn is_behind(&self) -> bool {
+        self.behind_links.load(Ordering::Relaxed) > 0
+    }
+
+    /// Another rule for [`Gateway::is_behind`] than [`BEHIND_LAG`] and [`BEHIND_HOLD`]
+    /// (tests; taken by each event pump at its next batch).
+    pub fn set_behind_rule(&self, lag: Duration, hold: Duration) {
+        *self.behind_rule.lock().unwrap_or_else(|p| p.into_inner()) = (lag, hold);
+    }
+
+    fn behind_rule(&self) -> (Duration, Duration) {
+        *self.behind_rule.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The links by name, as they are now (a reload may add or remove some later).
@@ -738,6 +779,8 @@ impl Gateway {
                     reason,
                     side: l.side.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                     counters: l.link.counters(),
+                    behind: l.behind.load(Ordering::Relaxed),
+                    behind_periods: l.behind_periods.load(Ordering::Relaxed),
                 }
             })
             .collect()
@@ -1329,19 +1372,92 @@ async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<Pump
     let stop = slot.stop.clone();
     // what is queued is taken in batches: one wake-up for many events when busy
     let mut batch = Vec::with_capacity(PUMP_BATCH);
+    let mut behind = Behind::default();
+    // while behind, a look now and then whether it is over (no events may come)
+    let mut look = tokio::time::interval(Duration::from_millis(250));
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let n = tokio::select! {
             _ = stop.cancelled() => break,
             n = rx.recv_many(&mut batch, PUMP_BATCH) => n,
+            _ = look.tick(), if behind.since.is_some() => {
+                behind.check(&gw, &slot, None);
+                continue;
+            }
         };
         if n == 0 {
             break;
         }
+        // the oldest waited longest: the first link event of the batch
+        let lag = batch.iter().find_map(|i| match i {
+            PumpIn::Link(_, received) => Some(received.elapsed()),
+            _ => None,
+        });
+        behind.check(&gw, &slot, lag);
         for item in batch.drain(..) {
             pump_one(&gw, &slot, item);
         }
     }
+    behind.leave(&gw, &slot);
     debug!(link = %slot.name, "event pump stopped");
+}
+
+/// Whether the gateway is behind a link's events ([`Gateway::is_behind`]), as the link's
+/// event pump sees them.
+#[derive(Default)]
+struct Behind {
+    /// Behind since then ...
+    since: Option<tokio::time::Instant>,
+    /// ... and an event waited the lag of the rule or more last then.
+    last: Option<tokio::time::Instant>,
+    /// Told that it lasts ([`BEHIND_WARN`]).
+    warned: bool,
+}
+
+impl Behind {
+    /// An event waited `lag` for the pump (`None`: only a look at the time).
+    fn check(&mut self, gw: &Gateway, slot: &LinkSlot, lag: Option<Duration>) {
+        let (limit, hold) = gw.behind_rule();
+        let now = tokio::time::Instant::now();
+        match lag {
+            Some(lag) if lag >= limit => {
+                self.last = Some(now);
+                match self.since {
+                    None => {
+                        self.since = Some(now);
+                        slot.behind.store(true, Ordering::Relaxed);
+                        slot.behind_periods.fetch_add(1, Ordering::Relaxed);
+                        gw.behind_links.fetch_add(1, Ordering::Relaxed);
+                        info!(link = %slot.name, waited_ms = lag.as_millis() as u64, limit_ms = limit.as_millis() as u64,
+                              "the gateway is behind the link's events (one waited that long between the PBX socket and the event pump): events to busy clients are batched (api.write_coalesce_behind_ms) until none has for {} s", hold.as_secs_f64());
+                    }
+                    Some(since) if !self.warned && now.duration_since(since) >= BEHIND_WARN => {
+                        self.warned = true;
+                        warn!(link = %slot.name, behind_s = now.duration_since(since).as_secs(),
+                              "the gateway has been behind the link's events for a while: it is near what it can serve here (docs/SCALING.md); events to busy clients are batched (api.write_coalesce_behind_ms) meanwhile");
+                    }
+                    Some(_) => {}
+                }
+            }
+            _ => {
+                if self.last.is_some_and(|l| now.duration_since(l) >= hold) {
+                    self.leave(gw, slot);
+                }
+            }
+        }
+    }
+
+    /// Not behind any more (caught up, or the pump stops).
+    fn leave(&mut self, gw: &Gateway, slot: &LinkSlot) {
+        self.last = None;
+        self.warned = false;
+        if let Some(since) = self.since.take() {
+            slot.behind.store(false, Ordering::Relaxed);
+            gw.behind_links.fetch_sub(1, Ordering::Relaxed);
+            info!(link = %slot.name, behind_s = since.elapsed().as_secs_f64(),
+                  "the gateway caught up with the link's events: events are written to clients as they come again");
+        }
+    }
 }
 
 fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {

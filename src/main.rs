@@ -211,6 +211,10 @@ enum Command {
         /// when absent.
         #[arg(long)]
         write_coalesce_ms: Option<u64>,
+        /// The gateway's `[api] write_coalesce_behind_ms` (the same while it is behind the
+        /// link's events; 0 = not then); the gateway's default when absent.
+        #[arg(long)]
+        write_coalesce_behind_ms: Option<u64>,
         /// Print one JSON object (the same fields) instead of the table.
         #[arg(long)]
         json: bool,
@@ -517,6 +521,7 @@ fn run(
             switch_delay_ms,
             monitor_timeout_s,
             write_coalesce_ms,
+            write_coalesce_behind_ms,
             json,
             find_max,
             find_max_start,
@@ -535,6 +540,7 @@ fn run(
                 switch_delay_ms,
                 monitor_timeout_s,
                 write_coalesce_ms,
+                write_coalesce_behind_ms,
                 progress: true,
             };
             spec.check()?;

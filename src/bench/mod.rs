@@ -57,6 +57,8 @@ pub struct Spec {
     pub monitor_timeout_s: f64,
     /// The gateway's `[api] write_coalesce_ms`; `None`: its default.
     pub write_coalesce_ms: Option<u64>,
+    /// The gateway's `[api] write_coalesce_behind_ms`; `None`: its default.
+    pub write_coalesce_behind_ms: Option<u64>,
     /// Progress lines on stderr.
     pub progress: bool,
 }
@@ -99,6 +101,9 @@ impl Spec {
         if self.write_coalesce_ms.is_some_and(|v| v > 1000) {
             bail!("--write-coalesce-ms must be at most 1000");
         }
+        if self.write_coalesce_behind_ms.is_some_and(|v| v > 1000) {
+            bail!("--write-coalesce-behind-ms must be at most 1000");
+        }
         Ok(())
     }
 }
@@ -125,6 +130,14 @@ pub struct Report {
     pub switch_delay_ms: u64,
     /// The gateway's `[api] write_coalesce_ms` in the run.
     pub write_coalesce_ms: u64,
+    /// The gateway's `[api] write_coalesce_behind_ms` in the run.
+    pub write_coalesce_behind_ms: u64,
+    /// Times the gateway fell behind the link's events (`behind_periods` in its `status`
+    /// at the end; `None`: no answer); events to busy clients were batched by
+    /// `write_coalesce_behind_ms` meanwhile ...
+    pub gateway_behind_periods: Option<u64>,
+    /// ... and whether it was still behind at the end.
+    pub gateway_behind_at_end: Option<bool>,
     /// Gateway process spawned -> its NDJSON port printed.
     pub ready_port_ms: f64,
     /// Gateway process spawned -> link up (the switch's AARE sent), less the time the
@@ -389,6 +402,13 @@ fn config(spec: &Spec, switch: std::net::SocketAddr) -> String {
             1,
         );
     }
+    if let Some(ms) = spec.write_coalesce_behind_ms {
+        c = c.replacen(
+            "[[link]]",
+            &format!("write_coalesce_behind_ms = {ms}\n\n[[link]]"),
+            1,
+        );
+    }
     for i in watched..spec.devices {
         if i > watched {
             c.push(',');
@@ -403,6 +423,32 @@ fn config(spec: &Spec, switch: std::net::SocketAddr) -> String {
 
 /// Ask the gateway's `status`: the monitors it lists, its snapshots, its unconfirmed devices.
 async fn status_monitors(addr: std::net::SocketAddr) -> anyhow::Result<(u64, u64, u64)> {
+    let r = status(addr).await?;
+    let n = r["monitors"]
+        .as_array()
+        .map(|m| m.len() as u64)
+        .context("no monitors in the status answer")?;
+    let sum = |f: &dyn Fn(&serde_json::Value) -> u64| {
+        r["resync"].as_array().map_or(0, |l| l.iter().map(f).sum())
+    };
+    let snaps = sum(&|x| x["snapshots"].as_u64().unwrap_or(0));
+    let unconfirmed = sum(&|x| x["unconfirmed"].as_array().map_or(0, |u| u.len() as u64));
+    Ok((n, snaps, unconfirmed))
+}
+
+/// Ask the gateway's `status`: how often it fell behind the link's events, and whether it
+/// is behind now.
+async fn status_behind(addr: std::net::SocketAddr) -> anyhow::Result<(u64, bool)> {
+    let r = status(addr).await?;
+    let l = &r["links"][0];
+    match (l["behind_periods"].as_u64(), l["behind"].as_bool()) {
+        (Some(n), Some(b)) => Ok((n, b)),
+        _ => bail!("no behind_periods in the status answer's link"),
+    }
+}
+
+/// The gateway's `status` result.
+async fn status(addr: std::net::SocketAddr) -> anyhow::Result<serde_json::Value> {
     use tokio::io::AsyncWriteExt;
     let go = async {
         let s = tokio::net::TcpStream::connect(addr).await?;
@@ -413,19 +459,8 @@ async fn status_monitors(addr: std::net::SocketAddr) -> anyhow::Result<(u64, u64
         loop {
             match crate::lines::read_line(&mut r, 1 << 28).await? {
                 crate::lines::Line::Text(t) if t.contains("\"id\":\"bench-status\"") => {
-                    let v: serde_json::Value = serde_json::from_str(&t)?;
-                    let r = &v["result"];
-                    let n = r["monitors"]
-                        .as_array()
-                        .map(|m| m.len() as u64)
-                        .context("no monitors in the status answer")?;
-                    let sum = |f: &dyn Fn(&serde_json::Value) -> u64| {
-                        r["resync"].as_array().map_or(0, |l| l.iter().map(f).sum())
-                    };
-                    let snaps = sum(&|x| x["snapshots"].as_u64().unwrap_or(0));
-                    let unconfirmed =
-                        sum(&|x| x["unconfirmed"].as_array().map_or(0, |u| u.len() as u64));
-                    return anyhow::Ok((n, snaps, unconfirmed));
+                    let mut v: serde_json::Value = serde_json::from_str(&t)?;
+                    return anyhow::Ok(v["result"].take());
                 }
                 crate::lines::Line::Text(_) => {}
                 crate::lines::Line::TooLong => bail!("a line over 256 MiB"),
@@ -467,6 +502,9 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
         write_coalesce_ms: spec
             .write_coalesce_ms
             .unwrap_or(crate::config::ApiConfig::default().write_coalesce_ms),
+        write_coalesce_behind_ms: spec
+            .write_coalesce_behind_ms
+            .unwrap_or(crate::config::ApiConfig::default().write_coalesce_behind_ms),
         monitors_expected: spec.devices,
         ..Report::default()
     };
@@ -843,6 +881,13 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
         rep.failures
             .push(format!("the link went down {} times", rep.link_drops));
     }
+    match status_behind(api).await {
+        Ok((n, now)) => {
+            rep.gateway_behind_periods = Some(n);
+            rep.gateway_behind_at_end = Some(now);
+        }
+        Err(e) => rep.failures.push(format!("the gateway's status: {e:#}")),
+    }
     rep.gateway_log_lines = gw.logged.load(Relaxed);
     rep.gateway_last_log = gw.last_log();
     if !gw.stop() {
@@ -985,8 +1030,8 @@ pub fn table(r: &Report) -> String {
         (
             "run",
             format!(
-                "rate {}/s, {} clients x {} devices, {} devices on the link ({} configured), {} s measured after {} s warm-up, switch answers after {} ms, write_coalesce_ms {}",
-                r.rate_target_per_s, r.clients, r.devices_per_client, r.devices, r.configured_devices, r.seconds, r.warmup_seconds, r.switch_delay_ms, r.write_coalesce_ms
+                "rate {}/s, {} clients x {} devices, {} devices on the link ({} configured), {} s measured after {} s warm-up, switch answers after {} ms, write_coalesce_ms {}, write_coalesce_behind_ms {}",
+                r.rate_target_per_s, r.clients, r.devices_per_client, r.devices, r.configured_devices, r.seconds, r.warmup_seconds, r.switch_delay_ms, r.write_coalesce_ms, r.write_coalesce_behind_ms
             ),
         ),
         ("ready: NDJSON port", format!("{:.1} ms after spawn", r.ready_port_ms)),
@@ -1038,6 +1083,18 @@ pub fn table(r: &Report) -> String {
             ),
         ),
         ("gateway CPU", format!("{:.1} % of one core", r.gateway_cpu_percent)),
+        (
+            "gateway behind",
+            format!(
+                "{} times (writes to busy clients batched by write_coalesce_behind_ms meanwhile); at the end: {}",
+                opt_n(r.gateway_behind_periods),
+                match r.gateway_behind_at_end {
+                    Some(true) => "behind",
+                    Some(false) => "caught up",
+                    None => "?",
+                }
+            ),
+        ),
         ("gateway peak RSS", mib(r.gateway_peak_rss_bytes)),
         (
             "memory per device",
@@ -1134,14 +1191,20 @@ mod tests {
             switch_delay_ms: 1,
             monitor_timeout_s: 1.0,
             write_coalesce_ms: None,
+            write_coalesce_behind_ms: None,
             progress: false,
         };
         let c = config(&spec, "127.0.0.1:9".parse().unwrap());
         let cfg = crate::config::Config::from_toml(&c).expect("a valid configuration");
         assert_eq!(cfg.api.write_coalesce_ms, 0, "the gateway's default");
+        assert_eq!(
+            cfg.api.write_coalesce_behind_ms, 30,
+            "the gateway's default"
+        );
         let c = config(
             &Spec {
                 write_coalesce_ms: Some(20),
+                write_coalesce_behind_ms: Some(0),
                 ..spec.clone()
             },
             "127.0.0.1:9".parse().unwrap(),
@@ -1153,5 +1216,6 @@ mod tests {
         assert_eq!(cfg.links[0].monitor, ["2000004"]);
         assert_eq!(cfg.api.requests_per_s, 0);
         assert_eq!(cfg.api.write_coalesce_ms, 20);
+        assert_eq!(cfg.api.write_coalesce_behind_ms, 0);
     }
 }

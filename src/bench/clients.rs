@@ -387,6 +387,20 @@ fn on_line(
             ));
             return false;
         };
+        // the latency by the event's own call and phase (its callID and kind), whatever
+        // came before it
+        let call = str_field(line, "pbx_call_id").and_then(|h| u32::from_str_radix(h, 16).ok());
+        let kind = EXPECTED.iter().position(|e| *e == ev);
+        if let (Some(call), Some(kind)) = (call, kind) {
+            if let Some(sent) = shared.take_sent(i, call, kind as u8) {
+                let at = shared.us(sent);
+                if at >= stats.measure_from_us.load(Relaxed)
+                    && at < stats.measure_to_us.load(Relaxed)
+                {
+                    h.record(Instant::now().saturating_duration_since(sent).as_micros() as u64);
+                }
+            }
+        }
         let p = &mut phase[i - first];
         if EXPECTED[*p as usize] != ev {
             stats.unexpected(format!(
@@ -398,12 +412,6 @@ fn on_line(
         }
         *p = (*p + 1) % EXPECTED.len() as u8;
         stats.received[i].fetch_add(1, Relaxed);
-        if let Some(sent) = shared.pop_sent(i) {
-            let at = shared.us(sent);
-            if at >= stats.measure_from_us.load(Relaxed) && at < stats.measure_to_us.load(Relaxed) {
-                h.record(Instant::now().saturating_duration_since(sent).as_micros() as u64);
-            }
-        }
         false
     } else if line.starts_with("{\"type\":\"response\"") {
         if line.contains("\"id\":\"bench-ping\"") {

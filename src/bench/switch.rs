@@ -97,7 +97,7 @@ pub struct Shared {
     /// systemStatus), and MonitorStarts of devices not the bench's.
     pub other_requests: AtomicU64,
     /// Per watched device: send times of events in flight.
-    pub fifos: Vec<Mutex<VecDeque<Instant>>>,
+    pub fifos: Vec<Mutex<VecDeque<Sent>>>,
     pub fifo_overflow: AtomicU64,
     /// Per watched device: events sent.
     pub sent: Vec<AtomicU64>,
@@ -155,12 +155,25 @@ impl Shared {
         t.saturating_duration_since(self.epoch).as_micros() as u64
     }
 
-    /// The send time of the oldest event of watched device `i` not seen yet.
-    pub fn pop_sent(&self, i: usize) -> Option<Instant> {
-        self.fifos
-            .get(i)
-            .and_then(|f| f.lock().ok().and_then(|mut q| q.pop_front()))
+    /// The send time of the event of watched device `i` with this call and phase (the
+    /// index of its kind in the call's events); the events sent for the device before it
+    /// are dropped from the FIFO (lost, or told otherwise: a resync's events), so a loss
+    /// never shifts the latency of the events after it. `None` when it was not sent (or
+    /// taken already).
+    pub fn take_sent(&self, i: usize, call: u32, phase: u8) -> Option<Instant> {
+        let mut q = self.fifos.get(i)?.lock().ok()?;
+        let k = q.iter().position(|s| s.call == call && s.phase == phase)?;
+        q.drain(..k);
+        q.pop_front().map(|s| s.at)
     }
+}
+
+/// An event sent, for the latency: its call and phase, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    pub call: u32,
+    pub phase: u8,
+    pub at: Instant,
 }
 
 /// Listen on 127.0.0.1:0; serve the gateway's connections one after the other.
@@ -610,7 +623,11 @@ impl Gen {
                 q.pop_front();
                 shared.fifo_overflow.fetch_add(1, Relaxed);
             }
-            q.push_back(now);
+            q.push_back(Sent {
+                call: self.call[i],
+                phase,
+                at: now,
+            });
         }
         shared.sent[i].fetch_add(1, Relaxed);
         true
@@ -738,6 +755,29 @@ async fn write_timed(w: &mut OwnedWriteHalf, buf: &[u8], shared: &Shared) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_event_does_not_shift_the_latency_of_the_next() {
+        let shared = Shared::new(2, 2);
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        for (n, (call, phase)) in [(7, 0), (7, 1), (7, 2), (8, 0)].into_iter().enumerate() {
+            shared.fifos[1].lock().unwrap().push_back(Sent {
+                call,
+                phase,
+                at: at(n as u64 * 10),
+            });
+        }
+        // (7, 1) lost: (7, 2) is paired with its own send time, (7, 1) is gone
+        assert_eq!(shared.take_sent(1, 7, 0), Some(at(0)));
+        assert_eq!(shared.take_sent(1, 7, 2), Some(at(20)));
+        assert_eq!(shared.take_sent(1, 7, 1), None);
+        // an event never sent (a resync's) leaves the FIFO as it is
+        assert_eq!(shared.take_sent(1, 9, 0), None);
+        assert_eq!(shared.take_sent(0, 8, 0), None, "another device's");
+        assert_eq!(shared.take_sent(1, 8, 0), Some(at(30)));
+        assert!(shared.fifos[1].lock().unwrap().is_empty());
+    }
 
     /// Every generated report kind has a template, and a report written from it is the
     /// report the typed model encodes (and the oracle-checked codec decodes back).

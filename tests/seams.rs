@@ -410,6 +410,70 @@ async fn agent_results_and_link_events_reach_the_bus_in_order() {
 
 // ---- the bus --------------------------------------------------------------------------
 
+/// The threads of this process with this name (Linux: /proc/self/task/*/comm).
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| c.trim_end() == name)
+        .count()
+}
+
+/// In a multi-threaded runtime the link's event pump runs on a thread of its own (not on a
+/// worker shared with the client writers); its events come out as from a task, and the
+/// thread ends with the gateway's runtime (no thread left behind by a gateway that was
+/// never shut down).
+#[test]
+fn in_a_multi_threaded_runtime_the_pump_has_a_thread_of_its_own() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let until = std::time::Instant::now() + T;
+        while !done() {
+            assert!(std::time::Instant::now() < until, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    // a link name of its own: other tests of this file run gateways with `pbx1` meanwhile
+    let spec = LinkSpec {
+        name: "own".into(),
+        internal: InternalRule::default(),
+        monitor: Vec::new(),
+        resync: ResyncRules::default(),
+        event_queue: ctigate::gateway::EVENT_QUEUE,
+        max_calls_per_device: ctigate::model::MAX_CALLS_PER_DEVICE,
+    };
+    let tx = Arc::new(Mutex::new(None));
+    let t = tx.clone();
+    let link = Arc::new(ScriptedLink::accepting());
+    let gw = rt.block_on(async {
+        Gateway::with_links(vec![spec], move |_, events| {
+            *t.lock().unwrap() = Some(events);
+            link.clone() as Arc<dyn PbxLink>
+        })
+    });
+    let events = tx.lock().unwrap().take().expect("the link was made");
+    let counter = Arc::new(Counter::default());
+    gw.bus.subscribe(counter.clone());
+    // (the thread names itself when it starts)
+    wait_for("the pump's thread", &|| threads_named("pump own") == 1);
+    rt.block_on(events.send(LinkEvent::Up { side: side_a() }.into()))
+        .unwrap();
+    wait_for("the link event published", &|| !counter.kinds().is_empty());
+    assert_eq!(counter.kinds(), [EventKind::LinkUp]);
+    // the gateway's tasks end with the runtime, the last reference goes, the thread ends
+    // (the sender of its queue still held here)
+    drop(gw);
+    drop(rt);
+    wait_for("the pump's thread ended with the gateway", &|| {
+        threads_named("pump own") == 0
+    });
+    drop(events);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subscriber_sees_every_event_in_one_order() {
     let (api, _events) = api_over(

@@ -29,7 +29,7 @@ use ctigate_csta::types::{ConnectionId, DeviceId, LocalConnectionState, Universa
 use ctigate_csta_model::reject::Problem;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -196,6 +196,13 @@ pub struct LinkSlot {
     pub behind: std::sync::atomic::AtomicBool,
     /// ... and how often it fell behind them.
     pub behind_periods: AtomicU64,
+}
+
+impl Drop for Gateway {
+    /// The links' own tasks stop with it (an event pump on a thread of its own too).
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
 }
 
 /// What a link's event pump publishes, in the order it was queued.
@@ -549,6 +556,9 @@ pub struct Gateway {
     shutdown: CancellationToken,
     /// Itself, for the tasks it starts (snapshot retries).
     me: std::sync::Weak<Gateway>,
+    /// The runtime the gateway was started in: its tasks run there, also those started
+    /// by an event pump on a thread of its own.
+    rt: tokio::runtime::Handle,
 }
 
 impl Gateway {
@@ -589,6 +599,7 @@ impl Gateway {
             behind_rule: Mutex::new((BEHIND_LAG, BEHIND_HOLD)),
             shutdown,
             me: me.clone(),
+            rt: tokio::runtime::Handle::current(),
         });
         for (slot, rx) in pumps {
             gw.run_slot(slot, rx);
@@ -596,10 +607,59 @@ impl Gateway {
         gw
     }
 
-    /// A link's own tasks: its event pump and its configured monitors.
+    /// A link's own tasks: its event pump and its configured monitors. In a multi-threaded
+    /// runtime (`ctigate run`) the pump gets an OS thread of its own: it is the one task
+    /// every event of the link goes through, and on a worker it shares with a thousand
+    /// client writers it was left waiting for hundreds of milliseconds under load (its
+    /// queue full, events shed: BENCHMARKS.md); on its own thread the OS schedules it like
+    /// the workers. In a single-threaded runtime (tests with a paused clock) it is a task.
     fn run_slot(self: &Arc<Gateway>, slot: Arc<LinkSlot>, rx: mpsc::Receiver<PumpIn>) {
-        tokio::spawn(configured_monitors(self.clone(), slot.clone()));
-        tokio::spawn(pump(self.clone(), slot, rx));
+        self.rt
+            .spawn(configured_monitors(self.clone(), slot.clone()));
+        if self.rt.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            self.rt.spawn(pump(Arc::downgrade(self), slot, rx));
+            return;
+        }
+        let own = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let rt = match own {
+            Ok(rt) => rt,
+            Err(e) => {
+                warn!(link = %slot.name, error = %e, "no runtime for the event pump's own thread: it runs as a task");
+                self.rt.spawn(pump(Arc::downgrade(self), slot, rx));
+                return;
+            }
+        };
+        // kept here until the thread takes them, so that a thread that cannot start
+        // leaves them for a task
+        let parts = Arc::new(Mutex::new(Some((Arc::downgrade(self), slot.clone(), rx))));
+        let theirs = parts.clone();
+        let started = std::thread::Builder::new()
+            .name(format!("pump {}", slot.name))
+            .spawn(move || {
+                let taken = theirs.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some((gw, slot, rx)) = taken {
+                    rt.block_on(pump(gw, slot, rx));
+                }
+            });
+        if let Err(e) = started {
+            warn!(link = %slot.name, error = %e, "no thread for the event pump: it runs as a task");
+            let taken = parts.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some((gw, slot, rx)) = taken {
+                self.rt.spawn(pump(gw, slot, rx));
+            }
+        }
+    }
+
+    /// A task on the gateway's runtime (wherever it is started from: an event pump runs on
+    /// a thread of its own).
+    fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.rt.spawn(f)
     }
 
     /// Whether the gateway is behind the events of some link now: one waited [`BEHIND_LAG`]
@@ -858,7 +918,7 @@ impl Gateway {
         let lock = s.device_lock(device);
         let guard = lock.clone().lock_owned().await;
         let (slot, device) = (s.clone(), device.to_string());
-        let step = tokio::spawn(async move {
+        let step = self.spawn(async move {
             let r = async {
                 let held = slot.refs().get(&device).map(|h| h.contains(&holder));
                 if held == Some(true) {
@@ -905,7 +965,7 @@ impl Gateway {
                 .collect(),
         };
         let slot = s.clone();
-        let step = tokio::spawn(async move {
+        let step = self.spawn(async move {
             let mut held = 0;
             for d in devices {
                 let lock = slot.device_lock(&d);
@@ -1086,7 +1146,7 @@ impl Gateway {
             return; // shutting down
         };
         let (slot, device) = (s.clone(), device.to_string());
-        tokio::spawn(async move { gw.retry_resync(&slot, &device).await });
+        self.spawn(async move { gw.retry_resync(&slot, &device).await });
     }
 
     /// One resync: on success `device.confirmed` when the device was unconfirmed; a
@@ -1144,7 +1204,7 @@ impl Gateway {
             return;
         }
         let slot = s.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             let turn = slot.snapshots.acquire().await;
             slot.waiting().remove(&device);
             if let Ok(_turn) = turn {
@@ -1368,7 +1428,10 @@ async fn monitor_configured(gw: &Gateway, slot: &Arc<LinkSlot>, device: &str) ->
 
 /// Turn a link's events, and the agent states of request results, into published events,
 /// until the gateway shuts down.
-async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<PumpIn>) {
+/// A link's event pump. It holds the gateway weakly (it may run on a thread of its own,
+/// which the end of the runtime does not stop): it stops with the link (`stop`), when the
+/// gateway is gone (its drop cancels `stop`), or when its queue is closed.
+async fn pump(gw: Weak<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<PumpIn>) {
     let stop = slot.stop.clone();
     // what is queued is taken in batches: one wake-up for many events when busy
     let mut batch = Vec::with_capacity(PUMP_BATCH);
@@ -1381,13 +1444,14 @@ async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<Pump
             _ = stop.cancelled() => break,
             n = rx.recv_many(&mut batch, PUMP_BATCH) => n,
             _ = look.tick(), if behind.since.is_some() => {
+                let Some(gw) = gw.upgrade() else { break };
                 behind.check(&gw, &slot, None);
                 continue;
             }
         };
-        if n == 0 {
+        let Some(gw) = gw.upgrade().filter(|_| n > 0) else {
             break;
-        }
+        };
         // the oldest waited longest: the first link event of the batch
         let lag = batch.iter().find_map(|i| match i {
             PumpIn::Link(_, received) => Some(received.elapsed()),
@@ -1398,7 +1462,9 @@ async fn pump(gw: Arc<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<Pump
             pump_one(&gw, &slot, item);
         }
     }
-    behind.leave(&gw, &slot);
+    if let Some(gw) = gw.upgrade() {
+        behind.leave(&gw, &slot);
+    }
     debug!(link = %slot.name, "event pump stopped");
 }
 

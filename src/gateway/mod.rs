@@ -662,9 +662,9 @@ impl Gateway {
         self.rt.spawn(f)
     }
 
-    /// Whether the gateway is behind the events of some link now: one waited [`BEHIND_LAG`]
-    /// or more between the PBX socket and the link's event pump, and none has for less
-    /// than [`BEHIND_HOLD`] since. Writers batch events to busy clients meanwhile
+    /// Whether the gateway is behind the events of some link now: from an event that waited
+    /// [`BEHIND_LAG`] or more between the PBX socket and the link's event pump until none
+    /// has for [`BEHIND_HOLD`]. Writers batch events to busy clients meanwhile
     /// (`api.write_coalesce_behind_ms`): fewer system calls, so the gateway catches up.
     pub fn is_behind(&self) -> bool {
         self.behind_links.load(Ordering::Relaxed) > 0

@@ -479,17 +479,16 @@ impl Config {
         if self.api.write_timeout_s == 0 {
             return e("api.write_timeout_s: at least 1".into());
         }
-        if self.api.write_coalesce_ms > 1000 {
-            return e(format!(
-                "api.write_coalesce_ms: at most 1000 (milliseconds), not {}",
-                self.api.write_coalesce_ms
-            ));
-        }
-        if self.api.write_coalesce_behind_ms > 1000 {
-            return e(format!(
-                "api.write_coalesce_behind_ms: at most 1000 (milliseconds), not {}",
-                self.api.write_coalesce_behind_ms
-            ));
+        for (key, ms) in [
+            ("write_coalesce_ms", self.api.write_coalesce_ms),
+            (
+                "write_coalesce_behind_ms",
+                self.api.write_coalesce_behind_ms,
+            ),
+        ] {
+            if ms > 1000 {
+                return e(format!("api.{key}: at most 1000 (milliseconds), not {ms}"));
+            }
         }
         if self.api.idle_ping_s > 0
             && self.api.idle_timeout_s > 0
@@ -1039,24 +1038,20 @@ mod tests {
         assert_eq!(c.api.write_coalesce(), Duration::ZERO);
         let c = Config::from_toml(&format!("[api]\nwrite_coalesce_ms = 1000\n{link}")).unwrap();
         assert_eq!(c.api.write_coalesce(), Duration::from_secs(1));
-        let e = Config::from_toml(&format!("[api]\nwrite_coalesce_ms = 1001\n{link}"))
-            .unwrap_err()
-            .0;
-        assert!(
-            e.contains("api.write_coalesce_ms: at most 1000 (milliseconds), not 1001"),
-            "{e}"
-        );
-        // while behind: 30 ms by default, 0 turns it off, bounded the same way
+        // while behind: 30 ms by default, 0 turns it off
         assert_eq!(c.api.write_coalesce_behind(), Duration::from_millis(30));
         let c = Config::from_toml(&format!("[api]\nwrite_coalesce_behind_ms = 0\n{link}")).unwrap();
         assert_eq!(c.api.write_coalesce_behind(), Duration::ZERO);
-        let e = Config::from_toml(&format!("[api]\nwrite_coalesce_behind_ms = 1001\n{link}"))
-            .unwrap_err()
-            .0;
-        assert!(
-            e.contains("api.write_coalesce_behind_ms: at most 1000 (milliseconds), not 1001"),
-            "{e}"
-        );
+        // both bounded, each refusal naming its key
+        for key in ["write_coalesce_ms", "write_coalesce_behind_ms"] {
+            let e = Config::from_toml(&format!("[api]\n{key} = 1001\n{link}"))
+                .unwrap_err()
+                .0;
+            assert!(
+                e.contains(&format!("api.{key}: at most 1000 (milliseconds), not 1001")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -149,9 +149,18 @@ fn gateway_with(
     link: Arc<ScriptedLink>,
     resync: ResyncRules,
 ) -> (Arc<Gateway>, mpsc::Sender<PumpIn>) {
+    gateway_named("pbx1", link, resync)
+}
+
+/// [`gateway_with`] with another link name.
+fn gateway_named(
+    name: &str,
+    link: Arc<ScriptedLink>,
+    resync: ResyncRules,
+) -> (Arc<Gateway>, mpsc::Sender<PumpIn>) {
     let events = Arc::new(Mutex::new(None));
     let spec = LinkSpec {
-        name: "pbx1".into(),
+        name: name.into(),
         internal: InternalRule::default(),
         monitor: Vec::new(),
         resync,
@@ -438,24 +447,13 @@ fn in_a_multi_threaded_runtime_the_pump_has_a_thread_of_its_own() {
         }
     };
     // a link name of its own: other tests of this file run gateways with `pbx1` meanwhile
-    let spec = LinkSpec {
-        name: "own".into(),
-        internal: InternalRule::default(),
-        monitor: Vec::new(),
-        resync: ResyncRules::default(),
-        event_queue: ctigate::gateway::EVENT_QUEUE,
-        max_calls_per_device: ctigate::model::MAX_CALLS_PER_DEVICE,
-    };
-    let tx = Arc::new(Mutex::new(None));
-    let t = tx.clone();
-    let link = Arc::new(ScriptedLink::accepting());
-    let gw = rt.block_on(async {
-        Gateway::with_links(vec![spec], move |_, events| {
-            *t.lock().unwrap() = Some(events);
-            link.clone() as Arc<dyn PbxLink>
-        })
+    let (gw, events) = rt.block_on(async {
+        gateway_named(
+            "own",
+            Arc::new(ScriptedLink::accepting()),
+            ResyncRules::default(),
+        )
     });
-    let events = tx.lock().unwrap().take().expect("the link was made");
     let counter = Arc::new(Counter::default());
     gw.bus.subscribe(counter.clone());
     // (the thread names itself when it starts)

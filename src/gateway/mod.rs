@@ -614,40 +614,46 @@ impl Gateway {
     /// queue full, events shed: BENCHMARKS.md); on its own thread the OS schedules it like
     /// the workers. In a single-threaded runtime (tests with a paused clock) it is a task.
     fn run_slot(self: &Arc<Gateway>, slot: Arc<LinkSlot>, rx: mpsc::Receiver<PumpIn>) {
-        self.rt
-            .spawn(configured_monitors(self.clone(), slot.clone()));
-        if self.rt.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            self.rt.spawn(pump(Arc::downgrade(self), slot, rx));
-            return;
+        self.spawn(configured_monitors(self.clone(), slot.clone()));
+        let parts = (Arc::downgrade(self), slot, rx);
+        if let Err((gw, slot, rx)) = self.pump_thread(parts) {
+            self.spawn(pump(gw, slot, rx));
         }
-        let own = tokio::runtime::Builder::new_current_thread()
+    }
+
+    /// Start a link's event pump on a thread of its own (with a current-thread runtime);
+    /// its parts back when it runs as a task instead: in a current-thread runtime, or when
+    /// no runtime or thread can be made (logged).
+    fn pump_thread(&self, parts: PumpParts) -> Result<(), PumpParts> {
+        if self.rt.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err(parts);
+        }
+        let name = parts.1.name.clone();
+        let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build();
-        let rt = match own {
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
-                warn!(link = %slot.name, error = %e, "no runtime for the event pump's own thread: it runs as a task");
-                self.rt.spawn(pump(Arc::downgrade(self), slot, rx));
-                return;
+                warn!(link = %name, error = %e, "no runtime for the event pump's own thread: it runs as a task");
+                return Err(parts);
             }
         };
-        // kept here until the thread takes them, so that a thread that cannot start
-        // leaves them for a task
-        let parts = Arc::new(Mutex::new(Some((Arc::downgrade(self), slot.clone(), rx))));
-        let theirs = parts.clone();
+        // the parts go to the thread once it runs, so that one that cannot start leaves
+        // them here
+        let (tx, rx) = std::sync::mpsc::sync_channel::<PumpParts>(1);
         let started = std::thread::Builder::new()
-            .name(format!("pump {}", slot.name))
+            .name(format!("pump {name}"))
             .spawn(move || {
-                let taken = theirs.lock().unwrap_or_else(|p| p.into_inner()).take();
-                if let Some((gw, slot, rx)) = taken {
-                    rt.block_on(pump(gw, slot, rx));
+                if let Ok((gw, slot, events)) = rx.recv() {
+                    rt.block_on(pump(gw, slot, events));
                 }
             });
-        if let Err(e) = started {
-            warn!(link = %slot.name, error = %e, "no thread for the event pump: it runs as a task");
-            let taken = parts.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some((gw, slot, rx)) = taken {
-                self.rt.spawn(pump(gw, slot, rx));
+        match started {
+            Ok(_) => tx.send(parts).map_err(|e| e.0),
+            Err(e) => {
+                warn!(link = %name, error = %e, "no thread for the event pump: it runs as a task");
+                Err(parts)
             }
         }
     }
@@ -765,7 +771,7 @@ impl Gateway {
             .values()
             .map(|s| {
                 let s = s.clone();
-                tokio::spawn(async move {
+                self.spawn(async move {
                     if tokio::time::timeout(RELEASE_BOUND, s.link.shutdown())
                         .await
                         .is_err()
@@ -1426,10 +1432,12 @@ async fn monitor_configured(gw: &Gateway, slot: &Arc<LinkSlot>, device: &str) ->
     }
 }
 
-/// Turn a link's events, and the agent states of request results, into published events,
-/// until the gateway shuts down.
-/// A link's event pump. It holds the gateway weakly (it may run on a thread of its own,
-/// which the end of the runtime does not stop): it stops with the link (`stop`), when the
+/// What a link's event pump runs on: the gateway (weakly), the link, its queue.
+type PumpParts = (Weak<Gateway>, Arc<LinkSlot>, mpsc::Receiver<PumpIn>);
+
+/// A link's event pump: its events, and the agent states of request results, into
+/// published events. It holds the gateway weakly (it may run on a thread of its own, which
+/// the end of the runtime does not stop): it stops with the link (`stop`), when the
 /// gateway is gone (its drop cancels `stop`), or when its queue is closed.
 async fn pump(gw: Weak<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<PumpIn>) {
     let stop = slot.stop.clone();

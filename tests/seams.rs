@@ -881,6 +881,37 @@ impl LineSink for BatchSink {
     async fn close(&mut self) {}
 }
 
+/// A session over [`BatchSink`]: its requests in, its writes out.
+struct BatchClient {
+    to: mpsc::Sender<Line>,
+    writes: mpsc::UnboundedReceiver<(Instant, Vec<Value>)>,
+}
+
+impl BatchClient {
+    fn start(api: &Arc<Api>, name: &str) -> BatchClient {
+        let (to, rx) = mpsc::channel(64);
+        let (tx, writes) = mpsc::unbounded_channel();
+        api.spawn_session(name.into(), MemSource(rx), BatchSink(tx));
+        BatchClient { to, writes }
+    }
+
+    /// The next write, if there was one: when and what it carried ([`kinds`]).
+    fn write(&mut self) -> Result<(Instant, Vec<String>), mpsc::error::TryRecvError> {
+        self.writes.try_recv().map(|(at, b)| (at, kinds(&b)))
+    }
+
+    async fn send(&self, v: Value) {
+        self.to.send(Line::Text(v.to_string())).await.unwrap()
+    }
+}
+
+/// Lets the session and the gateway's tasks run (virtual time stands still).
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// What each write of a batch carried: `event:<name>` or `response:<id>`.
 fn kinds(batch: &[Value]) -> Vec<String> {
     batch
@@ -903,45 +934,31 @@ async fn events_to_a_client_written_to_lately_wait_for_write_coalesce_ms_togethe
             ..api_cfg()
         },
     );
-    let (to, rx) = mpsc::channel(64);
-    let (tx, mut writes) = mpsc::unbounded_channel();
-    api.spawn_session("batch".into(), MemSource(rx), BatchSink(tx));
-    let mut write = || {
-        let w = writes.try_recv();
-        w.map(|(at, b)| (at, kinds(&b)))
-    };
-    let settle = || async {
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
-    };
-    let send = |v: Value| {
-        let to = to.clone();
-        async move { to.send(Line::Text(v.to_string())).await.unwrap() }
-    };
+    let mut c = BatchClient::start(&api, "batch");
     settle().await;
-    let (_, hello) = write().expect("hello");
+    let (_, hello) = c.write().expect("hello");
     assert_eq!(hello, [r#"Some("hello")"#]);
     // a response is never held back
-    send(json!({"id": 1, "op": "monitor.start", "device": "201"})).await;
+    c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
     settle().await;
-    let (t_answer, b) = write().expect("the answer at once");
+    let (t_answer, b) = c.write().expect("the answer at once");
     assert_eq!(b, ["response:1"]);
     // three events just after a write: held until 50 ms after it, then one write
     for _ in 0..3 {
         oos(&api);
     }
     settle().await;
-    assert!(write().is_err(), "held back");
+    assert!(c.write().is_err(), "held back");
     tokio::time::sleep(Duration::from_millis(49)).await;
     settle().await;
     assert!(
-        write().is_err(),
+        c.write().is_err(),
         "still held back 49 ms after the last write"
     );
     tokio::time::sleep(Duration::from_millis(2)).await;
     settle().await;
-    let (t, b) = write().expect("written 50 ms after the last write");
+    let (t, b) = c.write().expect("written 50 ms after the last write");
     assert_eq!(b, ["event:1", "event:2", "event:3"]);
     assert_eq!(t - t_answer, Duration::from_millis(50));
     // after a quiet while, an event goes at once
@@ -949,16 +966,16 @@ async fn events_to_a_client_written_to_lately_wait_for_write_coalesce_ms_togethe
     let quiet = Instant::now();
     oos(&api);
     settle().await;
-    let (t, b) = write().expect("at once");
+    let (t, b) = c.write().expect("at once");
     assert_eq!((t, b), (quiet, vec!["event:4".to_string()]));
     // the next one waits, until a request's answer takes it along
     oos(&api);
     settle().await;
-    assert!(write().is_err(), "held back");
+    assert!(c.write().is_err(), "held back");
     tokio::time::sleep(Duration::from_millis(10)).await;
-    send(json!({"id": 2, "op": "ping"})).await;
+    c.send(json!({"id": 2, "op": "ping"})).await;
     settle().await;
-    let (t2, b) = write().expect("the answer, with the held event");
+    let (t2, b) = c.write().expect("the answer, with the held event");
     assert_eq!(b, ["event:5", "response:2"]);
     assert_eq!(t2 - quiet, Duration::from_millis(10));
     // events filling half of client_queue (8) go at once
@@ -966,7 +983,7 @@ async fn events_to_a_client_written_to_lately_wait_for_write_coalesce_ms_togethe
         oos(&api);
     }
     settle().await;
-    let (t, b) = write().expect("half the queue: written at once");
+    let (t, b) = c.write().expect("half the queue: written at once");
     assert_eq!(t, t2);
     assert_eq!(b, ["event:6", "event:7", "event:8", "event:9", "event:10"]);
     assert_eq!(api.hub.dropped(), 0);
@@ -984,31 +1001,20 @@ async fn while_the_gateway_is_behind_events_to_a_busy_client_are_batched() {
     );
     api.gateway
         .set_behind_rule(Duration::from_millis(5), Duration::from_secs(1));
-    let (to, rx) = mpsc::channel(64);
-    let (tx, mut writes) = mpsc::unbounded_channel();
-    api.spawn_session("behind".into(), MemSource(rx), BatchSink(tx));
-    let mut write = || writes.try_recv().map(|(at, b)| (at, kinds(&b)));
-    let settle = || async {
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
-    };
+    let mut c = BatchClient::start(&api, "behind");
     settle().await;
-    assert_eq!(write().expect("hello").1, [r#"Some("hello")"#]);
-    to.send(Line::Text(
-        json!({"id": 1, "op": "monitor.start", "device": "201"}).to_string(),
-    ))
-    .await
-    .unwrap();
+    assert_eq!(c.write().expect("hello").1, [r#"Some("hello")"#]);
+    c.send(json!({"id": 1, "op": "monitor.start", "device": "201"}))
+        .await;
     settle().await;
-    assert_eq!(write().expect("the answer").1, ["response:1"]);
+    assert_eq!(c.write().expect("the answer").1, ["response:1"]);
     // keeping up: every event at once, one write each
     let t0 = Instant::now();
     for seq in 1..=2 {
         oos(&api);
         settle().await;
         assert_eq!(
-            write().expect("at once"),
+            c.write().expect("at once"),
             (t0, vec![format!("event:{seq}")])
         );
     }
@@ -1027,16 +1033,16 @@ async fn while_the_gateway_is_behind_events_to_a_busy_client_are_batched() {
     // its link.up (seq 3) and the next event wait for 40 ms after the last write, together
     oos(&api);
     settle().await;
-    assert!(write().is_err(), "held back");
+    assert!(c.write().is_err(), "held back");
     tokio::time::sleep(Duration::from_millis(39)).await;
     settle().await;
     assert!(
-        write().is_err(),
+        c.write().is_err(),
         "still held back 39 ms after the last write"
     );
     tokio::time::sleep(Duration::from_millis(1)).await;
     settle().await;
-    let (t, b) = write().expect("written 40 ms after the last write");
+    let (t, b) = c.write().expect("written 40 ms after the last write");
     assert_eq!(b, ["event:3", "event:4"]);
     assert_eq!(t - t0, Duration::from_millis(40));
     // a client that gets an event now and then still gets it at once
@@ -1045,7 +1051,7 @@ async fn while_the_gateway_is_behind_events_to_a_busy_client_are_batched() {
     oos(&api);
     settle().await;
     assert_eq!(
-        write().expect("at once"),
+        c.write().expect("at once"),
         (quiet, vec!["event:5".to_string()])
     );
     assert!(
@@ -1062,7 +1068,7 @@ async fn while_the_gateway_is_behind_events_to_a_busy_client_are_batched() {
         oos(&api);
         settle().await;
         assert_eq!(
-            write().expect("at once"),
+            c.write().expect("at once"),
             (t1, vec![format!("event:{seq}")])
         );
     }

@@ -551,8 +551,9 @@ pub struct Gateway {
     pub event_latency: crate::metrics::Histogram,
     /// Links whose events the gateway is behind now.
     behind_links: std::sync::atomic::AtomicUsize,
-    /// When a link's events are behind, and until when ([`BEHIND_LAG`], [`BEHIND_HOLD`]).
-    behind_rule: Mutex<(Duration, Duration)>,
+    /// When a link's events are behind, and until when ([`BEHIND_LAG`], [`BEHIND_HOLD`]),
+    /// in microseconds.
+    behind_rule: [AtomicU64; 2],
     shutdown: CancellationToken,
     /// Itself, for the tasks it starts (snapshot retries).
     me: std::sync::Weak<Gateway>,
@@ -596,7 +597,7 @@ impl Gateway {
             started: Instant::now(),
             event_latency: crate::metrics::Histogram::new(crate::metrics::EVENT_LATENCY_BUCKETS),
             behind_links: std::sync::atomic::AtomicUsize::new(0),
-            behind_rule: Mutex::new((BEHIND_LAG, BEHIND_HOLD)),
+            behind_rule: [BEHIND_LAG, BEHIND_HOLD].map(|d| AtomicU64::new(d.as_micros() as u64)),
             shutdown,
             me: me.clone(),
             rt: tokio::runtime::Handle::current(),
@@ -679,11 +680,20 @@ impl Gateway {
     /// Another rule for [`Gateway::is_behind`] than [`BEHIND_LAG`] and [`BEHIND_HOLD`]
     /// (tests; taken by each event pump at its next batch).
     pub fn set_behind_rule(&self, lag: Duration, hold: Duration) {
-        *self.behind_rule.lock().unwrap_or_else(|p| p.into_inner()) = (lag, hold);
+        for (at, d) in self.behind_rule.iter().zip([lag, hold]) {
+            at.store(
+                d.as_micros().min(u64::MAX as u128) as u64,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     fn behind_rule(&self) -> (Duration, Duration) {
-        *self.behind_rule.lock().unwrap_or_else(|p| p.into_inner())
+        let [lag, hold] = &self.behind_rule;
+        (
+            Duration::from_micros(lag.load(Ordering::Relaxed)),
+            Duration::from_micros(hold.load(Ordering::Relaxed)),
+        )
     }
 
     /// The links by name, as they are now (a reload may add or remove some later).

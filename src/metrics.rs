@@ -239,6 +239,8 @@ pub struct LinkFigures {
     /// By state ([`monitor_states`]).
     pub monitors: [(&'static str, u64); 6],
     pub resync_failures: u64,
+    /// Resyncs asked for that wait for their turn (at most one per device).
+    pub resyncs_waiting: u64,
     /// The gateway is behind the link's events now ([`crate::gateway::Gateway::is_behind`]) ...
     pub behind: bool,
     /// ... and how often it fell behind them.
@@ -292,6 +294,7 @@ pub fn gather(api: &Api) -> Scrape {
             counters: s.link.counters(),
             monitors: monitor_states(s),
             resync_failures: s.resync_failures(),
+            resyncs_waiting: s.resyncs_waiting() as u64,
             behind: s.behind.load(std::sync::atomic::Ordering::Relaxed),
             behind_periods: s.behind_periods.load(std::sync::atomic::Ordering::Relaxed),
         });
@@ -491,6 +494,14 @@ impl Collector for Scrape {
             MetricType::Counter,
             |l| l.resync_failures,
         )?;
+        per_link(
+            &mut e,
+            l,
+            "resyncs_waiting",
+            "Devices whose resync (a snapshot after shed events or a link loss) waits for its turn (link.max_outstanding).",
+            MetricType::Gauge,
+            |l| l.resyncs_waiting,
+        )?;
         {
             let mut m = e.encode_descriptor(
                 "pbx_events",
@@ -631,6 +642,7 @@ mod tests {
                     ("unconfirmed", 0),
                 ],
                 resync_failures: 0,
+                resyncs_waiting: 4,
                 behind: true,
                 behind_periods: 2,
             }],
@@ -724,6 +736,8 @@ mod tests {
             "ctigate_link_behind{link=\"pbx1\"} 1",
             "# TYPE ctigate_link_behind_periods_total counter",
             "ctigate_link_behind_periods_total{link=\"pbx1\"} 2",
+            "# TYPE ctigate_resyncs_waiting gauge",
+            "ctigate_resyncs_waiting{link=\"pbx1\"} 4",
             "# TYPE ctigate_event_latency_seconds histogram",
             "ctigate_event_latency_seconds_bucket{le=\"5e-05\"} 1",
             "ctigate_event_latency_seconds_bucket{le=\"0.0025\"} 2",

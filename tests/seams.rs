@@ -1455,6 +1455,17 @@ async fn resyncs_asked_again_while_one_waits_for_its_turn_are_that_one() {
             slot.resyncs_waiting()
         );
     }
+    // the waiting ones in `status` and /metrics
+    let waiting = slot.resyncs_waiting();
+    assert!(waiting > 0, "the window holds one: the others wait");
+    let api = Api::new(gw.clone(), api_cfg(), DEADLINE);
+    let mut c = mem_client(&api);
+    assert_eq!(c.must().await["type"], "hello");
+    c.send(json!({"id": 1, "op": "status"})).await;
+    let r = c.must().await;
+    assert_eq!(r["result"]["resync"][0]["waiting"], waiting, "{r}");
+    let m = ctigate::metrics::gather(&api);
+    assert_eq!(m.links[0].resyncs_waiting, waiting as u64);
     // every device resynchronised, each at most twice (the one running when asked again,
     // and the one that waited)
     let t = Instant::now();

@@ -219,7 +219,8 @@ impl Handle for Status {
             "monitors": monitors,
             "resync": cx.gw.links().values()
                 .map(|s| json!({"link": s.name, "snapshots": s.resyncs(),
-                    "failed": s.resync_failures(), "unconfirmed": s.unconfirmed()}))
+                    "failed": s.resync_failures(), "waiting": s.resyncs_waiting(),
+                    "unconfirmed": s.unconfirmed()}))
                 .collect::<Vec<_>>(),
         });
         // every PBX monitor: counts per state always, the devices when asked

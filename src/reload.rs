@@ -327,6 +327,7 @@ impl Reloader {
                             requests_per_s: l.requests_per_s,
                         })
                         .await;
+                    slot.set_window(l.max_outstanding);
                 }
             }
             running.push(now);

@@ -1413,6 +1413,58 @@ async fn an_unconfirmed_device_nobody_watches_any_more_is_not_retried() {
     assert_eq!(slot.unconfirmed(), Vec::<String>::new());
 }
 
+/// A reload that changes `max_outstanding` changes how many resync snapshots run at once
+/// (half the window): narrower as the running ones end, wider at once.
+#[tokio::test(start_paused = true)]
+async fn a_reloaded_window_paces_the_resync_snapshots() {
+    let mut link = ScriptedLink::accepting();
+    link.request_delay = Duration::from_millis(100);
+    let link = Arc::new(link);
+    let rules = ResyncRules {
+        window: 4,
+        ..ResyncRules::default()
+    };
+    let (gw, events) = gateway_with(link.clone(), rules);
+    let slot = gw.links()["pbx1"].clone();
+    let snapshots = || {
+        link.log()
+            .iter()
+            .filter(|x| *x == "request snapshotDevice")
+            .count()
+    };
+    for d in 0..12 {
+        events
+            .send(PumpIn::from(LinkEvent::Resync {
+                device: format!("2{d:02}"),
+                reason: "events were shed".into(),
+            }))
+            .await
+            .unwrap();
+    }
+    settle().await;
+    assert_eq!(snapshots(), 2, "half the window of 4");
+    assert_eq!(slot.window(), 4);
+    // narrower: the two running end at 100 ms, one turn is taken back
+    slot.set_window(2);
+    assert_eq!(slot.window(), 2);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(snapshots(), 3, "one at a time from the first two's end on");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(snapshots(), 4);
+    // wider: four at once, at once
+    slot.set_window(8);
+    settle().await;
+    assert_eq!(snapshots(), 7, "the running one and three more");
+    // the running one ends at 300 ms, the three at 350: four more
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(snapshots(), 11);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(snapshots(), 12);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(slot.resyncs(), 12);
+    assert_eq!(slot.resyncs_waiting(), 0);
+}
+
 /// A link that sheds events asks again for the resync of every device concerned after
 /// each catch-up, however many are still waiting for their turn (at 130 000 events/s the
 /// gateway once held hundreds of thousands of them, a task each: 2 GB). A resync asked

@@ -95,6 +95,30 @@ impl Default for ResyncRules {
     }
 }
 
+/// A resync snapshot's turn: given back when it ends, unless the window narrowed
+/// meanwhile ([`LinkSlot::set_window`]).
+struct SnapshotTurn<'a> {
+    owed: &'a std::sync::atomic::AtomicUsize,
+    permit: Option<tokio::sync::SemaphorePermit<'a>>,
+}
+
+impl Drop for SnapshotTurn<'_> {
+    fn drop(&mut self) {
+        let take_back = self
+            .owed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| o.checked_sub(1))
+            .is_ok();
+        if let (true, Some(p)) = (take_back, self.permit.take()) {
+            p.forget();
+        }
+    }
+}
+
+/// Resync snapshots at once for a request window: half of it, at least one.
+fn snapshot_turns(window: usize) -> usize {
+    (window / 2).max(1)
+}
+
 /// Where a PBX monitor stands, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MonitorStatus {
@@ -162,6 +186,11 @@ pub struct LinkSlot {
     /// Resync snapshots at once (half the window): the others wait their turn rather
     /// than time out at the link's window.
     snapshots: tokio::sync::Semaphore,
+    /// The link's request window now (`max_outstanding`; a reload changes it,
+    /// [`LinkSlot::set_window`]).
+    window: std::sync::atomic::AtomicUsize,
+    /// Turns of `snapshots` to take back as they end (the window narrowed while they ran).
+    snapshot_turns_owed: std::sync::atomic::AtomicUsize,
     /// Devices monitored from the configuration (never stopped while listed; a reload
     /// changes the list).
     pinned: Mutex<BTreeSet<String>>,
@@ -262,7 +291,9 @@ impl LinkSlot {
                     .collect(),
             ),
             configured_wake: tokio::sync::Notify::new(),
-            snapshots: tokio::sync::Semaphore::new((spec.resync.window / 2).max(1)),
+            snapshots: tokio::sync::Semaphore::new(snapshot_turns(spec.resync.window)),
+            window: std::sync::atomic::AtomicUsize::new(spec.resync.window.max(1)),
+            snapshot_turns_owed: std::sync::atomic::AtomicUsize::new(0),
             pinned: Mutex::new(spec.monitor.iter().cloned().collect()),
             stop: shutdown.child_token(),
             down: Mutex::new(None),
@@ -278,6 +309,50 @@ impl LinkSlot {
             behind_periods: AtomicU64::new(0),
         });
         (slot, rx)
+    }
+
+    /// The link's request window now: configured monitors start at most this many at
+    /// once, resync snapshots at most half of it.
+    pub fn window(&self) -> usize {
+        self.window.load(Ordering::Relaxed)
+    }
+
+    /// A new request window (`max_outstanding` changed by a reload): the configured
+    /// monitors' next starts and the resync snapshots follow it. A narrower window takes
+    /// effect as the snapshots running now end (their turns are not given back).
+    pub fn set_window(&self, window: usize) {
+        let window = window.max(1);
+        let (old, new) = (
+            snapshot_turns(self.window.swap(window, Ordering::Relaxed)),
+            snapshot_turns(window),
+        );
+        let owed = &self.snapshot_turns_owed;
+        if new > old {
+            // what is owed first, the rest as new turns
+            let more = new - old;
+            let was = owed
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
+                    Some(o.saturating_sub(more))
+                })
+                .unwrap_or(0);
+            self.snapshots.add_permits(more - was.min(more));
+        } else if old > new {
+            let fewer = old - new;
+            owed.fetch_add(
+                fewer - self.snapshots.forget_permits(fewer),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// A turn to take a resync snapshot ([`Gateway::resync_paced`]), waiting for one; `None`
+    /// when the link is gone.
+    async fn snapshot_turn(&self) -> Option<SnapshotTurn<'_>> {
+        let permit = self.snapshots.acquire().await.ok()?;
+        Some(SnapshotTurn {
+            owed: &self.snapshot_turns_owed,
+            permit: Some(permit),
+        })
     }
 
     /// Clients holding the PBX monitor of `device` (0 when none; configured devices are
@@ -1199,7 +1274,7 @@ impl Gateway {
     /// the link's window. The wait is bounded by the snapshots before it, each bounded by
     /// the request timeout.
     pub async fn resync_paced(&self, s: &Arc<LinkSlot>, device: &str) {
-        let Ok(_turn) = s.snapshots.acquire().await else {
+        let Some(_turn) = s.snapshot_turn().await else {
             return;
         };
         self.resync(s, device).await;
@@ -1221,9 +1296,9 @@ impl Gateway {
         }
         let slot = s.clone();
         self.spawn(async move {
-            let turn = slot.snapshots.acquire().await;
+            let turn = slot.snapshot_turn().await;
             slot.waiting().remove(&device);
-            if let Ok(_turn) = turn {
+            if let Some(_turn) = turn {
                 gw.resync(&slot, &device).await;
             }
         });
@@ -1349,12 +1424,12 @@ async fn configured_monitors(gw: Arc<Gateway>, slot: Arc<LinkSlot>) {
         }
         let started = Instant::now();
         let backoff = wait.filter(|w| *w >= CONFIGURED_RETRY_MIN);
-        info!(link = %slot.name, devices = todo.len(), window = slot.resync.window, "starting the configured monitors");
+        info!(link = %slot.name, devices = todo.len(), window = slot.window(), "starting the configured monitors");
         let mut tasks = tokio::task::JoinSet::new();
         let (mut done, mut retry, mut link_gone) = (0usize, 0usize, false);
         let mut todo = todo.into_iter();
         loop {
-            while tasks.len() < slot.resync.window && !link_gone {
+            while tasks.len() < slot.window() && !link_gone {
                 let Some(d) = todo.next() else { break };
                 let (gw, slot) = (gw.clone(), slot.clone());
                 tasks.spawn(async move { monitor_configured(&gw, &slot, &d).await });

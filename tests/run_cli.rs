@@ -73,3 +73,39 @@ async fn start_up_lines_say_connecting_then_up_or_why_not() {
     assert_eq!(code, Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Transparent huge pages are off for the gateway's process (their first touch cleared
+/// 2 MiB on the event pump at once: tens of ms on a VM), unless `MIMALLOC_ALLOW_THP` is
+/// set. Linux only; a kernel without `THP_enabled` in /proc/PID/status is not checked.
+#[cfg(target_os = "linux")]
+#[test]
+fn transparent_huge_pages_are_off_unless_mimalloc_allow_thp_is_set() {
+    let thp = |env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctigate"));
+        cmd.args(["sim", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .env_remove("MIMALLOC_ALLOW_THP");
+        if let Some(v) = env {
+            cmd.env("MIMALLOC_ALLOW_THP", v);
+        }
+        let mut child = cmd.spawn().expect("run ctigate sim");
+        // its first line: it is listening, so main() has run
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .map(|v| v.trim().to_string())
+    };
+    let Some(off) = thp(None) else {
+        return; // this kernel does not say
+    };
+    assert_eq!(off, "0");
+    assert_eq!(thp(Some("1")).as_deref(), Some("1"));
+}

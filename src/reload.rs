@@ -320,14 +320,12 @@ impl Reloader {
                 now.max_outstanding = l.max_outstanding;
                 now.requests_per_s = l.requests_per_s;
                 if let Some(slot) = gw.link(&l.name) {
-                    slot.link
-                        .set_limits(LinkLimits {
-                            max_monitors: l.max_monitors,
-                            max_outstanding: l.max_outstanding,
-                            requests_per_s: l.requests_per_s,
-                        })
-                        .await;
-                    slot.set_window(l.max_outstanding);
+                    slot.set_limits(LinkLimits {
+                        max_monitors: l.max_monitors,
+                        max_outstanding: l.max_outstanding,
+                        requests_per_s: l.requests_per_s,
+                    })
+                    .await;
                 }
             }
             running.push(now);

@@ -905,6 +905,26 @@ impl BatchClient {
     }
 }
 
+/// Nothing written until `hold` after `since`, then one write of `events` exactly then.
+async fn held_then_written(c: &mut BatchClient, since: Instant, hold: Duration, events: &[&str]) {
+    settle().await;
+    assert!(c.write().is_err(), "held back");
+    tokio::time::sleep_until(since + hold - Duration::from_millis(1)).await;
+    settle().await;
+    assert!(
+        c.write().is_err(),
+        "still held back {:?} after the last write",
+        hold - Duration::from_millis(1)
+    );
+    tokio::time::sleep_until(since + hold + Duration::from_millis(1)).await;
+    settle().await;
+    let (t, b) = c
+        .write()
+        .unwrap_or_else(|_| panic!("written {hold:?} after the last write"));
+    assert_eq!(b, events);
+    assert_eq!(t - since, hold);
+}
+
 /// Lets the session and the gateway's tasks run (virtual time stands still).
 async fn settle() {
     for _ in 0..20 {
@@ -948,19 +968,13 @@ async fn events_to_a_client_written_to_lately_wait_for_write_coalesce_ms_togethe
     for _ in 0..3 {
         oos(&api);
     }
-    settle().await;
-    assert!(c.write().is_err(), "held back");
-    tokio::time::sleep(Duration::from_millis(49)).await;
-    settle().await;
-    assert!(
-        c.write().is_err(),
-        "still held back 49 ms after the last write"
-    );
-    tokio::time::sleep(Duration::from_millis(2)).await;
-    settle().await;
-    let (t, b) = c.write().expect("written 50 ms after the last write");
-    assert_eq!(b, ["event:1", "event:2", "event:3"]);
-    assert_eq!(t - t_answer, Duration::from_millis(50));
+    held_then_written(
+        &mut c,
+        t_answer,
+        Duration::from_millis(50),
+        &["event:1", "event:2", "event:3"],
+    )
+    .await;
     // after a quiet while, an event goes at once
     tokio::time::sleep(Duration::from_millis(200)).await;
     let quiet = Instant::now();
@@ -1032,19 +1046,13 @@ async fn while_the_gateway_is_behind_events_to_a_busy_client_are_batched() {
     assert_eq!(slot.behind_periods.load(Ordering::Relaxed), 1);
     // its link.up (seq 3) and the next event wait for 40 ms after the last write, together
     oos(&api);
-    settle().await;
-    assert!(c.write().is_err(), "held back");
-    tokio::time::sleep(Duration::from_millis(39)).await;
-    settle().await;
-    assert!(
-        c.write().is_err(),
-        "still held back 39 ms after the last write"
-    );
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    settle().await;
-    let (t, b) = c.write().expect("written 40 ms after the last write");
-    assert_eq!(b, ["event:3", "event:4"]);
-    assert_eq!(t - t0, Duration::from_millis(40));
+    held_then_written(
+        &mut c,
+        t0,
+        Duration::from_millis(40),
+        &["event:3", "event:4"],
+    )
+    .await;
     // a client that gets an event now and then still gets it at once
     tokio::time::sleep(Duration::from_millis(100)).await;
     let quiet = Instant::now();

@@ -80,8 +80,9 @@ pub struct ResyncRules {
     /// The longest wait between the retries of a failed snapshot (and of a configured
     /// monitor that failed for a while).
     pub retry_max: Duration,
-    /// The link's request window (`max_outstanding`): configured monitors are started at
-    /// most this many at once, and snapshots of resyncs at most half of it.
+    /// The link's request window (`max_outstanding`) at start: configured monitors are
+    /// started at most this many at once, and snapshots of resyncs at most half of it (a
+    /// reload changes the live one, [`LinkSlot::window`]).
     pub window: usize,
 }
 
@@ -315,6 +316,13 @@ impl LinkSlot {
     /// once, resync snapshots at most half of it.
     pub fn window(&self) -> usize {
         self.window.load(Ordering::Relaxed)
+    }
+
+    /// New limits from a reload: the link's own (its request window, monitors, request
+    /// rate), and the window its configured monitors' starts and resync snapshots follow.
+    pub async fn set_limits(&self, limits: LinkLimits) {
+        self.link.set_limits(limits).await;
+        self.set_window(limits.max_outstanding);
     }
 
     /// A new request window (`max_outstanding` changed by a reload): the configured

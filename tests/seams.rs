@@ -1404,12 +1404,6 @@ async fn an_unconfirmed_device_nobody_watches_any_more_is_not_retried() {
     assert_eq!(slot.unconfirmed(), ["201"]);
     // retried: 1 s, then 2 s later
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let snapshots = |l: &ScriptedLink| {
-        l.log()
-            .iter()
-            .filter(|x| *x == "request snapshotDevice")
-            .count()
-    };
     assert_eq!(snapshots(&link), 3, "{:?}", link.log());
     assert_eq!(slot.resync_failures(), 3);
     c.send(json!({"id": 2, "op": "monitor.stop", "device": "201"}))
@@ -1421,25 +1415,33 @@ async fn an_unconfirmed_device_nobody_watches_any_more_is_not_retried() {
     assert_eq!(slot.unconfirmed(), Vec::<String>::new());
 }
 
-/// A reload that changes `max_outstanding` changes how many resync snapshots run at once
-/// (half the window): narrower as the running ones end, wider at once.
-#[tokio::test(start_paused = true)]
-async fn a_reloaded_window_paces_the_resync_snapshots() {
+/// The SnapshotDevice requests `l` got so far.
+fn snapshots(l: &ScriptedLink) -> usize {
+    l.log()
+        .iter()
+        .filter(|x| *x == "request snapshotDevice")
+        .count()
+}
+
+/// A gateway over a link answering every request after 100 ms, with this request window.
+fn slow_link_gateway(window: usize) -> (Arc<ScriptedLink>, Arc<Gateway>, mpsc::Sender<PumpIn>) {
     let mut link = ScriptedLink::accepting();
     link.request_delay = Duration::from_millis(100);
     let link = Arc::new(link);
     let rules = ResyncRules {
-        window: 4,
+        window,
         ..ResyncRules::default()
     };
     let (gw, events) = gateway_with(link.clone(), rules);
+    (link, gw, events)
+}
+
+/// A reload that changes `max_outstanding` changes how many resync snapshots run at once
+/// (half the window): narrower as the running ones end, wider at once.
+#[tokio::test(start_paused = true)]
+async fn a_reloaded_window_paces_the_resync_snapshots() {
+    let (link, gw, events) = slow_link_gateway(4);
     let slot = gw.links()["pbx1"].clone();
-    let snapshots = || {
-        link.log()
-            .iter()
-            .filter(|x| *x == "request snapshotDevice")
-            .count()
-    };
     for d in 0..12 {
         events
             .send(PumpIn::from(LinkEvent::Resync {
@@ -1450,24 +1452,28 @@ async fn a_reloaded_window_paces_the_resync_snapshots() {
             .unwrap();
     }
     settle().await;
-    assert_eq!(snapshots(), 2, "half the window of 4");
+    assert_eq!(snapshots(&link), 2, "half the window of 4");
     assert_eq!(slot.window(), 4);
     // narrower: the two running end at 100 ms, one turn is taken back
     slot.set_window(2);
     assert_eq!(slot.window(), 2);
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(snapshots(), 3, "one at a time from the first two's end on");
+    assert_eq!(
+        snapshots(&link),
+        3,
+        "one at a time from the first two's end on"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(snapshots(), 4);
+    assert_eq!(snapshots(&link), 4);
     // wider: four at once, at once
     slot.set_window(8);
     settle().await;
-    assert_eq!(snapshots(), 7, "the running one and three more");
+    assert_eq!(snapshots(&link), 7, "the running one and three more");
     // the running one ends at 300 ms, the three at 350: four more
     tokio::time::sleep(Duration::from_millis(120)).await;
-    assert_eq!(snapshots(), 11);
+    assert_eq!(snapshots(&link), 11);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(snapshots(), 12);
+    assert_eq!(snapshots(&link), 12);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(slot.resyncs(), 12);
     assert_eq!(slot.resyncs_waiting(), 0);
@@ -1480,22 +1486,9 @@ async fn a_reloaded_window_paces_the_resync_snapshots() {
 /// asked is lost (the waiting one's snapshot is taken after the request).
 #[tokio::test(start_paused = true)]
 async fn resyncs_asked_again_while_one_waits_for_its_turn_are_that_one() {
-    let mut link = ScriptedLink::accepting();
-    link.request_delay = Duration::from_millis(100);
-    let link = Arc::new(link);
     // one snapshot at a time (half the window)
-    let rules = ResyncRules {
-        window: 2,
-        ..ResyncRules::default()
-    };
-    let (gw, events) = gateway_with(link.clone(), rules);
+    let (link, gw, events) = slow_link_gateway(2);
     let slot = gw.links()["pbx1"].clone();
-    let snapshots = |l: &ScriptedLink| {
-        l.log()
-            .iter()
-            .filter(|x| *x == "request snapshotDevice")
-            .count()
-    };
     let devices = ["201", "202", "203"];
     let shed = |d: &str| {
         PumpIn::from(LinkEvent::Resync {

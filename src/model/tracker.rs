@@ -802,24 +802,27 @@ impl Tracker {
         let visit = self.next_visit(&interaction, device);
         let key = self.next_key;
         self.next_key = self.next_key.wrapping_add(1);
-        self.devices
-            .entry(device.to_string())
-            .or_default()
-            .calls
-            .push(View {
-                key,
-                interaction,
-                call: call.clone(),
-                conn: None,
-                state,
-                outgoing: false,
-                offered: false,
-                other: None,
-                parties: vec![device.to_string()],
-                started: now,
-                answered: None,
-                visit,
-            });
+        // the device's entry looked up by `&str` (no key made) unless it is new
+        if !self.devices.contains_key(device) {
+            self.devices.insert(device.to_string(), Device::default());
+        }
+        let Some(d) = self.devices.get_mut(device) else {
+            return key;
+        };
+        d.calls.push(View {
+            key,
+            interaction,
+            call: call.clone(),
+            conn: None,
+            state,
+            outgoing: false,
+            offered: false,
+            other: None,
+            parties: vec![device.to_string()],
+            started: now,
+            answered: None,
+            visit,
+        });
         key
     }
 

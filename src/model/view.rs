@@ -250,6 +250,28 @@ impl Stamp {
         let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
         let secs = d.as_secs();
         let ms = d.subsec_millis();
+        // the text up to the seconds of the last second formatted on this thread (an event
+        // line's times are mostly within a second of each other and of the last line's)
+        thread_local! {
+            static LAST: std::cell::Cell<(u64, [u8; 24])> =
+                const { std::cell::Cell::new((u64::MAX, [0; 24])) };
+        }
+        let (last, text) = LAST.get();
+        if last == secs {
+            let mut b = text;
+            b[20] = b'0' + (ms / 100) as u8;
+            b[21] = b'0' + (ms / 10 % 10) as u8;
+            b[22] = b'0' + (ms % 10) as u8;
+            return Stamp { b, wide: None };
+        }
+        let s = Stamp::compute(secs, ms);
+        if s.wide.is_none() {
+            LAST.set((secs, s.b));
+        }
+        s
+    }
+
+    fn compute(secs: u64, ms: u32) -> Stamp {
         let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
         let rem = secs % 86_400;
         let (y, m, day) = civil_from_days(days);
@@ -349,6 +371,37 @@ mod tests {
         );
         let t = UNIX_EPOCH + Duration::from_millis(1_704_067_199_050);
         assert_eq!(rfc3339(t), "2023-12-31T23:59:59.050Z");
+    }
+
+    #[test]
+    fn timestamps_in_the_same_second_reuse_its_text_and_only_its_text() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_255_200_000);
+        // the first of a second computes it; the rest of that second reuse it
+        for ms in [0u64, 7, 45, 123, 999, 5, 500] {
+            let s = rfc3339(t + Duration::from_millis(ms));
+            assert_eq!(s, format!("2026-11-21T10:00:00.{ms:03}Z"));
+        }
+        // another second (and back): never the cached text
+        assert_eq!(
+            rfc3339(t + Duration::from_millis(1_001)),
+            "2026-11-21T10:00:01.001Z"
+        );
+        assert_eq!(
+            rfc3339(t + Duration::from_millis(998)),
+            "2026-11-21T10:00:00.998Z"
+        );
+        assert_eq!(
+            rfc3339(t - Duration::from_millis(1)),
+            "2026-11-21T09:59:59.999Z"
+        );
+        // beyond year 9999 (not cached), then a cached second again
+        let far = UNIX_EPOCH + Duration::from_millis(253_402_300_800_002);
+        assert_eq!(rfc3339(far), "10000-01-01T00:00:00.002Z");
+        assert_eq!(rfc3339(far), "10000-01-01T00:00:00.002Z");
+        assert_eq!(
+            rfc3339(t + Duration::from_millis(42)),
+            "2026-11-21T10:00:00.042Z"
+        );
     }
 
     #[test]

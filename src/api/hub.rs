@@ -402,6 +402,7 @@ impl Hub {
         };
         if let Some(after) = after {
             let hash = key_hash(&key.0, &key.1);
+            let fields = key_fields(&key);
             self.evict(&mut s, Instant::now());
             rep.gap = after < s.buffer.evicted || after > s.seq;
             let lines: Vec<Arc<str>> = if rep.gap {
@@ -410,7 +411,9 @@ impl Hub {
                 s.buffer
                     .events
                     .iter()
-                    .filter(|b| b.seq > after && b.key == Some(hash) && line_is_for(&b.line, &key))
+                    .filter(|b| {
+                        b.seq > after && b.key == Some(hash) && line_is_for(&b.line, &fields)
+                    })
                     .map(|b| b.line.clone())
                     .collect()
             };
@@ -503,18 +506,25 @@ fn key_hash(link: &str, device: &str) -> u64 {
     h.finish()
 }
 
-/// Whether an event line is for the device `key` (its `link` and `device` fields): a
-/// replay's check where the key's hash matched.
-fn line_is_for(line: &str, key: &DeviceKey) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Key<'a> {
-        #[serde(borrow)]
-        link: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
-        device: Option<std::borrow::Cow<'a, str>>,
-    }
-    serde_json::from_str::<Key<'_>>(line)
-        .is_ok_and(|k| k.link == key.0 && k.device.as_deref() == Some(key.1.as_str()))
+/// How a line for the device `key` gives its link and device: `<link>,"device":<device>`
+/// in JSON (see [`line_is_for`]).
+fn key_fields(key: &DeviceKey) -> String {
+    let link = serde_json::to_string(&key.0).unwrap_or_default();
+    let device = serde_json::to_string(&key.1).unwrap_or_default();
+    format!(r#"{link},"device":{device}"#)
+}
+
+/// Whether an event line is for the device whose [`key_fields`] are `fields`: its `link`
+/// and `device` fields as the line wrote them (the first `,"link":` of a line is its own:
+/// inside a JSON string every `"` is escaped, and the fields before it are the type,
+/// event, seq and time). A replay's check where the key's hash matched.
+fn line_is_for(line: &str, fields: &str) -> bool {
+    let Some(at) = line.find(r#","link":"#) else {
+        return false;
+    };
+    line[at + r#","link":"#.len()..]
+        .strip_prefix(fields)
+        .is_some_and(|r| r.starts_with([',', '}']))
 }
 
 /// Queue `line` (event `seq`) for one client; 1 when it was dropped because the client's
@@ -732,13 +742,35 @@ mod tests {
         }
         assert!(line_is_for(
             r#"{"type":"event","seq":1,"link":"pbx1","device":"20\"1"}"#,
-            &key(r#"20"1"#)
+            &key_fields(&key(r#"20"1"#))
         ));
         assert!(!line_is_for(
             r#"{"type":"event","seq":1,"link":"pbx1"}"#,
-            &key("201")
+            &key_fields(&key("201"))
         ));
-        assert!(!line_is_for("not json", &key("201")));
+        assert!(!line_is_for("not json", &key_fields(&key("201"))));
+        // a longer device with the same start, another link, a body naming them again
+        assert!(!line_is_for(
+            r#"{"seq":1,"link":"pbx1","device":"2010"}"#,
+            &key_fields(&key("201"))
+        ));
+        assert!(!line_is_for(
+            r#"{"seq":1,"link":"pbx12","device":"201"}"#,
+            &key_fields(&key("201"))
+        ));
+        assert!(line_is_for(
+            r#"{"seq":1,"link":"pbx1","device":"201","x":{"link":"pbx2","device":"9"}}"#,
+            &key_fields(&key("201"))
+        ));
+        // an event name that spells the link field inside its string
+        assert!(!line_is_for(
+            r#"{"seq":1,"event":"a\",\"link\":\"pbx1","link":"pbx2","device":"201"}"#,
+            &key_fields(&key("201"))
+        ));
+        assert!(line_is_for(
+            r#"{"seq":1,"event":"a\",\"link\":\"pbx2","link":"pbx1","device":"201"}"#,
+            &key_fields(&key("201"))
+        ));
     }
 
     #[tokio::test]

@@ -1,23 +1,20 @@
 //! `cargo bench --bench pump`: the event pump's work for one switch event (BENCHMARKS.md,
-//! "The event pump per event"): the tracker's normalization of a decoded event report
-//! (`Tracker::on_event`) and the hub's side of what it gives (`Hub::on_event`: serialize
-//! once, buffer for replay, queue for the subscribers), as the pump does for the load of
-//! `ctigate bench` and `tests/load/run.py`: per call Delivered, Established and
+//! "This stop: ... the pump counted"): the tracker's normalization of a decoded event
+//! report (`Tracker::on_event`) and the hub's side of what it gives (`Hub::on_event`:
+//! serialize once, buffer for replay, queue for the subscribers), as the pump does for the
+//! load of `ctigate bench` and `tests/load/run.py`: per call Delivered, Established and
 //! ConnectionCleared at one device, a fresh callID each call, round robin over 1 000
-//! devices, each with one client subscribed. The clients' queues are emptied outside the
-//! measurement.
+//! devices, each with one client subscribed. The events are those of `ctigate bench`'s
+//! switch (`ctigate::bench::switch::event`), typed as the link hands them to the pump; the
+//! clients' queues are emptied outside the measurement.
 
 use criterion::{criterion_group, Criterion, Throughput};
 use ctigate::api::hub::Hub;
+use ctigate::bench::switch::event;
 use ctigate::config::ApiConfig;
-use ctigate::gateway::{Body, Event, Subscriber};
-use ctigate::model::{EventKind, Out, Tracker, TrackerConfig};
-use ctigate_csta_model::events::{
-    ConnectionClearedEvent, DeliveredEvent, EstablishedEvent, Event as CstaEvent,
-};
-use ctigate_csta_model::types::{
-    ConnectionId, EventCause, LocalConnectionState, Party, Redirection,
-};
+use ctigate::gateway::{event_parts, Event, Subscriber};
+use ctigate::model::{Tracker, TrackerConfig};
+use ctigate_csta_model::events::Event as CstaEvent;
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,59 +24,10 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DEVICES: usize = 1000;
 
-/// The event of `phase` (0 Delivered, 1 Established, 2 ConnectionCleared) of call `call`
-/// at `dev`, as the link hands it to the pump (decoded).
-fn event(phase: u8, call: u32, dev: &str) -> CstaEvent {
-    let conn = ConnectionId::dialing(call.to_be_bytes(), dev);
-    let caller = Party::dialing("0891234567");
-    match phase {
-        0 => {
-            let mut e = DeliveredEvent::new(
-                conn,
-                Party::dialing(dev),
-                caller,
-                Party::dialing(dev),
-                Redirection::NotKnown,
-                EventCause::NEW_CALL,
-            );
-            e.local_connection_info = Some(LocalConnectionState::Alerting);
-            e.into()
-        }
-        1 => {
-            let mut e = EstablishedEvent::new(
-                conn,
-                Party::dialing(dev),
-                caller,
-                Party::dialing(dev),
-                Redirection::NotKnown,
-                EventCause::NORMAL,
-            );
-            e.local_connection_info = Some(LocalConnectionState::Connected);
-            e.into()
-        }
-        _ => {
-            let mut e =
-                ConnectionClearedEvent::new(conn, Party::dialing(dev), EventCause::NORMAL_CLEARING);
-            e.local_connection_info = Some(LocalConnectionState::Null);
-            e.into()
-        }
-    }
-}
-
 /// What the pump does with one report: track it, publish what the tracker gives.
 fn pump_one(tracker: &mut Tracker, hub: &Hub, device: &str, ev: &CstaEvent) {
-    let outs = tracker.on_event(device, ev, SystemTime::now());
-    for o in outs {
-        let (device, kind, body) = match o {
-            Out::Call {
-                event,
-                device,
-                call,
-                cause,
-                extra,
-            } => (device, event, Body::Call { call, cause, extra }),
-            Out::Agent { device, agent } => (device, EventKind::AgentState, Body::Agent(agent)),
-        };
+    for o in tracker.on_event(device, ev, SystemTime::now()) {
+        let (device, kind, body) = event_parts(o);
         hub.on_event(&Event {
             kind,
             time: SystemTime::now(),

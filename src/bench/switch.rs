@@ -411,18 +411,19 @@ struct Fields {
     invoke: u32,
 }
 
-/// One event report of the generator, encoded the long way (the typed model, ROSE, BER).
-fn encode_event(phase: u8, f: Fields) -> Option<Vec<u8>> {
-    let dev = f.device.to_string();
-    let conn = ConnectionId::dialing(f.call.to_be_bytes(), &dev);
+/// The generator's event of `phase` (0 Delivered, 1 Established, 2 ConnectionCleared) of
+/// the call `call` at the device `dev`, typed (as the gateway's link hands it to the event
+/// pump; `benches/pump.rs` feeds the pump these).
+pub fn event(phase: u8, call: u32, dev: &str) -> Event {
+    let conn = ConnectionId::dialing(call.to_be_bytes(), dev);
     let caller = Party::dialing(CALLER);
-    let ev: Event = match phase {
+    match phase {
         0 => {
             let mut e = DeliveredEvent::new(
                 conn,
-                Party::dialing(&dev),
+                Party::dialing(dev),
                 caller,
-                Party::dialing(&dev),
+                Party::dialing(dev),
                 Redirection::NotKnown,
                 EventCause::NEW_CALL,
             );
@@ -432,9 +433,9 @@ fn encode_event(phase: u8, f: Fields) -> Option<Vec<u8>> {
         1 => {
             let mut e = EstablishedEvent::new(
                 conn,
-                Party::dialing(&dev),
+                Party::dialing(dev),
                 caller,
-                Party::dialing(&dev),
+                Party::dialing(dev),
                 Redirection::NotKnown,
                 EventCause::NORMAL,
             );
@@ -442,15 +443,17 @@ fn encode_event(phase: u8, f: Fields) -> Option<Vec<u8>> {
             e.into()
         }
         _ => {
-            let mut e = ConnectionClearedEvent::new(
-                conn,
-                Party::dialing(&dev),
-                EventCause::NORMAL_CLEARING,
-            );
+            let mut e =
+                ConnectionClearedEvent::new(conn, Party::dialing(dev), EventCause::NORMAL_CLEARING);
             e.local_connection_info = Some(LocalConnectionState::Null);
             e.into()
         }
-    };
+    }
+}
+
+/// One event report of the generator, encoded the long way (the typed model, ROSE, BER).
+fn encode_event(phase: u8, f: Fields) -> Option<Vec<u8>> {
+    let ev = event(phase, f.call, &f.device.to_string());
     let rep = EventReport::new(MonitorCrossRefId::new(f.xref.to_be_bytes()), ev);
     encode(&Apdu::Rose(rep.invoke(i64::from(f.invoke))))
 }

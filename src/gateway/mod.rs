@@ -898,21 +898,8 @@ impl Gateway {
     /// Publish tracker output.
     pub fn publish(&self, link: &str, outs: Vec<Out>) {
         for o in outs {
-            match o {
-                Out::Call {
-                    event,
-                    device,
-                    call,
-                    cause,
-                    extra,
-                } => self.emit_owned(link, Some(device), event, Body::Call { call, cause, extra }),
-                Out::Agent { device, agent } => self.emit_owned(
-                    link,
-                    Some(device),
-                    EventKind::AgentState,
-                    Body::Agent(agent),
-                ),
-            }
+            let (device, kind, body) = event_parts(o);
+            self.emit_owned(link, Some(device), kind, body);
         }
     }
 
@@ -1532,6 +1519,20 @@ type PumpParts = (Weak<Gateway>, Arc<LinkSlot>, mpsc::Receiver<PumpIn>);
 /// published events. It holds the gateway weakly (it may run on a thread of its own, which
 /// the end of the runtime does not stop): it stops with the link (`stop`), when the
 /// gateway is gone (its drop cancels `stop`), or when its queue is closed.
+/// What a tracker output is as an event: its device, kind and body.
+pub fn event_parts(o: Out) -> (String, EventKind, Body) {
+    match o {
+        Out::Call {
+            event,
+            device,
+            call,
+            cause,
+            extra,
+        } => (device, event, Body::Call { call, cause, extra }),
+        Out::Agent { device, agent } => (device, EventKind::AgentState, Body::Agent(agent)),
+    }
+}
+
 async fn pump(gw: Weak<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<PumpIn>) {
     let stop = slot.stop.clone();
     // what is queued is taken in batches: one wake-up for many events when busy

@@ -87,7 +87,7 @@ impl Index {
 
 struct Buffered {
     seq: u64,
-    /// The hash of the event's (link, device) ([`key_hash`]), `None` for a link event: no
+    /// The hash of the event's (link, device) ([`Hub::key_hash`]), `None` for a link event: no
     /// allocation per event for the key; a replay checks the line itself where it matches.
     key: Option<u64>,
     line: Arc<str>,
@@ -126,6 +126,8 @@ pub struct Hub {
     replay: usize,
     replay_age: Duration,
     replay_bytes: usize,
+    /// The hasher of the replay buffer's device keys ([`Hub::key_hash`]).
+    keys: foldhash::fast::RandomState,
 }
 
 /// What `subscribe` did for `after`.
@@ -160,6 +162,7 @@ impl Hub {
             replay: cfg.replay_buffer,
             replay_age: Duration::from_secs(cfg.replay_age_s),
             replay_bytes: cfg.replay_bytes,
+            keys: Default::default(),
         }
     }
 
@@ -168,6 +171,15 @@ impl Hub {
         let mut s = self.lock();
         self.evict(&mut s, Instant::now());
         (s.buffer.events.len(), s.buffer.bytes, s.buffer.evicted)
+    }
+
+    /// The hash of a device key in the replay buffer.
+    fn key_hash(&self, link: &str, device: &str) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.keys.build_hasher();
+        link.hash(&mut h);
+        device.hash(&mut h);
+        h.finish()
     }
 
     /// Drop the oldest buffered events while any bound is exceeded.
@@ -339,7 +351,7 @@ impl Hub {
             }
             l.into()
         };
-        let key = device.map(|d| key_hash(link, d));
+        let key = device.map(|d| self.key_hash(link, d));
         let now = Instant::now();
         s.buffer.bytes += line.len();
         s.buffer.events.push_back(Buffered {
@@ -401,7 +413,7 @@ impl Hub {
             gap: false,
         };
         if let Some(after) = after {
-            let hash = key_hash(&key.0, &key.1);
+            let hash = self.key_hash(&key.0, &key.1);
             let fields = key_fields(&key);
             self.evict(&mut s, Instant::now());
             rep.gap = after < s.buffer.evicted || after > s.seq;
@@ -480,30 +492,8 @@ impl Hub {
 }
 
 /// `n` in decimal.
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for d in &digits[at..] {
-        out.push(char::from(*d));
-    }
-}
-
-/// The hash of a device key for the replay buffer (fixed within a gateway run).
-fn key_hash(link: &str, device: &str) -> u64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    static STATE: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
-    let mut h = STATE.get_or_init(Default::default).build_hasher();
-    link.hash(&mut h);
-    device.hash(&mut h);
-    h.finish()
+fn push_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// How a line for the device `key` gives its link and device: `<link>,"device":<device>`

@@ -1515,10 +1515,6 @@ async fn monitor_configured(gw: &Gateway, slot: &Arc<LinkSlot>, device: &str) ->
 /// What a link's event pump runs on: the gateway (weakly), the link, its queue.
 type PumpParts = (Weak<Gateway>, Arc<LinkSlot>, mpsc::Receiver<PumpIn>);
 
-/// A link's event pump: its events, and the agent states of request results, into
-/// published events. It holds the gateway weakly (it may run on a thread of its own, which
-/// the end of the runtime does not stop): it stops with the link (`stop`), when the
-/// gateway is gone (its drop cancels `stop`), or when its queue is closed.
 /// What a tracker output is as an event: its device, kind and body.
 pub fn event_parts(o: Out) -> (String, EventKind, Body) {
     match o {
@@ -1533,6 +1529,10 @@ pub fn event_parts(o: Out) -> (String, EventKind, Body) {
     }
 }
 
+/// A link's event pump: its events, and the agent states of request results, into
+/// published events. It holds the gateway weakly (it may run on a thread of its own, which
+/// the end of the runtime does not stop): it stops with the link (`stop`), when the
+/// gateway is gone (its drop cancels `stop`), or when its queue is closed.
 async fn pump(gw: Weak<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<PumpIn>) {
     let stop = slot.stop.clone();
     // what is queued is taken in batches: one wake-up for many events when busy

@@ -802,14 +802,7 @@ impl Tracker {
         let visit = self.next_visit(&interaction, device);
         let key = self.next_key;
         self.next_key = self.next_key.wrapping_add(1);
-        // the device's entry looked up by `&str` (no key made) unless it is new
-        if !self.devices.contains_key(device) {
-            self.devices.insert(device.to_string(), Device::default());
-        }
-        let Some(d) = self.devices.get_mut(device) else {
-            return key;
-        };
-        d.calls.push(View {
+        let view = View {
             key,
             interaction,
             call: call.clone(),
@@ -822,7 +815,18 @@ impl Tracker {
             started: now,
             answered: None,
             visit,
-        });
+        };
+        // the device's entry looked up by `&str` (no key made) unless it is new
+        match self.devices.get_mut(device) {
+            Some(d) => d.calls.push(view),
+            None => {
+                let d = Device {
+                    calls: vec![view],
+                    ..Device::default()
+                };
+                self.devices.insert(device.to_string(), d);
+            }
+        }
         key
     }
 

@@ -91,8 +91,15 @@ fn a_small_run_accounts_for_every_event() {
     assert!(samples >= 3000 && samples <= sent, "{r}");
     assert!(f("latency_p50_ms") <= f("latency_p99_ms"));
     assert!(f("latency_p99_ms") <= f("latency_max_ms"));
+    // the PBX socket's unread time, sampled from the kernel about every ms of the 2 s
+    assert_eq!(r["pbx_unread_error"], serde_json::Value::Null, "{r}");
+    assert_eq!(u("pbx_unread_failed"), 0, "{r}");
+    let samples = u("pbx_unread_samples");
+    assert!((500..=2100).contains(&samples), "{r}");
+    assert!(f("pbx_unread_max_ms") >= 0.0, "{r}");
     // progress went to stderr
     assert!(err.contains("[measure"), "{err}");
+    assert!(err.contains("PBX socket unread up to"), "{err}");
 }
 
 #[test]

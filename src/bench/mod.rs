@@ -12,6 +12,7 @@
 
 pub mod clients;
 pub mod switch;
+pub mod unread;
 
 use anyhow::{bail, Context};
 use clients::{Histogram, Stats};
@@ -196,6 +197,15 @@ pub struct Report {
     pub memory_per_device_bytes: f64,
     pub switch_write_stalls: u64,
     pub switch_longest_write_ms: f64,
+    /// The measured window, sampled every millisecond ([`unread`]): the longest the
+    /// gateway left an octet of its PBX socket unread, and the runs of samples at 10 ms
+    /// or more.
+    pub pbx_unread_max_ms: f64,
+    pub pbx_unread_episodes: u64,
+    pub pbx_unread_samples: u64,
+    /// Samples the kernel did not answer, and why the first was not (`sock_diag`).
+    pub pbx_unread_failed: u64,
+    pub pbx_unread_error: Option<String>,
     pub switch_schedule_slips: u64,
     pub link_drops: u64,
     pub latency_fifo_overflow: u64,
@@ -512,6 +522,7 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
     let (sw_addr, sw_task) =
         switch::start(shared.clone(), Duration::from_millis(spec.switch_delay_ms)).await?;
     let _sw = AbortOnDrop(sw_task);
+    let _sampler = Sampler::start(shared.unread.clone());
     let spawned = Instant::now();
     let (mut gw, port_rx) = Gateway::spawn(exe, &config(spec, sw_addr))?;
     let pid = gw.pid().to_string();
@@ -709,12 +720,13 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
                     let dt = t1.duration_since(t0).as_secs_f64().max(1e-3);
                     progress(spec, || {
                         format!(
-                            "[{phase} {:.0}/{secs:.0} s] switch in {:.0}/s, clients out {:.0}/s, lagged {}, unexpected {}, write stalls {}",
+                            "[{phase} {:.0}/{secs:.0} s] switch in {:.0}/s, clients out {:.0}/s, lagged {}, unexpected {}, PBX socket unread up to {:.1} ms, write stalls {}",
                             start.elapsed().as_secs_f64(),
                             (in1 - in0) as f64 / dt,
                             (out1 - out0) as f64 / dt,
                             stats.lagged.load(Relaxed),
                             stats.unexpected.load(Relaxed),
+                            shared.unread.take_recent_worst_ms(),
                             shared.write_stalls.load(Relaxed)
                         )
                     });
@@ -733,7 +745,9 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
         let cpu0 = cpu_ticks(&pid).unwrap_or(0);
         let me0 = cpu_ticks("self").unwrap_or(0);
         stats.measure_from_us.store(shared.us(w0), Relaxed);
+        shared.unread.measure(true);
         load("measure", spec.seconds).await;
+        shared.unread.measure(false);
         let w1 = Instant::now();
         stats.measure_to_us.store(shared.us(w1), Relaxed);
         let (in1, out1) = (
@@ -808,6 +822,12 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
     rep.switch_write_stalls = shared.write_stalls.load(Relaxed);
     rep.switch_longest_write_ms = shared.longest_write_us.load(Relaxed) as f64 / 1000.0;
     rep.switch_schedule_slips = shared.schedule_slips.load(Relaxed);
+    let unread = shared.unread.report();
+    rep.pbx_unread_max_ms = (unread.worst_ms * 1000.0).round() / 1000.0;
+    rep.pbx_unread_episodes = unread.episodes;
+    rep.pbx_unread_samples = unread.samples;
+    rep.pbx_unread_failed = unread.failed;
+    rep.pbx_unread_error = unread.error;
     rep.link_drops = shared.link_drops.load(Relaxed);
     rep.latency_fifo_overflow = shared.fifo_overflow.load(Relaxed);
     let first_error = || {
@@ -839,6 +859,20 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
         rep.warnings.push(format!(
             "{} switch writes were blocked 10 ms or more (longest {:.1} ms): the gateway did not read its PBX socket continuously",
             rep.switch_write_stalls, rep.switch_longest_write_ms
+        ));
+    }
+    if rep.pbx_unread_episodes > 0 {
+        rep.warnings.push(format!(
+            "the gateway left its PBX socket unread for {} ms or more {} times (longest {:.1} ms): it did not read the switch continuously",
+            unread::UNREAD_LIMIT.as_millis(),
+            rep.pbx_unread_episodes,
+            rep.pbx_unread_max_ms
+        ));
+    }
+    if let Some(e) = &rep.pbx_unread_error {
+        rep.warnings.push(format!(
+            "{} samples of the PBX socket's unread time failed (first: {e})",
+            rep.pbx_unread_failed
         ));
     }
     if rep.latency_p99_ms.is_some_and(|p| p >= FIND_MAX_P99_MS) {
@@ -901,6 +935,29 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+/// The unread sampler's thread ([`unread::start`]), stopped and joined when dropped.
+struct Sampler(
+    Arc<std::sync::atomic::AtomicBool>,
+    Option<std::thread::JoinHandle<()>>,
+);
+
+impl Sampler {
+    fn start(unread: Arc<unread::Unread>) -> Sampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let t = unread::start(unread, stop.clone());
+        Sampler(stop, Some(t))
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
+        if let Some(t) = self.1.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -1105,6 +1162,19 @@ pub fn table(r: &Report) -> String {
                 mib(r.gateway_rss_monitored_bytes),
                 mib(r.gateway_rss_baseline_bytes)
             ),
+        ),
+        (
+            "PBX socket unread",
+            match &r.pbx_unread_error {
+                Some(e) if r.pbx_unread_samples == 0 => format!("not measured: {e}"),
+                _ => format!(
+                    "at most {:.1} ms; {} times {} ms or more ({} samples, 1 a ms)",
+                    r.pbx_unread_max_ms,
+                    r.pbx_unread_episodes,
+                    unread::UNREAD_LIMIT.as_millis(),
+                    r.pbx_unread_samples
+                ),
+            },
         ),
         (
             "switch write stalls",

@@ -118,6 +118,8 @@ pub struct Shared {
     pub connections: AtomicU64,
     /// The link went down after being up (the connection closed or was aborted).
     pub link_drops: AtomicU64,
+    /// How long the gateway leaves the link's socket unread (the writes, the samples).
+    pub unread: Arc<super::unread::Unread>,
     pub epoch: Instant,
 }
 
@@ -146,6 +148,7 @@ impl Shared {
             link_up_us: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             link_drops: AtomicU64::new(0),
+            unread: Arc::default(),
             epoch: Instant::now(),
         }
     }
@@ -195,6 +198,9 @@ pub async fn start(
             };
             debug!(%peer, "bench switch: gateway connected");
             shared.connections.fetch_add(1, Relaxed);
+            if let Ok(me) = s.local_addr() {
+                shared.unread.connected(me, peer);
+            }
             let _ = s.set_nodelay(true);
             serve(s, shared.clone(), delay).await;
             if shared.link_up_us.load(Relaxed) > 0 {
@@ -733,7 +739,10 @@ async fn write_timed(w: &mut OwnedWriteHalf, buf: &[u8], shared: &Shared) -> boo
     while at < buf.len() {
         match w.try_write(&buf[at..]) {
             Ok(0) => return false,
-            Ok(n) => at += n,
+            Ok(n) => {
+                at += n;
+                shared.unread.wrote(n);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 blocked.get_or_insert_with(Instant::now);
                 if w.as_ref().writable().await.is_err() {

@@ -946,7 +946,7 @@ impl Sampler {
     fn start(unread: Arc<unread::Unread>) -> Sampler {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let t = unread::start(unread, stop.clone());
-        Sampler(stop, Some(t))
+        Sampler(stop, t)
     }
 }
 

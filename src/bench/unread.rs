@@ -134,9 +134,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Start the sampler thread; it ends when `stop` is set.
-pub fn start(unread: Arc<Unread>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
+/// Start the sampler thread; it ends when `stop` is set. `None` when no thread could be
+/// started (the report says so).
+pub fn start(unread: Arc<Unread>, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
+    let report_to = unread.clone();
+    let started = std::thread::Builder::new()
         .name("bench unread".into())
         .spawn(move || {
             let mut diag = match Diag::open() {
@@ -197,8 +199,16 @@ pub fn start(unread: Arc<Unread>, stop: Arc<AtomicBool>) -> std::thread::JoinHan
                     in_episode = false;
                 }
             }
-        })
-        .expect("a thread for the bench's unread sampler")
+        });
+    match started {
+        Ok(t) => Some(t),
+        Err(e) => {
+            report_to.fail(format!(
+                "no thread for the sampler ({e}): the PBX socket's unread time was not measured"
+            ));
+            None
+        }
+    }
 }
 
 /// A `NETLINK_SOCK_DIAG` socket asking for one TCP socket at a time.
@@ -255,19 +265,28 @@ impl Diag {
         self.sock
             .send(&self.buf[..len], 0)
             .map_err(|e| format!("send: {e}"))?;
-        let n = self
-            .sock
-            .recv(&mut &mut self.buf[..], 0)
-            .map_err(|e| format!("recv: {e}"))?;
-        let reply = <NetlinkMessage<SockDiagMessage>>::deserialize(&self.buf[..n])
-            .map_err(|e| format!("reply not understood: {e}"))?;
-        match reply.payload {
-            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                Ok((r.header.recv_queue, r.header.send_queue))
+        // the kernel answers within the send; a reply for another socket (one that came
+        // late for an earlier request) is skipped, a few at most
+        for _ in 0..4 {
+            let n = self
+                .sock
+                .recv(&mut &mut self.buf[..], 0)
+                .map_err(|e| format!("recv: {e}"))?;
+            let reply = <NetlinkMessage<SockDiagMessage>>::deserialize(&self.buf[..n])
+                .map_err(|e| format!("reply not understood: {e}"))?;
+            match reply.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r))
+                    if r.header.socket_id.source_port == local.port()
+                        && r.header.socket_id.destination_port == remote.port() =>
+                {
+                    return Ok((r.header.recv_queue, r.header.send_queue));
+                }
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(_)) => continue,
+                NetlinkPayload::Error(e) => return Err(format!("the kernel: {e}")),
+                other => return Err(format!("unexpected reply {other:?}")),
             }
-            NetlinkPayload::Error(e) => Err(format!("the kernel: {e}")),
-            other => Err(format!("unexpected reply {other:?}")),
         }
+        Err("no reply for the socket asked about".to_string())
     }
 }
 
@@ -312,7 +331,7 @@ mod tests {
         let u = Arc::new(Unread::default());
         u.connected(switch.local_addr().unwrap(), switch.peer_addr().unwrap());
         let stop = Arc::new(AtomicBool::new(false));
-        let sampler = start(u.clone(), stop.clone());
+        let sampler = start(u.clone(), stop.clone()).expect("a thread");
         u.measure(true);
         let mut buf = [0u8; 4096];
         // 1 KiB every ms for 100 ms, read at once; then 150 ms unread; then read

@@ -168,8 +168,10 @@ pub fn start(unread: Arc<Unread>, stop: Arc<AtomicBool>) -> Option<std::thread::
                     .map(|(rq, _)| rq)
                     .and_then(|rq| diag.queue(switch, gateway).map(|(_, sq)| rq + sq));
                 // the switch's count after the kernel's: a write in between counts as
-                // already there, which can only make the age too low (by at most the time
-                // between two writes), never too high
+                // already there, which can only make the age too low; a write the kernel
+                // has but the log not yet (the switch logs after its write returns) makes
+                // it too high by at most the time since the write before (the log is
+                // emptied whenever everything was read, so never by an older one)
                 let written = unread.written.load(Relaxed);
                 let now = Instant::now();
                 let age = match queued {

@@ -35,6 +35,9 @@ pub struct ClientShared {
     /// Notified when the client's queue is half full: a writer holding events back
     /// (`write_coalesce_ms`) writes them at once.
     pub flush: tokio::sync::Notify,
+    /// The last `seq` published when the client registered: every event it gets comes
+    /// after it (its `hello` says this one, not a later one that raced the registration).
+    pub registered_after: u64,
 }
 
 struct Slot {
@@ -214,7 +217,10 @@ impl Hub {
         let id = s.next_client;
         s.next_client += 1;
         let (tx, rx) = mpsc::channel(self.queue);
-        let shared = Arc::new(ClientShared::default());
+        let shared = Arc::new(ClientShared {
+            registered_after: s.seq,
+            ..ClientShared::default()
+        });
         s.clients.insert(
             id,
             Slot {
@@ -690,6 +696,38 @@ mod tests {
             push_u64(&mut s, n);
             assert_eq!(s, format!("x{n}"));
         }
+    }
+
+    /// A client's `hello` says `registered_after`: the events it gets all come after it,
+    /// however an event races its registration (a link.up just then came twice: once in
+    /// the hello's seq, once as the event).
+    #[tokio::test]
+    async fn every_event_a_client_gets_comes_after_the_seq_it_registered_at() {
+        let hub = Hub::new(&limits(4, 100, 100));
+        let (_, mut ra, sa) = hub.register().unwrap();
+        assert_eq!(sa.registered_after, 0);
+        let up = hub.publish("pbx1", None, "link.up", Map::new());
+        let (_, mut rb, sb) = hub.register().unwrap();
+        assert_eq!(sb.registered_after, up, "registered after the link.up");
+        let down = hub.publish("pbx1", None, "link.down", Map::new());
+        let seqs = |rx: &mut mpsc::Receiver<Arc<str>>| {
+            let mut v = Vec::new();
+            while let Ok(l) = rx.try_recv() {
+                v.push(
+                    serde_json::from_str::<Value>(&l).unwrap()["seq"]
+                        .as_u64()
+                        .unwrap(),
+                );
+            }
+            v
+        };
+        assert_eq!(seqs(&mut ra), vec![up, down]);
+        assert_eq!(
+            seqs(&mut rb),
+            vec![down],
+            "not the link.up its hello counted"
+        );
+        assert!(down > sb.registered_after);
     }
 
     #[tokio::test]

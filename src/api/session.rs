@@ -162,7 +162,7 @@ pub async fn run<S: LineSource, K: LineSink>(
         let mut h = json!({
             "type": "hello", "protocol": PROTOCOL, "version": env!("CARGO_PKG_VERSION"),
             "auth": if required { "required" } else { "none" },
-            "links": ops::link_states(&api.gateway), "seq": api.hub.last_seq(),
+            "links": ops::link_states(&api.gateway), "seq": shared.registered_after,
         });
         if let Some(u) = &info.user {
             h["user"] = json!(u.name);
@@ -177,7 +177,7 @@ pub async fn run<S: LineSource, K: LineSink>(
             .unwrap_or_default();
         json!({
             "type": "hello", "protocol": PROTOCOL, "version": env!("CARGO_PKG_VERSION"),
-            "auth": "required", "links": links, "seq": api.hub.last_seq(),
+            "auth": "required", "links": links, "seq": shared.registered_after,
             "message": format!("authenticate within {} s: {{\"id\":1,\"op\":\"auth\",\"token\":\"...\"}}", api.cfg().auth_timeout_s),
         })
     }

@@ -522,7 +522,7 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
     let (sw_addr, sw_task) =
         switch::start(shared.clone(), Duration::from_millis(spec.switch_delay_ms)).await?;
     let _sw = AbortOnDrop(sw_task);
-    let _sampler = Sampler::start(shared.unread.clone());
+    let _sampler = unread::Sampler::start(shared.unread.clone());
     let spawned = Instant::now();
     let (mut gw, port_rx) = Gateway::spawn(exe, &config(spec, sw_addr))?;
     let pid = gw.pid().to_string();
@@ -935,29 +935,6 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-/// The unread sampler's thread ([`unread::start`]), stopped and joined when dropped.
-struct Sampler(
-    Arc<std::sync::atomic::AtomicBool>,
-    Option<std::thread::JoinHandle<()>>,
-);
-
-impl Sampler {
-    fn start(unread: Arc<unread::Unread>) -> Sampler {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let t = unread::start(unread, stop.clone());
-        Sampler(stop, t)
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.0.store(true, Relaxed);
-        if let Some(t) = self.1.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -35,9 +35,7 @@ const LOG_CAP: usize = 1 << 16;
 pub struct Unread {
     /// The link's two ends (switch, gateway), once the gateway connected.
     ends: Mutex<Option<(SocketAddr, SocketAddr)>>,
-    /// (octets written in all after the write, when it went into the kernel).
-    log: Mutex<VecDeque<(u64, Instant)>>,
-    written: AtomicU64,
+    log: Mutex<Log>,
     log_overflow: AtomicU64,
     /// Whether samples count (the measured window).
     measuring: AtomicBool,
@@ -48,29 +46,38 @@ pub struct Unread {
     over: AtomicU64,
     episodes: AtomicU64,
     failed: AtomicU64,
-    /// The worst age since the last [`Unread::take_recent_worst`] (µs), for the progress.
+    /// The worst age since the last [`Unread::take_recent_worst_ms`] (µs), for the progress.
     recent_worst_us: AtomicU64,
     /// Why the sampler could not run or sample (the first reason).
     error: Mutex<Option<String>>,
+}
+
+/// The switch's writes not known to be read yet.
+#[derive(Default)]
+struct Log {
+    /// (octets written in all after the write, when it went into the kernel).
+    writes: VecDeque<(u64, Instant)>,
+    /// Octets written in all on this connection.
+    written: u64,
 }
 
 impl Unread {
     /// A new connection from the gateway: its ends, and a fresh log.
     pub fn connected(&self, switch: SocketAddr, gateway: SocketAddr) {
         *lock(&self.ends) = Some((switch, gateway));
-        lock(&self.log).clear();
-        self.written.store(0, Relaxed);
+        *lock(&self.log) = Log::default();
     }
 
     /// `n` octets of the switch went into the kernel just now.
     pub fn wrote(&self, n: usize) {
-        let total = self.written.fetch_add(n as u64, Relaxed) + n as u64;
         let mut log = lock(&self.log);
-        if log.len() >= LOG_CAP {
-            log.pop_front();
+        log.written += n as u64;
+        if log.writes.len() >= LOG_CAP {
+            log.writes.pop_front();
             self.log_overflow.fetch_add(1, Relaxed);
         }
-        log.push_back((total, Instant::now()));
+        let total = log.written;
+        log.writes.push_back((total, Instant::now()));
     }
 
     /// Count samples from now on (the measured window), or stop counting.
@@ -100,20 +107,25 @@ impl Unread {
         lock(&self.error).get_or_insert(why);
     }
 
-    /// The age of the oldest octet not yet read by the gateway, `unread` octets being
-    /// unread when `written` had been written.
-    fn age(&self, written: u64, unread: u64, now: Instant) -> Duration {
+    /// The age of the oldest octet not yet read by the gateway, the kernel having just
+    /// said `unread` octets are. The switch's count is read after the kernel's: a write in
+    /// between counts as already there, which can only make the age too low; a write the
+    /// kernel has but the log not yet (the switch logs after its write returns) makes it
+    /// too high by at most the time since the write before (the log is emptied whenever
+    /// everything was read, so never by an older one).
+    fn age(&self, unread: u64, now: Instant) -> Duration {
+        let mut log = lock(&self.log);
         // octets [written - unread, written) are unread: the first of them went out in the
         // first logged write that ends after it; older writes were all read (forgotten)
-        let first = written.saturating_sub(unread);
-        let mut log = lock(&self.log);
-        while log.front().is_some_and(|&(end, _)| end <= first) {
-            log.pop_front();
+        let first = log.written.saturating_sub(unread);
+        while log.writes.front().is_some_and(|&(end, _)| end <= first) {
+            log.writes.pop_front();
         }
         if unread == 0 {
             return Duration::ZERO;
         }
-        log.front()
+        log.writes
+            .front()
             .map_or(Duration::ZERO, |&(_, at)| now.saturating_duration_since(at))
     }
 }
@@ -134,9 +146,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The sampler's thread, stopped and joined when dropped.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    /// Start sampling for `unread` (without a thread, the report says it was not measured).
+    pub fn start(unread: Arc<Unread>) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = start(unread, stop.clone());
+        Sampler { stop, thread }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Start the sampler thread; it ends when `stop` is set. `None` when no thread could be
 /// started (the report says so).
-pub fn start(unread: Arc<Unread>, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
+fn start(unread: Arc<Unread>, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
     let report_to = unread.clone();
     let started = std::thread::Builder::new()
         .name("bench unread".into())
@@ -167,15 +203,8 @@ pub fn start(unread: Arc<Unread>, stop: Arc<AtomicBool>) -> Option<std::thread::
                     .queue(gateway, switch)
                     .map(|(rq, _)| rq)
                     .and_then(|rq| diag.queue(switch, gateway).map(|(_, sq)| rq + sq));
-                // the switch's count after the kernel's: a write in between counts as
-                // already there, which can only make the age too low; a write the kernel
-                // has but the log not yet (the switch logs after its write returns) makes
-                // it too high by at most the time since the write before (the log is
-                // emptied whenever everything was read, so never by an older one)
-                let written = unread.written.load(Relaxed);
-                let now = Instant::now();
                 let age = match queued {
-                    Ok(q) => unread.age(written, u64::from(q), now),
+                    Ok(q) => unread.age(u64::from(q), Instant::now()),
                     Err(e) => {
                         if unread.measuring.load(Relaxed) {
                             unread.fail(format!("sock_diag: {e}"));
@@ -301,26 +330,26 @@ mod tests {
     fn the_age_is_that_of_the_oldest_unread_octet() {
         let u = Unread::default();
         let t0 = Instant::now();
-        lock(&u.log).extend([(100, t0), (250, t0 + Duration::from_millis(5))]);
-        u.written.store(250, Relaxed);
+        {
+            let mut log = lock(&u.log);
+            log.writes
+                .extend([(100, t0), (250, t0 + Duration::from_millis(5))]);
+            log.written = 250;
+        }
         let now = t0 + Duration::from_millis(20);
         // octets 99..250: the first write's last octet is unread
-        assert_eq!(u.age(250, 151, now), Duration::from_millis(20));
-        assert_eq!(lock(&u.log).len(), 2);
+        assert_eq!(u.age(151, now), Duration::from_millis(20));
+        assert_eq!(lock(&u.log).writes.len(), 2);
         // the first write was read meanwhile (octets 100.. unread): it leaves the log
-        assert_eq!(u.age(250, 150, now), Duration::from_millis(15));
-        assert_eq!(lock(&u.log).len(), 1);
+        assert_eq!(u.age(150, now), Duration::from_millis(15));
+        assert_eq!(lock(&u.log).writes.len(), 1);
         // octets 200..250 unread: the second write's
-        assert_eq!(u.age(250, 50, now), Duration::from_millis(15));
+        assert_eq!(u.age(50, now), Duration::from_millis(15));
         // all read: the log is emptied, so that a write the kernel has before the log
         // (the switch counts after its write returns) is never paired with an old one
-        assert_eq!(u.age(250, 0, now), Duration::ZERO, "all read");
-        assert!(lock(&u.log).is_empty());
-        assert_eq!(
-            u.age(250, 30, now),
-            Duration::ZERO,
-            "unread, not logged yet"
-        );
+        assert_eq!(u.age(0, now), Duration::ZERO, "all read");
+        assert!(lock(&u.log).writes.is_empty());
+        assert_eq!(u.age(30, now), Duration::ZERO, "unread, not logged yet");
     }
 
     /// Real sockets on loopback: a reader that pauses 150 ms shows an episode of about
@@ -332,8 +361,8 @@ mod tests {
         let (mut gateway, _) = l.accept().unwrap();
         let u = Arc::new(Unread::default());
         u.connected(switch.local_addr().unwrap(), switch.peer_addr().unwrap());
-        let stop = Arc::new(AtomicBool::new(false));
-        let sampler = start(u.clone(), stop.clone()).expect("a thread");
+        let sampler = Sampler::start(u.clone());
+        assert!(sampler.thread.is_some(), "a thread");
         u.measure(true);
         let mut buf = [0u8; 4096];
         // 1 KiB every ms for 100 ms, read at once; then 150 ms unread; then read
@@ -351,8 +380,7 @@ mod tests {
         let unread_for = paused.elapsed();
         std::thread::sleep(Duration::from_millis(20));
         u.measure(false);
-        stop.store(true, Relaxed);
-        sampler.join().unwrap();
+        drop(sampler); // stopped and joined
         let r = u.report();
         assert_eq!(r.error, None);
         assert!(r.samples > 50, "{r:?}");

@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         let mut rxs = Vec::new();
         let devices: Vec<String> = (0..clients).map(|i| format!("{}", 10_000 + i)).collect();
         for d in &devices {
-            let (id, rx, _) = hub.register().unwrap();
+            let (id, rx, _) = hub.register(true).unwrap();
             let dev = if shared { &devices[0] } else { d };
             hub.subscribe(id, ("pbx1".into(), dev.clone()), None);
             rxs.push(rx);

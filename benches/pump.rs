@@ -58,7 +58,7 @@ impl Load {
         let devices: Vec<String> = (0..DEVICES).map(|i| format!("{}", 20_000 + i)).collect();
         let mut rxs = Vec::new();
         for d in &devices {
-            let (id, rx, _) = hub.register().expect("room for the clients");
+            let (id, rx, _) = hub.register(true).expect("room for the clients");
             hub.subscribe(id, ("pbx1".into(), d.clone()), None);
             rxs.push(rx);
         }

@@ -236,7 +236,7 @@ async fn handlers_map_switch_and_link_answers() {
         _ => Some(Ok(Ok(None))),
     }));
     let (api, _events) = api_over(link.clone(), api_cfg());
-    let (c, _rx, _) = api.hub.register().expect("a client");
+    let (c, _rx, _) = api.hub.register(true).expect("a client");
     let r = run(
         &api,
         c,
@@ -323,8 +323,8 @@ async fn monitors_are_shared_and_released_with_the_last_watcher() {
             ctigate::csta::rose::Problem::Invoke(9),
         ))));
     let (api, _events) = api_over(link.clone(), api_cfg());
-    let (a, _ra, _) = api.hub.register().unwrap();
-    let (b, _rb, _) = api.hub.register().unwrap();
+    let (a, _ra, _) = api.hub.register(true).unwrap();
+    let (b, _rb, _) = api.hub.register(true).unwrap();
     let start = json!({"id": 1, "op": "monitor.start", "device": "201"});
     // refused by the switch: no reference taken, the next start asks again
     assert_eq!(
@@ -362,7 +362,7 @@ async fn agent_results_and_link_events_reach_the_bus_in_order() {
     let (api, events) = api_over(link, api_cfg());
     let counter = Arc::new(Counter::default());
     api.gateway.bus.subscribe(counter.clone());
-    let (c, _rx, _) = api.hub.register().unwrap();
+    let (c, _rx, _) = api.hub.register(true).unwrap();
     let r = run(
         &api,
         c,
@@ -483,7 +483,7 @@ async fn every_subscriber_sees_every_event_in_one_order() {
     );
     let counter = Arc::new(Counter::default());
     api.gateway.bus.subscribe(counter.clone());
-    let (_, mut lines, _) = api.hub.register().unwrap();
+    let (_, mut lines, _) = api.hub.register(true).unwrap();
     let tasks: Vec<_> = (0..4)
         .map(|t| {
             let gw = api.gateway.clone();

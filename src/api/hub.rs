@@ -10,7 +10,7 @@ use crate::model::{CallExtra, CallView};
 use crate::FastMap;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -31,13 +31,25 @@ pub struct ClientShared {
     /// nothing more, and its session writes what is queued, `lagged`, and closes.
     pub cut: CancellationToken,
     /// `cut` as a flag, for the fan-out's check per event (no lock).
-    is_cut: std::sync::atomic::AtomicBool,
+    is_cut: AtomicBool,
     /// Notified when the client's queue is half full: a writer holding events back
     /// (`write_coalesce_ms`) writes them at once.
     pub flush: tokio::sync::Notify,
     /// The last `seq` published when the client registered: every event it gets comes
     /// after it (its `hello` says this one, not a later one that raced the registration).
     pub registered_after: u64,
+    /// Events are queued for the client: an open gateway's client from its registration,
+    /// else from its authentication ([`Hub::admit`]). Changed under the hub's lock only, so
+    /// the seq of the admission splits the events exactly: none up to it is queued for the
+    /// client, every one after it is.
+    admitted: AtomicBool,
+}
+
+impl ClientShared {
+    /// Whether events are queued for the client ([`Hub::admit`]).
+    pub fn is_admitted(&self) -> bool {
+        self.admitted.load(Ordering::Acquire)
+    }
 }
 
 struct Slot {
@@ -208,8 +220,12 @@ impl Hub {
     }
 
     /// A new client: its id, the receiving end of its event queue and the lag flag; `None`
-    /// when the gateway has `max_clients` already.
-    pub fn register(&self) -> Option<(ClientId, mpsc::Receiver<Arc<str>>, Arc<ClientShared>)> {
+    /// when the gateway has `max_clients` already. `admitted`: it gets events from now on
+    /// (an open gateway), else from [`Hub::admit`].
+    pub fn register(
+        &self,
+        admitted: bool,
+    ) -> Option<(ClientId, mpsc::Receiver<Arc<str>>, Arc<ClientShared>)> {
         let mut s = self.lock();
         if s.clients.len() >= self.max_clients.load(Ordering::Relaxed) {
             return None;
@@ -219,6 +235,7 @@ impl Hub {
         let (tx, rx) = mpsc::channel(self.queue);
         let shared = Arc::new(ClientShared {
             registered_after: s.seq,
+            admitted: AtomicBool::new(admitted),
             ..ClientShared::default()
         });
         s.clients.insert(
@@ -278,6 +295,15 @@ impl Hub {
 
     pub fn clients(&self) -> usize {
         self.lock().clients.len()
+    }
+
+    /// The client has authenticated: events are queued for it from now on. The last seq
+    /// published before, taken under the same lock: every event it gets comes after it,
+    /// and it misses none after it (a link event that raced the `auth` answer).
+    pub fn admit(&self, shared: &ClientShared) -> u64 {
+        let s = self.lock();
+        shared.admitted.store(true, Ordering::Release);
+        s.seq
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -527,7 +553,9 @@ fn line_is_for(line: &str, fields: &str) -> bool {
 /// queue is full: the client is cut then, never waited for (its memory is its queue, and
 /// nobody else is delayed), and gets nothing more.
 fn offer(c: &Slot, line: &Arc<str>, seq: u64) -> u64 {
-    if c.shared.is_cut.load(Ordering::Relaxed) {
+    // before its auth a client gets nothing (link events included; its `auth` answer
+    // carries the links' states instead)
+    if c.shared.is_cut.load(Ordering::Relaxed) || !c.shared.admitted.load(Ordering::Relaxed) {
         return 0;
     }
     match c.events.try_send(line.clone()) {
@@ -704,10 +732,10 @@ mod tests {
     #[tokio::test]
     async fn every_event_a_client_gets_comes_after_the_seq_it_registered_at() {
         let hub = Hub::new(&limits(4, 100, 100));
-        let (_, mut ra, sa) = hub.register().unwrap();
+        let (_, mut ra, sa) = hub.register(true).unwrap();
         assert_eq!(sa.registered_after, 0);
         let up = hub.publish("pbx1", None, "link.up", Map::new());
-        let (_, mut rb, sb) = hub.register().unwrap();
+        let (_, mut rb, sb) = hub.register(true).unwrap();
         assert_eq!(sb.registered_after, up, "registered after the link.up");
         let down = hub.publish("pbx1", None, "link.down", Map::new());
         let seqs = |rx: &mut mpsc::Receiver<Arc<str>>| {
@@ -730,6 +758,26 @@ mod tests {
         assert!(down > sb.registered_after);
     }
 
+    /// Before its auth a client gets no event; its admission (the `auth` answer) says the
+    /// seq that splits them: it gets every event after it and none before, however a link
+    /// event races the answer (it was dropped unseen with a seq above the answer's).
+    #[tokio::test]
+    async fn an_admitted_client_gets_exactly_the_events_after_its_admission() {
+        let hub = Hub::new(&limits(4, 100, 100));
+        let (_, mut rx, shared) = hub.register(false).unwrap();
+        assert!(!shared.is_admitted());
+        let up = hub.publish("pbx1", None, "link.up", Map::new());
+        assert!(rx.try_recv().is_err(), "nothing before the auth");
+        let seq = hub.admit(&shared);
+        assert!(shared.is_admitted());
+        assert_eq!(seq, up, "the answer counts the link.up it did not get");
+        let down = hub.publish("pbx1", None, "link.down", Map::new());
+        let l: Value = serde_json::from_str(&rx.try_recv().unwrap()).unwrap();
+        assert_eq!(l["seq"], down);
+        assert_eq!(l["event"], "link.down");
+        assert!(rx.try_recv().is_err());
+    }
+
     #[tokio::test]
     async fn a_replay_gives_the_events_of_its_device_only_even_with_escapes_in_names() {
         let hub = Hub::new(&limits(4, 100, 100));
@@ -749,7 +797,7 @@ mod tests {
         );
         hub.publish_at(SystemTime::UNIX_EPOCH, "pbx1", None, "link.up", Map::new());
         for (i, d) in devices.iter().enumerate() {
-            let (id, mut rx, _) = hub.register().unwrap_or_else(|| {
+            let (id, mut rx, _) = hub.register(true).unwrap_or_else(|| {
                 panic!("room for client {i}");
             });
             let rep = hub.subscribe(id, key(d), Some(0));
@@ -832,7 +880,7 @@ mod tests {
             30 * (line + 1) + 900 * (line + 2) + 2401 * (line + 3)
         );
         // a client that saw 68 missed 69: gap; one that saw 69 gets all the rest
-        let (a, _ra, _) = hub.register().unwrap();
+        let (a, _ra, _) = hub.register(true).unwrap();
         assert_eq!(
             hub.subscribe(a, key("201"), Some(68)),
             Replay {
@@ -840,7 +888,7 @@ mod tests {
                 gap: true
             }
         );
-        let (b, mut rb, _) = hub.register().unwrap();
+        let (b, mut rb, _) = hub.register(true).unwrap();
         assert_eq!(
             hub.subscribe(b, key("201"), Some(69)),
             Replay {
@@ -880,7 +928,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(301)).await;
         // 2..4 are older than 600 s now, 5 is not
         assert_eq!((hub.replay_stats().0, hub.replay_stats().2), (1, 4));
-        let (a, mut ra, _) = hub.register().unwrap();
+        let (a, mut ra, _) = hub.register(true).unwrap();
         assert_eq!(
             hub.subscribe(a, key("201"), Some(3)),
             Replay {
@@ -924,7 +972,7 @@ mod tests {
     async fn an_event_line_is_serialized_once_in_the_documented_order() {
         use crate::model::{CallState, CallType, EventKind};
         let hub = Hub::new(&limits(2, 8, 8));
-        let (a, mut ra, _) = hub.register().unwrap();
+        let (a, mut ra, _) = hub.register(true).unwrap();
         hub.subscribe(a, key("201"), None);
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_255_200);
         let call = CallView {
@@ -973,9 +1021,9 @@ mod tests {
     #[tokio::test]
     async fn fan_out_replay_and_lagged() {
         let hub = Hub::new(&limits(2, 2, 3));
-        let (a, mut ra, sa) = hub.register().unwrap();
-        let (b, mut rb, _) = hub.register().unwrap();
-        assert!(hub.register().is_none(), "max_clients");
+        let (a, mut ra, sa) = hub.register(true).unwrap();
+        let (b, mut rb, _) = hub.register(true).unwrap();
+        assert!(hub.register(true).is_none(), "max_clients");
         hub.subscribe(a, key("201"), None);
         hub.subscribe(b, key("202"), None);
         let s1 = hub.publish("pbx1", Some("201"), "call.offering", Map::new());
@@ -1019,7 +1067,7 @@ mod tests {
         // replay: buffer of 3 holds seq 5..7; after=4 replays 5 and 6 for 201
         let (c, mut rc, _) = {
             hub.unregister(b);
-            hub.register().unwrap()
+            hub.register(true).unwrap()
         };
         let r = hub.subscribe(c, key("201"), Some(4));
         assert_eq!(

@@ -27,7 +27,6 @@ use crate::lines::Line;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -118,7 +117,8 @@ pub async fn run<S: LineSource, K: LineSink>(
     mut sink: K,
 ) {
     let stop = api.gateway.shutdown_token();
-    let Some((id, events, shared)) = api.hub.register() else {
+    let required = api.auth().required();
+    let Some((id, events, shared)) = api.hub.register(!required) else {
         if let Some(left_out) = REFUSED_LOG.allow() {
             warn!(%peer, limit = "api.max_clients", max = api.cfg().max_clients, left_out,
                   "client refused: too many clients (lines like this one left out in the last second: {left_out})");
@@ -136,7 +136,6 @@ pub async fn run<S: LineSource, K: LineSink>(
         return;
     };
     info!(client = id, %peer, "client connected");
-    let required = api.auth().required();
     let mut info = SessionInfo {
         client: id,
         peer,
@@ -157,12 +156,17 @@ pub async fn run<S: LineSource, K: LineSink>(
             None => warn!(client = id, user = %name, "the transport's user is not configured"),
         }
     }
-    let authed = Arc::new(AtomicBool::new(!required || info.user.is_some()));
-    let hello: Arc<str> = if authed.load(Ordering::Acquire) {
+    // the seq the hello says: events come after it
+    let seq = if required && info.user.is_some() {
+        api.hub.admit(&shared)
+    } else {
+        shared.registered_after
+    };
+    let hello: Arc<str> = if shared.is_admitted() {
         let mut h = json!({
             "type": "hello", "protocol": PROTOCOL, "version": env!("CARGO_PKG_VERSION"),
             "auth": if required { "required" } else { "none" },
-            "links": ops::link_states(&api.gateway), "seq": shared.registered_after,
+            "links": ops::link_states(&api.gateway), "seq": seq,
         });
         if let Some(u) = &info.user {
             h["user"] = json!(u.name);
@@ -177,7 +181,7 @@ pub async fn run<S: LineSource, K: LineSink>(
             .unwrap_or_default();
         json!({
             "type": "hello", "protocol": PROTOCOL, "version": env!("CARGO_PKG_VERSION"),
-            "auth": "required", "links": links, "seq": shared.registered_after,
+            "auth": "required", "links": links, "seq": seq,
             "message": format!("authenticate within {} s: {{\"id\":1,\"op\":\"auth\",\"token\":\"...\"}}", api.cfg().auth_timeout_s),
         })
     }
@@ -189,11 +193,10 @@ pub async fn run<S: LineSource, K: LineSink>(
         hello,
         resp_rx,
         events,
-        shared,
+        shared.clone(),
         api.clone(),
         stop.clone(),
         id,
-        authed.clone(),
     ));
     // the requests that act, one after another
     let gone = CancellationToken::new();
@@ -236,7 +239,7 @@ pub async fn run<S: LineSource, K: LineSink>(
                 let cfg = api.cfg();
                 rate.set(cfg.requests_per_s);
                 idle.set(&cfg);
-                if let Some(e) = credentials_changed(&api, &info, authed.load(Ordering::Acquire)) {
+                if let Some(e) = credentials_changed(&api, &info, shared.is_admitted()) {
                     info!(target: "audit", user = %info.user.as_ref().map_or("", |u| u.name.as_str()),
                           client = id, peer = %info.peer, op = "reload", result = "disconnected",
                           code = e.code, "{}", e.message);
@@ -249,7 +252,7 @@ pub async fn run<S: LineSource, K: LineSink>(
                 idle.heard(Instant::now());
                 l.unwrap_or(Ok(Line::Eof))
             }
-            _ = tokio::time::sleep_until(auth_deadline), if !authed.load(Ordering::Acquire) => {
+            _ = tokio::time::sleep_until(auth_deadline), if !shared.is_admitted() => {
                 if let Some(left_out) = AUTH_LOG.allow() {
                     info!(client = id, peer = %info.peer, limit = "api.auth_timeout_s", left_out,
                           "client did not authenticate within {} s: disconnected", api.cfg().auth_timeout_s);
@@ -344,10 +347,8 @@ pub async fn run<S: LineSource, K: LineSink>(
                 &mut failed_logins,
                 &req.id,
                 &login.token,
+                &shared,
             );
-            if info.user.is_some() {
-                authed.store(true, Ordering::Release);
-            }
             if resp_tx.send(line).await.is_err() || close {
                 break;
             }
@@ -431,6 +432,7 @@ fn auth_request(
     failures: &mut u32,
     rid: &Id,
     token: &str,
+    shared: &ClientShared,
 ) -> (Arc<str>, bool) {
     let audit = |info: &SessionInfo, user: &str, result: &str, code: &str| {
         info!(target: "audit", user, client = info.client, peer = %info.peer, op = "auth",
@@ -497,7 +499,10 @@ fn auth_request(
     let v = json!({
         "user": user.name, "role": user.role.name(),
         "devices": if user.devices.is_all() { json!("*") } else { json!("restricted") },
-        "links": acl::links_for(user.role, ops::link_states(&api.gateway)), "seq": api.hub.last_seq(),
+        "links": acl::links_for(user.role, ops::link_states(&api.gateway)),
+        // admitted to events now: the ones it gets come after this seq, and none after it
+        // is missed (a link event that raced this answer)
+        "seq": api.hub.admit(shared),
     });
     *slot = Some(s);
     info.user = Some(user);
@@ -610,7 +615,6 @@ async fn write_loop<K: LineSink>(
     api: Arc<Api>,
     stop: CancellationToken,
     client: ClientId,
-    authed: Arc<AtomicBool>,
 ) {
     // read once, not per event: `client_queue` needs a restart to change, and a reload's
     // `write_timeout_s` and `write_coalesce_ms` are taken at the next reload notice
@@ -672,10 +676,8 @@ async fn write_loop<K: LineSink>(
                 write(&mut sink, &mut out, write_timeout).await;
                 break;
             }
+            // (events come once the client is admitted: `Hub::admit`)
             e = events.recv() => match e {
-                // before auth a connection can subscribe nothing: only link events come,
-                // and the `auth` answer carries the links' states instead
-                Some(_) if !authed.load(Ordering::Acquire) => continue,
                 Some(line) => out.push(line),
                 None => break,
             },
@@ -705,13 +707,11 @@ async fn write_loop<K: LineSink>(
                 _ = tokio::time::sleep_until(until) => {}
             }
         }
-        if authed.load(Ordering::Acquire) {
-            // and what else is queued, in the same write
-            while out.len() < queue {
-                match events.try_recv() {
-                    Ok(line) => out.push(line),
-                    Err(_) => break,
-                }
+        // and what else is queued, in the same write
+        while out.len() < queue {
+            match events.try_recv() {
+                Ok(line) => out.push(line),
+                Err(_) => break,
             }
         }
         if !write(&mut sink, &mut out, write_timeout).await {

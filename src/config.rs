@@ -249,6 +249,10 @@ pub struct LinkSection {
     /// Calls tracked at one device at once; one more evicts the oldest (failed first) with
     /// `call.released` cause `evicted` and a warning naming this key.
     pub max_calls_per_device: usize,
+    /// KiB read from the PBX socket ahead of the link's driver at most (the socket is read
+    /// on a thread of its own); a driver that far behind leaves the socket unread until it
+    /// catches up, with a warning naming this key.
+    pub read_ahead_kb: usize,
 }
 
 impl Default for LinkSection {
@@ -289,6 +293,7 @@ impl Default for LinkSection {
             max_outstanding: l.max_outstanding,
             requests_per_s: l.requests_per_s,
             max_calls_per_device: crate::model::MAX_CALLS_PER_DEVICE,
+            read_ahead_kb: l.read_ahead / 1024,
         }
     }
 }
@@ -617,6 +622,14 @@ impl Config {
             }
             if l.request_timeout_ms == 0 || l.request_timeout_ms > 600_000 {
                 return e(format!("{k}.request_timeout_ms: between 1 and 600000"));
+            }
+            if !crate::link::READ_AHEAD_KB_RANGE.contains(&l.read_ahead_kb) {
+                return e(format!(
+                    "{k}.read_ahead_kb: {} to {}, not {}",
+                    crate::link::READ_AHEAD_KB_RANGE.start(),
+                    crate::link::READ_AHEAD_KB_RANGE.end(),
+                    l.read_ahead_kb
+                ));
             }
             if l.snapshot_max_calls == 0 {
                 return e(format!("{k}.snapshot_max_calls: at least 1"));

@@ -473,6 +473,14 @@ impl Collector for Scrape {
         per_link(
             &mut e,
             l,
+            "pbx_read_ahead_full",
+            "Times the link's read-ahead was full (link.read_ahead_kb): the PBX socket was left unread until the link's decoding caught up.",
+            MetricType::Counter,
+            |l| l.counters.read_ahead_full,
+        )?;
+        per_link(
+            &mut e,
+            l,
             "link_behind",
             "Whether the gateway is behind the link's events now (1 from an event that waited 5 ms or more for the event pump until none has for 10 s; writes to busy clients are batched meanwhile).",
             MetricType::Gauge,
@@ -732,6 +740,8 @@ mod tests {
             "ctigate_pbx_frames_received_total{link=\"pbx1\"} 7",
             "ctigate_requests_total{op=\"monitor.start\",result=\"ok\"} 1",
             "ctigate_monitors{link=\"pbx1\",state=\"active\"} 2",
+            "# TYPE ctigate_pbx_read_ahead_full_total counter",
+            "ctigate_pbx_read_ahead_full_total{link=\"pbx1\"} 0",
             "# TYPE ctigate_link_behind gauge",
             "ctigate_link_behind{link=\"pbx1\"} 1",
             "# TYPE ctigate_link_behind_periods_total counter",

@@ -602,6 +602,7 @@ pub fn link_config(l: &LinkSection) -> LinkConfig {
         max_monitors: l.max_monitors,
         max_outstanding: l.max_outstanding,
         requests_per_s: l.requests_per_s,
+        read_ahead: l.read_ahead_kb * 1024,
         ..LinkConfig::default()
     }
 }

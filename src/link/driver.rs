@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout, Instant};
 use tokio_util::codec::{Decoder, Encoder};
@@ -273,6 +272,8 @@ struct SharedCounters {
     frames_received: AtomicU64,
     reconnects: AtomicU64,
     events: [AtomicU64; EVENT_KINDS],
+    /// The reading thread's bound and how often it was reached.
+    read_ahead: Arc<super::reader::ReadAhead>,
 }
 
 impl Default for SharedCounters {
@@ -284,6 +285,7 @@ impl Default for SharedCounters {
             frames_received: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             events: std::array::from_fn(|_| AtomicU64::new(0)),
+            read_ahead: Arc::new(super::reader::ReadAhead::new(super::READ_AHEAD_KB * 1024)),
         }
     }
 }
@@ -323,7 +325,10 @@ impl Link {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE.max(crate::config::MAX_OUTSTANDING_LIMIT + 64));
         let window = Arc::new(Window::new(&cfg));
         let up = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(SharedCounters::default());
+        let counters = Arc::new(SharedCounters {
+            read_ahead: Arc::new(super::reader::ReadAhead::new(cfg.read_ahead)),
+            ..SharedCounters::default()
+        });
         let request_timeout = cfg.request_timeout;
         let tls = cfg.tls.as_ref().map(|t| {
             crate::tls::client(&t.ca, &format!("link {}", cfg.name))
@@ -402,6 +407,7 @@ impl Link {
             events_shed: c.events_shed.load(Ordering::Acquire),
             frames_received: c.frames_received.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
+            read_ahead_full: c.read_ahead.full.load(Ordering::Relaxed),
             events: EventKinds(std::array::from_fn(|i| c.events[i].load(Ordering::Relaxed))),
         }
     }
@@ -513,17 +519,19 @@ enum Conn<C> {
 async fn connect(
     addr: String,
     tls: Option<(tokio_rustls::TlsConnector, Option<String>)>,
+    link: String,
+    ahead: Arc<super::reader::ReadAhead>,
 ) -> std::io::Result<(Reader, Writer)> {
-    let tcp = TcpStream::connect(&addr).await?;
-    let _ = tcp.set_nodelay(true);
+    // read on the PBX reading thread ([`super::reader`])
+    let stream = super::reader::connect(addr.clone(), link, ahead).await?;
     let Some((connector, name)) = tls else {
-        let (r, w) = tcp.into_split();
+        let (r, w) = stream.into_split();
         return Ok((Box::new(r), Box::new(w)));
     };
     let name = crate::tls::server_name(&addr, name.as_deref())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let stream = connector
-        .connect(name, tcp)
+        .connect(name, stream)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("TLS handshake: {e}")))?;
     let (r, w) = tokio::io::split(stream);
@@ -774,7 +782,12 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                             continue;
                         }
                     };
-                    self.conn = Conn::Connecting(Box::pin(connect(addr, tls)));
+                    self.conn = Conn::Connecting(Box::pin(connect(
+                        addr,
+                        tls,
+                        self.name.clone(),
+                        self.counters.read_ahead.clone(),
+                    )));
                 }
                 Out::Transmit(frame) => self.transmit(frame).await,
                 Out::Close => {

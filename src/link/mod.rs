@@ -24,6 +24,13 @@ pub mod ber;
 pub mod dialect;
 pub mod driver;
 pub mod monitors;
+pub mod reader;
+
+/// `link.read_ahead_kb` by default: 8 MiB, half a second of a switch sending 100 000
+/// events a second.
+pub const READ_AHEAD_KB: usize = 8192;
+/// `link.read_ahead_kb`'s bounds (64 KiB: one read; 1 GiB).
+pub const READ_AHEAD_KB_RANGE: std::ops::RangeInclusive<usize> = 64..=1_048_576;
 pub mod session;
 
 pub use backoff::Backoff;
@@ -94,6 +101,9 @@ pub struct LinkConfig {
     pub max_outstanding: usize,
     /// Requests per second to the switch (0 = unlimited): the [`Link`] handle spaces them.
     pub requests_per_s: u32,
+    /// Octets read from the switch ahead of the link's driver at most ([`reader`]); a
+    /// driver that far behind leaves the socket unread until it catches up.
+    pub read_ahead: usize,
     /// CSTA over TLS, for switches that offer it.
     pub tls: Option<LinkTls>,
 }
@@ -130,6 +140,7 @@ impl Default for LinkConfig {
             max_monitors: MAX_MONITORS,
             max_outstanding: MAX_IN_FLIGHT,
             requests_per_s: 0,
+            read_ahead: READ_AHEAD_KB * 1024,
         }
     }
 }
@@ -182,6 +193,9 @@ pub struct LinkCounters {
     pub frames_received: u64,
     /// Associations established after the link's first one (reconnects, failovers).
     pub reconnects: u64,
+    /// Times the read-ahead was full (`link.read_ahead_kb`): the PBX socket was left
+    /// unread until the driver caught up.
+    pub read_ahead_full: u64,
     /// Event reports from the switch, per kind ([`EventKinds`]).
     pub events: EventKinds,
 }

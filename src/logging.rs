@@ -119,6 +119,62 @@ where
         .with_filter(Targets::new().with_target("audit", tracing::Level::INFO))
 }
 
+/// Log lines about one kind of event (a refusal, a full queue) at most once a second; the next one says how many
+/// were left out (a flood of refused connections is one line a second, not one each).
+pub struct LogLimit {
+    /// Milliseconds since `start` of the last line written.
+    last: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+    start: std::time::Instant,
+}
+
+impl Default for LogLimit {
+    fn default() -> Self {
+        LogLimit::new()
+    }
+}
+
+impl LogLimit {
+    pub const fn new_at(start: std::time::Instant) -> LogLimit {
+        LogLimit {
+            last: std::sync::atomic::AtomicU64::new(u64::MAX),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+            start,
+        }
+    }
+
+    pub fn new() -> LogLimit {
+        LogLimit::new_at(std::time::Instant::now())
+    }
+
+    /// `Some(n)`: write the line now, saying that `n` like it were left out since the last;
+    /// `None`: leave this one out (counted).
+    pub fn allow(&self) -> Option<u64> {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        let last = self.last.load(std::sync::atomic::Ordering::Acquire);
+        if last != u64::MAX && now.saturating_sub(last) < 1000 {
+            self.suppressed
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            return None;
+        }
+        if self
+            .last
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            )
+            .is_err()
+        {
+            self.suppressed
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            return None;
+        }
+        Some(self.suppressed.swap(0, std::sync::atomic::Ordering::AcqRel))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +188,23 @@ mod tests {
             use_colour(true, Some("".into())),
             "an empty NO_COLOR is unset"
         );
+    }
+}
+
+#[cfg(test)]
+mod log_limit_tests {
+    use super::LogLimit;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    #[test]
+    fn log_limit_one_line_a_second() {
+        let l = LogLimit::new_at(std::time::Instant::now());
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!(l.allow(), None);
+        assert_eq!(l.allow(), None);
+        l.last.store(0, Ordering::Release); // as if a second had passed
+        std::thread::sleep(Duration::from_millis(1001));
+        assert_eq!(l.allow(), Some(2));
     }
 }

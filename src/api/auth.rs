@@ -18,7 +18,7 @@ use crate::config::UserSection;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -609,54 +609,7 @@ pub fn redact_status(v: Value, user: &User) -> Value {
     Value::Object(out)
 }
 
-/// Log lines about one kind of refusal at most once a second; the next one says how many
-/// were left out (a flood of refused connections is one line a second, not one each).
-pub struct LogLimit {
-    /// Milliseconds since `start` of the last line written.
-    last: AtomicU64,
-    suppressed: AtomicU64,
-    start: std::time::Instant,
-}
-
-impl Default for LogLimit {
-    fn default() -> Self {
-        LogLimit::new()
-    }
-}
-
-impl LogLimit {
-    pub const fn new_at(start: std::time::Instant) -> LogLimit {
-        LogLimit {
-            last: AtomicU64::new(u64::MAX),
-            suppressed: AtomicU64::new(0),
-            start,
-        }
-    }
-
-    pub fn new() -> LogLimit {
-        LogLimit::new_at(std::time::Instant::now())
-    }
-
-    /// `Some(n)`: write the line now, saying that `n` like it were left out since the last;
-    /// `None`: leave this one out (counted).
-    pub fn allow(&self) -> Option<u64> {
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        let last = self.last.load(Ordering::Acquire);
-        if last != u64::MAX && now.saturating_sub(last) < 1000 {
-            self.suppressed.fetch_add(1, Ordering::AcqRel);
-            return None;
-        }
-        if self
-            .last
-            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            self.suppressed.fetch_add(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(self.suppressed.swap(0, Ordering::AcqRel))
-    }
-}
+pub use crate::logging::LogLimit;
 
 /// Failed `agent.login`s: a growing block per device (`api.agent_login_backoff_ms`,
 /// doubling, at most `api.agent_login_backoff_max_s`); the same per connection is a
@@ -1061,16 +1014,5 @@ mod tests {
             json!({"version": "1", "uptime_s": 3, "links": [{"name": "pbx1", "state": "up"}], "seq": 9,
                    "monitors": [{"device": "201", "clients": 3}], "user": "u-control", "role": "control"})
         );
-    }
-
-    #[test]
-    fn log_limit_one_line_a_second() {
-        let l = LogLimit::new_at(std::time::Instant::now());
-        assert_eq!(l.allow(), Some(0));
-        assert_eq!(l.allow(), None);
-        assert_eq!(l.allow(), None);
-        l.last.store(0, Ordering::Release); // as if a second had passed
-        std::thread::sleep(Duration::from_millis(1001));
-        assert_eq!(l.allow(), Some(2));
     }
 }

@@ -63,7 +63,8 @@ fn handle() -> io::Result<&'static tokio::runtime::Handle> {
 pub struct ReadAhead {
     /// `link.read_ahead_kb` in octets.
     pub limit: usize,
-    /// Times the queue was full (the socket left unread until the driver took octets).
+    /// Times the queue had no room for another read (64 KiB, or the whole limit when
+    /// smaller): the socket left unread until the driver took octets.
     pub full: AtomicU64,
 }
 
@@ -132,18 +133,18 @@ async fn read_loop(
     ahead: Arc<ReadAhead>,
     link: String,
 ) {
+    // room for a whole read before each: at most the limit, so it always comes
     let want = CHUNK.min(ahead.limit);
+    let want_permits = u32::try_from(want).unwrap_or(u32::MAX);
     let mut buf = vec![0u8; want];
     loop {
-        // `want` is at most the limit: the permits always come (u32: the limit is checked)
-        let want_permits = u32::try_from(want).unwrap_or(u32::MAX);
         let permit = match room.free.try_acquire_many(want_permits) {
             Ok(p) => p,
             Err(_) => {
                 let n = ahead.full.fetch_add(1, Ordering::Relaxed) + 1;
-                if FULL_LOG.allow() {
-                    warn!(link = %link, limit = "link.read_ahead_kb", octets = ahead.limit, times = n,
-                          "the link's driver is behind by the whole read-ahead: the PBX socket is not read until it catches up");
+                if let Some(left_out) = FULL_LOG.allow() {
+                    warn!(link = %link, limit = "link.read_ahead_kb", octets = ahead.limit, times = n, left_out,
+                          "the link's decoding is behind by the whole read-ahead: the PBX socket is not read until it catches up");
                 }
                 tokio::select! {
                     p = room.free.acquire_many(want_permits) => match p {
@@ -176,28 +177,8 @@ async fn read_loop(
 }
 
 /// One warning a second at most about a full read-ahead (all links together).
-static FULL_LOG: LogEvery = LogEvery::new();
-
-/// Allows a log line at most once a second.
-struct LogEvery(std::sync::Mutex<Option<std::time::Instant>>);
-
-impl LogEvery {
-    const fn new() -> LogEvery {
-        LogEvery(std::sync::Mutex::new(None))
-    }
-
-    fn allow(&self) -> bool {
-        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        match *last {
-            Some(t) if now.duration_since(t) < std::time::Duration::from_secs(1) => false,
-            _ => {
-                *last = Some(now);
-                true
-            }
-        }
-    }
-}
+static FULL_LOG: std::sync::LazyLock<crate::logging::LogLimit> =
+    std::sync::LazyLock::new(crate::logging::LogLimit::new);
 
 /// The octets the reading thread read, in order; the end of the stream as an empty read,
 /// a failed read as its error (after the octets read before it).

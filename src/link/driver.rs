@@ -276,8 +276,9 @@ struct SharedCounters {
     read_ahead: Arc<super::reader::ReadAhead>,
 }
 
-impl Default for SharedCounters {
-    fn default() -> Self {
+impl SharedCounters {
+    /// Zero, with the link's read-ahead of `read_ahead` octets.
+    fn new(read_ahead: usize) -> Self {
         SharedCounters {
             malformed_frames: AtomicU64::new(0),
             rejects_sent: AtomicU64::new(0),
@@ -285,7 +286,7 @@ impl Default for SharedCounters {
             frames_received: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             events: std::array::from_fn(|_| AtomicU64::new(0)),
-            read_ahead: Arc::new(super::reader::ReadAhead::new(super::READ_AHEAD_KB * 1024)),
+            read_ahead: Arc::new(super::reader::ReadAhead::new(read_ahead)),
         }
     }
 }
@@ -325,10 +326,7 @@ impl Link {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE.max(crate::config::MAX_OUTSTANDING_LIMIT + 64));
         let window = Arc::new(Window::new(&cfg));
         let up = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(SharedCounters {
-            read_ahead: Arc::new(super::reader::ReadAhead::new(cfg.read_ahead)),
-            ..SharedCounters::default()
-        });
+        let counters = Arc::new(SharedCounters::new(cfg.read_ahead));
         let request_timeout = cfg.request_timeout;
         let tls = cfg.tls.as_ref().map(|t| {
             crate::tls::client(&t.ca, &format!("link {}", cfg.name))

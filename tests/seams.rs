@@ -19,7 +19,7 @@ use ctigate::link::{Answer, CstaError, LinkError, LinkEvent, Side};
 use ctigate::model::{AgentState, EventKind, InternalRule};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -60,6 +60,8 @@ struct ScriptedLink {
     request_delay: Duration,
     up: AtomicBool,
     log: Mutex<Vec<String>>,
+    /// What it tells of its read-ahead's wait (µs).
+    read_waited_us: AtomicU64,
 }
 
 impl ScriptedLink {
@@ -71,6 +73,7 @@ impl ScriptedLink {
             request_delay: Duration::ZERO,
             up: AtomicBool::new(true),
             log: Mutex::new(Vec::new()),
+            read_waited_us: AtomicU64::new(0),
         }
     }
 
@@ -125,6 +128,9 @@ impl PbxLink for ScriptedLink {
     }
     fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+    fn read_waited(&self) -> Duration {
+        Duration::from_micros(self.read_waited_us.load(Ordering::Relaxed))
     }
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         self.note("shutdown".into());
@@ -1005,8 +1011,9 @@ async fn events_to_a_client_written_to_lately_wait_for_write_coalesce_ms_togethe
 
 #[tokio::test(start_paused = true)]
 async fn while_the_gateway_is_behind_events_to_a_busy_client_are_batched() {
+    let link = Arc::new(ScriptedLink::accepting());
     let (api, events) = api_over(
-        Arc::new(ScriptedLink::accepting()),
+        link.clone(),
         ApiConfig {
             client_queue: 8,
             write_coalesce_behind_ms: 40,
@@ -1091,6 +1098,23 @@ async fn while_the_gateway_is_behind_events_to_a_busy_client_are_batched() {
     settle().await;
     assert!(api.gateway.is_behind());
     assert_eq!(slot.behind_periods.load(Ordering::Relaxed), 2);
+    // caught up again; then events handed over at once, but whose octets waited 8 ms in
+    // the link's read-ahead before they were decoded: behind (the wait counts from the
+    // PBX socket)
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    settle().await;
+    assert!(!api.gateway.is_behind());
+    link.read_waited_us.store(8_000, Ordering::Relaxed);
+    events
+        .send(PumpIn::Link(
+            LinkEvent::Up { side: side_a() },
+            std::time::Instant::now(),
+        ))
+        .await
+        .unwrap();
+    settle().await;
+    assert!(api.gateway.is_behind());
+    assert_eq!(slot.behind_periods.load(Ordering::Relaxed), 3);
     assert_eq!(api.hub.dropped(), 0);
 }
 

@@ -6,6 +6,7 @@ use crate::link::{Answer, CstaError, Link, LinkCounters, LinkError};
 use ctigate_csta::ops::Argument;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 /// A boxed future, for the object-safe [`PbxLink`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -34,6 +35,11 @@ pub trait PbxLink: Send + Sync + 'static {
     /// that does not count them).
     fn counters(&self) -> LinkCounters {
         LinkCounters::default()
+    }
+    /// How long the switch's octets the link decoded last had waited for it since they
+    /// were read from the PBX socket (zero for a link that does not read ahead).
+    fn read_waited(&self) -> Duration {
+        Duration::ZERO
     }
     /// New `max_monitors`, `max_outstanding` and `requests_per_s` (a configuration
     /// reload); a link without such limits ignores them.
@@ -68,6 +74,9 @@ impl PbxLink for Link {
     }
     fn counters(&self) -> LinkCounters {
         Link::counters(self)
+    }
+    fn read_waited(&self) -> Duration {
+        Link::read_waited(self)
     }
     fn set_limits(&self, l: LinkLimits) -> BoxFuture<'_, ()> {
         Box::pin(Link::set_limits(

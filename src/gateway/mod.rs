@@ -39,8 +39,9 @@ use tracing::{debug, info, warn};
 pub const EVENT_QUEUE: usize = 16384;
 /// Items the event pump takes from its queue at once.
 const PUMP_BATCH: usize = 256;
-/// A link's events are behind when one waited this long between the PBX socket (read and
-/// decoded) and the event pump ([`Gateway::is_behind`]) ...
+/// A link's events are behind when one waited this long between the PBX socket (its
+/// octets read, in the link's read-ahead until decoded) and the event pump
+/// ([`Gateway::is_behind`]) ...
 pub const BEHIND_LAG: Duration = Duration::from_millis(5);
 /// ... until none has for this long.
 pub const BEHIND_HOLD: Duration = Duration::from_secs(10);
@@ -1555,9 +1556,11 @@ async fn pump(gw: Weak<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<Pum
         let Some(gw) = gw.upgrade().filter(|_| n > 0) else {
             break;
         };
-        // the oldest waited longest: the first link event of the batch
+        // the oldest waited longest: the first link event of the batch, since its frame
+        // was decoded, and its octets before that in the link's read-ahead (about: those
+        // the link took last)
         let lag = batch.iter().find_map(|i| match i {
-            PumpIn::Link(_, received) => Some(received.elapsed()),
+            PumpIn::Link(_, received) => Some(received.elapsed().max(slot.link.read_waited())),
             _ => None,
         });
         behind.check(&gw, &slot, lag);

@@ -410,6 +410,12 @@ impl Link {
         }
     }
 
+    /// How long the octets the link decoded last had waited for it since they were read
+    /// from the PBX socket ([`ReadAhead::waited`](super::reader::ReadAhead::waited)).
+    pub fn read_waited(&self) -> Duration {
+        self.counters.read_ahead.waited()
+    }
+
     /// Release the association (RLRQ, then RLRE within `request_timeout`) and stop the
     /// link for every handle. Returns when done (bounded).
     pub async fn shutdown(&self) {

@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -66,6 +67,9 @@ pub struct ReadAhead {
     /// Times the queue had no room for another read (64 KiB, or the whole limit when
     /// smaller): the socket left unread until the driver took octets.
     pub full: AtomicU64,
+    /// How long the octets the driver took last had waited here since they were read
+    /// (µs): the first of them, so the longest.
+    waited_us: AtomicU64,
 }
 
 impl ReadAhead {
@@ -73,7 +77,15 @@ impl ReadAhead {
         ReadAhead {
             limit: limit.max(1),
             full: AtomicU64::new(0),
+            waited_us: AtomicU64::new(0),
         }
+    }
+
+    /// How long the octets the driver took last had waited for it since they were read
+    /// from the socket (zero before any): the part of an event's wait between the PBX
+    /// socket and the event pump that comes before its frame is decoded.
+    pub fn waited(&self) -> Duration {
+        Duration::from_micros(self.waited_us.load(Ordering::Relaxed))
     }
 }
 
@@ -100,14 +112,16 @@ pub async fn connect(addr: String, link: String, ahead: Arc<ReadAhead>) -> io::R
         });
         // bounded by `room` (octets): every chunk holds at least one
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(read_loop(r, tx, room.clone(), ahead, link));
+        tokio::spawn(read_loop(r, tx, room.clone(), ahead.clone(), link));
         Ok::<_, io::Error>(PbxStream {
             r: ChunkReader {
                 rx,
                 cur: Bytes::new(),
+                cur_at: Instant::now(),
                 err: None,
                 eof: false,
                 room,
+                ahead,
             },
             w,
         })
@@ -128,7 +142,7 @@ struct Room {
 /// end (the connection is over: the socket closes now, not at the switch's next octet).
 async fn read_loop(
     mut r: OwnedReadHalf,
-    tx: mpsc::UnboundedSender<io::Result<Bytes>>,
+    tx: mpsc::UnboundedSender<(io::Result<Bytes>, Instant)>,
     room: Arc<Room>,
     ahead: Arc<ReadAhead>,
     link: String,
@@ -167,7 +181,10 @@ async fn read_loop(
         room.queued.fetch_add(n, Ordering::Relaxed);
         let end = n == 0;
         if tx
-            .send(got.map(|n| Bytes::copy_from_slice(&buf[..n])))
+            .send((
+                got.map(|n| Bytes::copy_from_slice(&buf[..n])),
+                Instant::now(),
+            ))
             .is_err()
             || end
         {
@@ -183,11 +200,14 @@ static FULL_LOG: std::sync::LazyLock<crate::logging::LogLimit> =
 /// The octets the reading thread read, in order; the end of the stream as an empty read,
 /// a failed read as its error (after the octets read before it).
 pub struct ChunkReader {
-    rx: mpsc::UnboundedReceiver<io::Result<Bytes>>,
+    rx: mpsc::UnboundedReceiver<(io::Result<Bytes>, Instant)>,
     cur: Bytes,
+    /// When `cur` was read from the socket.
+    cur_at: Instant,
     err: Option<io::Error>,
     eof: bool,
     room: Arc<Room>,
+    ahead: Arc<ReadAhead>,
 }
 
 impl AsyncRead for ChunkReader {
@@ -200,6 +220,13 @@ impl AsyncRead for ChunkReader {
         let before = buf.filled().len();
         loop {
             if !self.cur.is_empty() {
+                if buf.filled().len() == before {
+                    // the first octets taken now: the oldest, the longest wait
+                    let waited = self.cur_at.elapsed().as_micros();
+                    self.ahead
+                        .waited_us
+                        .store(u64::try_from(waited).unwrap_or(u64::MAX), Ordering::Relaxed);
+                }
                 let n = self.cur.len().min(buf.remaining());
                 let chunk = self.cur.split_to(n);
                 buf.put_slice(&chunk);
@@ -227,9 +254,12 @@ impl AsyncRead for ChunkReader {
                 Poll::Pending => return Poll::Pending,
                 // the end of the stream (an empty read), or of the reading thread's task
                 Poll::Ready(None) => self.eof = true,
-                Poll::Ready(Some(Ok(b))) if b.is_empty() => self.eof = true,
-                Poll::Ready(Some(Ok(b))) => self.cur = b,
-                Poll::Ready(Some(Err(e))) => self.err = Some(e),
+                Poll::Ready(Some((Ok(b), _))) if b.is_empty() => self.eof = true,
+                Poll::Ready(Some((Ok(b), at))) => {
+                    self.cur = b;
+                    self.cur_at = at;
+                }
+                Poll::Ready(Some((Err(e), _))) => self.err = Some(e),
             }
         }
     }
@@ -327,6 +357,40 @@ mod tests {
         assert!(got == sent, "{} octets, not the ones sent", got.len());
         assert_eq!(pbx.queued(), 0);
         assert_eq!(ahead.full.load(Ordering::Relaxed), 0);
+    }
+
+    /// How long octets waited in the read-ahead is known when the driver takes them (the
+    /// gateway's "behind" rule counts it): the first taken, for as long as they waited;
+    /// octets taken as soon as they come, hardly.
+    #[tokio::test]
+    async fn the_wait_in_the_read_ahead_is_told_when_the_driver_takes_the_octets() {
+        let (mut sw, mut pbx, ahead) = pair(1 << 20).await;
+        assert_eq!(ahead.waited(), Duration::ZERO);
+        let sent = Instant::now();
+        sw.write_all(b"first").await.unwrap();
+        until("5 octets queued", || pbx.queued() == 5).await;
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        sw.write_all(b"second").await.unwrap();
+        until("11 octets queued", || pbx.queued() == 11).await;
+        let mut b = [0u8; 11];
+        pbx.read_exact(&mut b).await.unwrap();
+        let longest = sent.elapsed();
+        assert_eq!(&b, b"firstsecond");
+        // the first octets' wait, not the second's (read at least 120 ms later)
+        let w = ahead.waited();
+        assert!(w >= Duration::from_millis(120), "waited {w:?}");
+        assert!(w <= longest, "waited {w:?}, at most {longest:?}");
+        // the driver waiting for the next octets: it takes them as they come
+        let reader = tokio::spawn(async move {
+            let mut b = [0u8; 4];
+            pbx.read_exact(&mut b).await.unwrap();
+            b
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sw.write_all(b"more").await.unwrap();
+        assert_eq!(&reader.await.unwrap(), b"more");
+        let w = ahead.waited();
+        assert!(w < Duration::from_millis(100), "waited {w:?}");
     }
 
     /// Beyond `read_ahead` the socket waits for the driver, counted; nothing is lost.

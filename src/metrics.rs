@@ -482,7 +482,7 @@ impl Collector for Scrape {
             &mut e,
             l,
             "link_behind",
-            "Whether the gateway is behind the link's events now (1 from an event that waited 5 ms or more for the event pump until none has for 10 s; writes to busy clients are batched meanwhile).",
+            "Whether the gateway is behind the link's events now (1 from an event that waited 5 ms or more between the PBX socket and the event pump until none has for 10 s; writes to busy clients are batched meanwhile).",
             MetricType::Gauge,
             |l| u64::from(l.behind),
         )?;

@@ -243,8 +243,9 @@ enum Command {
         /// Print one JSON object (the same fields) instead of the table.
         #[arg(long)]
         json: bool,
-        /// Search the highest rate with nothing lost, no client lagged and p99 under
-        /// 50 ms: trials of --seconds (at most 5) from --find-max-start, doubling while
+        /// Search the highest rate with nothing lost, no client lagged, p99 under 50 ms
+        /// and the PBX socket read continuously (no switch write blocked, nothing left
+        /// unread 10 ms or more): trials of --seconds (at most 5) from --find-max-start, doubling while
         /// they pass (halving while they fail), then bisecting; each trial a fresh gateway.
         /// Exit 1 when no rate passed.
         #[arg(long)]
@@ -400,18 +401,23 @@ async fn run_bench(
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "highest rate with nothing lost, no client lagged and p99 < {} ms: {}/s",
+                    "highest rate with nothing lost, no client lagged, p99 < {} ms and the PBX socket read continuously: {}/s",
                     ctigate::bench::FIND_MAX_P99_MS,
                     r.max_rate_per_s
                 );
                 for t in &r.trials {
                     println!(
-                        "  trial {:>9}/s  {}  p99 {} ms  lost {}  lagged {}",
+                        "  trial {:>9}/s  {}  p99 {} ms  lost {}  lagged {}{}",
                         t.rate_per_s,
                         if t.passed { "pass" } else { "FAIL" },
                         t.latency_p99_ms.map_or("-".into(), |p| format!("{p:.3}")),
                         t.events_lost,
-                        t.lagged_clients
+                        t.lagged_clients,
+                        if t.failures.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  ({})", t.failures.join("; "))
+                        }
                     );
                 }
                 if let Some(b) = &r.best {

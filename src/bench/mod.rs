@@ -943,10 +943,44 @@ impl Drop for AbortOnDrop {
 }
 
 /// One `--find-max` trial's verdict: no loss, no lag, every event in order, the switch
-/// sent at least 95 % of the rate asked, and p99 under [`FIND_MAX_P99_MS`].
+/// sent at least 95 % of the rate asked, p99 under [`FIND_MAX_P99_MS`], and the PBX socket
+/// read continuously (no switch write blocked, no octet left unread for
+/// [`unread::UNREAD_LIMIT`] or more).
 pub fn passes(r: &Report) -> bool {
-    r.ok && r.switch_events_per_s >= 0.95 * r.rate_target_per_s as f64
-        && r.latency_p99_ms.is_some_and(|p| p < FIND_MAX_P99_MS)
+    verdict(r).is_empty()
+}
+
+/// Why a `--find-max` trial fails ([`passes`]), one sentence each; empty when it passes.
+pub fn verdict(r: &Report) -> Vec<String> {
+    let mut why = r.failures.clone();
+    if r.switch_events_per_s < 0.95 * r.rate_target_per_s as f64 {
+        why.push(format!(
+            "the switch sent {:.0} events/s, under 95 % of the rate",
+            r.switch_events_per_s
+        ));
+    }
+    match r.latency_p99_ms {
+        Some(p) if p < FIND_MAX_P99_MS => {}
+        Some(p) => why.push(format!(
+            "latency p99 {p:.1} ms (limit {FIND_MAX_P99_MS} ms)"
+        )),
+        None => why.push("no latency measured".into()),
+    }
+    if r.switch_write_stalls > 0 {
+        why.push(format!(
+            "{} switch writes blocked 10 ms or more",
+            r.switch_write_stalls
+        ));
+    }
+    if r.pbx_unread_episodes > 0 {
+        why.push(format!(
+            "the PBX socket left unread for {} ms or more {} times (longest {:.1} ms)",
+            unread::UNREAD_LIMIT.as_millis(),
+            r.pbx_unread_episodes,
+            r.pbx_unread_max_ms
+        ));
+    }
+    why
 }
 
 /// `--find-max`: trials from `start`, doubling while they pass (halving while they fail,
@@ -970,6 +1004,7 @@ pub struct Trial {
     pub lagged_clients: u64,
     pub latency_p99_ms: Option<f64>,
     pub gateway_cpu_percent: f64,
+    /// Why it failed ([`verdict`]); empty when it passed.
     pub failures: Vec<String>,
 }
 
@@ -1042,16 +1077,17 @@ async fn trial(spec: &Spec, exe: &Path, rate: u64) -> anyhow::Result<(Trial, Rep
     let mut s = spec.clone();
     s.rate = rate;
     let r = run(&s, exe).await?;
+    let why = verdict(&r);
     let t = Trial {
         rate_per_s: rate,
-        passed: passes(&r),
+        passed: why.is_empty(),
         switch_events_per_s: r.switch_events_per_s,
         client_events_per_s: r.client_events_per_s,
         events_lost: r.events_lost,
         lagged_clients: r.lagged_clients,
         latency_p99_ms: r.latency_p99_ms,
         gateway_cpu_percent: r.gateway_cpu_percent,
-        failures: r.failures.clone(),
+        failures: why,
     };
     Ok((t, r))
 }
@@ -1198,6 +1234,72 @@ mod tests {
             tried.push((r, r <= limit));
         }
         (highest_pass(&tried), tried.iter().map(|t| t.0).collect())
+    }
+
+    /// A trial passes only with nothing lost, the rate reached, p99 under 50 ms and the
+    /// PBX socket read continuously; each shortfall is named.
+    #[test]
+    fn a_trial_fails_on_each_shortfall_and_says_which() {
+        let good = Report {
+            ok: true,
+            rate_target_per_s: 1000,
+            switch_events_per_s: 990.0,
+            latency_p99_ms: Some(3.0),
+            ..Report::default()
+        };
+        assert!(passes(&good), "{:?}", verdict(&good));
+        let cases: [(&str, Report); 6] = [
+            (
+                "never reached their client",
+                Report {
+                    ok: false,
+                    failures: vec!["3 of 9 events sent never reached their client".into()],
+                    ..good.clone()
+                },
+            ),
+            (
+                "under 95 %",
+                Report {
+                    switch_events_per_s: 900.0,
+                    ..good.clone()
+                },
+            ),
+            (
+                "latency p99 50.0 ms",
+                Report {
+                    latency_p99_ms: Some(50.0),
+                    ..good.clone()
+                },
+            ),
+            (
+                "no latency measured",
+                Report {
+                    latency_p99_ms: None,
+                    ..good.clone()
+                },
+            ),
+            (
+                "2 switch writes blocked",
+                Report {
+                    switch_write_stalls: 2,
+                    ..good.clone()
+                },
+            ),
+            (
+                "unread for 10 ms or more 1 times (longest 12.5 ms)",
+                Report {
+                    pbx_unread_episodes: 1,
+                    pbx_unread_max_ms: 12.5,
+                    ..good.clone()
+                },
+            ),
+        ];
+        for (why, r) in cases {
+            let v = verdict(&r);
+            assert!(!passes(&r), "{why}");
+            assert_eq!(v.len(), 1, "{why}: {v:?}");
+            assert!(v[0].contains(why), "{why}: {v:?}");
+        }
     }
 
     #[test]

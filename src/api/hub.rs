@@ -6,7 +6,6 @@
 use super::protocol::rfc3339;
 use crate::config::ApiConfig;
 use crate::gateway::{Body, Event, Subscriber};
-use crate::model::{CallExtra, CallView};
 use crate::FastMap;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, VecDeque};
@@ -595,15 +594,6 @@ struct Tail<'a, B: serde::Serialize> {
     body: &'a B,
 }
 
-/// A call event's body: the view, the cause, the event's own fields.
-#[derive(serde::Serialize)]
-struct CallBody<'a> {
-    call: &'a CallView,
-    cause: &'a Option<String>,
-    #[serde(flatten)]
-    extra: &'a CallExtra,
-}
-
 /// `tail` as a JSON object (`{"time":...}`): its fields follow the seq in the line.
 fn tail<B: serde::Serialize>(tail: &Tail<'_, B>) -> String {
     match serde_json::to_string(tail) {
@@ -628,12 +618,9 @@ impl Subscriber for Hub {
         // serialized before the hub's lock is taken; call events, nearly all of them,
         // straight from the typed view
         let tail = match &ev.body {
-            Body::Call { call, cause, extra } => tail(&Tail {
-                time,
-                link: &ev.link,
-                device,
-                body: &CallBody { call, cause, extra },
-            }),
+            Body::Call { call, cause, extra } => {
+                super::call_line::call_tail(time, &ev.link, device, call, cause.as_deref(), extra)
+            }
             other => {
                 let mut m = Map::new();
                 match other {
@@ -690,6 +677,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{CallExtra, CallView};
 
     fn key(d: &str) -> DeviceKey {
         ("pbx1".into(), d.into())

@@ -11,6 +11,7 @@
 //! - [`server`]: the TCP transport (NDJSON over a socket).
 
 pub mod auth;
+mod call_line;
 pub mod hub;
 pub mod ops;
 pub mod protocol;

@@ -245,9 +245,9 @@ enum Command {
         json: bool,
         /// Search the highest rate with nothing lost, no client lagged, p99 under 50 ms
         /// and the PBX socket read continuously (no switch write blocked, nothing left
-        /// unread 10 ms or more): trials of --seconds (at most 5) from --find-max-start, doubling while
-        /// they pass (halving while they fail), then bisecting; each trial a fresh gateway.
-        /// Exit 1 when no rate passed.
+        /// unread 10 ms or more): trials of --seconds (at most 5) from --find-max-start,
+        /// doubling while they pass (halving while they fail), then bisecting; each trial
+        /// a fresh gateway. Exit 1 when no rate passed.
         #[arg(long)]
         find_max: bool,
         /// The first rate of --find-max.

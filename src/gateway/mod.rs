@@ -1632,6 +1632,10 @@ impl Behind {
     }
 }
 
+/// At most one info line a second about resyncs that changed a device's calls.
+static RESYNC_LOG: std::sync::LazyLock<crate::logging::LogLimit> =
+    std::sync::LazyLock::new(crate::logging::LogLimit::new);
+
 fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
     let (ev, received) = match item {
         PumpIn::Link(ev, received) => (ev, received),
@@ -1659,7 +1663,17 @@ fn pump_one(gw: &Arc<Gateway>, slot: &Arc<LinkSlot>, item: PumpIn) {
                 .tracker()
                 .apply_resync(mark, &entries, SystemTime::now());
             if !outs.is_empty() {
-                info!(link = %slot.name, %device, events = outs.len(), "resync: the device's calls brought up to date");
+                // one line a second at info (an overload's resyncs are thousands), the
+                // rest at debug
+                match RESYNC_LOG.allow() {
+                    Some(left_out) => {
+                        info!(link = %slot.name, %device, events = outs.len(), left_out,
+                              "resync: the device's calls brought up to date (left_out: devices brought up to date since the last such line, logged at debug)")
+                    }
+                    None => {
+                        debug!(link = %slot.name, %device, events = outs.len(), "resync: the device's calls brought up to date")
+                    }
+                }
             }
             gw.publish(&slot.name, outs);
             let _ = done.send(());

@@ -855,30 +855,12 @@ pub async fn run(spec: &Spec, exe: &Path) -> anyhow::Result<Report> {
             ));
         }
     }
-    if rep.switch_write_stalls > 0 {
-        rep.warnings.push(format!(
-            "{} switch writes were blocked 10 ms or more (longest {:.1} ms): the gateway did not read its PBX socket continuously",
-            rep.switch_write_stalls, rep.switch_longest_write_ms
-        ));
-    }
-    if rep.pbx_unread_episodes > 0 {
-        rep.warnings.push(format!(
-            "the gateway left its PBX socket unread for {} ms or more {} times (longest {:.1} ms): it did not read the switch continuously",
-            unread::UNREAD_LIMIT.as_millis(),
-            rep.pbx_unread_episodes,
-            rep.pbx_unread_max_ms
-        ));
-    }
+    let short = shortfalls(&rep);
+    rep.warnings.extend(short);
     if let Some(e) = &rep.pbx_unread_error {
         rep.warnings.push(format!(
             "{} samples of the PBX socket's unread time failed (first: {e})",
             rep.pbx_unread_failed
-        ));
-    }
-    if rep.latency_p99_ms.is_some_and(|p| p >= FIND_MAX_P99_MS) {
-        rep.warnings.push(format!(
-            "latency p99 {:.1} ms is {FIND_MAX_P99_MS} ms or more",
-            rep.latency_p99_ms.unwrap_or(0.0)
         ));
     }
     if rep.events_lost > 0 {
@@ -950,7 +932,8 @@ pub fn passes(r: &Report) -> bool {
     verdict(r).is_empty()
 }
 
-/// Why a `--find-max` trial fails ([`passes`]), one sentence each; empty when it passes.
+/// Why a `--find-max` trial fails ([`passes`]), one sentence each; empty when it passes:
+/// the run's failures, the rate under 95 %, no latency measured, and its [`shortfalls`].
 pub fn verdict(r: &Report) -> Vec<String> {
     let mut why = r.failures.clone();
     if r.switch_events_per_s < 0.95 * r.rate_target_per_s as f64 {
@@ -959,28 +942,38 @@ pub fn verdict(r: &Report) -> Vec<String> {
             r.switch_events_per_s
         ));
     }
-    match r.latency_p99_ms {
-        Some(p) if p < FIND_MAX_P99_MS => {}
-        Some(p) => why.push(format!(
-            "latency p99 {p:.1} ms (limit {FIND_MAX_P99_MS} ms)"
-        )),
-        None => why.push("no latency measured".into()),
+    if r.latency_p99_ms.is_none() {
+        why.push("no latency measured".into());
     }
+    why.extend(shortfalls(r));
+    why
+}
+
+/// What a run fell short of the targets by without losing anything (a warning of the run,
+/// a failure of a `--find-max` trial): switch writes blocked, the PBX socket left unread,
+/// p99 at [`FIND_MAX_P99_MS`] or more.
+fn shortfalls(r: &Report) -> Vec<String> {
+    let mut s = Vec::new();
     if r.switch_write_stalls > 0 {
-        why.push(format!(
-            "{} switch writes blocked 10 ms or more",
-            r.switch_write_stalls
+        s.push(format!(
+            "{} switch writes were blocked 10 ms or more (longest {:.1} ms): the gateway did not read its PBX socket continuously",
+            r.switch_write_stalls, r.switch_longest_write_ms
         ));
     }
     if r.pbx_unread_episodes > 0 {
-        why.push(format!(
-            "the PBX socket left unread for {} ms or more {} times (longest {:.1} ms)",
+        s.push(format!(
+            "the gateway left its PBX socket unread for {} ms or more {} times (longest {:.1} ms): it did not read the switch continuously",
             unread::UNREAD_LIMIT.as_millis(),
             r.pbx_unread_episodes,
             r.pbx_unread_max_ms
         ));
     }
-    why
+    if let Some(p) = r.latency_p99_ms.filter(|p| *p >= FIND_MAX_P99_MS) {
+        s.push(format!(
+            "latency p99 {p:.1} ms is {FIND_MAX_P99_MS} ms or more"
+        ));
+    }
+    s
 }
 
 /// `--find-max`: trials from `start`, doubling while they pass (halving while they fail,
@@ -1265,7 +1258,7 @@ mod tests {
                 },
             ),
             (
-                "latency p99 50.0 ms",
+                "latency p99 50.0 ms is 50 ms or more",
                 Report {
                     latency_p99_ms: Some(50.0),
                     ..good.clone()
@@ -1279,7 +1272,7 @@ mod tests {
                 },
             ),
             (
-                "2 switch writes blocked",
+                "2 switch writes were blocked",
                 Report {
                     switch_write_stalls: 2,
                     ..good.clone()

@@ -8,6 +8,7 @@
 //! escaping loop, about 20 keys and 14 values a line, a fifth of the event pump's
 //! instructions (BENCHMARKS.md).
 
+use super::hub::push_u64;
 use crate::model::{CallExtra, CallView, Stamp};
 use std::time::SystemTime;
 
@@ -80,7 +81,7 @@ fn view(o: &mut String, v: &CallView) {
     o.push_str(r#","ended":"#);
     time(o, v.ended);
     o.push_str(r#","visit":"#);
-    o.push_str(itoa::Buffer::new().format(v.visit));
+    push_u64(o, u64::from(v.visit));
     o.push('}');
 }
 
@@ -128,7 +129,7 @@ fn extras(o: &mut String, e: &CallExtra) {
     }
     if let Some(ms) = duration_ms {
         o.push_str(r#","duration_ms":"#);
-        o.push_str(itoa::Buffer::new().format(*ms));
+        push_u64(o, *ms);
     }
 }
 

@@ -523,7 +523,7 @@ impl Hub {
 }
 
 /// `n` in decimal.
-fn push_u64(out: &mut String, n: u64) {
+pub(super) fn push_u64(out: &mut String, n: u64) {
     out.push_str(itoa::Buffer::new().format(n));
 }
 
@@ -583,19 +583,19 @@ fn offer(c: &Slot, line: &Arc<str>, seq: u64) -> u64 {
 }
 
 /// The fields of an event line after its seq (`time`, `link`, `device`, then the body's),
-/// in that order.
+/// in that order: every event but a call event (`call_line::call_tail`).
 #[derive(serde::Serialize)]
-struct Tail<'a, B: serde::Serialize> {
+struct Tail<'a> {
     time: &'a str,
     link: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     device: Option<&'a str>,
     #[serde(flatten)]
-    body: &'a B,
+    body: &'a Map<String, Value>,
 }
 
 /// `tail` as a JSON object (`{"time":...}`): its fields follow the seq in the line.
-fn tail<B: serde::Serialize>(tail: &Tail<'_, B>) -> String {
+fn tail(tail: &Tail<'_>) -> String {
     match serde_json::to_string(tail) {
         Ok(s) => s,
         // no map key of these types can fail to serialize; never lose the event for it

@@ -80,6 +80,28 @@ fn encode(c: &mut Criterion) {
     g.finish();
 }
 
+/// What the link does with an event report: the typed report, by the general path (the
+/// schema decoder's value tree, then the typed view) and by the hot path
+/// (`ctigate_csta::hot`, straight to the typed view) on the same PDU.
+fn typed(c: &mut Criterion) {
+    use ctigate_csta::rose::Rose;
+    use ctigate_csta::rose_ext::ReportFromInvoke;
+    use ctigate_csta_model::events::EventReport;
+    let mut g = c.benchmark_group("typed");
+    g.throughput(Throughput::Elements(1));
+    let (_, bytes, _) = pdus().into_iter().next().unwrap();
+    g.bench_function("delivered_event_general", |b| {
+        b.iter(|| match Apdu::decode(black_box(&bytes)).unwrap() {
+            Apdu::Rose(Rose::Invoke(inv)) => EventReport::from_invoke_lenient(&inv).unwrap(),
+            _ => unreachable!(),
+        })
+    });
+    g.bench_function("delivered_event_hot", |b| {
+        b.iter(|| ctigate_csta::hot::event_report(black_box(&bytes)).unwrap())
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -89,6 +111,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = decode, encode
+    targets = decode, encode, typed
 }
 criterion_main!(benches);

@@ -18,6 +18,7 @@ Per target:
   acse       the ACSE PDUs (first octet 0x60..0x7f)
   apdu       every PDU
   roundtrip  every PDU
+  hot_event  every invoke (first octet 0xa1)
   all three also get, per PDU, two non-canonical but valid BER re-encodings: every
   constructed value with the indefinite length form, and every length in a non-minimal
   long form (the canonical encoder must turn both back into the original).
@@ -174,7 +175,7 @@ def main():
     base = vectors(args.spec) + fixtures()
     extra = [] if args.no_random else random_pdus(args.spec)
     pdus = base + extra
-    corpus = {t: [] for t in ('frame', 'acse', 'apdu', 'roundtrip')}
+    corpus = {t: [] for t in ('frame', 'acse', 'apdu', 'roundtrip', 'hot_event')}
     for _, bad in fixtures('invalid'):
         corpus['apdu'].append(bad)
         corpus['roundtrip'].append(bad)
@@ -184,6 +185,8 @@ def main():
         vs = variants(pdu)
         corpus['apdu'] += vs
         corpus['roundtrip'] += vs
+        if pdu and pdu[0] == 0xa1:
+            corpus['hot_event'] += vs
         if pdu and 0x60 <= pdu[0] <= 0x7f:
             corpus['acse'] += vs
 

@@ -18,11 +18,12 @@ use ctigate_csta::{Apdu, Limits};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// The fuzz targets, by the name of their binary and corpus directory.
-pub const TARGETS: [&str; 10] = [
+pub const TARGETS: [&str; 11] = [
     "frame",
     "acse",
     "apdu",
     "roundtrip",
+    "hot_event",
     "request",
     "sim_control",
     "sim_switch",
@@ -38,6 +39,7 @@ pub fn check(target: &str, data: &[u8]) -> bool {
         "acse" => check_acse(data),
         "apdu" => check_apdu(data),
         "roundtrip" => check_roundtrip(data),
+        "hot_event" => check_hot_event(data),
         // the gateway's and the simulator's parsers (src/fuzzing.rs)
         "request" => ctigate::fuzzing::request_line(data),
         "sim_control" => ctigate::fuzzing::sim_control(data),
@@ -241,6 +243,35 @@ pub fn check_apdu(data: &[u8]) {
     };
     if let Err(e) = Apdu::decode_with(&buf, &tight) {
         let _ = e.to_string();
+    }
+}
+
+// ---- hot_event --------------------------------------------------------------------------
+
+/// `hot_event`: whenever the hot path ([`ctigate_csta::hot::event_report`]) reads an input,
+/// the general path must read it too and give the same typed report: the hot path never
+/// decides what a PDU means on its own.
+pub fn check_hot_event(data: &[u8]) {
+    use ctigate_csta::events::EventReport;
+    use ctigate_csta::rose::Rose;
+    use ctigate_csta::rose_ext::ReportFromInvoke;
+    let buf = Bytes::copy_from_slice(data);
+    let Some(hot) = ctigate_csta::hot::event_report(&buf) else {
+        return;
+    };
+    let general = match Apdu::decode(&buf) {
+        Ok(Apdu::Rose(Rose::Invoke(inv))) => EventReport::from_invoke_lenient(&inv),
+        other => panic!(
+            "the hot path read {} but the general path gives {other:?}",
+            hex(data)
+        ),
+    };
+    match general {
+        Ok(g) if g == hot => {}
+        g => panic!(
+            "the hot path and the general path differ on {}:\n   hot: {hot:?}\n general: {g:?}",
+            hex(data)
+        ),
     }
 }
 

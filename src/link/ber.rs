@@ -142,6 +142,11 @@ impl Dialect for Ber {
             // the buffer it was read with
             Frame::Pdu(p) => Bytes::copy_from_slice(&p),
         };
+        // most of a busy link's frames: read straight into the typed event (the same
+        // report the general path gives, or `None` and the general path reads it)
+        if let Some(report) = ctigate_csta::hot::event_report(&pdu) {
+            return Message::EventReport(Ok(report));
+        }
         match Apdu::decode(&pdu) {
             Ok(Apdu::Acse(a)) => association(a),
             Ok(Apdu::Rose(r)) => rose(r),

@@ -19,6 +19,7 @@ pub mod ber;
 pub mod codec;
 pub mod error;
 pub mod framing;
+pub mod hot;
 pub mod json;
 pub mod oid;
 pub mod rose;

@@ -521,6 +521,77 @@ async fn associate(l: &tokio::net::TcpListener, aare: &str) -> tokio::net::TcpSt
     s
 }
 
+/// Log lines written while a test runs (a `tracing` subscriber set for this thread: the
+/// test's runtime is single-threaded, so the link's tasks log here too).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn an_owner_that_keeps_just_behind_sheds_in_many_episodes_warned_once_a_second() {
+    let logs = Captured::default();
+    let w = logs.clone();
+    let _log = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .finish(),
+    );
+    let sim = start_sim(SimConfig::default()).await;
+    // room for one event; the owner takes one now and then: every event it takes makes
+    // room, the link hands over what it held, and the next event finds the queue full
+    // again (an overload seen from the link: many short episodes of shedding)
+    let (tx, mut rx) = mpsc::channel(1);
+    let link = ctigate::link::Link::start(cfg(&sim), tx);
+    up(&mut rx).await;
+    assert_eq!(timeout(T, link.monitor("201")).await.unwrap(), Ok(Ok(())));
+    let t = Instant::now();
+    for _ in 0..40 {
+        cmd(&sim, r#"{"cmd":"inbound","ani":"0891234567","dnis":"201"}"#).await;
+        cmd(&sim, r#"{"cmd":"hangup","device":"0891234567"}"#).await;
+        let _ = timeout(Duration::from_millis(20), rx.recv()).await;
+    }
+    let took = t.elapsed();
+    let text = logs.text();
+    let episodes = text.matches("shedding the switch's events again").count();
+    let warned = text
+        .matches("not keeping up with the switch's events")
+        .count();
+    let caught = text
+        .matches("caught up with the switch's events; the devices")
+        .count();
+    assert!(episodes >= 10, "many episodes of shedding:\n{text}");
+    // one line of each a second, however many episodes
+    let most = 1 + took.as_secs() as usize;
+    assert!(
+        (1..=most).contains(&warned),
+        "{warned} warnings in {took:?}:\n{text}"
+    );
+    assert!(
+        caught <= most,
+        "{caught} caught-up warnings in {took:?}:\n{text}"
+    );
+    assert!(text.contains("left_out="), "{text}");
+    assert!(link.counters().events_shed > 0);
+    timeout(T, link.shutdown()).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_stalled_owner_never_stops_the_link_events_are_shed_then_resynced() {
     let mut sc = SimConfig::default();

@@ -17,6 +17,7 @@ use super::ber::Ber;
 use super::dialect::Dialect;
 use super::session::{Answer, Out, Session, Token};
 use super::{CstaError, EventKinds, LinkConfig, LinkCounters, LinkError, LinkEvent, EVENT_KINDS};
+use crate::logging::LogLimit;
 use bytes::BytesMut;
 use ctigate_csta_model::ops::Argument;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -341,6 +342,10 @@ impl Link {
             rx_open: true,
             events,
             shed: Shed::default(),
+            shed_log: LogLimit::new(),
+            caught_up_log: LogLimit::new(),
+            shed_unlogged: 0,
+            shed_episodes_unlogged: 0,
             associated_before: false,
             up: up.clone(),
             counters: counters.clone(),
@@ -601,6 +606,13 @@ struct Driver<E, D: Dialect> {
     rx_open: bool,
     events: mpsc::Sender<E>,
     shed: Shed,
+    /// At most one "not keeping up" warning a second (the rest at debug, counted).
+    shed_log: LogLimit,
+    /// At most one "caught up" warning a second, with the events shed and the episodes
+    /// since the last one written.
+    caught_up_log: LogLimit,
+    shed_unlogged: u64,
+    shed_episodes_unlogged: u64,
     /// The link was associated once already (the next association is a reconnect).
     associated_before: bool,
     up: Arc<AtomicBool>,
@@ -879,8 +891,16 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                 }
                 Err(mpsc::error::TrySendError::Closed(())) => return,
                 Err(mpsc::error::TrySendError::Full(())) => {
-                    warn!(link = %self.name, limit = "link.event_queue",
-                          "the gateway is not keeping up with the switch's events: shedding them (each device concerned is resynchronised from a snapshot once it catches up); the switch is still read");
+                    // an overload sheds in many short episodes (the queue has room for
+                    // one event, then is full again): one warning a second, each at debug
+                    match self.shed_log.allow() {
+                        Some(left_out) => {
+                            warn!(link = %self.name, limit = "link.event_queue", left_out,
+                                  "the gateway is not keeping up with the switch's events: shedding them (each device concerned is resynchronised from a snapshot once it catches up); the switch is still read")
+                        }
+                        None => debug!(link = %self.name, limit = "link.event_queue",
+                                       "shedding the switch's events again"),
+                    }
                 }
             }
         }
@@ -910,8 +930,18 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
             return;
         }
         if self.shed.episode > 0 {
-            warn!(link = %self.name, shed = self.shed.episode,
-                  "the gateway caught up with the switch's events; the devices concerned are being resynchronised");
+            self.shed_unlogged += self.shed.episode;
+            self.shed_episodes_unlogged += 1;
+            match self.caught_up_log.allow() {
+                Some(_) => {
+                    warn!(link = %self.name, shed = self.shed_unlogged, episodes = self.shed_episodes_unlogged,
+                          "the gateway caught up with the switch's events; the devices concerned are being resynchronised");
+                    self.shed_unlogged = 0;
+                    self.shed_episodes_unlogged = 0;
+                }
+                None => debug!(link = %self.name, shed = self.shed.episode,
+                               "the gateway caught up with the switch's events again"),
+            }
             self.shed.episode = 0;
         }
     }

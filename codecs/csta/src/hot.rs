@@ -57,28 +57,16 @@ pub fn event_report(pdu: &Bytes) -> Option<EventReport> {
     esi.done()?;
     let event = match tag {
         0xa4 => {
-            let connection = ev.connection()?;
-            let alerting = ev.party(0x63)?;
-            let calling = ev.party(0x61)?;
-            let called = ev.party(0x62)?;
-            let redirection = ev.redirection()?;
-            let local = ev.local_state()?;
-            let cause = ev.cause()?;
-            ev.done()?;
+            let (connection, alerting, calling, called, redirection, local, cause) =
+                ev.call_event()?;
             let mut e =
                 DeliveredEvent::new(connection, alerting, calling, called, redirection, cause);
             e.local_connection_info = local;
             Event::Delivered(e)
         }
         0xa7 => {
-            let connection = ev.connection()?;
-            let answering = ev.party(0x63)?;
-            let calling = ev.party(0x61)?;
-            let called = ev.party(0x62)?;
-            let redirection = ev.redirection()?;
-            let local = ev.local_state()?;
-            let cause = ev.cause()?;
-            ev.done()?;
+            let (connection, answering, calling, called, redirection, local, cause) =
+                ev.call_event()?;
             let mut e =
                 EstablishedEvent::new(connection, answering, calling, called, redirection, cause);
             e.local_connection_info = local;
@@ -171,6 +159,40 @@ impl<'a> Reader<'a> {
     fn null(&mut self, id: u8) -> Option<()> {
         let (start, end) = self.tlv(id)?;
         (start == end).then_some(())
+    }
+
+    /// The whole of a `delivered` or `established` event, which share their layout: the
+    /// connection, the subject device (alerting or answering), the calling, called and last
+    /// redirection devices, `localConnectionInfo` when present, and `cause`.
+    #[allow(clippy::type_complexity)]
+    fn call_event(
+        &mut self,
+    ) -> Option<(
+        ConnectionId,
+        Party,
+        Party,
+        Party,
+        Redirection,
+        Option<LocalConnectionState>,
+        EventCause,
+    )> {
+        let connection = self.connection()?;
+        let subject = self.party(0x63)?;
+        let calling = self.party(0x61)?;
+        let called = self.party(0x62)?;
+        let redirection = self.redirection()?;
+        let local = self.local_state()?;
+        let cause = self.cause()?;
+        self.done()?;
+        Some((
+            connection,
+            subject,
+            calling,
+            called,
+            redirection,
+            local,
+            cause,
+        ))
     }
 
     /// `ConnectionID` (6b, an explicit tag on the CHOICE).

@@ -883,27 +883,36 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
         if self.shed.active() {
             self.catch_up();
         }
-        if !self.shed.active() {
-            match self.events.try_reserve() {
+        let e = if self.shed.active() {
+            e
+        } else {
+            let full = match self.events.try_reserve() {
                 Ok(p) => {
                     p.send(E::from(e));
-                    return;
+                    None
                 }
                 Err(mpsc::error::TrySendError::Closed(())) => return,
-                Err(mpsc::error::TrySendError::Full(())) => {
-                    // an overload sheds in many short episodes (the queue has room for
-                    // one event, then is full again): one warning a second, each at debug
-                    match self.shed_log.allow() {
-                        Some(left_out) => {
-                            warn!(link = %self.name, limit = "link.event_queue", left_out,
-                                  "the gateway is not keeping up with the switch's events: shedding them (each device concerned is resynchronised from a snapshot once it catches up); the switch is still read")
-                        }
-                        None => debug!(link = %self.name, limit = "link.event_queue",
-                                       "shedding the switch's events again"),
-                    }
+                Err(mpsc::error::TrySendError::Full(())) => Some(e),
+            };
+            let Some(e) = full else {
+                if self.shed_unlogged > 0 {
+                    // totals of episodes whose "caught up" line was held back
+                    self.log_caught_up();
                 }
+                return;
+            };
+            // an overload sheds in many short episodes (the queue has room for one
+            // event, then is full again): one warning a second, each at debug
+            match self.shed_log.allow() {
+                Some(left_out) => {
+                    warn!(link = %self.name, limit = "link.event_queue", left_out,
+                          "the gateway is not keeping up with the switch's events: shedding them (each device concerned is resynchronised from a snapshot once it catches up); the switch is still read")
+                }
+                None => debug!(link = %self.name, limit = "link.event_queue",
+                               "shedding the switch's events again"),
             }
-        }
+            e
+        };
         let dropped = self.shed.hold(e);
         self.count_shed(dropped);
     }
@@ -932,18 +941,26 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
         if self.shed.episode > 0 {
             self.shed_unlogged += self.shed.episode;
             self.shed_episodes_unlogged += 1;
-            match self.caught_up_log.allow() {
-                Some(_) => {
-                    warn!(link = %self.name, shed = self.shed_unlogged, episodes = self.shed_episodes_unlogged,
-                          "the gateway caught up with the switch's events; the devices concerned are being resynchronised");
-                    self.shed_unlogged = 0;
-                    self.shed_episodes_unlogged = 0;
-                }
-                None => debug!(link = %self.name, shed = self.shed.episode,
-                               "the gateway caught up with the switch's events again"),
+            if !self.log_caught_up() {
+                debug!(link = %self.name, shed = self.shed.episode,
+                       "the gateway caught up with the switch's events again");
             }
             self.shed.episode = 0;
         }
+    }
+
+    /// The "caught up" warning with the events shed and the episodes ended since the last
+    /// one, when a line is allowed now (one a second); `false`: held back, the totals kept
+    /// for the next (written at the latest with the first event handed over a second on).
+    fn log_caught_up(&mut self) -> bool {
+        if self.caught_up_log.allow().is_none() {
+            return false;
+        }
+        warn!(link = %self.name, shed = self.shed_unlogged, episodes = self.shed_episodes_unlogged,
+              "the gateway caught up with the switch's events; the devices concerned are being resynchronised");
+        self.shed_unlogged = 0;
+        self.shed_episodes_unlogged = 0;
+        true
     }
 }
 

@@ -1,5 +1,6 @@
 //! The hot path of a busy link: the cSTAEventReports that make most of a switch's traffic
-//! (`delivered`, `established`, `connectionCleared` in their common shape) read straight
+//! (`delivered`, `established`, `connectionCleared`, and `held`, `retrieved` and
+//! `serviceInitiated`, in their common shape) read straight
 //! into the typed view, without the schema-driven value tree in between.
 //!
 //! [`event_report`] answers `Some` only for a PDU it reads completely, and then its answer
@@ -13,14 +14,17 @@
 //! asserts the same for any input.
 //!
 //! What it reads (ECMA-285; tags as on the wire):
-//! `a1 { 02 invokeId, 02 opcode 21, 30 { 55 crossRefIdentifier, a0 { a3|a4|a7 event } } }`,
-//! an event being its mandatory components, `localConnectionInfo` (4e) when present, and
-//! `cause` (0a). A ConnectionID (6b) is `callID` (80), or `both` (30) with a static
+//! `a1 { 02 invokeId, 02 opcode 21, 30 { 55 crossRefIdentifier, a0 { event } } }`, the
+//! event (a3 a4 a7 a9 af b0) being its mandatory components, `localConnectionInfo` (4e)
+//! when present, and `cause` (0a). A ConnectionID (6b) is `callID` (80), or `both` (30) with a static
 //! DeviceID or a dynamicID (83); a device (61 62 63 64) is a DeviceID of one
 //! `dialingNumber` (80, IA5) or `deviceNumber` (81), or one of the NULL alternatives.
 
 use crate::ber::{self, Limits};
-use crate::events::{ConnectionClearedEvent, DeliveredEvent, EstablishedEvent, Event, EventReport};
+use crate::events::{
+    ConnectionClearedEvent, DeliveredEvent, EstablishedEvent, Event, EventReport, HeldEvent,
+    RetrievedEvent, ServiceInitiatedEvent,
+};
 use crate::types::{
     CallId, ConnectionId, DeviceId, DeviceIdentifier, EventCause, LocalConnectionState,
     LocalDeviceId, MonitorCrossRefId, Party, Redirection,
@@ -73,14 +77,29 @@ pub fn event_report(pdu: &Bytes) -> Option<EventReport> {
             Event::Established(e)
         }
         0xa3 => {
-            let connection = ev.connection()?;
-            let releasing = ev.party(0x63)?;
-            let local = ev.local_state()?;
-            let cause = ev.cause()?;
-            ev.done()?;
+            let (connection, releasing, local, cause) = ev.subject_event()?;
             let mut e = ConnectionClearedEvent::new(connection, releasing, cause);
             e.local_connection_info = local;
             Event::ConnectionCleared(e)
+        }
+        0xa9 => {
+            let (connection, holding, local, cause) = ev.subject_event()?;
+            let mut e = HeldEvent::new(connection, holding, cause);
+            e.local_connection_info = local;
+            Event::Held(e)
+        }
+        0xaf => {
+            let (connection, retrieving, local, cause) = ev.subject_event()?;
+            let mut e = RetrievedEvent::new(connection, retrieving, cause);
+            e.local_connection_info = local;
+            Event::Retrieved(e)
+        }
+        0xb0 => {
+            // without its optional calledDevice (then `cause` does not come where read)
+            let (connection, initiating, local, cause) = ev.subject_event()?;
+            let mut e = ServiceInitiatedEvent::new(connection, initiating, cause);
+            e.local_connection_info = local;
+            Event::ServiceInitiated(e)
         }
         _ => return None,
     };
@@ -193,6 +212,25 @@ impl<'a> Reader<'a> {
             local,
             cause,
         ))
+    }
+
+    /// The whole of an event made of a connection, its subject device,
+    /// `localConnectionInfo` when present, and `cause` (`connectionCleared`, `held`,
+    /// `retrieved`, `serviceInitiated`).
+    fn subject_event(
+        &mut self,
+    ) -> Option<(
+        ConnectionId,
+        Party,
+        Option<LocalConnectionState>,
+        EventCause,
+    )> {
+        let connection = self.connection()?;
+        let subject = self.party(0x63)?;
+        let local = self.local_state()?;
+        let cause = self.cause()?;
+        self.done()?;
+        Some((connection, subject, local, cause))
     }
 
     /// `ConnectionID` (6b, an explicit tag on the CHOICE).

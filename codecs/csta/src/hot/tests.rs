@@ -2,6 +2,7 @@ use super::event_report;
 use crate::apdu::Apdu;
 use crate::events::{
     ConnectionClearedEvent, DeliveredEvent, EstablishedEvent, Event, EventReport, HeldEvent,
+    RetrievedEvent, ServiceInitiatedEvent, TransferredEvent,
 };
 use crate::rose::Rose;
 use crate::rose_ext::{ReportFromInvoke, ToInvoke};
@@ -101,7 +102,7 @@ fn connections() -> Vec<ConnectionId> {
     c
 }
 
-/// Every form the hot path reads, in each of the three events, at each position.
+/// Every form the hot path reads, in each of the six events, at each position.
 fn reports() -> Vec<EventReport> {
     let states = [
         None,
@@ -127,9 +128,18 @@ fn reports() -> Vec<EventReport> {
             e.local_connection_info = st;
             let mut x2 = ConnectionClearedEvent::new(c.clone(), p.clone(), cause);
             x2.local_connection_info = st;
+            let mut h = HeldEvent::new(c.clone(), q.clone(), cause);
+            h.local_connection_info = st;
+            let mut r2 = RetrievedEvent::new(c.clone(), p.clone(), cause);
+            r2.local_connection_info = st;
+            let mut si = ServiceInitiatedEvent::new(c.clone(), q.clone(), cause);
+            si.local_connection_info = st;
             out.push(EventReport::new(x.clone(), d));
             out.push(EventReport::new(x.clone(), e));
-            out.push(EventReport::new(x, x2));
+            out.push(EventReport::new(x.clone(), x2));
+            out.push(EventReport::new(x.clone(), h));
+            out.push(EventReport::new(x.clone(), r2));
+            out.push(EventReport::new(x, si));
         }
     }
     out
@@ -138,7 +148,7 @@ fn reports() -> Vec<EventReport> {
 #[test]
 fn every_form_it_reads_comes_back_as_it_was_encoded() {
     let all = reports();
-    assert!(all.len() > 200, "{}", all.len());
+    assert!(all.len() > 400, "{}", all.len());
     for r in &all {
         assert_eq!(&hot(&pdu(r)), r);
     }
@@ -208,12 +218,37 @@ fn refused() -> Vec<(&'static str, Bytes)> {
         "an unknown element",
         EventReport::new(MonitorCrossRefId::new([1]), d),
     ));
-    let h = HeldEvent::new(
+    let mut si = ServiceInitiatedEvent::new(
         ConnectionId::dialing([0x42], "202"),
         Party::dialing("202"),
         EventCause::NEW_CALL,
     );
-    v.push(("held", EventReport::new(MonitorCrossRefId::new([1]), h)));
+    si.called_device = Some(Party::dialing("203"));
+    v.push((
+        "serviceInitiated with calledDevice",
+        EventReport::new(MonitorCrossRefId::new([1]), si),
+    ));
+    let mut h = HeldEvent::new(
+        ConnectionId::dialing([0x42], "202"),
+        Party::dialing("202"),
+        EventCause::NEW_CALL,
+    );
+    h.correlator_data = Some(Bytes::from_static(b"x"));
+    v.push((
+        "held with correlatorData",
+        EventReport::new(MonitorCrossRefId::new([1]), h),
+    ));
+    let tr = TransferredEvent::new(
+        ConnectionId::dialing([0x42], "202"),
+        Party::dialing("202"),
+        Party::dialing("203"),
+        Vec::new(),
+        EventCause::TRANSFER,
+    );
+    v.push((
+        "transferred",
+        EventReport::new(MonitorCrossRefId::new([1]), tr),
+    ));
     let mut out: Vec<(&'static str, Bytes)> = v.into_iter().map(|(n, r)| (n, pdu(&r))).collect();
     // an indefinite length on the invoke (a1 80 ... 00 00)
     let p = pdu(&reports()[0]);

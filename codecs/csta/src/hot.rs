@@ -59,48 +59,32 @@ pub fn event_report(pdu: &Bytes) -> Option<EventReport> {
     let tag = esi.peek()?;
     let mut ev = esi.constructed(tag)?;
     esi.done()?;
+    // the events of one layout differ only in their type and the names of its fields
+    macro_rules! call_event {
+        ($ty:ident, $variant:ident) => {{
+            let (connection, subject, calling, called, redirection, local, cause) =
+                ev.call_event()?;
+            let mut e = $ty::new(connection, subject, calling, called, redirection, cause);
+            e.local_connection_info = local;
+            Event::$variant(e)
+        }};
+    }
+    macro_rules! subject_event {
+        ($ty:ident, $variant:ident) => {{
+            let (connection, subject, local, cause) = ev.subject_event()?;
+            let mut e = $ty::new(connection, subject, cause);
+            e.local_connection_info = local;
+            Event::$variant(e)
+        }};
+    }
     let event = match tag {
-        0xa4 => {
-            let (connection, alerting, calling, called, redirection, local, cause) =
-                ev.call_event()?;
-            let mut e =
-                DeliveredEvent::new(connection, alerting, calling, called, redirection, cause);
-            e.local_connection_info = local;
-            Event::Delivered(e)
-        }
-        0xa7 => {
-            let (connection, answering, calling, called, redirection, local, cause) =
-                ev.call_event()?;
-            let mut e =
-                EstablishedEvent::new(connection, answering, calling, called, redirection, cause);
-            e.local_connection_info = local;
-            Event::Established(e)
-        }
-        0xa3 => {
-            let (connection, releasing, local, cause) = ev.subject_event()?;
-            let mut e = ConnectionClearedEvent::new(connection, releasing, cause);
-            e.local_connection_info = local;
-            Event::ConnectionCleared(e)
-        }
-        0xa9 => {
-            let (connection, holding, local, cause) = ev.subject_event()?;
-            let mut e = HeldEvent::new(connection, holding, cause);
-            e.local_connection_info = local;
-            Event::Held(e)
-        }
-        0xaf => {
-            let (connection, retrieving, local, cause) = ev.subject_event()?;
-            let mut e = RetrievedEvent::new(connection, retrieving, cause);
-            e.local_connection_info = local;
-            Event::Retrieved(e)
-        }
-        0xb0 => {
-            // without its optional calledDevice (then `cause` does not come where read)
-            let (connection, initiating, local, cause) = ev.subject_event()?;
-            let mut e = ServiceInitiatedEvent::new(connection, initiating, cause);
-            e.local_connection_info = local;
-            Event::ServiceInitiated(e)
-        }
+        0xa4 => call_event!(DeliveredEvent, Delivered),
+        0xa7 => call_event!(EstablishedEvent, Established),
+        0xa3 => subject_event!(ConnectionClearedEvent, ConnectionCleared),
+        0xa9 => subject_event!(HeldEvent, Held),
+        0xaf => subject_event!(RetrievedEvent, Retrieved),
+        // without its optional calledDevice (then `cause` does not come where read)
+        0xb0 => subject_event!(ServiceInitiatedEvent, ServiceInitiated),
         _ => return None,
     };
     Some(EventReport::new(xref, event))

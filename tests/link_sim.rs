@@ -606,9 +606,6 @@ async fn an_owner_that_keeps_just_behind_sheds_in_many_episodes_warned_once_a_se
     let shed = link.counters().events_shed;
     assert!(shed > 0);
     assert_eq!(told, shed, "{text}");
-    // the link tells when it shed last (a resync waits while it does)
-    assert!(link.shed_within(Duration::from_secs(30)));
-    assert!(!link.shed_within(Duration::from_millis(500)));
     timeout(T, link.shutdown()).await.unwrap();
 }
 

@@ -62,8 +62,6 @@ struct ScriptedLink {
     log: Mutex<Vec<String>>,
     /// What it tells of its read-ahead's wait (µs).
     read_waited_us: AtomicU64,
-    /// It says it shed events lately.
-    shedding: AtomicBool,
 }
 
 impl ScriptedLink {
@@ -76,7 +74,6 @@ impl ScriptedLink {
             up: AtomicBool::new(true),
             log: Mutex::new(Vec::new()),
             read_waited_us: AtomicU64::new(0),
-            shedding: AtomicBool::new(false),
         }
     }
 
@@ -134,9 +131,6 @@ impl PbxLink for ScriptedLink {
     }
     fn read_waited(&self) -> Duration {
         Duration::from_micros(self.read_waited_us.load(Ordering::Relaxed))
-    }
-    fn shed_within(&self, _d: Duration) -> bool {
-        self.shedding.load(Ordering::Relaxed)
     }
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         self.note("shutdown".into());
@@ -1507,43 +1501,6 @@ async fn a_reloaded_window_paces_the_resync_snapshots() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(slot.resyncs(), 12);
     assert_eq!(slot.resyncs_waiting(), 0);
-}
-
-/// While its link sheds events a device's resync waits: a snapshot taken then is made
-/// stale by the next shedding episode, which resyncs the device again (in an overload at
-/// 100 000 events/s, 15 000 snapshots in 20 s where 1 000 devices were shed from). It is
-/// taken once the link has stopped shedding, and after 10 s however long it goes on.
-#[tokio::test(start_paused = true)]
-async fn a_resync_waits_while_the_link_sheds_events_then_goes() {
-    let link = Arc::new(ScriptedLink::accepting());
-    link.shedding.store(true, Ordering::Relaxed);
-    let (gw, events) = gateway_with(link.clone(), ResyncRules::default());
-    let shed = |d: &str| {
-        PumpIn::from(LinkEvent::Resync {
-            device: d.into(),
-            reason: "events were shed: the gateway fell behind the switch (link.event_queue)"
-                .into(),
-        })
-    };
-    events.send(shed("201")).await.unwrap();
-    settle().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(snapshots(&link), 0, "held while the link sheds");
-    // asked again meanwhile: still the one waiting
-    events.send(shed("201")).await.unwrap();
-    settle().await;
-    assert_eq!(gw.links()["pbx1"].resyncs_waiting(), 1);
-    link.shedding.store(false, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(snapshots(&link), 1, "taken once the link stopped shedding");
-    // shedding that never stops: the snapshot goes after 10 s
-    link.shedding.store(true, Ordering::Relaxed);
-    events.send(shed("202")).await.unwrap();
-    settle().await;
-    tokio::time::sleep(Duration::from_millis(9_800)).await;
-    assert_eq!(snapshots(&link), 1);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(snapshots(&link), 2, "at most 10 s held");
 }
 
 /// A link that sheds events asks again for the resync of every device concerned after

@@ -41,11 +41,6 @@ pub trait PbxLink: Send + Sync + 'static {
     fn read_waited(&self) -> Duration {
         Duration::ZERO
     }
-    /// Whether the link shed an event within the last `d` (never, for a link that does
-    /// not shed).
-    fn shed_within(&self, _d: Duration) -> bool {
-        false
-    }
     /// New `max_monitors`, `max_outstanding` and `requests_per_s` (a configuration
     /// reload); a link without such limits ignores them.
     fn set_limits(&self, _limits: LinkLimits) -> BoxFuture<'_, ()> {
@@ -82,9 +77,6 @@ impl PbxLink for Link {
     }
     fn read_waited(&self) -> Duration {
         Link::read_waited(self)
-    }
-    fn shed_within(&self, d: Duration) -> bool {
-        Link::shed_within(self, d)
     }
     fn set_limits(&self, l: LinkLimits) -> BoxFuture<'_, ()> {
         Box::pin(Link::set_limits(

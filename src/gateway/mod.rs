@@ -71,10 +71,6 @@ pub enum Acquired {
 pub type SnapshotList = Vec<(ConnectionId, Option<LocalConnectionState>)>;
 /// The first retry delay of a failed snapshot (doubling up to `resync_retry_max_s`).
 const RESYNC_RETRY_MIN: Duration = Duration::from_secs(1);
-/// A resync waits while its link shed an event less than this long ago ...
-const RESYNC_CALM: Duration = Duration::from_millis(200);
-/// ... but not longer than this (an overload that never ends still gets its snapshots).
-const RESYNC_CALM_MAX: Duration = Duration::from_secs(10);
 
 /// How a link's devices are resynchronised (`[[link]]` keys of the same names).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1297,17 +1293,6 @@ impl Gateway {
         }
         let slot = s.clone();
         self.spawn(async move {
-            // while the link sheds events, a snapshot taken now is made stale by the next
-            // episode (which resyncs the device again): an overload would cost a snapshot
-            // per device per episode, asked of the switch when the gateway is busiest
-            let held = tokio::time::Instant::now();
-            let stop = gw.shutdown_token();
-            while slot.link.shed_within(RESYNC_CALM) && held.elapsed() < RESYNC_CALM_MAX {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(RESYNC_CALM / 2) => {}
-                }
-            }
             let turn = slot.snapshot_turn().await;
             slot.waiting().remove(&device);
             if let Some(_turn) = turn {

@@ -270,21 +270,11 @@ struct SharedCounters {
     malformed_frames: AtomicU64,
     rejects_sent: AtomicU64,
     events_shed: AtomicU64,
-    /// When an event was last shed: milliseconds since [`SHED_EPOCH`] plus one (0: never).
-    last_shed: AtomicU64,
     frames_received: AtomicU64,
     reconnects: AtomicU64,
     events: [AtomicU64; EVENT_KINDS],
     /// The reading thread's bound and how often it was reached.
     read_ahead: Arc<super::reader::ReadAhead>,
-}
-
-/// The clock of [`SharedCounters::last_shed`].
-static SHED_EPOCH: std::sync::LazyLock<std::time::Instant> =
-    std::sync::LazyLock::new(std::time::Instant::now);
-
-fn since_shed_epoch() -> u64 {
-    u64::try_from(SHED_EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
 }
 
 impl SharedCounters {
@@ -294,7 +284,6 @@ impl SharedCounters {
             malformed_frames: AtomicU64::new(0),
             rejects_sent: AtomicU64::new(0),
             events_shed: AtomicU64::new(0),
-            last_shed: AtomicU64::new(0),
             frames_received: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             events: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -430,14 +419,6 @@ impl Link {
     /// from the PBX socket ([`ReadAhead::waited`](super::reader::ReadAhead::waited)).
     pub fn read_waited(&self) -> Duration {
         self.counters.read_ahead.waited()
-    }
-
-    /// Whether the link shed an event (its owner's channel full) within the last `d`.
-    pub fn shed_within(&self, d: Duration) -> bool {
-        match self.counters.last_shed.load(Ordering::Relaxed) {
-            0 => false,
-            at => since_shed_epoch().saturating_sub(at - 1) < d.as_millis() as u64,
-        }
     }
 
     /// Release the association (RLRQ, then RLRE within `request_timeout`) and stop the
@@ -940,9 +921,6 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
         if n > 0 {
             self.shed.episode += n;
             self.counters.events_shed.fetch_add(n, Ordering::AcqRel);
-            self.counters
-                .last_shed
-                .store(since_shed_epoch() + 1, Ordering::Relaxed);
         }
     }
 

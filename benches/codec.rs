@@ -84,17 +84,11 @@ fn encode(c: &mut Criterion) {
 /// schema decoder's value tree, then the typed view) and by the hot path
 /// (`ctigate_csta::hot`, straight to the typed view) on the same PDU.
 fn typed(c: &mut Criterion) {
-    use ctigate_csta::rose::Rose;
-    use ctigate_csta::rose_ext::ReportFromInvoke;
-    use ctigate_csta_model::events::EventReport;
     let mut g = c.benchmark_group("typed");
     g.throughput(Throughput::Elements(1));
     let (_, bytes, _) = pdus().into_iter().next().unwrap();
     g.bench_function("delivered_event_general", |b| {
-        b.iter(|| match Apdu::decode(black_box(&bytes)).unwrap() {
-            Apdu::Rose(Rose::Invoke(inv)) => EventReport::from_invoke_lenient(&inv).unwrap(),
-            _ => unreachable!(),
-        })
+        b.iter(|| ctigate_csta::hot::general_event_report(black_box(&bytes)).unwrap())
     });
     g.bench_function("delivered_event_hot", |b| {
         b.iter(|| ctigate_csta::hot::event_report(black_box(&bytes)).unwrap())

@@ -252,19 +252,15 @@ pub fn check_apdu(data: &[u8]) {
 /// the general path must read it too and give the same typed report: the hot path never
 /// decides what a PDU means on its own.
 pub fn check_hot_event(data: &[u8]) {
-    use ctigate_csta::events::EventReport;
-    use ctigate_csta::rose::Rose;
-    use ctigate_csta::rose_ext::ReportFromInvoke;
     let buf = Bytes::copy_from_slice(data);
     let Some(hot) = ctigate_csta::hot::event_report(&buf) else {
         return;
     };
-    let general = match Apdu::decode(&buf) {
-        Ok(Apdu::Rose(Rose::Invoke(inv))) => EventReport::from_invoke_lenient(&inv),
-        other => panic!(
-            "the hot path read {} but the general path gives {other:?}",
+    let Some(general) = ctigate_csta::hot::general_event_report(&buf) else {
+        panic!(
+            "the hot path read {} but the general path does not decode it as an event report",
             hex(data)
-        ),
+        );
     };
     match general {
         Ok(g) if g == hot => {}

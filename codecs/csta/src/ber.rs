@@ -78,7 +78,7 @@ fn class_of(c: asn1_rs::Class) -> Class {
 /// The common identifier/length forms, without a parser: a low tag number (< 31) and a
 /// definite length in at most 3 length octets. `(header length, tag, constructed, length)`.
 #[inline]
-fn fast_header(input: &[u8]) -> Option<(usize, Tag, bool, usize)> {
+pub(crate) fn fast_header(input: &[u8]) -> Option<(usize, Tag, bool, usize)> {
     let b0 = *input.first()?;
     if b0 & 0x1f == 0x1f {
         return None;

@@ -25,6 +25,9 @@ use crate::events::{
     ConnectionClearedEvent, DeliveredEvent, EstablishedEvent, Event, EventReport, HeldEvent,
     RetrievedEvent, ServiceInitiatedEvent,
 };
+use crate::rose::{Code, Rose};
+use crate::rose_ext::ReportFromInvoke;
+use crate::types::TypeError;
 use crate::types::{
     CallId, ConnectionId, DeviceId, DeviceIdentifier, EventCause, LocalConnectionState,
     LocalDeviceId, MonitorCrossRefId, Party, Redirection,
@@ -90,6 +93,19 @@ pub fn event_report(pdu: &Bytes) -> Option<EventReport> {
     Some(EventReport::new(xref, event))
 }
 
+/// What the general path makes of `pdu` when it is a cSTAEventReport invoke: the schema
+/// decoder's value tree, then the lenient typed report (what the link gives for every PDU
+/// [`event_report`] leaves to it); `None` for any other PDU or one that does not decode.
+/// The reference [`event_report`] is compared with (tests, the fuzz target, the bench).
+pub fn general_event_report(pdu: &Bytes) -> Option<Result<EventReport, TypeError>> {
+    match crate::Apdu::decode(pdu) {
+        Ok(crate::Apdu::Rose(Rose::Invoke(inv))) if inv.opcode == Code::Local(OP_EVENT_REPORT) => {
+            Some(EventReport::from_invoke_lenient(&inv))
+        }
+        _ => None,
+    }
+}
+
 /// The TLVs of one constructed value (or of the PDU), read in order. Only low tag numbers
 /// and definite lengths in at most two length octets (the forms `ber::read_tlv` reads
 /// without its general parser); the identifier octet is matched whole, so the class and
@@ -120,16 +136,8 @@ impl<'a> Reader<'a> {
         if self.peek()? != id {
             return None;
         }
-        let b = &self.buf[..self.end];
-        let (hdr, len) = match *b.get(self.pos + 1)? {
-            l if l < 0x80 => (2, usize::from(l)),
-            0x81 => (3, usize::from(*b.get(self.pos + 2)?)),
-            0x82 => (
-                4,
-                usize::from(*b.get(self.pos + 2)?) << 8 | usize::from(*b.get(self.pos + 3)?),
-            ),
-            _ => return None,
-        };
+        // the header forms `ber::read_tlv` reads without its general parser
+        let (hdr, _, _, len) = ber::fast_header(&self.buf[self.pos..self.end])?;
         let start = self.pos + hdr;
         let end = start.checked_add(len)?;
         if end > self.end {

@@ -1,11 +1,9 @@
-use super::event_report;
-use crate::apdu::Apdu;
+use super::{event_report, general_event_report};
 use crate::events::{
     ConnectionClearedEvent, DeliveredEvent, EstablishedEvent, Event, EventReport, HeldEvent,
     RetrievedEvent, ServiceInitiatedEvent, TransferredEvent,
 };
-use crate::rose::Rose;
-use crate::rose_ext::{ReportFromInvoke, ToInvoke};
+use crate::rose_ext::ToInvoke;
 use crate::test_util::hex;
 use crate::types::{
     CallId, ConnectionId, DeviceId, DeviceIdentifier, EventCause, LocalConnectionState,
@@ -16,10 +14,7 @@ use bytes::Bytes;
 
 /// What the general path makes of `pdu`: the typed report of a cSTAEventReport invoke.
 fn general(pdu: &Bytes) -> Option<EventReport> {
-    match Apdu::decode(pdu) {
-        Ok(Apdu::Rose(Rose::Invoke(inv))) => EventReport::from_invoke_lenient(&inv).ok(),
-        _ => None,
-    }
+    general_event_report(pdu).and_then(Result::ok)
 }
 
 fn pdu(r: &EventReport) -> Bytes {

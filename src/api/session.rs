@@ -635,8 +635,21 @@ async fn write_loop<K: LineSink>(
     let mut reload = next_reload(api.reloads());
     let mut last_write = Instant::now();
     loop {
+        // events for a client written to less than the hold ago wait for the rest of it,
+        // and go in one write with those that come meanwhile: at most one write of events
+        // per client per hold, so a busy client costs the gateway (and itself) a system
+        // call per batch, not per event. The hold is `write_coalesce_ms`, or while the
+        // gateway is behind a link's events `write_coalesce_behind_ms` (when longer). The
+        // queued events do not wake this task during a hold: a client with a hold running
+        // waits for its end *before* it waits for events, so a busy one wakes once per
+        // write (its timer), not also for its first event; a half-full queue (the hub's
+        // `flush`), a response, a cut or the shutdown end the wait at once.
+        let until = last_write + hold(&api, coalesce, coalesce_behind);
+        let held = Instant::now() < until;
         // a response in `out`: written at once, with the events queued before it
         let mut answer = false;
+        // the hold is over (its timer, or the flush): write what is queued
+        let mut due = false;
         tokio::select! {
             biased;
             _ = &mut stopped => {
@@ -656,6 +669,8 @@ async fn write_loop<K: LineSink>(
             }
             r = responses.recv() => match r {
                 Some(line) => {
+                    // after the events queued before it (held ones too)
+                    take_queued(&mut events, &mut out, queue);
                     out.push(line);
                     answer = true;
                 }
@@ -676,43 +691,37 @@ async fn write_loop<K: LineSink>(
                 write(&mut sink, &mut out, write_timeout).await;
                 break;
             }
+            _ = shared.flush.notified(), if held => due = true,
+            _ = tokio::time::sleep_until(until), if held => due = true,
             // (events come once the client is admitted: `Hub::admit`)
-            e = events.recv() => match e {
+            e = events.recv(), if !held => match e {
                 Some(line) => out.push(line),
                 None => break,
             },
         }
-        // events for a client written to less than `write_coalesce_ms` ago wait for the
-        // rest of that time, and go in one write with those that come meanwhile: at most
-        // one write of events per client per `write_coalesce_ms`, so a busy client costs
-        // the gateway (and itself) a system call per batch, not per event. The events
-        // queued meanwhile do not wake this task; a half-full queue (the hub's `flush`),
-        // a response, a cut or the shutdown end the wait at once. While the gateway is
-        // behind a link's events, `write_coalesce_behind_ms` (when longer).
-        let hold = if api.gateway.is_behind() {
-            coalesce.max(coalesce_behind)
-        } else {
-            coalesce
-        };
-        let until = last_write + hold;
-        if !answer && !hold.is_zero() && Instant::now() < until {
-            tokio::select! {
-                biased;
-                _ = &mut stopped => {}
-                _ = &mut cut => {}
-                r = responses.recv() => if let Some(line) = r {
-                    out.push(line);
-                },
-                _ = shared.flush.notified() => {}
-                _ = tokio::time::sleep_until(until) => {}
+        // the first event after a hold ran out (or with none running): the hold that
+        // applies now, from the last write
+        if !answer && !due {
+            let until = last_write + hold(&api, coalesce, coalesce_behind);
+            if Instant::now() < until {
+                tokio::select! {
+                    biased;
+                    _ = &mut stopped => {}
+                    _ = &mut cut => {}
+                    r = responses.recv() => if let Some(line) = r {
+                        take_queued(&mut events, &mut out, queue);
+                        out.push(line);
+                    },
+                    _ = shared.flush.notified() => {}
+                    _ = tokio::time::sleep_until(until) => {}
+                }
             }
         }
         // and what else is queued, in the same write
-        while out.len() < queue {
-            match events.try_recv() {
-                Ok(line) => out.push(line),
-                Err(_) => break,
-            }
+        take_queued(&mut events, &mut out, queue);
+        if out.is_empty() {
+            // a hold ran out with nothing queued: wait for the next event
+            continue;
         }
         if !write(&mut sink, &mut out, write_timeout).await {
             break;
@@ -720,6 +729,26 @@ async fn write_loop<K: LineSink>(
         last_write = Instant::now();
     }
     sink.close().await;
+}
+
+/// The events queued for the client, into `out` (up to `queue` lines in it).
+fn take_queued(events: &mut mpsc::Receiver<Arc<str>>, out: &mut Vec<Arc<str>>, queue: usize) {
+    while out.len() < queue {
+        match events.try_recv() {
+            Ok(line) => out.push(line),
+            Err(_) => break,
+        }
+    }
+}
+
+/// How long a client's events wait after its last write: `write_coalesce_ms`, or while the
+/// gateway is behind a link's events `write_coalesce_behind_ms` when that is longer.
+fn hold(api: &Api, coalesce: Duration, coalesce_behind: Duration) -> Duration {
+    if api.gateway.is_behind() {
+        coalesce.max(coalesce_behind)
+    } else {
+        coalesce
+    }
 }
 
 /// The next reload notice: the receiver again, or `None` when no more can come.

@@ -681,3 +681,96 @@ async fn a_stalled_owner_never_stops_the_link_events_are_shed_then_resynced() {
     }
     timeout(T, link.shutdown()).await.unwrap();
 }
+
+/// Make `calls` calls to 201 and 202, one each 10 ms, the owner taking one event per call
+/// (a call makes more: it stays just behind); the resyncs it saw meanwhile.
+async fn keep_just_behind(
+    sim: &ctigate::sim::Sim,
+    rx: &mut mpsc::Receiver<LinkEvent>,
+    calls: usize,
+) -> Vec<String> {
+    let mut resyncs = Vec::new();
+    for i in 0..calls {
+        let dev = if i % 2 == 0 { "201" } else { "202" };
+        cmd(
+            sim,
+            &format!(r#"{{"cmd":"inbound","ani":"0891234567","dnis":"{dev}"}}"#),
+        )
+        .await;
+        cmd(sim, r#"{"cmd":"hangup","device":"0891234567"}"#).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if let Ok(LinkEvent::Resync { device, .. }) = rx.try_recv() {
+            resyncs.push(device);
+        }
+    }
+    resyncs
+}
+
+#[tokio::test]
+async fn many_shed_episodes_resync_each_device_once_after_the_link_settles() {
+    let sim = start_sim(SimConfig::default()).await;
+    // room for one event: every event the owner takes makes room for one more, the next
+    // finds the queue full (an overload seen from the link: many short episodes)
+    let (tx, mut rx) = mpsc::channel(1);
+    let link = ctigate::link::Link::start(
+        LinkConfig {
+            shed_resync_settle: Duration::from_millis(400),
+            shed_resync_max_wait: Duration::from_secs(60),
+            ..cfg(&sim)
+        },
+        tx,
+    );
+    up(&mut rx).await;
+    for d in ["201", "202"] {
+        assert_eq!(timeout(T, link.monitor(d)).await.unwrap(), Ok(Ok(())));
+        monitored(&mut rx, d).await;
+    }
+    let during = keep_just_behind(&sim, &mut rx, 40).await;
+    let shed = link.counters().events_shed;
+    assert!(shed >= 10, "the owner fell behind often: {shed} shed");
+    // however many episodes, no resync while the link still sheds (each would be out of
+    // date at the next shed event, and add to the overload)
+    assert_eq!(during, Vec::<String>::new());
+    // the link settles: one resync for each device whose events were shed, no more
+    let mut after = Vec::new();
+    while let Ok(Some(e)) = timeout(Duration::from_millis(1000), rx.recv()).await {
+        if let LinkEvent::Resync { device, reason } = e {
+            assert!(reason.contains("link.event_queue"), "{reason}");
+            after.push(device);
+        }
+    }
+    after.sort();
+    assert_eq!(after, ["201", "202"]);
+    assert_eq!(link.counters().events_shed, shed, "nothing shed since");
+    timeout(T, link.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sustained_overload_resyncs_each_device_by_the_longest_wait() {
+    let sim = start_sim(SimConfig::default()).await;
+    let (tx, mut rx) = mpsc::channel(1);
+    // the link sheds every 10 ms or so (it never settles for 250 ms), and a device waits
+    // at most 300 ms for its resync
+    let link = ctigate::link::Link::start(
+        LinkConfig {
+            shed_resync_settle: Duration::from_millis(250),
+            shed_resync_max_wait: Duration::from_millis(300),
+            ..cfg(&sim)
+        },
+        tx,
+    );
+    up(&mut rx).await;
+    for d in ["201", "202"] {
+        assert_eq!(timeout(T, link.monitor(d)).await.unwrap(), Ok(Ok(())));
+        monitored(&mut rx, d).await;
+    }
+    let t = Instant::now();
+    let mut during = keep_just_behind(&sim, &mut rx, 60).await;
+    let took = t.elapsed();
+    assert!(link.counters().events_shed >= 10);
+    // both devices resynced during the overload, each at most once per 300 ms
+    during.sort();
+    during.dedup();
+    assert_eq!(during, ["201", "202"], "in {took:?}");
+    timeout(T, link.shutdown()).await.unwrap();
+}

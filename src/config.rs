@@ -253,12 +253,6 @@ pub struct LinkSection {
     /// on a thread of its own); a driver that far behind leaves the socket unread until it
     /// catches up, with a warning naming this key.
     pub read_ahead_kb: usize,
-    /// After the link shed events (`event_queue` full), the devices concerned are
-    /// resynchronised once it has shed nothing for this many ms ...
-    pub shed_resync_settle_ms: u64,
-    /// ... or once a device has waited this many ms (a sustained overload resyncs each
-    /// device once per this, not at every shed event).
-    pub shed_resync_max_wait_ms: u64,
 }
 
 impl Default for LinkSection {
@@ -300,8 +294,6 @@ impl Default for LinkSection {
             requests_per_s: l.requests_per_s,
             max_calls_per_device: crate::model::MAX_CALLS_PER_DEVICE,
             read_ahead_kb: l.read_ahead / 1024,
-            shed_resync_settle_ms: ms(l.shed_resync_settle),
-            shed_resync_max_wait_ms: ms(l.shed_resync_max_wait),
         }
     }
 }
@@ -660,18 +652,6 @@ impl Config {
             }
             if !(64..=1 << 20).contains(&l.event_queue) {
                 return e(format!("{k}.event_queue: 64 to 1048576"));
-            }
-            if l.shed_resync_settle_ms > 60_000 {
-                return e(format!(
-                    "{k}.shed_resync_settle_ms: 0 to 60000, not {}",
-                    l.shed_resync_settle_ms
-                ));
-            }
-            if !(l.shed_resync_settle_ms..=600_000).contains(&l.shed_resync_max_wait_ms) {
-                return e(format!(
-                    "{k}.shed_resync_max_wait_ms: from shed_resync_settle_ms ({}) to 600000, not {}",
-                    l.shed_resync_settle_ms, l.shed_resync_max_wait_ms
-                ));
             }
             if !(1..=3600).contains(&l.resync_retry_max_s) {
                 return e(format!("{k}.resync_retry_max_s: 1 to 3600"));
@@ -1119,38 +1099,6 @@ mod tests {
         .0;
         assert!(
             e.contains("link[0].monitor: 2 devices, more than max_monitors = 1"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn the_shed_resync_waits_are_checked_and_reach_the_link() {
-        let base = "[[link]]\nname = \"p\"\naddress = \"h:1\"\n";
-        let lc = crate::gateway::link_config(&Config::from_toml(base).unwrap().links[0]);
-        assert_eq!(
-            (lc.shed_resync_settle, lc.shed_resync_max_wait),
-            (Duration::from_millis(250), Duration::from_secs(5))
-        );
-        let c = Config::from_toml(&format!(
-            "{base}shed_resync_settle_ms = 0\nshed_resync_max_wait_ms = 0\n"
-        ))
-        .unwrap();
-        let lc = crate::gateway::link_config(&c.links[0]);
-        assert_eq!(lc.shed_resync_max_wait, Duration::ZERO);
-        let e = Config::from_toml(&format!("{base}shed_resync_settle_ms = 60001\n"))
-            .unwrap_err()
-            .0;
-        assert!(
-            e.contains("link[0].shed_resync_settle_ms: 0 to 60000, not 60001"),
-            "{e}"
-        );
-        let e = Config::from_toml(&format!(
-            "{base}shed_resync_settle_ms = 1000\nshed_resync_max_wait_ms = 999\n"
-        ))
-        .unwrap_err()
-        .0;
-        assert!(
-            e.contains("link[0].shed_resync_max_wait_ms: from shed_resync_settle_ms (1000) to 600000, not 999"),
             "{e}"
         );
     }

@@ -604,8 +604,6 @@ pub fn link_config(l: &LinkSection) -> LinkConfig {
         max_outstanding: l.max_outstanding,
         requests_per_s: l.requests_per_s,
         read_ahead: l.read_ahead_kb * 1024,
-        shed_resync_settle: Duration::from_millis(l.shed_resync_settle_ms),
-        shed_resync_max_wait: Duration::from_millis(l.shed_resync_max_wait_ms),
         ..LinkConfig::default()
     }
 }

@@ -8,12 +8,10 @@
 //! gateway's `event_queue`): the driver never waits for room, so the switch's socket is
 //! read, and keep-alives and answers go on, however far behind the owner is. When the
 //! channel is full, events are shed ([`Shed`]): an event report is dropped and its device
-//! remembered; once the link has shed nothing for `shed_resync_settle` (or the device has
-//! waited `shed_resync_max_wait`), the owner gets a [`LinkEvent::Resync`] for every such
-//! device (its calls are taken from a snapshot); the events that fit go through meanwhile.
-//! `Up` and `Down` are never dropped (they wait, in order, in a small backlog, and newer
-//! events are shed behind them), nor are the re-monitors and resyncs (they become resyncs
-//! of their device).
+//! remembered; once the channel has room again, the owner gets a [`LinkEvent::Resync`] for
+//! every such device (its calls are taken from a snapshot), in order before anything newer.
+//! `Up` and `Down` are never dropped (they wait, in order, in a small backlog), nor are the
+//! re-monitors and resyncs (they become resyncs of their device).
 
 use super::ber::Ber;
 use super::dialect::Dialect;
@@ -22,7 +20,7 @@ use super::{CstaError, EventKinds, LinkConfig, LinkCounters, LinkError, LinkEven
 use crate::logging::LogLimit;
 use bytes::BytesMut;
 use ctigate_csta_model::ops::Argument;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -335,7 +333,6 @@ impl Link {
             crate::tls::client(&t.ca, &format!("link {}", cfg.name))
                 .map(|c| (tokio_rustls::TlsConnector::from(c), t.server_name.clone()))
         });
-        let shed = Shed::new(cfg.shed_resync_settle, cfg.shed_resync_max_wait);
         let driver = Driver {
             name: cfg.name.clone(),
             tls,
@@ -344,7 +341,7 @@ impl Link {
             rx,
             rx_open: true,
             events,
-            shed,
+            shed: Shed::default(),
             shed_log: LogLimit::new(),
             caught_up_log: LogLimit::new(),
             shed_unlogged: 0,
@@ -656,13 +653,10 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                 break;
             }
             let timer = self.session.poll_timeout();
-            let at = now();
-            let waiting = self.shed.waits_for_room(at);
-            let resync_at = self.shed.resyncs_due_at(at);
+            let shedding = self.shed.active();
             let wake = tokio::select! {
                 c = self.rx.recv(), if self.rx_open => Wake::Cmd(c),
-                r = self.events.reserve(), if waiting => Wake::Room(r.is_ok()),
-                _ = sleep_until(resync_at), if resync_at.is_some() => Wake::Room(true),
+                r = self.events.reserve(), if shedding => Wake::Room(r.is_ok()),
                 _ = sleep_until(timer) => Wake::Timer,
                 e = conn_event::<D>(&mut self.conn) => Wake::Conn(e),
             };
@@ -708,8 +702,8 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
             }
             Wake::Cmd(Some(c)) => self.command(c, now),
             Wake::Timer => self.session.handle_timeout(now),
-            Wake::Room(true) => self.catch_up(now),
-            Wake::Room(false) => self.shed.clear(),
+            Wake::Room(true) => self.catch_up(),
+            Wake::Room(false) => self.shed = Shed::default(),
             Wake::Conn(ConnEvent::Connected(Ok((r, w)))) => match self.session.codec() {
                 Some(codec) => {
                     self.conn = Conn::Open {
@@ -883,47 +877,43 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
         }
     }
 
-    /// Give `e` to the owner without waiting: when its channel is full (or link states
-    /// held before it still wait), shed it ([`Shed::hold`]).
+    /// Give `e` to the owner without waiting: when its channel is full (or older shed
+    /// work still waits), shed it ([`Shed::hold`]).
     fn deliver(&mut self, e: LinkEvent) {
-        let now = now();
-        if self.shed.has_work() {
-            self.catch_up(now);
+        if self.shed.active() {
+            self.catch_up();
         }
-        let full = if self.shed.holds_states() {
-            Some(e)
+        let e = if self.shed.active() {
+            e
         } else {
-            match self.events.try_reserve() {
+            let full = match self.events.try_reserve() {
                 Ok(p) => {
                     p.send(E::from(e));
                     None
                 }
                 Err(mpsc::error::TrySendError::Closed(())) => return,
                 Err(mpsc::error::TrySendError::Full(())) => Some(e),
-            }
-        };
-        let Some(e) = full else {
-            if self.shed.on {
-                self.episode_over();
-            } else if self.shed_unlogged > 0 {
-                // totals of episodes whose "caught up" line was held back
-                self.log_caught_up();
-            }
-            return;
-        };
-        if !self.shed.on {
+            };
+            let Some(e) = full else {
+                if self.shed_unlogged > 0 {
+                    // totals of episodes whose "caught up" line was held back
+                    self.log_caught_up();
+                }
+                return;
+            };
             // an overload sheds in many short episodes (the queue has room for one
             // event, then is full again): one warning a second, each at debug
             match self.shed_log.allow() {
                 Some(left_out) => {
                     warn!(link = %self.name, limit = "link.event_queue", left_out,
-                          "the gateway is not keeping up with the switch's events: shedding them (each device concerned is resynchronised from a snapshot once it keeps up again, link.shed_resync_settle_ms); the switch is still read")
+                          "the gateway is not keeping up with the switch's events: shedding them (each device concerned is resynchronised from a snapshot once it catches up); the switch is still read")
                 }
                 None => debug!(link = %self.name, limit = "link.event_queue",
                                "shedding the switch's events again"),
             }
-        }
-        let dropped = self.shed.hold(e, now);
+            e
+        };
+        let dropped = self.shed.hold(e);
         self.count_shed(dropped);
     }
 
@@ -934,12 +924,9 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
         }
     }
 
-    /// Hand the owner what shedding kept back and is due, as far as its channel takes it:
-    /// the link states, then the resyncs of the devices whose events were shed (once the
-    /// link has shed nothing for `shed_resync_settle`, or a device has waited
-    /// `shed_resync_max_wait`).
-    fn catch_up(&mut self, now: std::time::Instant) {
-        while let Some(e) = self.shed.peek_next(now) {
+    /// Hand the owner what shedding kept back, as far as its channel takes it.
+    fn catch_up(&mut self) {
+        while let Some(e) = self.shed.peek_next() {
             match self.events.try_reserve() {
                 Ok(p) => {
                     self.shed.pop(&e);
@@ -948,14 +935,9 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                 Err(_) => return,
             }
         }
-        if self.shed.on && !self.shed.holds_states() && self.shed.devices.is_empty() {
-            self.episode_over();
+        if self.shed.active() {
+            return;
         }
-    }
-
-    /// Shedding stopped: an event went through again (or everything held was handed over).
-    fn episode_over(&mut self) {
-        self.shed.on = false;
         if self.shed.episode > 0 {
             self.shed_unlogged += self.shed.episode;
             self.shed_episodes_unlogged += 1;
@@ -975,7 +957,7 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
             return false;
         }
         warn!(link = %self.name, shed = self.shed_unlogged, episodes = self.shed_episodes_unlogged,
-              "the gateway caught up with the switch's events; the devices concerned are resynchronised once it keeps up (link.shed_resync_settle_ms)");
+              "the gateway caught up with the switch's events; the devices concerned are being resynchronised");
         self.shed_unlogged = 0;
         self.shed_episodes_unlogged = 0;
         true
@@ -986,86 +968,24 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
 /// `Down`) in order, and the devices to resynchronise (their event reports were dropped,
 /// or a re-monitor or resync was due). Bounded: a device is kept once, and the link
 /// states by [`HELD_LINK_STATES`].
-///
-/// The resyncs wait until the link has shed nothing for `settle` (a snapshot taken while
-/// the overload goes on would be out of date at its next shed event, and the resyncs
-/// would add to the overload: at 200 000 events/s the link handed over 1.5 million of
-/// them in 20 s), or until a device has waited `max_wait` (a sustained overload resyncs
-/// each device once per `max_wait`). Meanwhile the events that fit go through as usual.
+#[derive(Default)]
 struct Shed {
-    /// Shedding: set by the first event that found the channel full, cleared when an
-    /// event went through again (or everything held was handed over).
+    /// Shedding: set by the first event that found the channel full, cleared when
+    /// everything held was handed over.
     on: bool,
     states: VecDeque<LinkEvent>,
-    /// The devices to resynchronise, oldest first, with when each was kept.
-    devices: VecDeque<(std::time::Instant, String)>,
-    kept: HashSet<String>,
-    /// When the last event was shed.
-    last: Option<std::time::Instant>,
-    settle: Duration,
-    max_wait: Duration,
+    devices: BTreeSet<String>,
     /// Events shed in this episode (for the catch-up warning).
     episode: u64,
 }
 
 impl Shed {
-    fn new(settle: Duration, max_wait: Duration) -> Shed {
-        Shed {
-            on: false,
-            states: VecDeque::new(),
-            devices: VecDeque::new(),
-            kept: HashSet::new(),
-            last: None,
-            settle,
-            max_wait: max_wait.max(settle),
-            episode: 0,
-        }
+    fn active(&self) -> bool {
+        self.on
     }
 
-    /// The owner's channel is closed: nothing to hand over any more.
-    fn clear(&mut self) {
-        *self = Shed::new(self.settle, self.max_wait);
-    }
-
-    /// Link states wait to be handed over (newer events wait behind them: shed).
-    fn holds_states(&self) -> bool {
-        !self.states.is_empty()
-    }
-
-    /// Something is held (to hand over now or later).
-    fn has_work(&self) -> bool {
-        !self.states.is_empty() || !self.devices.is_empty()
-    }
-
-    /// The resync of the oldest device kept is due.
-    fn resync_due(&self, now: std::time::Instant) -> bool {
-        let Some((since, _)) = self.devices.front() else {
-            return false;
-        };
-        let settled = self
-            .last
-            .is_none_or(|l| now.saturating_duration_since(l) >= self.settle);
-        settled || now.saturating_duration_since(*since) >= self.max_wait
-    }
-
-    /// The driver waits for room in the owner's channel: something is due.
-    fn waits_for_room(&self, now: std::time::Instant) -> bool {
-        self.holds_states() || self.resync_due(now)
-    }
-
-    /// When the kept resyncs become due (when they are not yet).
-    fn resyncs_due_at(&self, now: std::time::Instant) -> Option<std::time::Instant> {
-        let (since, _) = self.devices.front()?;
-        if self.resync_due(now) {
-            return None;
-        }
-        let settled = self.last.map_or(now, |l| l + self.settle);
-        Some(settled.min(*since + self.max_wait))
-    }
-
-    /// Keep what matters of `e` (it found the channel full); the number of events dropped
-    /// (0 or 1).
-    fn hold(&mut self, e: LinkEvent, now: std::time::Instant) -> u64 {
+    /// Keep what matters of `e`; the number of events dropped (0 or 1).
+    fn hold(&mut self, e: LinkEvent) -> u64 {
         self.on = true;
         match e {
             LinkEvent::Up { .. } | LinkEvent::Down { .. } => {
@@ -1083,8 +1003,7 @@ impl Shed {
                 device: Some(device),
                 ..
             } => {
-                self.last = Some(now);
-                self.keep(device, now);
+                self.devices.insert(device);
                 1
             }
             LinkEvent::Monitored {
@@ -1092,11 +1011,10 @@ impl Shed {
                 again: true,
             }
             | LinkEvent::Resync { device, .. } => {
-                self.keep(device, now);
+                self.devices.insert(device);
                 0
             }
             LinkEvent::Report { device: None, .. } => {
-                self.last = Some(now);
                 debug!("an event for an unknown monitor shed");
                 1
             }
@@ -1112,22 +1030,12 @@ impl Shed {
         }
     }
 
-    fn keep(&mut self, device: String, now: std::time::Instant) {
-        if self.kept.insert(device.clone()) {
-            self.devices.push_back((now, device));
-        }
-    }
-
-    /// The next thing to hand over: link states first, then the resync of each device
-    /// kept, once due.
-    fn peek_next(&self, now: std::time::Instant) -> Option<LinkEvent> {
+    /// The next thing to hand over: link states first, then one resync per device.
+    fn peek_next(&self) -> Option<LinkEvent> {
         if let Some(s) = self.states.front() {
             return Some(s.clone());
         }
-        if !self.resync_due(now) {
-            return None;
-        }
-        self.devices.front().map(|(_, d)| LinkEvent::Resync {
+        self.devices.first().map(|d| LinkEvent::Resync {
             device: d.clone(),
             reason: "events were shed: the gateway fell behind the switch (link.event_queue)"
                 .into(),
@@ -1137,14 +1045,15 @@ impl Shed {
     /// `e` (from [`Shed::peek_next`]) was handed over.
     fn pop(&mut self, e: &LinkEvent) {
         match e {
-            LinkEvent::Resync { .. } if self.states.is_empty() => {
-                if let Some((_, d)) = self.devices.pop_front() {
-                    self.kept.remove(&d);
-                }
+            LinkEvent::Resync { device, .. } if self.states.is_empty() => {
+                self.devices.remove(device);
             }
             _ => {
                 self.states.pop_front();
             }
+        }
+        if self.states.is_empty() && self.devices.is_empty() {
+            self.on = false;
         }
     }
 }

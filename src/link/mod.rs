@@ -104,12 +104,6 @@ pub struct LinkConfig {
     /// Octets read from the switch ahead of the link's driver at most ([`reader`]); a
     /// driver that far behind leaves the socket unread until it catches up.
     pub read_ahead: usize,
-    /// After events were shed, the resyncs of the devices concerned wait until the link
-    /// has shed nothing for this long (the overload is over) ...
-    pub shed_resync_settle: Duration,
-    /// ... or until a device has waited this long (a sustained overload resyncs each
-    /// device once per this).
-    pub shed_resync_max_wait: Duration,
     /// CSTA over TLS, for switches that offer it.
     pub tls: Option<LinkTls>,
 }
@@ -147,8 +141,6 @@ impl Default for LinkConfig {
             max_outstanding: MAX_IN_FLIGHT,
             requests_per_s: 0,
             read_ahead: READ_AHEAD_KB * 1024,
-            shed_resync_settle: Duration::from_millis(250),
-            shed_resync_max_wait: Duration::from_secs(5),
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -38,6 +38,7 @@ pub fn init(filter: &str, format: LogFormat) {
 pub struct LogFilter {
     handle: tracing_subscriber::reload::Handle<EnvFilter, Registry>,
     now: std::sync::Arc<Mutex<String>>,
+    audit: Option<AuditFile>,
 }
 
 impl LogFilter {
@@ -55,6 +56,75 @@ impl LogFilter {
         *self.now.lock().unwrap_or_else(|p| p.into_inner()) = filter.to_string();
         Ok(())
     }
+
+    /// The audit file the records go to (`[audit] file`), when there is one.
+    pub fn audit_file(&self) -> Option<AuditFile> {
+        self.audit.clone()
+    }
+}
+
+/// The `[audit] file`: appended to, one JSON line per record, and opened again by its path
+/// on [`AuditFile::reopen`] (SIGHUP), so that logrotate can move it aside and the records
+/// go on in a new file at the same path.
+#[derive(Clone)]
+pub struct AuditFile(Arc<AuditInner>);
+
+struct AuditInner {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+fn open_audit(path: &Path) -> Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("audit.file: cannot open {}: {e}", path.display()))
+}
+
+impl AuditFile {
+    /// Open (create, append) the file at `path`.
+    pub fn open(path: &Path) -> Result<AuditFile, String> {
+        let file = open_audit(path)?;
+        Ok(AuditFile(Arc::new(AuditInner {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0.path
+    }
+
+    /// Open the path again and append there from now on (the records after a rotation go
+    /// to the new file, none is lost or split: a record is one write under the lock). On an
+    /// error the file open before stays in use.
+    pub fn reopen(&self) -> Result<(), String> {
+        let file = open_audit(&self.0.path)?;
+        *self.0.file.lock().unwrap_or_else(|p| p.into_inner()) = file;
+        Ok(())
+    }
+}
+
+/// One record's write to the audit file, under its lock.
+pub struct AuditWriter<'a>(MutexGuard<'a, std::fs::File>);
+
+impl std::io::Write for AuditWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for AuditFile {
+    type Writer = AuditWriter<'a>;
+
+    fn make_writer(&'a self) -> AuditWriter<'a> {
+        AuditWriter(self.0.file.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// [`init`], and with `audit` the records of the target `audit` (`[audit] file`) appended
@@ -66,17 +136,8 @@ pub fn init_with_audit(
     format: LogFormat,
     audit: Option<&Path>,
 ) -> Result<LogFilter, String> {
-    let audit: Option<Boxed> = match audit {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("audit.file: cannot open {}: {e}", path.display()))?;
-            Some(Box::new(audit_layer(Mutex::new(file))))
-        }
-        None => None,
-    };
+    let audit = audit.map(AuditFile::open).transpose()?;
+    let audit_layer: Option<Boxed> = audit.clone().map(|a| Box::new(audit_layer(a)) as Boxed);
     let (f, now) = match EnvFilter::try_new(filter) {
         Ok(f) => (f, filter),
         Err(_) => {
@@ -97,11 +158,12 @@ pub fn init_with_audit(
         LogFormat::Json => Box::new(b.json().with_ansi(false).with_filter(f)),
     };
     let mut layers: Vec<Boxed> = vec![stderr];
-    layers.extend(audit);
+    layers.extend(audit_layer);
     let _ = tracing_subscriber::registry().with(layers).try_init();
     Ok(LogFilter {
         handle,
         now: std::sync::Arc::new(Mutex::new(now.to_string())),
+        audit,
     })
 }
 

@@ -464,12 +464,13 @@ fn run(
             let filter = if log_given { log } else { &cfg.log.level };
             let filter = ctigate::logging::init_with_audit(filter, log_format, audit.as_deref())
                 .map_err(|e| anyhow::anyhow!(e))?;
+            let audit = filter.audit_file();
             let reload = ctigate::reload::Setup {
                 path,
                 log: Some(filter),
                 log_from_flag: log_given,
             };
-            runtime()?.block_on(run_gateway(cfg, reload))
+            runtime()?.block_on(run_gateway(cfg, reload, audit))
         }
         Command::Token {
             name,
@@ -780,6 +781,7 @@ async fn run_sim(
 async fn run_gateway(
     cfg: ctigate::config::Config,
     reload: ctigate::reload::Setup,
+    audit: Option<ctigate::logging::AuditFile>,
 ) -> anyhow::Result<i32> {
     let stop = stop_signal()?;
     #[cfg(unix)]
@@ -827,12 +829,16 @@ async fn run_gateway(
         println!("link {name}: connecting to {address}");
     }
     let reported = tokio::spawn(report_links(api.gateway.clone()));
-    // SIGHUP: read the configuration again, apply what can change live
+    // SIGHUP: open the audit file again (logrotate moved it aside), read the configuration
+    // again, apply what can change live
     let mut reloader = ctigate::reload::Reloader::new(reload, api.clone(), running);
     #[cfg(unix)]
     let reloading =
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
+                if let Some(a) = &audit {
+                    reopen_audit(a);
+                }
                 match reloader.reload().await {
                     Ok(r) => println!(
                     "ctigate run: configuration reloaded: {} applied, {} waiting for a restart{}",
@@ -847,7 +853,7 @@ async fn run_gateway(
             }
         });
     #[cfg(not(unix))]
-    let reloading = tokio::spawn(async move { drop(reloader) });
+    let reloading = tokio::spawn(async move { drop((reloader, audit)) });
     stop.await;
     reloading.abort();
     reported.abort();
@@ -858,6 +864,29 @@ async fn run_gateway(
         let _ = m.await;
     }
     Ok(0)
+}
+
+/// SIGHUP's first step: the audit records go to a new file at `[audit] file`'s path from now
+/// on (logrotate's `postrotate` sends the signal once it moved the file aside); when it
+/// cannot be opened they go on in the file open before, and both say so.
+#[cfg(unix)]
+fn reopen_audit(a: &ctigate::logging::AuditFile) {
+    match a.reopen() {
+        Ok(()) => {
+            tracing::info!(file = %a.path().display(), "audit.file opened again");
+            println!(
+                "ctigate run: audit file opened again: {}",
+                a.path().display()
+            );
+        }
+        Err(e) => {
+            tracing::warn!(file = %a.path().display(), error = %e,
+                "the audit records go on in the file open before; check the path and its directory, then send SIGHUP again");
+            println!(
+                "ctigate run: {e}; the audit records go on in the file open before (send SIGHUP again once the path can be opened)"
+            );
+        }
+    }
 }
 
 /// Say how each link's first attempt ended: up (and how long it took) or why not.

@@ -276,6 +276,130 @@ async fn run_writes_every_control_request_to_the_audit_file() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// logrotate: the audit file moved aside and SIGHUP sent, the records go on in a new file at
+/// the path; a path that cannot be opened keeps them in the file open before, and says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_opens_the_audit_file_again_after_a_rotation() {
+    let sim = Sim::start(SimConfig::default(), "127.0.0.1:0", None)
+        .await
+        .unwrap();
+    let d = dir("audit-rotate");
+    let cfg = d.join("ctigate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[api]\nlisten = \"127.0.0.1:0\"\n[audit]\nfile = \"audit.jsonl\"\n[[link]]\nname = \"pbx1\"\naddress = \"{}\"\n",
+            sim.csta_addr
+        ),
+    )
+    .unwrap();
+    let audit = d.join("audit.jsonl");
+    let (rotated, kept) = (d.join("audit.jsonl.1"), d.join("audit.jsonl.2"));
+    let devices = |f: &Path| -> Vec<String> {
+        std::fs::read_to_string(f)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                format!("{} {}", v["fields"]["op"], v["fields"]["device"])
+            })
+            .collect()
+    };
+    let (a, r, k) = (audit.clone(), rotated.clone(), kept.clone());
+    let said = tokio::task::spawn_blocking(move || {
+        let mut child = bin()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env_remove("CTIGATE_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let line_with = |what: &str| loop {
+            let l = rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("no line with {what:?}: {e}"));
+            if l.contains(what) {
+                return l;
+            }
+        };
+        let addr = line_with("NDJSON port")
+            .strip_prefix("ctigate run: NDJSON port ")
+            .unwrap()
+            .to_string();
+        line_with("link pbx1: up");
+        let mut c = Conn::open(&addr);
+        let make = |c: &mut Conn, device: &str| {
+            let r = c.call(json!({"op": "call.make", "device": device, "to": "209"}));
+            assert_eq!(r["ok"], true, "{r}");
+        };
+        make(&mut c, "201");
+        // logrotate: move the file aside, then SIGHUP
+        std::fs::rename(&a, &r).unwrap();
+        make(&mut c, "202");
+        let hup = |pid: &str| {
+            assert!(Command::new("kill")
+                .args(["-HUP", pid])
+                .status()
+                .unwrap()
+                .success());
+        };
+        hup(&pid);
+        let mut said = vec![line_with("audit")];
+        line_with("configuration reloaded");
+        make(&mut c, "203");
+        // the path cannot be opened (a directory is there): the records stay where they were
+        std::fs::rename(&a, &k).unwrap();
+        std::fs::create_dir(&a).unwrap();
+        hup(&pid);
+        said.push(line_with("audit"));
+        line_with("configuration reloaded");
+        make(&mut c, "204");
+        // the path fixed, SIGHUP again: a new file
+        std::fs::remove_dir(&a).unwrap();
+        hup(&pid);
+        said.push(line_with("audit"));
+        line_with("configuration reloaded");
+        make(&mut c, "205");
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+        said
+    })
+    .await
+    .unwrap();
+    let shown = audit.display().to_string();
+    assert_eq!(
+        said[0],
+        format!("ctigate run: audit file opened again: {shown}")
+    );
+    assert!(
+        said[1].starts_with(&format!("ctigate run: audit.file: cannot open {shown}: "))
+            && said[1].ends_with("; the audit records go on in the file open before (send SIGHUP again once the path can be opened)"),
+        "{}",
+        said[1]
+    );
+    assert_eq!(
+        said[2],
+        format!("ctigate run: audit file opened again: {shown}")
+    );
+    // every record once, in the file open when it was written
+    let rec = |d: &str| format!("\"call.make\" \"{d}\"");
+    assert_eq!(devices(&rotated), [rec("201"), rec("202")]);
+    assert_eq!(devices(&kept), [rec("203"), rec("204")]);
+    assert_eq!(devices(&audit), [rec("205")]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// README's "Securing the gateway" example is a complete, valid configuration.
 #[test]
 fn the_readme_example_is_a_valid_configuration() {

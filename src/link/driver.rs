@@ -37,6 +37,8 @@ pub const COMMAND_QUEUE: usize = 1024;
 /// `Up`/`Down` events held while the owner's channel is full (beyond: the oldest go, with a
 /// warning; only the latest state matters then).
 const HELD_LINK_STATES: usize = 64;
+/// How often a held-back "caught up" line is tried again (it is allowed one a second).
+const LATE_TOTALS_RETRY: Duration = Duration::from_millis(250);
 /// Added to `request_timeout` for the caller's own safety timeout (the session answers
 /// Timeout first).
 const ANSWER_SLACK: Duration = Duration::from_secs(1);
@@ -346,6 +348,7 @@ impl Link {
             caught_up_log: LogLimit::new(),
             shed_unlogged: 0,
             shed_episodes_unlogged: 0,
+            late_totals: None,
             associated_before: false,
             up: up.clone(),
             counters: counters.clone(),
@@ -591,6 +594,8 @@ enum Wake<D: Dialect> {
     /// The owner's channel has room again (false: it is closed) while shedding.
     Room(bool),
     Timer,
+    /// A held-back "caught up" line's totals may be written now.
+    LateTotals,
     Conn(ConnEvent<D>),
 }
 
@@ -613,6 +618,9 @@ struct Driver<E, D: Dialect> {
     caught_up_log: LogLimit,
     shed_unlogged: u64,
     shed_episodes_unlogged: u64,
+    /// When to try again to write the totals of a held-back "caught up" line (even if no
+    /// event comes to bring them).
+    late_totals: Option<std::time::Instant>,
     /// The link was associated once already (the next association is a reconnect).
     associated_before: bool,
     up: Arc<AtomicBool>,
@@ -658,6 +666,7 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                 c = self.rx.recv(), if self.rx_open => Wake::Cmd(c),
                 r = self.events.reserve(), if shedding => Wake::Room(r.is_ok()),
                 _ = sleep_until(timer) => Wake::Timer,
+                _ = sleep_until(self.late_totals), if self.late_totals.is_some() => Wake::LateTotals,
                 e = conn_event::<D>(&mut self.conn) => Wake::Conn(e),
             };
             let batch = self.wake(wake, now());
@@ -702,6 +711,12 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
             }
             Wake::Cmd(Some(c)) => self.command(c, now),
             Wake::Timer => self.session.handle_timeout(now),
+            Wake::LateTotals => {
+                self.late_totals = None;
+                if self.shed_unlogged > 0 && !self.shed.active() {
+                    self.log_caught_up();
+                }
+            }
             Wake::Room(true) => self.catch_up(),
             Wake::Room(false) => self.shed = Shed::default(),
             Wake::Conn(ConnEvent::Connected(Ok((r, w)))) => match self.session.codec() {
@@ -951,11 +966,18 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
 
     /// The "caught up" warning with the events shed and the episodes ended since the last
     /// one, when a line is allowed now (one a second); `false`: held back, the totals kept
-    /// for the next (written at the latest with the first event handed over a second on).
+    /// for the next (written with the first event handed over a second on, or by the
+    /// driver's `late_totals` timer if none comes).
     fn log_caught_up(&mut self) -> bool {
         if self.caught_up_log.allow().is_none() {
+            // at the latest a second on (the limit's interval), however quiet the link
+            // is by then; tried again until written
+            if self.late_totals.is_none() {
+                self.late_totals = Some(now() + LATE_TOTALS_RETRY);
+            }
             return false;
         }
+        self.late_totals = None;
         warn!(link = %self.name, shed = self.shed_unlogged, episodes = self.shed_episodes_unlogged,
               "the gateway caught up with the switch's events; the devices concerned are being resynchronised");
         self.shed_unlogged = 0;

@@ -67,11 +67,19 @@ pub struct ApiConfig {
     /// events per client per this much time; 0 = every event at once). Responses are never
     /// held back, and held events go at once when they fill half of `client_queue`.
     pub write_coalesce_ms: u64,
-    /// The same while the gateway is behind a link's events (one waited 5 ms or more
-    /// between the PBX socket and the event pump, until none has for 10 s): batched writes
-    /// cost less, so the gateway catches up instead of falling further behind. The larger
-    /// of the two applies then; 0 = no batching for being behind.
+    /// The same while the gateway is behind a link's events (one waited `behind_lag_ms`
+    /// or more between the PBX socket and the event pump, until none has for
+    /// `behind_hold_s`): batched writes cost less, so the gateway catches up instead of
+    /// falling further behind. The larger of the two applies then; 0 = no batching for
+    /// being behind.
     pub write_coalesce_behind_ms: u64,
+    /// A link's events are behind from one that waited this many milliseconds or more
+    /// between the PBX socket and the event pump ...
+    pub behind_lag_ms: u64,
+    /// ... until none has for this many seconds.
+    pub behind_hold_s: u64,
+    /// Behind this many seconds without a break: a warning (near capacity).
+    pub behind_warn_s: u64,
     /// A client silent this many seconds (no line from it) gets a `ping` line (0 = never).
     pub idle_ping_s: u64,
     /// A client silent this many seconds is disconnected (0 = never).
@@ -118,6 +126,15 @@ impl ApiConfig {
         Duration::from_millis(self.write_coalesce_ms)
     }
 
+    /// The behind rule: `behind_lag_ms`, `behind_hold_s`, `behind_warn_s`.
+    pub fn behind_rule(&self) -> crate::gateway::BehindRule {
+        crate::gateway::BehindRule {
+            lag: Duration::from_millis(self.behind_lag_ms),
+            hold: Duration::from_secs(self.behind_hold_s),
+            warn: Duration::from_secs(self.behind_warn_s),
+        }
+    }
+
     /// `write_coalesce_behind_ms` as a duration.
     pub fn write_coalesce_behind(&self) -> Duration {
         Duration::from_millis(self.write_coalesce_behind_ms)
@@ -155,6 +172,9 @@ impl Default for ApiConfig {
             write_timeout_s: 10,
             write_coalesce_ms: 0,
             write_coalesce_behind_ms: 30,
+            behind_lag_ms: 5,
+            behind_hold_s: 10,
+            behind_warn_s: 60,
             idle_ping_s: 60,
             idle_timeout_s: 120,
             tls_cert: None,
@@ -493,6 +513,15 @@ impl Config {
         ] {
             if ms > 1000 {
                 return e(format!("api.{key}: at most 1000 (milliseconds), not {ms}"));
+            }
+        }
+        for (key, v, max) in [
+            ("behind_lag_ms", self.api.behind_lag_ms, 10_000),
+            ("behind_hold_s", self.api.behind_hold_s, 3600),
+            ("behind_warn_s", self.api.behind_warn_s, 86_400),
+        ] {
+            if !(1..=max).contains(&v) {
+                return e(format!("api.{key}: 1 to {max}, not {v}"));
             }
         }
         if self.api.idle_ping_s > 0
@@ -1101,6 +1130,51 @@ mod tests {
             e.contains("link[0].monitor: 2 devices, more than max_monitors = 1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_behind_rule_is_configuration_checked_and_named() {
+        let link = "[[link]]\nname = \"p\"\naddress = \"h:1\"\n";
+        let c = Config::from_toml(link).unwrap();
+        assert_eq!(
+            c.api.behind_rule(),
+            crate::gateway::BehindRule {
+                lag: Duration::from_millis(5),
+                hold: Duration::from_secs(10),
+                warn: Duration::from_secs(60)
+            }
+        );
+        let c = Config::from_toml(&format!(
+            "[api]\nbehind_lag_ms = 50\nbehind_hold_s = 2\nbehind_warn_s = 600\n{link}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.api.behind_rule(),
+            crate::gateway::BehindRule {
+                lag: Duration::from_millis(50),
+                hold: Duration::from_secs(2),
+                warn: Duration::from_secs(600)
+            }
+        );
+        for (key, bad, says) in [
+            ("behind_lag_ms", 0, "api.behind_lag_ms: 1 to 10000, not 0"),
+            (
+                "behind_lag_ms",
+                10_001,
+                "api.behind_lag_ms: 1 to 10000, not 10001",
+            ),
+            ("behind_hold_s", 0, "api.behind_hold_s: 1 to 3600, not 0"),
+            (
+                "behind_warn_s",
+                86_401,
+                "api.behind_warn_s: 1 to 86400, not 86401",
+            ),
+        ] {
+            let e = Config::from_toml(&format!("[api]\n{key} = {bad}\n{link}"))
+                .unwrap_err()
+                .0;
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

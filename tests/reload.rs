@@ -72,14 +72,22 @@ async fn a_reload_changes_the_monitor_list_and_the_limits_and_nothing_else() {
     // a client watching 202 before the reload
     let mut c = gw.client().await;
     c.ok(json!({"op": "monitor.start", "device": "202"})).await;
-    let mut next = cfg.clone();
-    next.links[0].monitor = vec!["203".into()];
-    next.links[0].requests_per_s = 100;
-    next.api.requests_per_s = 3;
+    let next = reloader_config(&cfg, "203");
+    let before = gw.gw.gateway.behind_rule();
+    assert_eq!(
+        (before.lag, before.hold, before.warn),
+        (
+            Duration::from_millis(5),
+            Duration::from_secs(10),
+            Duration::from_secs(60)
+        )
+    );
     let r = reloader.apply(next).await;
     assert_eq!(
         r.applied,
         vec![
+            "api.behind_lag_ms: 5 -> 20",
+            "api.behind_warn_s: 60 -> 300",
             "api.requests_per_s: 0 -> 3",
             "link pbx1.monitor: 1 added, 1 removed",
             "link pbx1.requests_per_s: 0 -> 100",
@@ -87,6 +95,16 @@ async fn a_reload_changes_the_monitor_list_and_the_limits_and_nothing_else() {
         "{r:?}"
     );
     assert!(r.restart.is_empty(), "{r:?}");
+    // the gateway's behind rule is the new one
+    let after = gw.gw.gateway.behind_rule();
+    assert_eq!(
+        (after.lag, after.hold, after.warn),
+        (
+            Duration::from_millis(20),
+            Duration::from_secs(10),
+            Duration::from_secs(300)
+        )
+    );
     eventually("203 monitored, 201 no longer", || async {
         pbx_monitors(&sim, "203").await == 1 && pbx_monitors(&sim, "201").await == 0
     })
@@ -137,6 +155,8 @@ fn reloader_config(cfg: &Config, monitor: &str) -> Config {
     c.links[0].monitor = vec![monitor.into()];
     c.links[0].requests_per_s = 100;
     c.api.requests_per_s = 3;
+    c.api.behind_lag_ms = 20;
+    c.api.behind_warn_s = 300;
     c
 }
 

@@ -1017,11 +1017,10 @@ async fn while_the_gateway_is_behind_events_to_a_busy_client_are_batched() {
         ApiConfig {
             client_queue: 8,
             write_coalesce_behind_ms: 40,
+            behind_hold_s: 1,
             ..api_cfg()
         },
     );
-    api.gateway
-        .set_behind_rule(Duration::from_millis(5), Duration::from_secs(1));
     let mut c = BatchClient::start(&api, "behind");
     settle().await;
     assert_eq!(c.write().expect("hello").1, [r#"Some("hello")"#]);

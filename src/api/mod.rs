@@ -131,6 +131,7 @@ impl Api {
     ) -> Arc<Api> {
         let hub = Arc::new(Hub::new(&cfg));
         gateway.bus.subscribe(hub.clone());
+        gateway.set_behind_rule(cfg.behind_rule());
         Arc::new(Api {
             gateway,
             hub,
@@ -174,6 +175,7 @@ impl Api {
         self.hub
             .set_limits(cfg.max_clients, cfg.max_monitors_per_client);
         self.logins.set(&cfg);
+        self.gateway.set_behind_rule(cfg.behind_rule());
         {
             let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
             live.cfg = Arc::new(cfg);

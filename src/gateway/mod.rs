@@ -39,14 +39,24 @@ use tracing::{debug, info, warn};
 pub const EVENT_QUEUE: usize = 16384;
 /// Items the event pump takes from its queue at once.
 const PUMP_BATCH: usize = 256;
-/// A link's events are behind when one waited this long between the PBX socket (its
-/// octets read, in the link's read-ahead until decoded) and the event pump
-/// ([`Gateway::is_behind`]) ...
-pub const BEHIND_LAG: Duration = Duration::from_millis(5);
-/// ... until none has for this long.
-pub const BEHIND_HOLD: Duration = Duration::from_secs(10);
-/// Behind this long without a break: a warning (the gateway is near its capacity).
-pub const BEHIND_WARN: Duration = Duration::from_secs(60);
+/// When the gateway is behind a link's events ([`Gateway::is_behind`]; `[api]`
+/// `behind_lag_ms`, `behind_hold_s`, `behind_warn_s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BehindRule {
+    /// Behind from an event that waited this long between the PBX socket (its octets
+    /// read, in the link's read-ahead until decoded) and the event pump ...
+    pub lag: Duration,
+    /// ... until none has for this long.
+    pub hold: Duration,
+    /// Behind this long without a break: a warning (the gateway is near its capacity).
+    pub warn: Duration,
+}
+
+impl Default for BehindRule {
+    fn default() -> BehindRule {
+        crate::config::ApiConfig::default().behind_rule()
+    }
+}
 /// How long a link may take to release on shutdown beyond its own bound.
 const RELEASE_BOUND: Duration = Duration::from_secs(10);
 
@@ -636,9 +646,9 @@ pub struct Gateway {
     pub event_latency: crate::metrics::Histogram,
     /// Links whose events the gateway is behind now.
     behind_links: std::sync::atomic::AtomicUsize,
-    /// When a link's events are behind, and until when ([`BEHIND_LAG`], [`BEHIND_HOLD`]),
+    /// When a link's events are behind, and until when (the [`BehindRule`]: lag, hold, warn),
     /// in microseconds.
-    behind_rule: [AtomicU64; 2],
+    behind_rule: [AtomicU64; 3],
     shutdown: CancellationToken,
     /// Itself, for the tasks it starts (snapshot retries).
     me: std::sync::Weak<Gateway>,
@@ -682,7 +692,10 @@ impl Gateway {
             started: Instant::now(),
             event_latency: crate::metrics::Histogram::new(crate::metrics::EVENT_LATENCY_BUCKETS),
             behind_links: std::sync::atomic::AtomicUsize::new(0),
-            behind_rule: [BEHIND_LAG, BEHIND_HOLD].map(|d| AtomicU64::new(d.as_micros() as u64)),
+            behind_rule: {
+                let d = BehindRule::default();
+                [d.lag, d.hold, d.warn].map(|d| AtomicU64::new(d.as_micros() as u64))
+            },
             shutdown,
             me: me.clone(),
             rt: tokio::runtime::Handle::current(),
@@ -755,17 +768,21 @@ impl Gateway {
     }
 
     /// Whether the gateway is behind the events of some link now: from an event that waited
-    /// [`BEHIND_LAG`] or more between the PBX socket and the link's event pump until none
-    /// has for [`BEHIND_HOLD`]. Writers batch events to busy clients meanwhile
+    /// the [`BehindRule`]'s `lag` or more between the PBX socket and the link's event pump
+    /// until none has for its `hold`. Writers batch events to busy clients meanwhile
     /// (`api.write_coalesce_behind_ms`): fewer system calls, so the gateway catches up.
     pub fn is_behind(&self) -> bool {
         self.behind_links.load(Ordering::Relaxed) > 0
     }
 
-    /// Another rule for [`Gateway::is_behind`] than [`BEHIND_LAG`] and [`BEHIND_HOLD`]
-    /// (tests; taken by each event pump at its next batch).
-    pub fn set_behind_rule(&self, lag: Duration, hold: Duration) {
-        for (at, d) in self.behind_rule.iter().zip([lag, hold]) {
+    /// The rule for [`Gateway::is_behind`] (the configuration's, at start and at every
+    /// reload; taken by each event pump at its next batch).
+    pub fn set_behind_rule(&self, rule: BehindRule) {
+        for (at, d) in self
+            .behind_rule
+            .iter()
+            .zip([rule.lag, rule.hold, rule.warn])
+        {
             at.store(
                 d.as_micros().min(u64::MAX as u128) as u64,
                 Ordering::Relaxed,
@@ -773,12 +790,13 @@ impl Gateway {
         }
     }
 
-    fn behind_rule(&self) -> (Duration, Duration) {
-        let [lag, hold] = &self.behind_rule;
-        (
-            Duration::from_micros(lag.load(Ordering::Relaxed)),
-            Duration::from_micros(hold.load(Ordering::Relaxed)),
-        )
+    /// The rule in effect.
+    pub fn behind_rule(&self) -> BehindRule {
+        let [lag, hold, warn] = self
+            .behind_rule
+            .each_ref()
+            .map(|a| Duration::from_micros(a.load(Ordering::Relaxed)));
+        BehindRule { lag, hold, warn }
     }
 
     /// The links by name, as they are now (a reload may add or remove some later).
@@ -1582,14 +1600,18 @@ struct Behind {
     since: Option<tokio::time::Instant>,
     /// ... and an event waited the lag of the rule or more last then.
     last: Option<tokio::time::Instant>,
-    /// Told that it lasts ([`BEHIND_WARN`]).
+    /// Told that it lasts ([`BehindRule`]'s `warn`).
     warned: bool,
 }
 
 impl Behind {
     /// An event waited `lag` for the pump (`None`: only a look at the time).
     fn check(&mut self, gw: &Gateway, slot: &LinkSlot, lag: Option<Duration>) {
-        let (limit, hold) = gw.behind_rule();
+        let BehindRule {
+            lag: limit,
+            hold,
+            warn: warn_after,
+        } = gw.behind_rule();
         let now = tokio::time::Instant::now();
         match lag {
             Some(lag) if lag >= limit => {
@@ -1603,7 +1625,7 @@ impl Behind {
                         info!(link = %slot.name, waited_ms = lag.as_millis() as u64, limit_ms = limit.as_millis() as u64,
                               "the gateway is behind the link's events (one waited that long between the PBX socket and the event pump): events to busy clients are batched (api.write_coalesce_behind_ms) until none has for {} s", hold.as_secs_f64());
                     }
-                    Some(since) if !self.warned && now.duration_since(since) >= BEHIND_WARN => {
+                    Some(since) if !self.warned && now.duration_since(since) >= warn_after => {
                         self.warned = true;
                         warn!(link = %slot.name, behind_s = now.duration_since(since).as_secs(),
                               "the gateway has been behind the link's events for a while: it is near what it can serve here (docs/SCALING.md); events to busy clients are batched (api.write_coalesce_behind_ms) meanwhile");

@@ -663,13 +663,17 @@ impl Gateway {
     pub fn start(cfg: &Config) -> Arc<Gateway> {
         let sections: BTreeMap<&str, &LinkSection> =
             cfg.links.iter().map(|l| (l.name.as_str(), l)).collect();
-        Gateway::with_links(
+        let gw = Gateway::with_links(
             cfg.links.iter().map(LinkSpec::from_section).collect(),
             |spec, events| {
                 let section = sections[spec.name.as_str()];
                 Arc::new(Link::start(link_config(section), events)) as Arc<dyn PbxLink>
             },
-        )
+        );
+        // the configured rule from the pumps' first batch on (an Api over this gateway
+        // sets the same, and a reload a new one)
+        gw.set_behind_rule(cfg.api.behind_rule());
+        gw
     }
 
     /// A gateway over links made by `connect`, which gets each link's spec and the sender

@@ -37,8 +37,9 @@ pub const COMMAND_QUEUE: usize = 1024;
 /// `Up`/`Down` events held while the owner's channel is full (beyond: the oldest go, with a
 /// warning; only the latest state matters then).
 const HELD_LINK_STATES: usize = 64;
-/// How often a held-back "caught up" line is tried again (it is allowed one a second).
-const LATE_TOTALS_RETRY: Duration = Duration::from_millis(250);
+/// A held-back "caught up" line's totals are written this long after the last such line
+/// (the interval of its [`LogLimit`]).
+const LATE_TOTALS_AFTER: Duration = Duration::from_secs(1);
 /// Added to `request_timeout` for the caller's own safety timeout (the session answers
 /// Timeout first).
 const ANSWER_SLACK: Duration = Duration::from_secs(1);
@@ -349,6 +350,7 @@ impl Link {
             shed_unlogged: 0,
             shed_episodes_unlogged: 0,
             late_totals: None,
+            caught_up_last: None,
             associated_before: false,
             up: up.clone(),
             counters: counters.clone(),
@@ -618,9 +620,11 @@ struct Driver<E, D: Dialect> {
     caught_up_log: LogLimit,
     shed_unlogged: u64,
     shed_episodes_unlogged: u64,
-    /// When to try again to write the totals of a held-back "caught up" line (even if no
-    /// event comes to bring them).
+    /// When to write the totals of a held-back "caught up" line (even if no event comes to
+    /// bring them) ...
     late_totals: Option<std::time::Instant>,
+    /// ... a second after the last such line written.
+    caught_up_last: Option<std::time::Instant>,
     /// The link was associated once already (the next association is a reconnect).
     associated_before: bool,
     up: Arc<AtomicBool>,
@@ -691,6 +695,10 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
             }
         }
         self.up.store(false, Ordering::Release);
+        if self.shed_unlogged > 0 {
+            // totals held back: the lines add up to `events_shed` to the end
+            self.write_caught_up(now());
+        }
         for (_, r) in self.replies.drain() {
             let _ = r.send(Err(LinkError::Closed));
         }
@@ -714,7 +722,9 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
             Wake::LateTotals => {
                 self.late_totals = None;
                 if self.shed_unlogged > 0 && !self.shed.active() {
-                    self.log_caught_up();
+                    // the limit's second is over: this line starts its next one
+                    let _ = self.caught_up_log.allow();
+                    self.write_caught_up(now);
                 }
             }
             Wake::Room(true) => self.catch_up(),
@@ -970,19 +980,26 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
     /// driver's `late_totals` timer if none comes).
     fn log_caught_up(&mut self) -> bool {
         if self.caught_up_log.allow().is_none() {
-            // at the latest a second on (the limit's interval), however quiet the link
-            // is by then; tried again until written
+            // a second after the last line at the latest, however quiet the link is by then
             if self.late_totals.is_none() {
-                self.late_totals = Some(now() + LATE_TOTALS_RETRY);
+                let after = self.caught_up_last.unwrap_or_else(now) + LATE_TOTALS_AFTER;
+                self.late_totals = Some(after);
             }
             return false;
         }
+        self.write_caught_up(now());
+        true
+    }
+
+    /// The "caught up" warning with the totals kept (the rate limit asked before, or its
+    /// interval over: the `late_totals` timer, the driver stopping).
+    fn write_caught_up(&mut self, now: std::time::Instant) {
         self.late_totals = None;
+        self.caught_up_last = Some(now);
         warn!(link = %self.name, shed = self.shed_unlogged, episodes = self.shed_episodes_unlogged,
               "the gateway caught up with the switch's events; the devices concerned are being resynchronised");
         self.shed_unlogged = 0;
         self.shed_episodes_unlogged = 0;
-        true
     }
 }
 

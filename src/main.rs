@@ -456,6 +456,11 @@ fn run(
 ) -> anyhow::Result<i32> {
     match cmd {
         Command::Run { config } => {
+            // SIGHUP watched before anything else: one sent while the gateway starts
+            // (logrotate's, a reload) waits for the reload loop instead of ending the
+            // process (the signal's default action)
+            let rt = runtime()?;
+            let hangup = watch_hangup(&rt)?;
             let path = locate_config(config.as_deref())?;
             let cfg = ctigate::config::load(&path)?;
             let dir = path.parent().unwrap_or(std::path::Path::new("."));
@@ -470,7 +475,7 @@ fn run(
                 log: Some(filter),
                 log_from_flag: log_given,
             };
-            runtime()?.block_on(run_gateway(cfg, reload, audit))
+            rt.block_on(run_gateway(cfg, reload, audit, hangup))
         }
         Command::Token {
             name,
@@ -782,11 +787,11 @@ async fn run_gateway(
     cfg: ctigate::config::Config,
     reload: ctigate::reload::Setup,
     audit: Option<ctigate::logging::AuditFile>,
+    hangup: Hangup,
 ) -> anyhow::Result<i32> {
     let stop = stop_signal()?;
     #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("cannot watch SIGHUP")?;
+    let mut hangup = hangup;
     let running = cfg.clone();
     // the TLS files are read and checked before anything listens
     let tls = cfg.api.tls().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -853,7 +858,7 @@ async fn run_gateway(
             }
         });
     #[cfg(not(unix))]
-    let reloading = tokio::spawn(async move { drop((reloader, audit)) });
+    let reloading = tokio::spawn(async move { drop((reloader, audit, hangup)) });
     stop.await;
     reloading.abort();
     reported.abort();
@@ -864,6 +869,27 @@ async fn run_gateway(
         let _ = m.await;
     }
     Ok(0)
+}
+
+/// SIGHUP for `run` (nothing where there is none).
+#[cfg(unix)]
+type Hangup = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangup = ();
+
+/// Watch SIGHUP from now on (in `rt`; the signals that come before it is read are kept).
+fn watch_hangup(rt: &tokio::runtime::Runtime) -> anyhow::Result<Hangup> {
+    #[cfg(unix)]
+    {
+        let _in = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot watch SIGHUP")
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = rt;
+        Ok(())
+    }
 }
 
 /// SIGHUP's first step: the audit records go to a new file at `[audit] file`'s path from now

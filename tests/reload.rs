@@ -526,6 +526,98 @@ async fn sighup_reloads_the_running_gateway() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A SIGHUP sent while `ctigate run` is still starting (here: waiting for its configuration
+/// from a FIFO nobody writes to yet) does not end it (the signal's default action): the
+/// reload runs once the gateway is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_while_starting_waits_for_the_reload() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = std::env::temp_dir().join(format!("ctigate-early-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ctigate.toml");
+    let _ = std::fs::remove_file(&path);
+    assert!(Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    let text = format!(
+        "[api]\nlisten = \"127.0.0.1:0\"\n[[link]]\nname = \"pbx1\"\naddress = \"{}\"\n",
+        sim.csta_addr
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ctigate"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("CTIGATE_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run ctigate run");
+    let pid = child.id().to_string();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    // the FIFO written on a thread of its own (the write waits for the reader); done when
+    // the gateway has read it
+    let feed = |path: std::path::PathBuf, text: String| {
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(std::fs::write(&path, text));
+        });
+        wait
+    };
+    // the gateway waits for its configuration: SIGHUP now
+    sleep(Duration::from_millis(300)).await;
+    assert!(child.try_wait().unwrap().is_none(), "ctigate run started");
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        child.try_wait().unwrap(),
+        None,
+        "a SIGHUP while starting ended ctigate run"
+    );
+    let first = feed(path.clone(), text.clone());
+    first
+        .recv_timeout(T)
+        .expect("the configuration read")
+        .unwrap();
+    let mut line_with = async |what: &str| loop {
+        let l = timeout(T, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no line with {what:?}"))
+            .expect("ctigate run's stdout");
+        if l.contains(what) {
+            return l;
+        }
+    };
+    line_with("NDJSON port").await;
+    // the signal kept: the reload reads the file again
+    let again = feed(path.clone(), text);
+    again
+        .recv_timeout(T)
+        .expect("read again by the reload")
+        .unwrap();
+    assert_eq!(
+        line_with("configuration reloaded").await,
+        "ctigate run: configuration reloaded: 0 applied, 0 waiting for a restart"
+    );
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_user_added_by_a_reload_makes_everyone_authenticate() {
     let sim = start_sim(SimConfig::default()).await;

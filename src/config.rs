@@ -1135,26 +1135,17 @@ mod tests {
     #[test]
     fn the_behind_rule_is_configuration_checked_and_named() {
         let link = "[[link]]\nname = \"p\"\naddress = \"h:1\"\n";
-        let c = Config::from_toml(link).unwrap();
+        let rule = |toml: &str| {
+            let r = Config::from_toml(&format!("{toml}{link}"))
+                .unwrap()
+                .api
+                .behind_rule();
+            (r.lag.as_millis(), r.hold.as_secs(), r.warn.as_secs())
+        };
+        assert_eq!(rule(""), (5, 10, 60));
         assert_eq!(
-            c.api.behind_rule(),
-            crate::gateway::BehindRule {
-                lag: Duration::from_millis(5),
-                hold: Duration::from_secs(10),
-                warn: Duration::from_secs(60)
-            }
-        );
-        let c = Config::from_toml(&format!(
-            "[api]\nbehind_lag_ms = 50\nbehind_hold_s = 2\nbehind_warn_s = 600\n{link}"
-        ))
-        .unwrap();
-        assert_eq!(
-            c.api.behind_rule(),
-            crate::gateway::BehindRule {
-                lag: Duration::from_millis(50),
-                hold: Duration::from_secs(2),
-                warn: Duration::from_secs(600)
-            }
+            rule("[api]\nbehind_lag_ms = 50\nbehind_hold_s = 2\nbehind_warn_s = 600\n"),
+            (50, 2, 600)
         );
         for (key, bad, says) in [
             ("behind_lag_ms", 0, "api.behind_lag_ms: 1 to 10000, not 0"),

@@ -73,15 +73,11 @@ async fn a_reload_changes_the_monitor_list_and_the_limits_and_nothing_else() {
     let mut c = gw.client().await;
     c.ok(json!({"op": "monitor.start", "device": "202"})).await;
     let next = reloader_config(&cfg, "203");
-    let before = gw.gw.gateway.behind_rule();
-    assert_eq!(
-        (before.lag, before.hold, before.warn),
-        (
-            Duration::from_millis(5),
-            Duration::from_secs(10),
-            Duration::from_secs(60)
-        )
-    );
+    let rule = || {
+        let r = gw.gw.gateway.behind_rule();
+        (r.lag.as_millis(), r.hold.as_secs(), r.warn.as_secs())
+    };
+    assert_eq!(rule(), (5, 10, 60));
     let r = reloader.apply(next).await;
     assert_eq!(
         r.applied,
@@ -96,15 +92,7 @@ async fn a_reload_changes_the_monitor_list_and_the_limits_and_nothing_else() {
     );
     assert!(r.restart.is_empty(), "{r:?}");
     // the gateway's behind rule is the new one
-    let after = gw.gw.gateway.behind_rule();
-    assert_eq!(
-        (after.lag, after.hold, after.warn),
-        (
-            Duration::from_millis(20),
-            Duration::from_secs(10),
-            Duration::from_secs(300)
-        )
-    );
+    assert_eq!(rule(), (20, 10, 300));
     eventually("203 monitored, 201 no longer", || async {
         pbx_monitors(&sim, "203").await == 1 && pbx_monitors(&sim, "201").await == 0
     })
@@ -441,11 +429,38 @@ async fn a_file_with_a_mistake_changes_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The lines of `ctigate run`'s stdout, read on a thread of their own.
+fn stdout_lines(child: &mut std::process::Child) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use std::io::{BufRead, BufReader};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = child.stdout.take().expect("stdout piped");
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line of `ctigate run`'s stdout with `what` in it (others skipped), within [`T`].
+async fn line_with(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, what: &str) -> String {
+    loop {
+        let l = timeout(T, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no line with {what:?}"))
+            .expect("ctigate run's stdout");
+        if l.contains(what) {
+            return l;
+        }
+    }
+}
+
 /// `ctigate run` with a real SIGHUP: the file's new log level and monitor list apply, the
 /// client stays connected, stdout says what happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_running_gateway() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let sim = start_sim(SimConfig::default()).await;
     let dir = std::env::temp_dir().join(format!("ctigate-sighup-{}", std::process::id()));
@@ -472,25 +487,8 @@ async fn sighup_reloads_the_running_gateway() {
         .spawn()
         .expect("run ctigate run");
     let pid = child.id().to_string();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    let mut line_with = async |what: &str| loop {
-        let l = timeout(T, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no line with {what:?}"))
-            .expect("ctigate run's stdout");
-        if l.contains(what) {
-            return l;
-        }
-    };
-    line_with("link pbx1: up").await;
+    let mut rx = stdout_lines(&mut child);
+    line_with(&mut rx, "link pbx1: up").await;
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut c = Client::connect(addr).await;
     c.ok(json!({"op": "monitor.start", "device": "202"})).await;
@@ -499,7 +497,7 @@ async fn sighup_reloads_the_running_gateway() {
     std::fs::write(&path, file("debug", "\"204\"")).unwrap();
     let hup = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
     assert!(hup.success());
-    let l = line_with("configuration reloaded").await;
+    let l = line_with(&mut rx, "configuration reloaded").await;
     assert_eq!(
         l,
         "ctigate run: configuration reloaded: 2 applied, 0 waiting for a restart"
@@ -518,7 +516,7 @@ async fn sighup_reloads_the_running_gateway() {
     // a mistake: refused, said on stdout, the gateway runs on
     std::fs::write(&path, "[api\n").unwrap();
     Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-    let l = line_with("reload refused").await;
+    let l = line_with(&mut rx, "reload refused").await;
     assert!(l.contains("nothing changed"), "{l}");
     c.ok(json!({"op": "ping"})).await;
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -531,7 +529,6 @@ async fn sighup_reloads_the_running_gateway() {
 /// reload runs once the gateway is up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sighup_while_starting_waits_for_the_reload() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let sim = start_sim(SimConfig::default()).await;
     let dir = std::env::temp_dir().join(format!("ctigate-early-hup-{}", std::process::id()));
@@ -556,15 +553,7 @@ async fn a_sighup_while_starting_waits_for_the_reload() {
         .spawn()
         .expect("run ctigate run");
     let pid = child.id().to_string();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
+    let mut rx = stdout_lines(&mut child);
     // the FIFO written on a thread of its own (the write waits for the reader); done when
     // the gateway has read it
     let feed = |path: std::path::PathBuf, text: String| {
@@ -593,16 +582,7 @@ async fn a_sighup_while_starting_waits_for_the_reload() {
         .recv_timeout(T)
         .expect("the configuration read")
         .unwrap();
-    let mut line_with = async |what: &str| loop {
-        let l = timeout(T, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no line with {what:?}"))
-            .expect("ctigate run's stdout");
-        if l.contains(what) {
-            return l;
-        }
-    };
-    line_with("NDJSON port").await;
+    line_with(&mut rx, "NDJSON port").await;
     // the signal kept: the reload reads the file again
     let again = feed(path.clone(), text);
     again
@@ -610,7 +590,7 @@ async fn a_sighup_while_starting_waits_for_the_reload() {
         .expect("read again by the reload")
         .unwrap();
     assert_eq!(
-        line_with("configuration reloaded").await,
+        line_with(&mut rx, "configuration reloaded").await,
         "ctigate run: configuration reloaded: 0 applied, 0 waiting for a restart"
     );
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();

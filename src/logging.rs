@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -106,24 +106,12 @@ impl AuditFile {
     }
 }
 
-/// One record's write to the audit file, under its lock.
-pub struct AuditWriter<'a>(MutexGuard<'a, std::fs::File>);
-
-impl std::io::Write for AuditWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
-    }
-}
-
+/// A record is written under the file's lock (`tracing_subscriber`'s writer for a `Mutex`).
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for AuditFile {
-    type Writer = AuditWriter<'a>;
+    type Writer = tracing_subscriber::fmt::writer::MutexGuardWriter<'a, std::fs::File>;
 
-    fn make_writer(&'a self) -> AuditWriter<'a> {
-        AuditWriter(self.0.file.lock().unwrap_or_else(|p| p.into_inner()))
+    fn make_writer(&'a self) -> Self::Writer {
+        self.0.file.make_writer()
     }
 }
 
@@ -234,6 +222,12 @@ impl LogLimit {
             return None;
         }
         Some(self.suppressed.swap(0, std::sync::atomic::Ordering::AcqRel))
+    }
+
+    /// When [`LogLimit::allow`] lets the next line through (`None`: now, none was written).
+    pub fn next_at(&self) -> Option<std::time::Instant> {
+        let last = self.last.load(std::sync::atomic::Ordering::Acquire);
+        (last != u64::MAX).then(|| self.start + std::time::Duration::from_millis(last + 1000))
     }
 }
 

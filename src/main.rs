@@ -469,13 +469,12 @@ fn run(
             let filter = if log_given { log } else { &cfg.log.level };
             let filter = ctigate::logging::init_with_audit(filter, log_format, audit.as_deref())
                 .map_err(|e| anyhow::anyhow!(e))?;
-            let audit = filter.audit_file();
             let reload = ctigate::reload::Setup {
                 path,
                 log: Some(filter),
                 log_from_flag: log_given,
             };
-            rt.block_on(run_gateway(cfg, reload, audit, hangup))
+            rt.block_on(run_gateway(cfg, reload, hangup))
         }
         Command::Token {
             name,
@@ -786,7 +785,6 @@ async fn run_sim(
 async fn run_gateway(
     cfg: ctigate::config::Config,
     reload: ctigate::reload::Setup,
-    audit: Option<ctigate::logging::AuditFile>,
     hangup: Hangup,
 ) -> anyhow::Result<i32> {
     let stop = stop_signal()?;
@@ -837,6 +835,7 @@ async fn run_gateway(
     // SIGHUP: open the audit file again (logrotate moved it aside), read the configuration
     // again, apply what can change live
     let mut reloader = ctigate::reload::Reloader::new(reload, api.clone(), running);
+    let audit = reloader.audit_file();
     #[cfg(unix)]
     let reloading =
         tokio::spawn(async move {

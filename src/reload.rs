@@ -97,6 +97,11 @@ impl Reloader {
         }
     }
 
+    /// The audit file the log writes to (`[audit] file`), which SIGHUP opens again.
+    pub fn audit_file(&self) -> Option<crate::logging::AuditFile> {
+        self.log.as_ref().and_then(LogFilter::audit_file)
+    }
+
     /// Read the file again and apply it; the error (nothing changed) when it cannot be
     /// read or has a mistake. Logs what it did either way.
     pub async fn reload(&mut self) -> Result<Report, String> {

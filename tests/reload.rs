@@ -400,9 +400,7 @@ async fn a_file_with_a_mistake_changes_nothing() {
     let sim = start_sim(SimConfig::default()).await;
     let cfg = config(vec![link("pbx1", &sim, &["201"])], Vec::new());
     let gw = Gw::start(cfg.clone()).await;
-    let dir = std::env::temp_dir().join(format!("ctigate-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ctigate.toml");
+    let (dir, path) = scratch("reload");
     std::fs::write(
         &path,
         format!(
@@ -427,6 +425,15 @@ async fn a_file_with_a_mistake_changes_nothing() {
     .await;
     assert!(gw.gw.gateway.link("pbx1").unwrap().is_pinned("201"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A directory of its own for a test (`ctigate-NAME-PID` in the temporary directory) and
+/// the path of its `ctigate.toml`.
+fn scratch(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("ctigate-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ctigate.toml");
+    (dir, path)
 }
 
 /// The lines of `ctigate run`'s stdout, read on a thread of their own.
@@ -463,9 +470,7 @@ async fn line_with(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, what: 
 async fn sighup_reloads_the_running_gateway() {
     use std::process::{Command, Stdio};
     let sim = start_sim(SimConfig::default()).await;
-    let dir = std::env::temp_dir().join(format!("ctigate-sighup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ctigate.toml");
+    let (dir, path) = scratch("sighup");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -531,9 +536,7 @@ async fn sighup_reloads_the_running_gateway() {
 async fn a_sighup_while_starting_waits_for_the_reload() {
     use std::process::{Command, Stdio};
     let sim = start_sim(SimConfig::default()).await;
-    let dir = std::env::temp_dir().join(format!("ctigate-early-hup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ctigate.toml");
+    let (dir, path) = scratch("early-hup");
     let _ = std::fs::remove_file(&path);
     assert!(Command::new("mkfifo")
         .arg(&path)

@@ -663,17 +663,13 @@ impl Gateway {
     pub fn start(cfg: &Config) -> Arc<Gateway> {
         let sections: BTreeMap<&str, &LinkSection> =
             cfg.links.iter().map(|l| (l.name.as_str(), l)).collect();
-        let gw = Gateway::with_links(
+        Gateway::with_links(
             cfg.links.iter().map(LinkSpec::from_section).collect(),
             |spec, events| {
                 let section = sections[spec.name.as_str()];
                 Arc::new(Link::start(link_config(section), events)) as Arc<dyn PbxLink>
             },
-        );
-        // the configured rule from the pumps' first batch on (an Api over this gateway
-        // sets the same, and a reload a new one)
-        gw.set_behind_rule(cfg.api.behind_rule());
-        gw
+        )
     }
 
     /// A gateway over links made by `connect`, which gets each link's spec and the sender
@@ -779,8 +775,9 @@ impl Gateway {
         self.behind_links.load(Ordering::Relaxed) > 0
     }
 
-    /// The rule for [`Gateway::is_behind`] (the configuration's, at start and at every
-    /// reload; taken by each event pump at its next batch).
+    /// The rule for [`Gateway::is_behind`] (the `[api]` configuration's: set by the Api
+    /// over this gateway when it is made and at every reload; taken by each event pump at
+    /// its next batch).
     pub fn set_behind_rule(&self, rule: BehindRule) {
         for (at, d) in self
             .behind_rule

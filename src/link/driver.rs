@@ -37,9 +37,6 @@ pub const COMMAND_QUEUE: usize = 1024;
 /// `Up`/`Down` events held while the owner's channel is full (beyond: the oldest go, with a
 /// warning; only the latest state matters then).
 const HELD_LINK_STATES: usize = 64;
-/// A held-back "caught up" line's totals are written this long after the last such line
-/// (the interval of its [`LogLimit`]).
-const LATE_TOTALS_AFTER: Duration = Duration::from_secs(1);
 /// Added to `request_timeout` for the caller's own safety timeout (the session answers
 /// Timeout first).
 const ANSWER_SLACK: Duration = Duration::from_secs(1);
@@ -349,8 +346,6 @@ impl Link {
             caught_up_log: LogLimit::new(),
             shed_unlogged: 0,
             shed_episodes_unlogged: 0,
-            late_totals: None,
-            caught_up_last: None,
             associated_before: false,
             up: up.clone(),
             counters: counters.clone(),
@@ -620,11 +615,6 @@ struct Driver<E, D: Dialect> {
     caught_up_log: LogLimit,
     shed_unlogged: u64,
     shed_episodes_unlogged: u64,
-    /// When to write the totals of a held-back "caught up" line (even if no event comes to
-    /// bring them) ...
-    late_totals: Option<std::time::Instant>,
-    /// ... a second after the last such line written.
-    caught_up_last: Option<std::time::Instant>,
     /// The link was associated once already (the next association is a reconnect).
     associated_before: bool,
     up: Arc<AtomicBool>,
@@ -666,11 +656,15 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
             }
             let timer = self.session.poll_timeout();
             let shedding = self.shed.active();
+            // totals of a held-back "caught up" line: written once the line's limit allows
+            // it, however quiet the link is by then
+            let late_totals = (self.shed_unlogged > 0 && !shedding)
+                .then(|| self.caught_up_log.next_at().unwrap_or_else(now));
             let wake = tokio::select! {
                 c = self.rx.recv(), if self.rx_open => Wake::Cmd(c),
                 r = self.events.reserve(), if shedding => Wake::Room(r.is_ok()),
                 _ = sleep_until(timer) => Wake::Timer,
-                _ = sleep_until(self.late_totals), if self.late_totals.is_some() => Wake::LateTotals,
+                _ = sleep_until(late_totals), if late_totals.is_some() => Wake::LateTotals,
                 e = conn_event::<D>(&mut self.conn) => Wake::Conn(e),
             };
             let batch = self.wake(wake, now());
@@ -697,7 +691,7 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
         self.up.store(false, Ordering::Release);
         if self.shed_unlogged > 0 {
             // totals held back: the lines add up to `events_shed` to the end
-            self.write_caught_up(now());
+            self.write_caught_up();
         }
         for (_, r) in self.replies.drain() {
             let _ = r.send(Err(LinkError::Closed));
@@ -720,12 +714,10 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
             Wake::Cmd(Some(c)) => self.command(c, now),
             Wake::Timer => self.session.handle_timeout(now),
             Wake::LateTotals => {
-                self.late_totals = None;
-                if self.shed_unlogged > 0 && !self.shed.active() {
-                    // the limit's second is over: this line starts its next one
-                    let _ = self.caught_up_log.allow();
-                    self.write_caught_up(now);
-                }
+                // the limit's second is over: this line starts its next one (written even
+                // should the limit's clock disagree, so the timer never fires in a loop)
+                let _ = self.caught_up_log.allow();
+                self.write_caught_up();
             }
             Wake::Room(true) => self.catch_up(),
             Wake::Room(false) => self.shed = Shed::default(),
@@ -920,10 +912,6 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
                 Err(mpsc::error::TrySendError::Full(())) => Some(e),
             };
             let Some(e) = full else {
-                if self.shed_unlogged > 0 {
-                    // totals of episodes whose "caught up" line was held back
-                    self.log_caught_up();
-                }
                 return;
             };
             // an overload sheds in many short episodes (the queue has room for one
@@ -976,26 +964,17 @@ impl<E: From<LinkEvent> + Send + 'static, D: Dialect> Driver<E, D> {
 
     /// The "caught up" warning with the events shed and the episodes ended since the last
     /// one, when a line is allowed now (one a second); `false`: held back, the totals kept
-    /// for the next (written with the first event handed over a second on, or by the
-    /// driver's `late_totals` timer if none comes).
+    /// for the next (the run loop writes them once the limit allows a line).
     fn log_caught_up(&mut self) -> bool {
         if self.caught_up_log.allow().is_none() {
-            // a second after the last line at the latest, however quiet the link is by then
-            if self.late_totals.is_none() {
-                let after = self.caught_up_last.unwrap_or_else(now) + LATE_TOTALS_AFTER;
-                self.late_totals = Some(after);
-            }
             return false;
         }
-        self.write_caught_up(now());
+        self.write_caught_up();
         true
     }
 
-    /// The "caught up" warning with the totals kept (the rate limit asked before, or its
-    /// interval over: the `late_totals` timer, the driver stopping).
-    fn write_caught_up(&mut self, now: std::time::Instant) {
-        self.late_totals = None;
-        self.caught_up_last = Some(now);
+    /// The "caught up" warning with the totals kept (the rate limit asked before).
+    fn write_caught_up(&mut self) {
         warn!(link = %self.name, shed = self.shed_unlogged, episodes = self.shed_episodes_unlogged,
               "the gateway caught up with the switch's events; the devices concerned are being resynchronised");
         self.shed_unlogged = 0;

@@ -1564,6 +1564,10 @@ async fn pump(gw: Weak<Gateway>, slot: Arc<LinkSlot>, mut rx: mpsc::Receiver<Pum
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let n = tokio::select! {
+            // first: a link stopped by a reload releases its association, and the `Down`
+            // that brings must not reach clients before the gateway's own `link.down`
+            // (the stop is given before the release starts, so it is seen first)
+            biased;
             _ = stop.cancelled() => break,
             n = rx.recv_many(&mut batch, PUMP_BATCH) => n,
             _ = look.tick(), if behind.since.is_some() => {
